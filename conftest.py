@@ -1,0 +1,3 @@
+"""Root conftest: enables pytester for the plugin's acceptance tests."""
+
+pytest_plugins = ["pytester"]

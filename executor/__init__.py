@@ -1,0 +1,1 @@
+"""The ``executor`` namespace: home of :mod:`executor.engine`."""

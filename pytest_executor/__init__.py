@@ -1,0 +1,1 @@
+"""pytest-executor: run a pytest suite as a graph of engine jobs."""

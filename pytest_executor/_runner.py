@@ -1,0 +1,83 @@
+"""The contract between the controller and the backends that run test items.
+
+The controller (in the pytest process, main thread) owns the dependency graph
+and decides *when* an item may run.  A runner decides *where*: it hands the item
+to a worker (a warm process, a fresh subprocess, a dask worker, ...) and streams
+back what happened as plain ``(name, kwargs)`` events.  The controller replays
+those events through pytest's own hooks, so the terminal, ``-x``, ``--lf``,
+junitxml and other plugins see ordinary reports.
+
+Events a runner yields from :meth:`Runner.next_events`:
+
+``("logstart", {"nodeid": str, "location": tuple[str, int | None, str], "worker": str})``
+    the item started on ``worker``; replayed as ``pytest_runtest_logstart``.
+``("logreport", {"report": TestReport, "worker": str})``
+    one phase report, already deserialized with ``pytest_report_from_serializable``;
+    replayed as ``pytest_runtest_logreport``.
+``("result", {"index": int, "outcome": "passed" | "failed" | "skipped", "worker": str})``
+    the outcome that dependents care about is known (after the call phase, or a
+    failed/skipped setup).  The controller may release dependents now, even if
+    the item's teardown is deferred until the worker learns its next item.
+``("done", {"index": int, "worker": str, "start": float, "stop": float, "crashed": bool})``
+    every report of the item has been sent (``start``/``stop`` are ``time.time()``
+    wall-clock seconds); replayed as ``pytest_runtest_logfinish``.
+``("worker_lost", {"worker": str, "reason": str})``
+    informational: a worker died and was (or will be) replaced.  The item it was
+    running has already been turned into failed ``logreport`` events + ``result``
+    + ``done`` by the runner.
+``("error", {"message": str})``
+    a fatal problem (collection mismatch, unreachable cluster, ...); the
+    controller aborts the run with ``pytest.UsageError``-style output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
+
+Event = tuple[str, dict[str, Any]]
+"""A plain ``(name, kwargs)`` message from a runner to the controller."""
+
+
+@dataclass(frozen=True)
+class ItemTask:
+    """One attempt at running one collected item on a runner."""
+
+    index: int
+    """Position of the item in ``session.items`` (workers collect the same list)."""
+    nodeid: str
+    timeout: float | None = None
+    """Seconds before the worker running it is killed and the item fails."""
+    exclusive: bool = False
+    """Nothing else may run on the same machine/host while this item runs."""
+    attempt: int = 1
+
+
+class Runner(Protocol):
+    """A backend that runs items somewhere other than the controller's main thread."""
+
+    name: str
+
+    def start(self, session: pytest.Session) -> None:
+        """Start (or connect to) the workers; may return before they are ready."""
+
+    def free_slots(self) -> int:
+        """How many more tasks the runner can accept right now."""
+
+    def submit(self, task: ItemTask) -> None:
+        """Hand one task to a worker; never blocks on the task itself."""
+
+    def next_events(self, timeout: float | None) -> list[Event]:
+        """Block up to ``timeout`` seconds for events; return all that are ready."""
+
+    def finish(self) -> None:
+        """No more tasks will come: let workers run deferred teardowns and exit.
+
+        Events produced while finishing are still returned by :meth:`next_events`
+        until it returns ``[("finished", {})]``.
+        """
+
+    def kill(self) -> None:
+        """Abort now (Ctrl-C, ``-x``): kill every worker and child process."""

@@ -1,0 +1,1 @@
+"""The pytest11 entry point of pytest-executor (placeholder until the plugin lands)."""
