@@ -1,0 +1,204 @@
+"""The dask backend: the engine's asynchronous ``distributed.Client``.
+
+An engine gets one :class:`DaskBackend`. It hands DaskJobs a client that lives
+on the engine's event loop:
+
+* by default a ``distributed.LocalCluster`` is started lazily, on the first
+  DaskJob: one single-threaded worker process per core, quiet logs, no
+  dashboard, scratch space in a private temporary directory (nothing is
+  written to the working directory), closed by ``engine.stop()``;
+* ``engine.dask_client = Client(address, asynchronous=True)`` points the
+  engine at a running cluster instead. The user's client is used as is when
+  it belongs to the engine's loop; a client made on another loop (the engine
+  runs its own loop in a thread in sync use) is only read for its address and
+  the backend connects its own client there. A synchronous client is refused.
+
+``distributed`` is imported lazily: the engine works without dask installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import typing as T
+
+from ..log import logger
+
+if T.TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
+__all__ = ["DaskBackend", "check_async_client"]
+
+#: Seconds to wait for a cluster to answer before a DaskJob fails with a clear error.
+CONNECT_TIMEOUT = 10.0
+
+
+def _import_distributed() -> T.Any:
+    try:
+        import distributed
+    except ImportError as error:  # pragma: no cover - the dev env has dask
+        raise ImportError(
+            "DaskJob needs dask.distributed: pip install 'pytest-executor[dask]'"
+        ) from error
+    return distributed
+
+
+def check_async_client(client: object) -> "Client":
+    """Return ``client`` if it is an asynchronous ``distributed.Client``, else raise ``ValueError``."""
+    distributed = _import_distributed()
+    if not isinstance(client, distributed.Client):
+        raise ValueError(
+            f"dask_client must be a distributed.Client created with asynchronous=True, got {type(client).__name__}"
+        )
+    if not client.asynchronous:
+        raise ValueError(
+            "dask_client must be an asynchronous client: create it with "
+            "Client(address, asynchronous=True) (the engine awaits it on its own event loop)"
+        )
+    return client
+
+
+def _client_address(client: "Client") -> str | None:
+    scheduler = getattr(client, "scheduler", None)
+    address = getattr(scheduler, "address", None)
+    if address:
+        return str(address)
+    start_arg = getattr(client, "_start_arg", None)
+    return start_arg if isinstance(start_arg, str) else None
+
+
+def _client_loop(client: "Client") -> asyncio.AbstractEventLoop | None:
+    loop = getattr(client, "loop", None)
+    return getattr(loop, "asyncio_loop", None)
+
+
+class DaskBackend:
+    """Owns (or borrows) the dask client that the engine's DaskJobs run on."""
+
+    def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1) -> None:
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self._user_client: Client | None = None
+        self._client: Client | None = None
+        self._owned_client = False
+        self._cluster: LocalCluster | None = None
+        self._scratch: str | None = None
+        self._starting: asyncio.Lock | None = None
+
+    @property
+    def client(self) -> "Client | None":
+        """The client set by the user, else the one in use (``None`` before the first DaskJob)."""
+        return self._user_client if self._user_client is not None else self._client
+
+    @property
+    def cluster(self) -> "LocalCluster | None":
+        """The LocalCluster this backend started, if any."""
+        return self._cluster
+
+    def set_client(self, client: "Client | None") -> None:
+        """Use ``client``'s cluster from now on (``None`` = back to a lazily started LocalCluster).
+
+        The previously used client and cluster are closed by :meth:`close`, or
+        at the next :meth:`get_client`.
+        """
+        self._user_client = None if client is None else check_async_client(client)
+
+    async def get_client(self) -> "Client":
+        """The client to submit to, connecting or starting a cluster on first use."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._client is not None and self._is_current(self._client):
+                return self._client
+            await self._release()
+            if self._user_client is not None:
+                self._client = await self._adopt(self._user_client)
+            else:
+                self._client = await self._start_local_cluster()
+            return self._client
+
+    def _is_current(self, client: "Client") -> bool:
+        if client.status not in ("running", "connecting", "newly-created"):
+            return False
+        if self._user_client is None:
+            return self._owned_client and self._cluster is not None
+        return client is self._user_client or (
+            self._owned_client and _client_address(client) == _client_address(self._user_client)
+        )
+
+    async def _adopt(self, client: "Client") -> "Client":
+        loop = asyncio.get_running_loop()
+        if _client_loop(client) in (None, loop):
+            self._owned_client = False
+            if client.status == "newly-created":
+                await asyncio.wait_for(client, CONNECT_TIMEOUT)
+            return client
+        address = _client_address(client)
+        if address is None:
+            raise ValueError(
+                "dask_client was made on another event loop and has no scheduler address; "
+                "create it as Client('tcp://host:port', asynchronous=True)"
+            )
+        logger.debug("dask client belongs to another loop; connecting the engine's own to {}", address)
+        own = await self._connect(address)
+        self._owned_client = True
+        return own
+
+    async def _connect(self, address: str) -> "Client":
+        distributed = _import_distributed()
+        try:
+            return await asyncio.wait_for(
+                distributed.Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT),
+                CONNECT_TIMEOUT + 1,
+            )
+        except (OSError, asyncio.TimeoutError) as error:
+            raise ConnectionError(f"cannot reach the dask scheduler at {address}: {error}") from error
+
+    async def _start_local_cluster(self) -> "Client":
+        distributed = _import_distributed()
+        import dask
+
+        n_workers = self.n_workers or os.cpu_count() or 1
+        self._scratch = tempfile.mkdtemp(prefix="executor-dask-")
+        logger.info("starting a dask LocalCluster with {} worker process(es)", n_workers)
+        # A worker lost mid-task fails the task at once (KilledWorker): the job's
+        # own `retries` decide what happens next, not the scheduler's.
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0, "temporary-directory": self._scratch}):
+            self._cluster = await distributed.LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=self.threads_per_worker,
+                processes=True,
+                asynchronous=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                local_directory=self._scratch,
+            )
+        self._owned_client = True
+        return await distributed.Client(self._cluster, asynchronous=True)
+
+    async def _release(self) -> None:
+        client, cluster, scratch = self._client, self._cluster, self._scratch
+        owned = self._owned_client
+        self._client, self._cluster, self._scratch, self._owned_client = None, None, None, False
+        if client is not None and owned:
+            await _quietly(client.close())
+        if cluster is not None:
+            closing = cluster.close()
+            if closing is not None:
+                await _quietly(closing)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Close what this backend started (its client, its LocalCluster); a user's client stays open."""
+        await self._release()
+
+
+async def _quietly(awaitable: T.Awaitable[T.Any]) -> None:
+    try:
+        await asyncio.wait_for(awaitable, 20)
+    except Exception as error:  # closing is best effort: never fail engine.stop()
+        logger.debug("closing dask resources: {!r}", error)

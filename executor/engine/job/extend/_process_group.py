@@ -1,0 +1,198 @@
+"""Run a shell command in its own process group and stop the whole group.
+
+Every command an extended job starts gets a new session (``setsid``), so its
+process-group id is the child's pid and one ``killpg`` reaches everything the
+command spawned (the shell, pipelines, grandchildren). This module holds the
+blocking and the asyncio flavours of "run and supervise", the group killers
+and the small stderr tail kept for error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import IO, Any, Callable
+
+__all__ = [
+    "CommandFailed",
+    "RESERVED_POPEN_KWARGS",
+    "StderrTail",
+    "check_popen_kwargs",
+    "group_alive",
+    "kill_group_async",
+    "kill_group_blocking",
+    "signal_group",
+]
+
+#: Popen arguments the job sets itself: overriding them would break group kill or the result.
+RESERVED_POPEN_KWARGS = frozenset({"args", "shell", "start_new_session", "process_group", "cwd", "preexec_fn"})
+#: Seconds a command gets to exit after SIGTERM before the group is SIGKILLed.
+TERMINATE_GRACE = 3.0
+
+
+class CommandFailed(RuntimeError):
+    """A command exited with a non-zero return code; carries the code and the end of its stderr."""
+
+    def __init__(self, cmd: str, returncode: int, stderr_tail: str = "") -> None:
+        self.cmd = cmd
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        message = f"command {cmd!r} exited with code {returncode}"
+        if returncode < 0:
+            message += f" (killed by signal {_signal_name(-returncode)})"
+        if stderr_tail:
+            message += f"; stderr tail:\n{stderr_tail}"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[CommandFailed], tuple[str, int, str]]:
+        # process workers send the exception back pickled: keep the fields, not the message
+        return (CommandFailed, (self.cmd, self.returncode, self.stderr_tail))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def check_popen_kwargs(popen_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate user ``popen_kwargs``: a dict without the keys the job controls itself."""
+    if popen_kwargs is None:
+        return {}
+    if not isinstance(popen_kwargs, dict):
+        raise TypeError(f"popen_kwargs must be a dict of subprocess.Popen arguments, got {type(popen_kwargs).__name__}")
+    reserved = sorted(RESERVED_POPEN_KWARGS.intersection(popen_kwargs))
+    if reserved:
+        raise ValueError(
+            f"popen_kwargs may not set {', '.join(reserved)}: the job runs the command through the shell "
+            "in its own process group (use target_dir for the working directory)"
+        )
+    return dict(popen_kwargs)
+
+
+class StderrTail:
+    """Keeps the last bytes of a stream, to quote them when the command fails."""
+
+    def __init__(self, max_bytes: int = 4096, max_lines: int = 15) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._max_bytes = max_bytes
+        self._max_lines = max_lines
+
+    def feed(self, chunk: bytes) -> None:
+        """Remember ``chunk``, forgetting the oldest bytes beyond the budget."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        while self._size - len(self._chunks[0]) >= self._max_bytes:
+            self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        """The last lines seen, decoded leniently."""
+        data = b"".join(self._chunks)[-self._max_bytes:]
+        lines = data.decode(errors="replace").rstrip().splitlines()
+        return "\n".join(lines[-self._max_lines:])
+
+    @classmethod
+    def of_file(cls, path: str, max_bytes: int = 4096) -> str:
+        """The tail of a file the command wrote its stderr into ("" if it does not exist)."""
+        tail = cls(max_bytes=max_bytes)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - max_bytes))
+                tail.feed(handle.read())
+        except OSError:
+            return ""
+        return tail.text()
+
+
+def relay_stderr(chunk: bytes, sink: IO[str] | None = None) -> None:
+    """Copy a chunk of the command's stderr to ours (bytes when possible, so nothing is re-encoded)."""
+    stream = sink if sink is not None else sys.stderr
+    if stream is None:
+        return
+    buffer = getattr(stream, "buffer", None)
+    try:
+        if buffer is not None:
+            stream.flush()
+            buffer.write(chunk)
+            buffer.flush()
+        else:
+            stream.write(chunk.decode(errors="replace"))
+            stream.flush()
+    except (OSError, ValueError):
+        # our own stderr is gone (closed pipe): the tail is still kept for the error message
+        pass
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # a pid reused by someone else's process: not ours to signal
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is still in group ``pgid``."""
+    return signal_group(pgid, 0)
+
+
+def kill_group_blocking(pgid: int, leader_exited: Callable[[float], bool] | None = None,
+                        grace: float = TERMINATE_GRACE) -> None:
+    """SIGTERM the group, give it ``grace`` seconds, then SIGKILL whatever is left.
+
+    ``leader_exited(timeout)`` waits for (and reaps) the group leader when the
+    caller is its parent; otherwise the group is watched with ``killpg(0)``.
+    """
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    if leader_exited is not None:
+        leader_exited(grace)
+    else:
+        deadline = time.monotonic() + grace
+        delay = 0.005
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    # members that ignored SIGTERM (or a leader that trapped it) do not get a second chance
+    signal_group(pgid, signal.SIGKILL)
+    if leader_exited is not None:
+        leader_exited(grace)
+
+
+async def kill_group_async(process: asyncio.subprocess.Process, grace: float = TERMINATE_GRACE) -> None:
+    """The asyncio twin of :func:`kill_group_blocking` for a child of this process."""
+    pgid = process.pid
+    if not signal_group(pgid, signal.SIGTERM):
+        await process.wait()
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+    except asyncio.TimeoutError:
+        pass
+    signal_group(pgid, signal.SIGKILL)
+    await process.wait()
+
+
+def popen_leader_waiter(process: subprocess.Popen[bytes]) -> Callable[[float], bool]:
+    """A ``leader_exited`` callback for :func:`kill_group_blocking` that reaps ``process``."""
+
+    def wait(timeout: float) -> bool:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    return wait
