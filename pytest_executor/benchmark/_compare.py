@@ -118,3 +118,11 @@ def find_regressions(
         if exceeded:
             found.append(Regression(name, threshold, before, after))
     return found
+
+
+def parse_fail_on(raw: str) -> tuple[Threshold, ...]:
+    """Parse the value of ``--executor-benchmark-fail-on`` (at least one threshold)."""
+    thresholds = parse_thresholds([raw])
+    if not thresholds:
+        raise ValueError(f"no threshold in {raw!r}: expected {THRESHOLD_HELP}")
+    return thresholds

@@ -143,3 +143,14 @@ def _one_round(
     if after_round is not None:
         after_round()
     return duration
+
+
+def parse_rounds(raw: str) -> int:
+    """Parse a number of rounds >= 0 (option values such as warmup rounds)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an integer") from None
+    if value < 0:
+        raise ValueError(f"{raw!r} must be at least 0")
+    return value
