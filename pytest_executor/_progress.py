@@ -216,6 +216,8 @@ class LiveRegion:
                 self._raw.write(
                     _SYNC_BEGIN + _ERASE_BELOW + text + self._region() + _SYNC_END
                 )
+            # Unflushed text could be overtaken by a redraw from the ticker.
+            self._raw.flush()
             return len(text)
 
     def flush(self) -> None:
@@ -363,21 +365,42 @@ def start_live_progress(config: pytest.Config, total: int = 0) -> LiveProgress |
     if not live_progress_wanted(config):
         return None
     writer = config.get_terminal_writer()
-    raw: TextIO = writer._file  # pytest's TerminalWriter keeps its file here
+    original: TextIO = writer._file  # pytest's TerminalWriter keeps its file here
+    terminal = _own_terminal_file(original)
+    if terminal is None:
+        return None
 
     def width() -> int:
         return int(writer.fullwidth)
 
     def height() -> int:
         try:
-            return os.get_terminal_size(raw.fileno()).lines
-        except (OSError, ValueError, AttributeError):
+            return os.get_terminal_size(terminal.fileno()).lines
+        except (OSError, ValueError):
             return shutil.get_terminal_size().lines
 
-    region = LiveRegion(raw, width)
+    region = LiveRegion(terminal, width)
 
     def restore() -> None:
-        writer._file = raw
+        writer._file = original
+        terminal.close()
 
     writer._file = region
     return LiveProgress(region, total=total, width=width, height=height, on_close=restore)
+
+
+def _own_terminal_file(original: TextIO) -> TextIO | None:
+    """A new file on the terminal device behind ``original``.
+
+    While a test runs, pytest's capture points file descriptors 1 and 2 at
+    temporary files; redraws from the ticker thread would land there.  A
+    duplicate of the descriptor, taken now (capture is suspended between
+    tests), keeps pointing at the terminal itself.
+    """
+    try:
+        original.flush()
+        fd = os.dup(original.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    encoding = getattr(original, "encoding", None) or "utf-8"
+    return os.fdopen(fd, "w", encoding=encoding, errors="replace")

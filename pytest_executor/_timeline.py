@@ -59,8 +59,7 @@ def timeline_format(path: str | Path) -> TimelineFormat:
     if suffix == ".svg":
         return "svg"
     raise ValueError(
-        f"--executor-timeline: {str(path)!r} must end in .html (interactive page) "
-        "or .svg (static picture)"
+        f"{str(path)!r} must end with .html (interactive page) or .svg (static picture)"
     )
 
 

@@ -116,7 +116,7 @@ def test_write_timeline_picks_format_from_suffix(tmp_path: Path, name: str) -> N
 
 @pytest.mark.parametrize("name", ["run.png", "run", "run.html.txt"])
 def test_unknown_suffix_is_a_clear_error(name: str) -> None:
-    with pytest.raises(ValueError, match=r"--executor-timeline: .* must end in \.html"):
+    with pytest.raises(ValueError, match=r"'.*' must end with \.html .* or \.svg"):
         timeline_format(name)
 
 

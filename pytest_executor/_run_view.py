@@ -1,0 +1,222 @@
+"""Seeing the run: the pytest side of live progress, the timeline and the critical path.
+
+:class:`RunView` is a plugin object the plugin registers when it is active.  It
+only listens to hooks that the controller replays for every backend
+(``pytest_runtest_logstart`` / ``logreport`` / ``logfinish``), so no backend
+needs to know about it:
+
+* it drives the live :mod:`~pytest_executor._progress` display (interactive
+  terminals only) around ``pytest_runtestloop``;
+* it notes each item's phase durations and times, joins them with the
+  controller's job records (worker, wait, dependencies) into
+  :class:`~pytest_executor._critical_path.JobSpan` records;
+* at the end it writes ``--executor-timeline`` and adds the critical-path lines
+  to the terminal summary, after the job table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, final
+
+import pytest
+
+from pytest_executor._critical_path import CriticalPath, JobSpan, critical_path
+from pytest_executor._progress import LiveProgress, start_live_progress
+from pytest_executor._timeline import format_seconds, timeline_format, write_timeline
+
+TIMELINE_HELP = (
+    "Draw every job on a per-worker timeline: PATH.html (interactive page, no "
+    "network needed) or PATH.svg (static picture), with the critical path marked."
+)
+"""Help text of ``--executor-timeline`` and its ini twin ``executor_timeline``."""
+
+IN_PROCESS_WORKER = "main"
+"""Lane name of jobs run in the pytest process when the controller names none."""
+
+_MAX_CHAIN_LINES = 10  # critical-path jobs listed in the terminal summary
+
+
+def parse_timeline_path(raw: str) -> str:
+    """Option parser for ``--executor-timeline``: a path ending in .html or .svg."""
+    if not raw.strip():
+        raise ValueError("the path is empty")
+    timeline_format(raw)
+    return raw
+
+
+@dataclass
+class _Phases:
+    """What the reports of one item said (the final attempt only is logged)."""
+
+    durations: dict[str, float] = field(default_factory=dict)
+    start: float | None = None
+    stop: float | None = None
+    outcome: str = "passed"
+
+
+@final
+class RunView:
+    """Registered by the plugin when active; see the module docstring."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        timeline: str | None = None,
+        summary: bool = True,
+        records: Any = None,
+    ) -> None:
+        """``records`` is a callable returning ``{nodeid: JobRecord}`` (or ``None``)."""
+        self._config = config
+        self._timeline = timeline
+        self._summary = summary
+        self._records = records
+        self._phases: dict[str, _Phases] = {}
+        self._live: LiveProgress | None = None
+        self._started: dict[str, str] = {}  # nodeid -> worker, for on_finish
+        self._written: Path | None = None
+
+    # -- live progress ------------------------------------------------------
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Show live progress while the items run; erase it before the summary."""
+        if session.items and not session.config.option.collectonly:
+            self._live = start_live_progress(self._config, total=len(session.items))
+        try:
+            return (yield)
+        finally:
+            self._close_live()
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        """An item started (on the controller or replayed from a worker)."""
+        worker = self._worker_of(nodeid)
+        self._started[nodeid] = worker
+        if self._live is not None:
+            self._live.on_start(nodeid, worker)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Note the phase's duration, times and outcome."""
+        phases = self._phases.setdefault(report.nodeid, _Phases())
+        phases.durations[report.when] = phases.durations.get(report.when, 0.0) + float(
+            report.duration or 0.0
+        )
+        start, stop = getattr(report, "start", 0.0), getattr(report, "stop", 0.0)
+        if start:
+            phases.start = start if phases.start is None else min(phases.start, start)
+        if stop:
+            phases.stop = stop if phases.stop is None else max(phases.stop, stop)
+        phases.outcome = _merge_outcome(phases.outcome, report)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        """An item is over: the worker goes idle."""
+        worker = self._started.pop(nodeid, None) or self._worker_of(nodeid)
+        if self._live is not None:
+            phases = self._phases.get(nodeid, _Phases())
+            self._live.on_finish(
+                nodeid, worker, phases.outcome, sum(phases.durations.values())
+            )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C: get the region off the screen before pytest prints why it stopped."""
+        self._close_live()
+
+    def _close_live(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.close()
+
+    # -- end of run ---------------------------------------------------------
+    def pytest_sessionfinish(self) -> None:
+        """Write the timeline (also when the terminal reporter is disabled)."""
+        self._close_live()
+        if self._timeline:
+            self._written = write_timeline(self._timeline, self.spans())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Critical-path lines after the job table; where the timeline went."""
+        spans = self.spans()
+        if self._summary and spans:
+            for line in critical_path_lines(critical_path(spans)):
+                terminalreporter.write_line(line)
+        if self._written is not None:
+            terminalreporter.write_line(f"executor timeline: {self._written}")
+
+    def spans(self) -> list[JobSpan]:
+        """One span per item that ran, in the order they started."""
+        records = self._job_records()
+        spans = [
+            span
+            for nodeid, phases in self._phases.items()
+            if (span := _span(nodeid, phases, records.get(nodeid))) is not None
+        ]
+        spans.sort(key=lambda s: (s.start, s.nodeid))
+        return spans
+
+    def _job_records(self) -> Mapping[str, Any]:
+        if self._records is None:
+            return {}
+        return self._records() or {}
+
+    def _worker_of(self, nodeid: str) -> str:
+        record = self._job_records().get(nodeid)
+        return str(getattr(record, "worker", "") or IN_PROCESS_WORKER)
+
+
+def _merge_outcome(current: str, report: pytest.TestReport) -> str:
+    """Fold one phase report into the item's outcome (same words as the job table)."""
+    wasxfail = getattr(report, "wasxfail", None)
+    if report.failed:
+        if report.when == "call":
+            return "failed"
+        return current if current == "failed" else "error"
+    if report.skipped and report.when != "teardown" and current == "passed":
+        return "xfailed" if wasxfail is not None else "skipped"
+    if report.when == "call" and wasxfail is not None and current == "passed":
+        return "xpassed"
+    return current
+
+
+def _span(nodeid: str, phases: _Phases, record: Any) -> JobSpan | None:
+    """Join what the reports said with the controller's record of the job."""
+    start = getattr(record, "start", None) or phases.start
+    stop = getattr(record, "stop", None) or phases.stop
+    if start is None or stop is None:
+        return None  # never ran (e.g. skipped by the controller before starting)
+    return JobSpan(
+        nodeid=nodeid,
+        worker=str(getattr(record, "worker", "") or IN_PROCESS_WORKER),
+        outcome=phases.outcome,
+        start=float(start),
+        stop=float(max(stop, start)),
+        setup=phases.durations.get("setup", 0.0),
+        call=phases.durations.get("call", 0.0),
+        teardown=phases.durations.get("teardown", 0.0),
+        wait=float(getattr(record, "wait", 0.0) or 0.0),
+        after=tuple(getattr(record, "after", ()) or ()),
+        backend=str(getattr(record, "backend", "") or ""),
+    )
+
+
+def critical_path_lines(path: CriticalPath) -> list[str]:
+    """The terminal summary of a run's critical path."""
+    if not path.chain:
+        return []
+    lines = [
+        f"critical path: {len(path.chain)} job{'s' if len(path.chain) != 1 else ''}, "
+        f"{format_seconds(path.busy)} busy of {format_seconds(path.wall)} wall; "
+        f"ideal with unlimited workers: {format_seconds(path.ideal)}"
+    ]
+    shown = path.chain[:_MAX_CHAIN_LINES]
+    for i, span in enumerate(shown):
+        arrow = "  " if i == 0 else "→ "
+        lines.append(
+            f"  {arrow}{span.nodeid} ({span.worker}, {format_seconds(span.duration)})"
+        )
+    if len(path.chain) > len(shown):
+        lines.append(f"  … and {len(path.chain) - len(shown)} more")
+    return lines
