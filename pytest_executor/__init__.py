@@ -1,1 +1,13 @@
-"""pytest-executor: run a pytest suite as a graph of engine jobs."""
+"""pytest-executor: run a pytest suite as a graph of engine jobs.
+
+The pytest plugin lives in :mod:`pytest_executor.plugin` (entry point
+``executor``); the job records in :mod:`pytest_executor.report`; the pure
+dependency graph and ready-queue in :mod:`pytest_executor.dag` and
+:mod:`pytest_executor.scheduler`.
+"""
+
+__version__ = "0.1.0"
+
+WORKER_ENV = "PYTEST_EXECUTOR_WORKER"
+"""Set in worker sessions: the plugin registers its marker, options and fixtures
+there but never takes over the run loop."""

@@ -1,1 +1,157 @@
-"""The pytest11 entry point of pytest-executor (placeholder until the plugin lands)."""
+"""The pytest11 entry point of pytest-executor (``-p no:executor`` disables it).
+
+Inert by default: unless an ``--executor-*`` option (or its ini twin) is set or
+a collected test carries a ``job`` marker, the run is plain pytest — the only
+work is one cheap check after collection.  When active, the collected items
+are planned (:mod:`pytest_executor._plan`) and a
+:class:`~pytest_executor.controller.Controller` takes over the run loop.
+
+In worker sessions (``PYTEST_EXECUTOR_WORKER`` set) the marker, options,
+fixtures and the plan (``--executor-with-deps`` changes ``session.items``) are
+the same, but the controller never starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pytest
+
+from pytest_executor import WORKER_ENV, newhooks
+from pytest_executor.fixtures import async_engine, engine, engine_setting, session_engine
+from pytest_executor.marker import MARKER, MARKER_DOC, SPEC_KEY
+from pytest_executor.options import add_options, any_option_set, validate_options
+
+__all__ = ["async_engine", "engine", "engine_setting", "session_engine"]
+
+
+@dataclass
+class PluginState:
+    """Per-config state of the plugin (``config.stash[STATE_KEY]``)."""
+
+    settings: dict[str, Any]
+    """Validated option values by short name (see :mod:`pytest_executor.options`)."""
+    options_set: bool
+    worker: bool
+    deselected: list[pytest.Item] = field(default_factory=list)
+    plan: Any = None
+    """The :class:`pytest_executor._plan.Plan` once the plugin is active."""
+
+
+STATE_KEY: Final = pytest.StashKey[PluginState]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add the ``pytest_executor_*`` hooks (see :mod:`pytest_executor.newhooks`)."""
+    pluginmanager.add_hookspecs(newhooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``--executor-*`` options and their ini twins."""
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``job`` marker; validate the options early."""
+    config.addinivalue_line("markers", MARKER_DOC)
+    config.stash[STATE_KEY] = PluginState(
+        settings=validate_options(config),
+        options_set=any_option_set(config),
+        worker=bool(os.environ.get(WORKER_ENV)),
+    )
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember deselected tests: ``after=`` may name them."""
+    if items:
+        state = items[0].config.stash.get(STATE_KEY, None)
+        if state is not None:
+            state.deselected.extend(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Decide once whether the plugin is active; if so, plan the run."""
+    config = session.config
+    state = config.stash[STATE_KEY]
+    if not state.options_set and not any(
+        item.get_closest_marker(MARKER) is not None for item in session.items
+    ):
+        return
+    from pytest_executor._plan import build_plan, choose_backends
+
+    plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
+    if plan.pulled_in:
+        session.items[:] = plan.items
+        _undeselect(config, plan.pulled_in)
+    state.plan = plan
+    if state.worker:
+        return
+    choose_backends(config, plan)
+    from pytest_executor.controller import Controller
+    from pytest_executor.report import run_metadata
+
+    controller = Controller(config, plan, state.settings)
+    controller.run.metadata = run_metadata(
+        config,
+        backend=state.settings["backend"] or "local",
+        workers=state.settings["workers"],
+        max_jobs=state.settings["max-jobs"],
+        with_deps=state.settings["with-deps"],
+        pulled_in=[item.nodeid for item in plan.pulled_in],
+    )
+    config.pluginmanager.register(controller, "executor-controller")
+
+
+def _undeselect(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Take items pulled back by ``--executor-with-deps`` out of the deselected count."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    deselected = getattr(reporter, "stats", {}).get("deselected")
+    if deselected:
+        pulled = {id(item) for item in items}
+        deselected[:] = [item for item in deselected if id(item) not in pulled]
+    if reporter is not None:
+        reporter.write_line(
+            f"executor: --executor-with-deps added {len(items)} deselected "
+            f"dependenc{'y' if len(items) == 1 else 'ies'}: "
+            + ", ".join(item.nodeid for item in items)
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_executor_select_backend(item: pytest.Item) -> str:
+    """Default backend: the ``job(backend=)`` argument, else the option, else local."""
+    spec = item.stash.get(SPEC_KEY, None)
+    if spec is not None and spec.backend:
+        return spec.backend
+    backend: str | None = item.config.stash[STATE_KEY].settings["backend"]
+    return backend or "local"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the JSON report when asked to."""
+    from pytest_executor.report import RUN_KEY, write_json
+
+    run = session.config.stash.get(RUN_KEY, None)
+    path = session.config.stash[STATE_KEY].settings["report"] if STATE_KEY in session.config.stash else None
+    if run is not None and path:
+        write_json(run, path, exitstatus)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print the job table chosen by ``--executor-table`` (default: summary)."""
+    from pytest_executor.report import RUN_KEY, render_table
+
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or config.option.collectonly:
+        return
+    settings = config.stash[STATE_KEY].settings
+    text = render_table(run, settings["table"] or "summary")
+    if text:
+        terminalreporter.write_sep("-", "executor jobs")
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
+    if settings["report"]:
+        terminalreporter.write_line(f"executor: JSON report written to {settings['report']}")

@@ -1,0 +1,146 @@
+"""Turn collected items and their ``job`` markers into a validated run plan.
+
+Runs after collection, in the controller and in worker sessions alike, so that
+both end with the same ``session.items`` (``--executor-with-deps`` adds items).
+Every problem found is reported at once as one :class:`pytest.UsageError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import final
+
+import pytest
+
+from pytest_executor.dag import DependencyCycle, NameNotFound, NodeIndex, topological_order
+from pytest_executor.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
+from pytest_executor.options import BACKENDS
+
+
+@final
+@dataclass
+class Plan:
+    """What to run, on which backend, after what, in which order.
+
+    Nodes are positions in :attr:`items` (the final ``session.items``).
+    """
+
+    items: list[pytest.Item]
+    specs: list[JobSpec]
+    deps: dict[int, list[int]]
+    """Node -> nodes it runs after."""
+    missing: dict[int, list[str]]
+    """Node -> node ids of deselected tests it runs after (they will not run)."""
+    order: list[int]
+    """A topological order keeping ``session.items`` order where it can."""
+    pulled_in: list[pytest.Item] = field(default_factory=list)
+    """Deselected tests added back by ``--executor-with-deps``."""
+    backends: list[str] = field(default_factory=list)
+    """Backend of each node (filled by :func:`choose_backends`)."""
+
+
+def _error_lines(errors: list[str]) -> pytest.UsageError:
+    return pytest.UsageError("invalid job markers:\n  " + "\n  ".join(errors))
+
+
+def build_plan(
+    items: Sequence[pytest.Item], deselected: Sequence[pytest.Item], *, with_deps: bool
+) -> Plan:
+    """Resolve markers and ``after=`` names of ``items``; order them.
+
+    ``deselected`` tests can be named by ``after=``; with ``with_deps`` the ones
+    selected tests depend on (transitively) are pulled back into the run.
+    """
+    selected_ids = {id(item) for item in items}
+    universe = list(items) + [item for item in deselected if id(item) not in selected_ids]
+    index = NodeIndex([item.nodeid for item in universe])
+    errors: list[str] = []
+    specs: dict[int, JobSpec] = {}
+    links: dict[int, list[int]] = {}
+
+    def visit(node: int) -> None:
+        try:
+            spec = specs[node] = universe[node].stash[SPEC_KEY] = job_spec(universe[node])
+        except MarkerError as error:
+            specs[node] = JobSpec()
+            errors.append(f"{universe[node].nodeid}: {error}")
+            return
+        found: list[int] = []
+        for name in spec.after:
+            try:
+                found.extend(index.resolve(node, name))
+            except NameNotFound as error:
+                errors.append(f"{universe[node].nodeid}: job(after={name!r}): {error}")
+        links[node] = list(dict.fromkeys(found))
+
+    todo = list(range(len(items)))
+    pulled: set[int] = set()
+    while todo:
+        node = todo.pop()
+        if node in specs:
+            continue
+        visit(node)
+        for dep in links.get(node, ()):
+            if dep >= len(items) and with_deps and dep not in pulled:
+                pulled.add(dep)
+                todo.append(dep)
+    if errors:
+        raise _error_lines(errors)
+
+    run = _merge_pulled(len(items), links, pulled)
+    number = {node: position for position, node in enumerate(run)}
+    deps = {number[n]: [number[d] for d in links.get(n, ()) if d in number] for n in run}
+    missing = {
+        number[n]: [universe[d].nodeid for d in links.get(n, ()) if d not in number] for n in run
+    }
+    run_items = [universe[n] for n in run]
+    try:
+        order = topological_order(len(run), deps)
+    except DependencyCycle as cycle:
+        names = " -> ".join(run_items[n].nodeid for n in cycle.cycle)
+        raise pytest.UsageError(
+            f"dependency cycle in job(after=...): {names} (each runs after the next)"
+        ) from None
+    return Plan(
+        items=run_items,
+        specs=[specs[n] for n in run],
+        deps={n: d for n, d in deps.items() if d},
+        missing={n: m for n, m in missing.items() if m},
+        order=order,
+        pulled_in=[universe[n] for n in sorted(pulled)],
+    )
+
+
+def _merge_pulled(selected: int, links: dict[int, list[int]], pulled: set[int]) -> list[int]:
+    """Selected nodes in order, each preceded by the pulled-in tests it needs."""
+    run: list[int] = []
+    placed: set[int] = set()
+
+    def place_prerequisites(node: int) -> None:
+        for dep in sorted(links.get(node, ())):
+            if dep in pulled and dep not in placed:
+                placed.add(dep)
+                place_prerequisites(dep)
+                run.append(dep)
+
+    for node in range(selected):
+        place_prerequisites(node)
+        run.append(node)
+    return run
+
+
+def choose_backends(config: pytest.Config, plan: Plan) -> None:
+    """Ask ``pytest_executor_select_backend`` for every node; validate the answers."""
+    errors = []
+    hook = config.hook.pytest_executor_select_backend
+    for item in plan.items:
+        backend = hook(item=item)
+        if backend not in BACKENDS:
+            errors.append(
+                f"{item.nodeid}: pytest_executor_select_backend returned {backend!r}; "
+                f"valid backends: {', '.join(BACKENDS)}"
+            )
+        plan.backends.append(backend)
+    if errors:
+        raise _error_lines(errors)

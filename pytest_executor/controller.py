@@ -1,0 +1,514 @@
+"""The run loop of an active plugin: items as jobs, in dependency order, on their backends.
+
+A :class:`Controller` is registered as a pytest plugin object after collection
+when the plugin is active (never in worker sessions).  It replaces
+``pytest_runtestloop``:
+
+* ``local``/``thread`` items form one *lane* that runs in the main thread, one
+  at a time, in topological order, through ``pytest_runtest_protocol`` with the
+  lane's next item as ``nextitem`` — so fixtures are set up and torn down as in
+  plain pytest;
+* ``process``/``subprocess``/``dask`` items go to a runner
+  (:mod:`pytest_executor._runner` contract) as soon as they are ready and a
+  slot is free; its events are replayed through pytest's logging hooks;
+* a test whose dependency did not pass is not run: it gets real skip reports
+  naming the dependency;
+* ``condition=`` is evaluated by an ``executor.engine`` Engine: a gate job with
+  that condition is submitted when the item's dependencies are done, and the
+  item starts once the gate job has run.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any, final
+
+import pytest
+from _pytest.runner import CallInfo
+
+from pytest_executor._plan import Plan
+from pytest_executor._runner import ItemTask, Runner
+from pytest_executor.local import outcome_of, run_attempts
+from pytest_executor.options import IN_PROCESS_BACKENDS
+from pytest_executor.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
+from pytest_executor.scheduler import ReadyQueue
+
+MAIN_WORKER = "main"
+THREAD_WORKER = "main/thread"
+
+
+@dataclass
+class _Remote:
+    """Book-keeping of one item handed to a runner."""
+
+    attempt: int = 1
+    held: list[pytest.TestReport] = field(default_factory=list)
+    """Reports of an attempt that may still be retried, not replayed yet."""
+    holding: bool = False
+    retrying: bool = False
+    result_seen: bool = False
+    logstart_sent: bool = False
+
+
+@final
+class Controller:
+    """Plugin object owning the run loop of one session."""
+
+    def __init__(self, config: pytest.Config, plan: Plan, settings: dict[str, Any]) -> None:
+        self.config = config
+        self.plan = plan
+        self.settings = settings
+        self.run = RunRecord()
+        config.stash[RUN_KEY] = self.run
+        self.node_of = {item.nodeid: node for node, item in enumerate(plan.items)}
+        default_timeout = settings.get("timeout")
+        self.timeouts = [spec.timeout or default_timeout for spec in plan.specs]
+        self.records: list[JobRecord] = []
+        for node, item in enumerate(plan.items):
+            spec = plan.specs[node]
+            record = JobRecord(
+                test=item.nodeid,
+                backend=plan.backends[node],
+                after=[plan.items[d].nodeid for d in plan.deps.get(node, ())]
+                + plan.missing.get(node, []),
+                retries=spec.retries,
+                timeout=self.timeouts[node],
+                exclusive=spec.exclusive,
+            )
+            self.records.append(record)
+        for node in plan.order:
+            self.run.jobs[plan.items[node].nodeid] = self.records[node]
+        self.lane = [n for n in plan.order if plan.backends[n] in IN_PROCESS_BACKENDS]
+        self.lane_position = 0
+        self.queue = ReadyQueue(
+            plan.order,
+            plan.deps,
+            exclusive={n for n, spec in enumerate(plan.specs) if spec.exclusive},
+            max_running=settings.get("max_jobs"),
+        )
+        self.outcomes: dict[int, str] = {}
+        self.collected: dict[int, list[pytest.TestReport]] = {}
+        self.special_attempts: list[list[pytest.TestReport]] | None = None
+        self.special_node: int | None = None
+        self.skipping: set[int] = set()
+        self.runners: dict[str, Runner] = {}
+        self.remote: dict[int, _Remote] = {}
+        self.gates: dict[int, Any] = {}
+        self.gates_open: set[int] = set()
+        self.gates_failed: dict[int, str] = {}
+        self.wakeups: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.engine: Any = None
+
+    # ------------------------------------------------------------------ hooks
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        """Run every planned item; replaces pytest's sequential loop."""
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''}"
+                " during collection"
+            )
+        if session.config.option.collectonly:
+            return True
+        try:
+            self._loop(session)
+        except BaseException:
+            self._kill_runners()
+            raise
+        finally:
+            self._close()
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Run items that need retries, a thread or a timeout; others go to pytest."""
+        node = self.special_node
+        if node is None or self.plan.items[node] is not item:
+            return None
+        spec = self.plan.specs[node]
+        on_thread = self.plan.backends[node] == "thread" or self.timeouts[node] is not None
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        self.special_attempts = run_attempts(
+            item, nextitem, retries=spec.retries, timeout=self.timeouts[node], on_thread=on_thread
+        )
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep the reports of each job for its record."""
+        node = self.node_of.get(report.nodeid)
+        if node is not None:
+            self.collected.setdefault(node, []).append(report)
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        """Note when a job starts."""
+        node = self.node_of.get(nodeid)
+        if node is not None:
+            record = self.records[node]
+            record.start = time.time()
+            record.status = "running"
+            if record.ready is not None:
+                record.wait = max(0.0, record.start - record.ready)
+
+    # ------------------------------------------------------------- main loop
+
+    def _loop(self, session: pytest.Session) -> None:
+        hook = self.config.hook
+        self.run.started = time.time()
+        for node in self.plan.order:
+            hook.pytest_executor_job_created(item=self.plan.items[node], job=self.records[node])
+        for backend in dict.fromkeys(self.plan.backends):
+            if backend not in IN_PROCESS_BACKENDS:
+                self._runner(backend, session)
+        while not self.queue.is_done:
+            progressed = self._dispatch(session)
+            self._check_stop(session)
+            if self.queue.is_done:
+                break
+            self._collect_events(session, block=not progressed)
+            self._check_stop(session)
+        for runner in self.runners.values():
+            runner.finish()
+        for backend, runner in self.runners.items():
+            self._drain(session, runner)
+
+    def _dispatch(self, session: pytest.Session) -> bool:
+        """Start what may start now; return True if anything happened."""
+        progressed = False
+        for node in self.queue.ready():
+            if not self.queue.can_start(node):
+                continue
+            record = self.records[node]
+            if record.ready is None:
+                record.ready = time.time()
+                record.status = "pending"
+            local = self.plan.backends[node] in IN_PROCESS_BACKENDS
+            if local and self.lane[self.lane_position] != node:
+                continue  # the lane runs in its fixed order
+            reason = self._blocked_by(node)
+            if reason is None and not self._condition_met(node):
+                continue
+            if local:
+                self.queue.start(node)
+                self._run_local(node, reason)
+                self.queue.finish(node)
+                return True  # the lane moved: re-evaluate before the next one
+            if reason is not None:
+                self.queue.start(node)
+                self._skip_remote(node, reason)
+                self.queue.finish(node)
+                progressed = True
+                continue
+            runner = self.runners[self.plan.backends[node]]
+            if runner.free_slots() <= 0:
+                continue
+            self.queue.start(node)
+            self._submit(runner, node, attempt=1)
+            progressed = True
+        return progressed
+
+    def _blocked_by(self, node: int) -> str | None:
+        """Skip reason if a dependency did not pass, else None."""
+        reasons = []
+        for dep in self.plan.deps.get(node, ()):
+            outcome = self.outcomes.get(dep, "cancelled")
+            if outcome not in OK_STATUSES:
+                verb = {
+                    "failed": "failed", "error": "errored", "skipped": "was skipped",
+                    "xfailed": "xfailed", "cancelled": "did not run",
+                }.get(outcome, outcome)
+                reasons.append(f"{self.plan.items[dep].nodeid} {verb}")
+        for nodeid in self.plan.missing.get(node, ()):
+            reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
+        if node in self.gates_failed:
+            return f"its condition {self.plan.specs[node].condition!r} {self.gates_failed[node]}"
+        return "dependency " + "; ".join(reasons) if reasons else None
+
+    def _check_stop(self, session: pytest.Session) -> None:
+        """Honour ``-x``/``--maxfail`` and other stop requests."""
+        if not (session.shouldfail or session.shouldstop):
+            return
+        self._kill_runners()
+        self.queue.cancel_pending()
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        raise session.Interrupted(session.shouldstop)
+
+    def _close(self) -> None:
+        """Mark jobs that never finished as cancelled; stop the condition engine."""
+        for node, record in enumerate(self.records):
+            if record.status in ("created", "pending", "running"):
+                record.status = "cancelled"
+                self.config.hook.pytest_executor_job_finished(
+                    item=self.plan.items[node], job=record, report=None
+                )
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            try:
+                engine.cancel_all()
+            finally:
+                engine.stop()
+
+    # ------------------------------------------------------------ local lane
+
+    def _run_local(self, node: int, skip_reason: str | None) -> None:
+        """Run the lane's next item in the main thread (skipped if ``skip_reason``)."""
+        item = self.plan.items[node]
+        self.lane_position += 1
+        nextitem = (
+            self.plan.items[self.lane[self.lane_position]]
+            if self.lane_position < len(self.lane)
+            else None
+        )
+        record = self.records[node]
+        record.worker = THREAD_WORKER if self.plan.backends[node] == "thread" else MAIN_WORKER
+        self.collected.pop(node, None)
+        spec = self.plan.specs[node]
+        special = skip_reason is None and (
+            spec.retries > 0 or record.worker == THREAD_WORKER or self.timeouts[node] is not None
+        )
+        if skip_reason is not None:
+            item.add_marker(pytest.mark.skip(reason=skip_reason))
+        self.special_node = node if special else None
+        self.special_attempts = None
+        try:
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        finally:
+            self.special_node = None
+        attempts = self.special_attempts or [self.collected.pop(node, [])]
+        self.special_attempts = None
+        record.stop = time.time()
+        self._finalize(node, attempts, record.worker)
+
+    def _finalize(self, node: int, attempts: list[list[pytest.TestReport]], worker: str) -> None:
+        """Fill the record from the reports of every attempt; tell dependents and hooks."""
+        record = self.records[node]
+        for number, reports in enumerate(attempts, start=len(record.attempts) + 1):
+            status, message = outcome_of(reports)
+            duration = sum(report.duration for report in reports)
+            record.attempts.append(AttemptRecord(number, status, duration, worker, message))
+        final = record.attempts[-1] if record.attempts else None
+        if final is None:
+            record.status, record.message = "cancelled", ""
+        else:
+            record.status, record.message, record.duration = final.status, final.message, final.duration
+        self.outcomes.setdefault(node, record.status)
+        last = attempts[-1] if attempts else []
+        telling = next((r for r in last if r.failed), None) or next(
+            (r for r in last if r.when == "call"), last[0] if last else None
+        )
+        self.config.hook.pytest_executor_job_finished(
+            item=self.plan.items[node], job=record, report=telling
+        )
+
+    # ---------------------------------------------------------------- remote
+
+    def _runner(self, backend: str, session: pytest.Session) -> Runner:
+        runner = self.runners.get(backend)
+        if runner is None:
+            try:
+                from pytest_executor.runners import make_runner
+            except ImportError as error:
+                raise pytest.UsageError(
+                    f"--executor-backend / job(backend=...): backend {backend!r} is not "
+                    f"available yet ({error})"
+                ) from None
+            runner = make_runner(backend, self.config)
+            self.runners[backend] = runner
+            runner.start(session)
+        return runner
+
+    def _submit(self, runner: Runner, node: int, attempt: int) -> None:
+        spec = self.plan.specs[node]
+        state = self.remote.setdefault(node, _Remote())
+        state.attempt = attempt
+        state.holding = attempt <= spec.retries
+        state.retrying = False
+        state.result_seen = False
+        runner.submit(
+            ItemTask(
+                index=node,
+                nodeid=self.plan.items[node].nodeid,
+                timeout=self.timeouts[node],
+                exclusive=spec.exclusive,
+                attempt=attempt,
+            )
+        )
+
+    def _skip_remote(self, node: int, reason: str) -> None:
+        """Give a remote item real skip reports without running it anywhere."""
+        item = self.plan.items[node]
+        self.records[node].worker = MAIN_WORKER
+
+        def skip() -> None:
+            raise pytest.skip.Exception(reason, _use_item_location=True)
+
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = []
+        for when, func in (("setup", skip), ("teardown", lambda: None)):
+            call = CallInfo.from_call(func, when=when)  # type: ignore[arg-type]
+            report = ihook.pytest_runtest_makereport(item=item, call=call)
+            ihook.pytest_runtest_logreport(report=report)
+            reports.append(report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        self.collected.pop(node, None)
+        self.records[node].stop = time.time()
+        self._finalize(node, [reports], MAIN_WORKER)
+
+    def _collect_events(self, session: pytest.Session, block: bool) -> None:
+        """Handle runner events and opened gates; wait for some if ``block``."""
+        gates = self._gates_pending()
+        sources = len(self.runners) + (1 if gates else 0)
+        if block and sources == 0:
+            raise RuntimeError(
+                "pytest-executor: nothing can run and nothing is running "
+                f"(running={sorted(self.queue.running)}); this is a bug"
+            )
+        # One source: block on it (events wake us at once); several: take turns.
+        wait = (1.0 if sources == 1 else 0.05) if block else 0.0
+        for runner in list(self.runners.values()):
+            for name, data in runner.next_events(wait):
+                self._handle(session, runner, name, data)
+        if gates:
+            self._poll_gates(wait if not self.runners else 0.0)
+
+    def _drain(self, session: pytest.Session, runner: Runner) -> None:
+        while True:
+            events = runner.next_events(1.0)
+            for name, data in events:
+                if name == "finished":
+                    return
+                self._handle(session, runner, name, data)
+            self._check_stop(session)
+
+    def _handle(self, session: pytest.Session, runner: Runner, name: str, data: dict[str, Any]) -> None:
+        """Replay one runner event (see :mod:`pytest_executor._runner`)."""
+        if name == "logstart":
+            node = self.node_of[data["nodeid"]]
+            state = self.remote.setdefault(node, _Remote())
+            self.records[node].worker = data.get("worker", "")
+            if not state.logstart_sent:
+                state.logstart_sent = True
+                item = self.plan.items[node]
+                item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        elif name == "logreport":
+            report: pytest.TestReport = data["report"]
+            node = self.node_of[report.nodeid]
+            state = self.remote.setdefault(node, _Remote())
+            if state.holding or state.retrying:
+                state.held.append(report)
+            else:
+                self.plan.items[node].ihook.pytest_runtest_logreport(report=report)
+        elif name == "result":
+            self._on_result(session, data["index"], data["outcome"])
+        elif name == "done":
+            self._on_done(runner, data)
+        elif name == "worker_lost":
+            self._say(f"executor: worker {data.get('worker')} lost: {data.get('reason')}")
+        elif name == "error":
+            raise pytest.UsageError(f"executor backend {runner.name!r}: {data.get('message')}")
+
+    def _on_result(self, session: pytest.Session, node: int, outcome: str) -> None:
+        state = self.remote.setdefault(node, _Remote())
+        state.result_seen = True
+        spec = self.plan.specs[node]
+        stopping = session.shouldfail or session.shouldstop
+        if outcome == "failed" and state.attempt <= spec.retries and not stopping:
+            state.retrying = True
+            return
+        item = self.plan.items[node]
+        state.holding = False
+        for report in state.held:
+            item.ihook.pytest_runtest_logreport(report=report)
+        state.held.clear()
+        self.outcomes[node] = {"passed": "passed", "skipped": "skipped"}.get(outcome, "failed")
+        if node in self.queue.running:
+            self.queue.finish(node)
+
+    def _on_done(self, runner: Runner, data: dict[str, Any]) -> None:
+        node = data["index"]
+        state = self.remote.setdefault(node, _Remote())
+        record = self.records[node]
+        if state.retrying:
+            status, message = outcome_of(state.held)
+            duration = sum(report.duration for report in state.held)
+            record.attempts.append(
+                AttemptRecord(state.attempt, status, duration, data.get("worker", ""), message)
+            )
+            state.held.clear()
+            self._submit(runner, node, state.attempt + 1)
+            return
+        if not state.result_seen:  # defensive: a runner that skipped "result"
+            self._on_result(self.plan.items[node].session, node, "failed")
+        item = self.plan.items[node]
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        record.start = data.get("start", record.start)
+        record.stop = data.get("stop", time.time())
+        if record.ready is not None and record.start is not None:
+            record.wait = max(0.0, record.start - record.ready)
+        self._finalize(node, [self.collected.pop(node, [])], data.get("worker", record.worker))
+
+    def _kill_runners(self) -> None:
+        runners, self.runners = list(self.runners.values()), {}
+        for runner in runners:
+            runner.kill()
+
+    # ------------------------------------------------------------ conditions
+
+    def _condition_met(self, node: int) -> bool:
+        """True when the item has no condition, or its gate job has run."""
+        condition = self.plan.specs[node].condition
+        if condition is None or node in self.gates_open:
+            return True
+        if node not in self.gates:
+            self.gates[node] = self._submit_gate(node, condition)
+        return False
+
+    def _submit_gate(self, node: int, condition: Any) -> Any:
+        from executor.engine import Engine, LocalJob
+
+        if self.engine is None:
+            self.engine = Engine()
+            self.engine.start()
+        wake = self.wakeups
+
+        def opened(_result: object = None) -> None:
+            wake.put(node)
+
+        job = LocalJob(
+            _gate, condition=condition, name=f"condition of {self.plan.items[node].nodeid}",
+            callback=opened, error_callback=lambda _error: wake.put(node),
+        )
+        self.engine.submit(job)
+        return job
+
+    def _gates_pending(self) -> bool:
+        return len(self.gates) > len(self.gates_open)
+
+    def _poll_gates(self, timeout: float) -> None:
+        try:
+            self.wakeups.get(timeout=timeout) if timeout else self.wakeups.get_nowait()
+        except queue.Empty:
+            pass
+        for node, job in self.gates.items():
+            if node in self.gates_open:
+                continue
+            status = job.status
+            if status in ("done", "failed", "cancelled"):
+                self.gates_open.add(node)
+                if status != "done":
+                    self.gates_failed[node] = f"could not be evaluated (gate job {status})"
+
+    def _say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+
+
+def _gate() -> None:
+    """Body of a condition gate job: running it is the signal."""
+

@@ -1,0 +1,253 @@
+"""Command-line options of the plugin, each with an ini twin sharing one help text.
+
+Every option lives in :data:`OPTIONS` as one :class:`Option` line; adding an
+option is adding a line there.  Read values with :func:`get_option` — it applies
+the one precedence rule of the plugin (command line if given, else the ini
+file, else the default) and validates the value, raising :class:`pytest.UsageError`
+that names both spellings of the option and what is valid.
+
+Options are registered under the ``executor`` group of ``pytest --help``; the
+command-line spelling is ``--executor-NAME`` and the ini spelling
+``executor_NAME`` (dashes become underscores).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+import pytest
+
+BACKENDS: Final = ("local", "thread", "process", "subprocess", "dask")
+"""Where a test may run; ``local`` and ``thread`` stay in the pytest process."""
+
+IN_PROCESS_BACKENDS: Final = frozenset({"local", "thread"})
+"""Backends the controller runs itself, in the pytest process."""
+
+TABLE_MODES: Final = ("all", "failed", "summary", "none")
+"""Values of ``--executor-table``."""
+
+
+def parse_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    """Return a parser accepting exactly one of ``choices``."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def parse_positive_int(raw: str) -> int:
+    """Parse an integer >= 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"{raw!r} must be at least 1")
+    return value
+
+
+def parse_workers(raw: str) -> int:
+    """Parse ``N`` (>= 1) or ``auto`` (the number of CPUs)."""
+    if raw.strip() == "auto":
+        return os.cpu_count() or 1
+    try:
+        return parse_positive_int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is neither a positive integer nor 'auto'") from None
+
+
+def parse_seconds(raw: str) -> float:
+    """Parse a positive number of seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{raw!r} must be a positive number of seconds")
+    return value
+
+
+def parse_json_path(raw: str) -> str:
+    """Parse the path of a JSON file to write."""
+    if not raw.strip():
+        raise ValueError("the path is empty")
+    if not raw.endswith(".json"):
+        raise ValueError(f"{raw!r} must end with .json")
+    return raw
+
+
+def parse_text(raw: str) -> str:
+    """Accept any non-empty text."""
+    if not raw.strip():
+        raise ValueError("the value is empty")
+    return raw
+
+
+def parse_bool(raw: str) -> bool:
+    """Parse an ini boolean (``true/false``, ``1/0``, ``yes/no``, ``on/off``)."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (true/false)")
+
+
+@final
+@dataclass(frozen=True)
+class Option:
+    """One plugin option: ``--executor-NAME`` on the command line, ``executor_NAME`` in ini."""
+
+    name: str
+    """Short name: ``backend`` gives ``--executor-backend`` / ``executor_backend``."""
+    help: str
+    """Shared by the command-line option and its ini twin."""
+    parse: Callable[[str], Any] = parse_text
+    """Turns the raw text into a value; raises ``ValueError`` with a reason."""
+    default: Any = None
+    """Value when neither the command line nor the ini file sets the option."""
+    metavar: str | None = None
+    flag: bool = False
+    """A switch without value (``store_true``); its ini twin is a boolean."""
+
+    @property
+    def cli(self) -> str:
+        """The command-line spelling."""
+        return "--executor-" + self.name
+
+    @property
+    def ini(self) -> str:
+        """The ini spelling (also the argparse ``dest``)."""
+        return "executor_" + self.name.replace("-", "_")
+
+
+OPTIONS: list[Option] = [
+    Option(
+        "backend",
+        "Where tests run: local (in place, the default), thread (call phase on a "
+        "helper thread), process (warm worker processes), subprocess (a fresh "
+        "pytest per test) or dask (a dask cluster).",
+        parse_choice(BACKENDS),
+        metavar="{" + ",".join(BACKENDS) + "}",
+    ),
+    Option(
+        "workers",
+        "Number of workers of the process/subprocess/dask backends, or 'auto' "
+        "(one per CPU). Default: auto.",
+        parse_workers,
+        metavar="N|auto",
+    ),
+    Option(
+        "dask-address",
+        "Address of the dask scheduler to use with --executor-backend=dask "
+        "(default: start a local cluster).",
+        metavar="ADDR",
+    ),
+    Option(
+        "max-jobs",
+        "Upper bound of tests running at the same time, all backends together.",
+        parse_positive_int,
+        metavar="N",
+    ),
+    Option(
+        "timeout",
+        "Default timeout in seconds of every test job; job(timeout=) overrides it.",
+        parse_seconds,
+        metavar="SECONDS",
+    ),
+    Option(
+        "table",
+        "Job table printed at the end: all jobs, only failed ones, a summary per "
+        "backend, or none. Default: summary when the plugin is active.",
+        parse_choice(TABLE_MODES),
+        metavar="{" + ",".join(TABLE_MODES) + "}",
+    ),
+    Option(
+        "report",
+        "Write every job (with all attempts) and run metadata as JSON to PATH.json.",
+        parse_json_path,
+        metavar="PATH.json",
+    ),
+    Option(
+        "with-deps",
+        "Also run deselected tests that selected tests depend on (job(after=)).",
+        parse_bool,
+        default=False,
+        flag=True,
+    ),
+]
+"""Every option of the plugin; later features add one line each."""
+
+
+def find_option(name: str) -> Option:
+    """Return the option called ``name`` (short name, e.g. ``"backend"``)."""
+    for option in OPTIONS:
+        if option.name == name:
+            return option
+    known = ", ".join(o.name for o in OPTIONS)
+    raise KeyError(f"unknown executor option {name!r}; known: {known}")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option and its ini twin under the ``executor`` help group."""
+    group = parser.getgroup("executor", "pytest-executor: run tests as engine jobs")
+    for option in OPTIONS:
+        if option.flag:
+            group.addoption(
+                option.cli, action="store_true", default=None, dest=option.ini, help=option.help
+            )
+            parser.addini(option.ini, option.help, type="bool", default=None)
+        else:
+            group.addoption(
+                option.cli, action="store", default=None, dest=option.ini,
+                metavar=option.metavar, help=option.help,
+            )
+            parser.addini(option.ini, option.help, type="string", default=None)
+
+
+def raw_option(config: pytest.Config, name: str) -> tuple[Any, str | None]:
+    """Return ``(raw value, where it came from)``; ``(None, None)`` when unset."""
+    option = find_option(name)
+    value = config.getoption(option.ini, None)
+    if value is not None:
+        return value, option.cli
+    value = config.getini(option.ini)
+    if value is not None and value != "":
+        return value, option.ini
+    return None, None
+
+
+def get_option(config: pytest.Config, name: str) -> Any:
+    """Value of option ``name``: command line if given, else ini, else default.
+
+    Raises :class:`pytest.UsageError` naming the option when the value is invalid.
+    """
+    option = find_option(name)
+    raw, source = raw_option(config, name)
+    if raw is None:
+        return option.default
+    if isinstance(raw, bool):
+        return raw
+    try:
+        return option.parse(str(raw))
+    except ValueError as error:
+        raise pytest.UsageError(
+            f"{source}: {error} (option {option.cli} / ini {option.ini})"
+        ) from None
+
+
+def validate_options(config: pytest.Config) -> dict[str, Any]:
+    """Read and validate every option once; return ``{name: value}``."""
+    return {option.name: get_option(config, option.name) for option in OPTIONS}
+
+
+def any_option_set(config: pytest.Config) -> bool:
+    """True when the user set any executor option (command line or ini)."""
+    return any(raw_option(config, option.name)[0] not in (None, False) for option in OPTIONS)
