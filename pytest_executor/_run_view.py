@@ -25,26 +25,13 @@ import pytest
 
 from pytest_executor._critical_path import CriticalPath, JobSpan, critical_path
 from pytest_executor._progress import LiveProgress, start_live_progress
-from pytest_executor._timeline import format_seconds, timeline_format, write_timeline
-
-TIMELINE_HELP = (
-    "Draw every job on a per-worker timeline: PATH.html (interactive page, no "
-    "network needed) or PATH.svg (static picture), with the critical path marked."
-)
-"""Help text of ``--executor-timeline`` and its ini twin ``executor_timeline``."""
+from pytest_executor._timeline import format_seconds, write_timeline
+from pytest_executor.report import RUN_KEY, JobRecord
 
 IN_PROCESS_WORKER = "main"
 """Lane name of jobs run in the pytest process when the controller names none."""
 
 _MAX_CHAIN_LINES = 10  # critical-path jobs listed in the terminal summary
-
-
-def parse_timeline_path(raw: str) -> str:
-    """Option parser for ``--executor-timeline``: a path ending in .html or .svg."""
-    if not raw.strip():
-        raise ValueError("the path is empty")
-    timeline_format(raw)
-    return raw
 
 
 @dataclass
@@ -62,18 +49,12 @@ class RunView:
     """Registered by the plugin when active; see the module docstring."""
 
     def __init__(
-        self,
-        config: pytest.Config,
-        *,
-        timeline: str | None = None,
-        summary: bool = True,
-        records: Any = None,
+        self, config: pytest.Config, *, timeline: str | None = None, summary: bool = True
     ) -> None:
-        """``records`` is a callable returning ``{nodeid: JobRecord}`` (or ``None``)."""
+        """``timeline``: path to write; ``summary``: print the critical path."""
         self._config = config
         self._timeline = timeline
         self._summary = summary
-        self._records = records
         self._phases: dict[str, _Phases] = {}
         self._live: LiveProgress | None = None
         self._started: dict[str, str] = {}  # nodeid -> worker, for on_finish
@@ -157,10 +138,10 @@ class RunView:
         spans.sort(key=lambda s: (s.start, s.nodeid))
         return spans
 
-    def _job_records(self) -> Mapping[str, Any]:
-        if self._records is None:
-            return {}
-        return self._records() or {}
+    def _job_records(self) -> Mapping[str, JobRecord]:
+        """The controller's records: worker, wait and dependencies of each job."""
+        run = self._config.stash.get(RUN_KEY, None)
+        return run.jobs if run is not None else {}
 
     def _worker_of(self, nodeid: str) -> str:
         record = self._job_records().get(nodeid)
@@ -181,7 +162,7 @@ def _merge_outcome(current: str, report: pytest.TestReport) -> str:
     return current
 
 
-def _span(nodeid: str, phases: _Phases, record: Any) -> JobSpan | None:
+def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | None:
     """Join what the reports said with the controller's record of the job."""
     start = getattr(record, "start", None) or phases.start
     stop = getattr(record, "stop", None) or phases.stop

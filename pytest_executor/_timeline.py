@@ -63,6 +63,14 @@ def timeline_format(path: str | Path) -> TimelineFormat:
     )
 
 
+def parse_timeline_path(raw: str) -> str:
+    """Option parser for ``--executor-timeline``: a path ending in .html or .svg."""
+    if not raw.strip():
+        raise ValueError("the path is empty")
+    timeline_format(raw)
+    return raw
+
+
 def write_timeline(path: str | Path, spans: Sequence[JobSpan]) -> Path:
     """Render ``spans`` in the format named by ``path``'s suffix and write it there."""
     target = Path(path)
@@ -421,6 +429,8 @@ _JS = """
         el.classList.remove('active', 'related'); });
     });
   });
+  // Lets a headless browser (and the tests) see that the script ran cleanly.
+  document.documentElement.dataset.timeline = 'ready';
 })();
 """
 

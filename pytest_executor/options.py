@@ -20,6 +20,8 @@ from typing import Any, Final, final
 
 import pytest
 
+from pytest_executor._timeline import parse_timeline_path
+
 BACKENDS: Final = ("local", "thread", "process", "subprocess", "dask")
 """Where a test may run; ``local`` and ``thread`` stay in the pytest process."""
 
@@ -174,6 +176,13 @@ OPTIONS: list[Option] = [
         "Write every job (with all attempts) and run metadata as JSON to PATH.json.",
         parse_json_path,
         metavar="PATH.json",
+    ),
+    Option(
+        "timeline",
+        "Draw every job on a per-worker timeline with the critical path marked: "
+        "PATH.html (interactive page, works offline) or PATH.svg (static picture).",
+        parse_timeline_path,
+        metavar="PATH.html|PATH.svg",
     ),
     Option(
         "with-deps",

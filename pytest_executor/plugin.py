@@ -103,6 +103,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pulled_in=[item.nodeid for item in plan.pulled_in],
     )
     config.pluginmanager.register(controller, "executor-controller")
+    from pytest_executor._run_view import RunView
+
+    table = state.settings["table"] or "summary"
+    view = RunView(config, timeline=state.settings["timeline"], summary=table != "none")
+    config.pluginmanager.register(view, "executor-run-view")
 
 
 def _undeselect(config: pytest.Config, items: list[pytest.Item]) -> None:
