@@ -1,2 +1,40 @@
 """executor.engine: submit callables, commands and web apps as jobs and run them
-in-process, on threads, on a warm process pool or on a dask cluster."""
+in-process, on threads, on a warm process pool or on a dask cluster.
+
+Public names are imported on first use (PEP 562) so that worker processes,
+which import only small submodules, start quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing as T
+
+if T.TYPE_CHECKING:  # pragma: no cover
+    from .core import Engine, EngineSetting
+    from .job.base import Job, JobFuture
+    from .job.local import LocalJob
+    from .job.process import ProcessJob
+    from .job.thread import ThreadJob
+    from .manager import Jobs
+
+__all__ = ["Engine", "EngineSetting", "Job", "JobFuture", "LocalJob", "ThreadJob",
+           "ProcessJob", "DaskJob", "Jobs"]
+
+_WHERE = {
+    "Engine": ".core", "EngineSetting": ".core", "Job": ".job.base", "JobFuture": ".job.base",
+    "LocalJob": ".job.local", "ThreadJob": ".job.thread", "ProcessJob": ".job.process",
+    "DaskJob": ".job.dask", "Jobs": ".manager",
+}
+
+
+def __getattr__(name: str) -> T.Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,263 @@
+"""The engine's pure scheduling core: which pending job may start, and when to look again.
+
+No I/O, no asyncio, no threads: the engine feeds it events (a job was added, a
+job's status changed, a running job released its slot, time passed) and takes
+back decisions (start these, cancel those, fail those).  Because it never reads
+the clock by itself, it is unit-tested with plain numbers.
+
+A waiting job is re-evaluated only when something it declared may have changed:
+
+* a status change of a job listed by ``condition.waits_for()``;
+* a timer at ``condition.next_change(now)``;
+* for opaque conditions (``condition.needs_polling()``), a timer every
+  ``poll_interval`` seconds;
+* a ``not_before`` time (retry delays).
+
+Jobs whose condition holds wait in per-kind FIFO queues until a slot is free
+under both the global limit and their kind's limit; they start in submission
+order across kinds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import typing as T
+from collections import deque
+from dataclasses import dataclass, field
+
+K = T.TypeVar("K", bound=T.Hashable)
+
+_MIN_RETRY = 0.001
+"""Smallest delay before re-checking a time condition (clocks may fire a hair early)."""
+
+
+class ConditionLike(T.Protocol):
+    """What the scheduler needs from a condition (see :mod:`executor.engine.job.condition`)."""
+
+    def satisfy(self, engine: T.Any) -> bool: ...  # noqa: D102
+
+    def waits_for(self) -> frozenset[str]: ...  # noqa: D102
+
+    def next_change(self, now: float) -> float | None: ...  # noqa: D102
+
+    def needs_polling(self) -> bool: ...  # noqa: D102
+
+
+@dataclass(eq=False)
+class _Entry(T.Generic[K]):
+    key: K
+    job_id: str
+    kind: str
+    condition: ConditionLike | None
+    poll_interval: float
+    cancel_on: frozenset[str]
+    seq: int
+    state: str = "waiting"  # waiting | ready | running | gone
+    gen: int = 0
+    watching: frozenset[str] = field(default_factory=frozenset)
+
+
+class Scheduler(T.Generic[K]):
+    """Decides which jobs start; all methods are synchronous and cheap."""
+
+    def __init__(
+        self,
+        context: T.Any,
+        max_total: int | None,
+        limit_of: T.Callable[[str], int | None],
+        status_of: T.Callable[[str], str | None],
+    ) -> None:
+        self._context = context
+        self._max_total = max_total
+        self._limit_of = limit_of
+        self._status_of = status_of
+        self._entries: dict[K, _Entry[K]] = {}
+        self._watchers: dict[str, set[_Entry[K]]] = {}
+        self._timers: list[tuple[float, int, int, _Entry[K]]] = []
+        self._ready: dict[str, deque[_Entry[K]]] = {}
+        self._limits: dict[str, int | None] = {}
+        self._running_total = 0
+        self._running: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._cancelled: list[tuple[K, str]] = []
+        self._failed: list[tuple[K, BaseException]] = []
+
+    # ----------------------------------------------------------------- events
+    def add(
+        self,
+        key: K,
+        job_id: str,
+        kind: str,
+        condition: ConditionLike | None,
+        now: float,
+        *,
+        poll_interval: float = 0.01,
+        cancel_on: T.Iterable[str] = (),
+        not_before: float | None = None,
+    ) -> None:
+        """Register a pending job; it is evaluated now (or at ``not_before``)."""
+        if key in self._entries:
+            raise ValueError(f"job {job_id} is already scheduled")
+        entry = _Entry(key, job_id, kind, condition, max(poll_interval, 1e-4),
+                       frozenset(cancel_on), next(self._seq))
+        self._entries[key] = entry
+        if not_before is not None and not_before > now:
+            self._push_timer(not_before, entry)
+        else:
+            self._evaluate(entry, now)
+
+    def job_changed(self, job_id: str, now: float) -> None:
+        """A job's status changed: re-evaluate the jobs waiting on it."""
+        waiting = self._watchers.pop(job_id, None)
+        if not waiting:
+            return
+        for entry in sorted(waiting, key=lambda e: e.seq):
+            if entry.state == "waiting":
+                self._evaluate(entry, now)
+
+    def advance(self, now: float) -> None:
+        """Fire every timer due at ``now``."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, gen, entry = heapq.heappop(timers)
+            if entry.state == "waiting" and entry.gen == gen:
+                self._evaluate(entry, now)
+
+    def finished(self, key: K) -> None:
+        """A running job ended (or left its slot): free the slot."""
+        entry = self._entries.pop(key, None)
+        if entry is None or entry.state != "running":
+            return
+        entry.state = "gone"
+        self._running_total -= 1
+        self._running[entry.kind] -= 1
+
+    def discard(self, key: K) -> bool:
+        """Forget a waiting or ready job (cancelled/removed); False if unknown or running."""
+        entry = self._entries.get(key)
+        if entry is None or entry.state == "running":
+            return False
+        del self._entries[key]
+        self._unwatch(entry)
+        entry.state = "gone"
+        return True
+
+    # -------------------------------------------------------------- decisions
+    def take_startable(self) -> list[K]:
+        """Pop the ready jobs that fit under the limits, oldest first, marking them running."""
+        started: list[K] = []
+        while self._max_total is None or self._running_total < self._max_total:
+            best: deque[_Entry[K]] | None = None
+            for kind, queue in self._ready.items():
+                while queue and queue[0].state != "ready":
+                    queue.popleft()
+                if not queue or not self._has_room(kind):
+                    continue
+                if best is None or queue[0].seq < best[0].seq:
+                    best = queue
+            if best is None:
+                break
+            entry = best.popleft()
+            entry.state = "running"
+            self._running_total += 1
+            self._running[entry.kind] = self._running.get(entry.kind, 0) + 1
+            started.append(entry.key)
+        return started
+
+    def take_cancelled(self) -> list[tuple[K, str]]:
+        """Jobs to cancel, with the reason (a dependency failed, or it can never start)."""
+        out, self._cancelled = self._cancelled, []
+        return out
+
+    def take_failed(self) -> list[tuple[K, BaseException]]:
+        """Jobs whose condition raised while being evaluated, with the exception."""
+        out, self._failed = self._failed, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest pending timer (``time.time()`` seconds), or None."""
+        timers = self._timers
+        while timers and (timers[0][3].state != "waiting" or timers[0][3].gen != timers[0][2]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    # ------------------------------------------------------------ inspection
+    def state_of(self, key: K) -> str | None:
+        """``waiting``, ``ready``, ``running`` or None when unknown."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.state
+
+    @property
+    def running_count(self) -> int:
+        """Number of jobs holding a slot."""
+        return self._running_total
+
+    def running_of(self, kind: str) -> int:
+        """Number of jobs of ``kind`` holding a slot."""
+        return self._running.get(kind, 0)
+
+    # -------------------------------------------------------------- internals
+    def _has_room(self, kind: str) -> bool:
+        if kind not in self._limits:
+            self._limits[kind] = self._limit_of(kind)
+        limit = self._limits[kind]
+        return limit is None or self._running.get(kind, 0) < limit
+
+    def _push_timer(self, when: float, entry: _Entry[K]) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), entry.gen, entry))
+
+    def _unwatch(self, entry: _Entry[K]) -> None:
+        for job_id in entry.watching:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(entry)
+                if not watchers:
+                    del self._watchers[job_id]
+        entry.watching = frozenset()
+
+    def _drop(self, entry: _Entry[K]) -> None:
+        self._entries.pop(entry.key, None)
+        entry.state = "gone"
+
+    def _evaluate(self, entry: _Entry[K], now: float) -> None:
+        self._unwatch(entry)
+        entry.gen += 1
+        for dep in entry.cancel_on:
+            status = self._status_of(dep)
+            if status in ("failed", "cancelled"):
+                self._drop(entry)
+                self._cancelled.append((entry.key, f"upstream job {dep} {status}"))
+                return
+        cond = entry.condition
+        try:
+            ok = cond is None or bool(cond.satisfy(self._context))
+        except Exception as exc:  # a broken condition fails its job, not the engine
+            self._drop(entry)
+            self._failed.append((entry.key, exc))
+            return
+        if ok:
+            entry.state = "ready"
+            self._ready.setdefault(entry.kind, deque()).append(entry)
+            return
+        assert cond is not None
+        self._wait_for_change(entry, cond, now)
+
+    def _wait_for_change(self, entry: _Entry[K], cond: ConditionLike, now: float) -> None:
+        woken = False
+        ids = cond.waits_for() | entry.cancel_on
+        if ids:
+            entry.watching = ids
+            for job_id in ids:
+                self._watchers.setdefault(job_id, set()).add(entry)
+            woken = True
+        when = cond.next_change(now)
+        if when is not None:
+            self._push_timer(max(when, now + _MIN_RETRY), entry)
+            woken = True
+        if cond.needs_polling():
+            self._push_timer(now + entry.poll_interval, entry)
+            woken = True
+        if not woken:
+            self._drop(entry)
+            self._cancelled.append((entry.key, "its condition can never be satisfied any more"))

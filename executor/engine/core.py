@@ -1,0 +1,753 @@
+"""The :class:`Engine` and its :class:`EngineSetting`.
+
+The engine owns an asyncio loop — its own daemon thread in sync use
+(``start()``/``stop()``/``with``), or the caller's running loop in async use
+(``await engine.submit_async(...)``).  Every state change happens on that loop;
+calls from other threads hop onto it.  Decisions about what may start are made
+by the pure :class:`~executor.engine._scheduler.Scheduler`; this module only
+turns them into status changes and backend calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import threading
+import time
+import typing as T
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ._scheduler import Scheduler
+from .job.base import Job, JobFuture, _ProxyBase
+from .job.condition import AfterOthers, AllSatisfied, Condition
+from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType
+from .log import logger
+from .manager import Jobs
+
+if T.TYPE_CHECKING:  # pragma: no cover
+    from .backend.process import ProcessPool
+    from .backend.dask import DaskBackend
+    from .backend.thread import ThreadBackend
+
+__all__ = ["Engine", "EngineSetting"]
+
+
+@dataclass
+class EngineSetting:
+    """Limits and options of an :class:`Engine`.
+
+    Attributes:
+        max_thread_jobs: running ThreadJobs at most (None: only ``max_jobs`` limits).
+        max_process_jobs: running ProcessJobs at most, i.e. the process pool size.
+        max_dask_jobs: running DaskJobs at most.
+        max_jobs: running jobs of all kinds at most (None: unlimited).
+        cache_type: ``"none"`` or ``"diskcache"`` (persist jobs in an SQLite store).
+        cache_path: directory for job cache dirs and the store
+            (default ``./.executor/<engine id>``, created only when needed).
+        print_traceback: log the traceback of failed jobs (at ERROR level).
+        kwargs_inject_key: a job function taking a keyword of this name gets the engine.
+    """
+
+    max_thread_jobs: T.Optional[int] = None
+    max_process_jobs: T.Optional[int] = None
+    max_dask_jobs: T.Optional[int] = None
+    max_jobs: T.Optional[int] = 20
+    cache_type: T.Literal["none", "diskcache"] = "none"
+    cache_path: T.Optional[str] = None
+    print_traceback: bool = True
+    kwargs_inject_key: str = "__engine__"
+
+    def __post_init__(self) -> None:
+        for name in ("max_thread_jobs", "max_process_jobs", "max_dask_jobs", "max_jobs"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"EngineSetting.{name} must be a positive int or None, got {value!r}")
+        if self.cache_type not in ("none", "diskcache"):
+            raise ValueError(f"EngineSetting.cache_type must be 'none' or 'diskcache', got {self.cache_type!r}")
+        if not isinstance(self.kwargs_inject_key, str):
+            raise TypeError(f"EngineSetting.kwargs_inject_key must be a str, got {self.kwargs_inject_key!r}")
+
+    def limit_for(self, kind: str) -> T.Optional[int]:
+        """The running-jobs limit of a resource kind (``max_<kind>_jobs``), capped by ``max_jobs``."""
+        own = getattr(self, f"max_{kind}_jobs", None)
+        if own is None:
+            return self.max_jobs
+        return own if self.max_jobs is None else min(own, self.max_jobs)
+
+
+_live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_engines() -> None:
+    for engine in list(_live_engines):
+        try:
+            engine.stop()
+        except Exception:  # best effort at interpreter exit
+            pass
+
+
+class Engine:
+    """Runs jobs: ``submit`` them, ``wait``/``join`` for them, ``cancel`` them.
+
+    Sync use: ``with Engine() as engine: engine.submit(job); engine.wait()``.
+    Async use: ``await engine.submit_async(job); await engine.join()``.
+    """
+
+    def __init__(self, setting: T.Optional[EngineSetting] = None, jobs: T.Optional[Jobs] = None,
+                 loop: T.Optional[asyncio.AbstractEventLoop] = None) -> None:
+        if setting is not None and not isinstance(setting, EngineSetting):
+            raise TypeError(f"setting must be an EngineSetting, got {type(setting).__name__}")
+        if jobs is not None and not isinstance(jobs, Jobs):
+            raise TypeError(f"jobs must be a Jobs manager, got {type(jobs).__name__}")
+        self.id = str(uuid.uuid4())
+        self.setting = setting if setting is not None else EngineSetting()
+        base = Path(self.setting.cache_path) if self.setting.cache_path else Path(".executor") / self.id
+        self._cache_dir = base.absolute()
+        if jobs is None:
+            jobs = Jobs(self._cache_dir, "diskcache") if self.setting.cache_type == "diskcache" else Jobs()
+        self.jobs = jobs
+        self._loop: T.Optional[asyncio.AbstractEventLoop] = loop
+        self._loop_thread_id: T.Optional[int] = None
+        self._thread: T.Optional[threading.Thread] = None
+        self._sched: Scheduler[Job] = self._new_scheduler()
+        self._thread_backend: T.Optional["ThreadBackend"] = None
+        self._process_pool: T.Optional["ProcessPool"] = None
+        self._dask_backend: T.Optional["DaskBackend"] = None
+        self._idle_waiters: list[asyncio.Future] = []
+        self._timer: T.Optional[asyncio.TimerHandle] = None
+        self._timer_when: T.Optional[float] = None
+        self._pumping = False
+        self._stopping = False
+        self._default_tokens: list[T.Any] = []
+
+    # ------------------------------------------------------------ properties
+    @property
+    def cache_dir(self) -> Path:
+        """Where job cache dirs (and the job store) live; created only when needed."""
+        return self._cache_dir
+
+    @property
+    def loop(self) -> T.Optional[asyncio.AbstractEventLoop]:
+        """The event loop the engine runs on (None before start / first async submit)."""
+        return self._loop
+
+    @property
+    def is_running(self) -> bool:
+        """True while the engine's loop runs and it accepts jobs."""
+        return self._loop is not None and self._loop.is_running() and not self._stopping
+
+    @property
+    def thread_backend(self) -> "ThreadBackend":
+        """The reused thread pool of ThreadJobs (created on first use)."""
+        if self._thread_backend is None:
+            from .backend.thread import ThreadBackend
+
+            self._thread_backend = ThreadBackend(self.setting.limit_for("thread") or 32)
+        return self._thread_backend
+
+    @property
+    def process_pool(self) -> "ProcessPool":
+        """The warm worker-process pool of ProcessJobs (created on first use, on the engine loop)."""
+        if self._process_pool is None:
+            from .backend.process import ProcessPool
+
+            assert self._loop is not None, "the process pool needs the engine loop"
+            self._process_pool = ProcessPool(self.setting.limit_for("process") or 32, self._loop)
+        return self._process_pool
+
+    @property
+    def dask_backend(self) -> "DaskBackend":
+        """The dask backend of DaskJobs (its client/cluster start on the first DaskJob)."""
+        if self._dask_backend is None:
+            from .backend.dask import DaskBackend
+
+            self._dask_backend = DaskBackend()
+        return self._dask_backend
+
+    @property
+    def dask_client(self) -> T.Any:
+        """The ``distributed.Client`` DaskJobs use (None before the first DaskJob unless set)."""
+        return self.dask_backend.client
+
+    @dask_client.setter
+    def dask_client(self, client: T.Any) -> None:
+        """Set an asynchronous ``distributed.Client``; anything else raises ValueError."""
+        self.dask_backend.set_client(client)
+
+    # -------------------------------------------------------- start / stop
+    def start(self) -> None:
+        """Start the engine's loop in a daemon thread (sync use)."""
+        if self._thread is not None:
+            return
+        if self._loop is not None and self._loop.is_running():
+            raise RuntimeError("this engine already runs on an event loop (async use); no start() needed")
+        self._release_closed_loop()
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        thread = threading.Thread(target=self._run_loop, args=(loop, ready), daemon=True,
+                                  name=f"executor-engine-{self.id[:8]}")
+        thread.start()
+        ready.wait()
+        self._loop, self._thread, self._stopping = loop, thread, False
+        _live_engines.add(self)
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        self._loop_thread_id = threading.get_ident()
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    def stop(self) -> None:
+        """Cancel what is still pending or running, shut the pools down, end the loop thread."""
+        loop, thread = self._loop, self._thread
+        if thread is not None and loop is not None:
+            if threading.get_ident() == self._loop_thread_id:
+                raise RuntimeError("engine.stop() cannot be called from a job running on the engine loop")
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._thread = None
+            self._loop = None
+            self._sched = self._new_scheduler()
+        elif loop is not None and loop.is_running() and self._in_loop_thread():
+            self._shutdown_now()
+        else:
+            self._shutdown_now()
+        self._stopping = False
+        _live_engines.discard(self)
+
+    async def _shutdown(self) -> None:
+        tasks = self._cancel_now(list(self.jobs.pending.values()) + list(self.jobs.running.values()))
+        self._stopping = True
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        if self._dask_backend is not None:
+            backend, self._dask_backend = self._dask_backend, None
+            try:
+                await asyncio.wait_for(backend.close(), 30)
+            except Exception as exc:  # a stuck cluster must not block stop()
+                logger.warning(f"closing the dask backend failed: {exc!r}")
+        self._shutdown_now()
+
+    def _shutdown_now(self) -> None:
+        """Synchronous part of the shutdown (safe to call more than once)."""
+        if self._loop is not None and not self._loop.is_closed() and self._in_loop_thread():
+            self._cancel_now(list(self.jobs.pending.values()) + list(self.jobs.running.values()))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_when = None, None
+        if self._process_pool is not None:
+            self._process_pool.shutdown()
+            self._process_pool = None
+        if self._thread_backend is not None:
+            self._thread_backend.shutdown()
+            self._thread_backend = None
+        if self._dask_backend is not None:
+            self._close_dask_backend_soon()
+
+    def _close_dask_backend_soon(self) -> None:
+        """Close the dask backend without awaiting (sync stop on a loop that keeps running)."""
+        backend, self._dask_backend = self._dask_backend, None
+        loop = self._loop
+        if backend is not None and loop is not None and not loop.is_closed() and loop.is_running():
+            loop.create_task(backend.close())
+
+    def __enter__(self) -> "Engine":
+        self.start()
+        from .launcher.default import push_default_engine
+
+        self._default_tokens.append(push_default_engine(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from .launcher.default import pop_default_engine
+
+        try:
+            self.stop()
+        finally:
+            if self._default_tokens:
+                pop_default_engine(self._default_tokens.pop())
+
+    async def __aenter__(self) -> "Engine":
+        self._bind(asyncio.get_running_loop())
+        from .launcher.default import push_default_engine
+
+        self._default_tokens.append(push_default_engine(self))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        from .launcher.default import pop_default_engine
+
+        try:
+            await self._shutdown()
+        finally:
+            if self._default_tokens:
+                pop_default_engine(self._default_tokens.pop())
+
+    # -------------------------------------------------------------- submit
+    def submit(self, *jobs: Job) -> None:
+        """Register jobs; returns once they are pending or, where runnable, running.
+
+        Raises:
+            RuntimeError: the engine was never started (use ``with Engine()``,
+                ``start()``, or ``await submit_async`` inside a running loop).
+            JobEmitError: a job is already pending/running, or a condition
+                names an unknown job.
+        """
+        _check_jobs(jobs)
+        loop = self._loop
+        if loop is None or not loop.is_running() or self._stopping:
+            raise RuntimeError(
+                "the engine is not started: use `with Engine() as engine:`, call engine.start(), "
+                "or `await engine.submit_async(...)` inside a running event loop")
+        self._call_on_loop(self._submit_now, jobs)
+
+    async def submit_async(self, *jobs: Job) -> None:
+        """Register jobs from a coroutine; binds the engine to the running loop if it has none."""
+        _check_jobs(jobs)
+        await self._on_loop_async(self._submit_now, jobs)
+
+    def _submit_now(self, jobs: T.Sequence[Job]) -> None:
+        if self._stopping:
+            raise RuntimeError("the engine is stopping; it accepts no new jobs")
+        batch = {job.id: job for job in jobs}
+        if len(batch) != len(jobs):
+            raise JobEmitError("the same job was given twice to one submit()")
+        plans = [self._plan(job, batch) for job in jobs]
+        now = time.time()
+        for job, (condition, cancel_on) in zip(jobs, plans):
+            self._register(job)
+            job.submit_time = datetime.now()
+            self._set_status(job, "pending")
+        for job, (condition, cancel_on) in zip(jobs, plans):
+            if job.status == "pending":
+                self._sched.add(job, job.id, job.resource_kind, condition, now,
+                                poll_interval=job.wait_time_delta, cancel_on=cancel_on)
+        self._pump()
+
+    def _plan(self, job: Job, batch: dict[str, Job]) -> tuple[T.Optional[Condition], frozenset[str]]:
+        """Validate one job for submission; return its effective condition and upstream ids."""
+        if job.status in ("pending", "running"):
+            raise JobEmitError(f"job {job.name} ({job.id}) is already {job.status}; "
+                               "only created or finished jobs can be submitted")
+        if job.engine is not None and job.engine is not self and job.status != "created":
+            if job.engine.jobs.get(job.id) is not None and job.engine.is_running:
+                raise JobEmitError(f"job {job.id} belongs to another running engine")
+        upstream = frozenset(a.job_id for a in (*job.args, *job.kwargs.values()) if isinstance(a, JobFuture))
+        condition = job.condition
+        if upstream:
+            after = AfterOthers(job_ids=sorted(upstream), statuses=("done",))
+            condition = after if condition is None else AllSatisfied(conditions=[condition, after])
+        if condition is not None:
+            unknown = sorted(i for i in condition.waits_for()
+                             if i not in batch and self.jobs.get(i) is None)
+            if unknown:
+                raise JobEmitError(f"job {job.name} ({job.id}) depends on unknown job id(s) {unknown}; "
+                                   "submit those jobs first or in the same submit() call")
+        if job.id in upstream:
+            raise JobEmitError(f"job {job.id} cannot take its own future as an argument")
+        job.prepare(self)
+        return condition, upstream
+
+    def _register(self, job: Job) -> None:
+        if job.status in FINISHED_STATUSES:  # a rerun
+            job._result = None
+            job._exception = None
+            job._traceback = None
+            job._proxy = None
+            job.start_time = job.stop_time = None
+        job.attempts = 0
+        job._cancel_requested = False
+        job.engine = self
+        if self.jobs.get(job.id) is not job:
+            self.jobs.add(job)
+
+    # ------------------------------------------------------------ scheduling
+    def _new_scheduler(self) -> Scheduler[Job]:
+        return Scheduler(self, self.setting.max_jobs, self.setting.limit_for, self._status_of)
+
+    def _status_of(self, job_id: str) -> T.Optional[str]:
+        job = self.jobs.get(job_id)
+        return None if job is None else job.status
+
+    def _pump(self) -> None:
+        """Apply the scheduler's decisions until it has none left, then re-arm the timer."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            sched = self._sched
+            while True:
+                sched.advance(time.time())
+                cancelled = sched.take_cancelled()
+                failed = sched.take_failed()
+                startable = [] if self._stopping else sched.take_startable()
+                if not (cancelled or failed or startable):
+                    break
+                for job, reason in cancelled:
+                    logger.info(f"job {job.name} ({job.id}) cancelled: {reason}")
+                    self._finish(job, "cancelled")
+                for job, exc in failed:
+                    job._record_failure(exc)
+                    self._report_failure(job, exc, "its condition raised")
+                    self._finish(job, "failed")
+                for job in startable:
+                    self._start(job)
+        finally:
+            self._pumping = False
+        self._rearm_timer()
+
+    def _rearm_timer(self) -> None:
+        when = self._sched.next_deadline()
+        if when == self._timer_when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_when = when
+        if when is not None and self._loop is not None:
+            self._timer = self._loop.call_later(max(0.0, when - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_when = None, None
+        self._pump()
+
+    def _start(self, job: Job) -> None:
+        assert self._loop is not None
+        job.attempts += 1
+        job.start_time = datetime.now()
+        self._set_status(job, "running")
+        job._task = self._loop.create_task(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        try:
+            result = await job._execute(self)
+        except asyncio.CancelledError:
+            if job.status == "running":  # cancelled by the loop going away, not by us
+                self._sched.finished(job)
+                self._finish(job, "cancelled")
+            return
+        except Exception as exc:
+            if job.status == "running":
+                self._attempt_failed(job, exc)
+            return
+        except BaseException as exc:  # SystemExit/KeyboardInterrupt inside a local job
+            if job.status == "running":
+                self._attempt_failed(job, exc)
+            raise
+        finally:
+            job._task = None
+        if job.status != "running":  # cancelled while finishing
+            return
+        if isinstance(result, _ProxyBase):
+            return  # a generator job runs until its proxy is exhausted
+        job._result = result
+        self._sched.finished(job)
+        self._finish(job, "done")
+        self._pump()
+
+    def _attempt_failed(self, job: Job, exc: BaseException) -> None:
+        self._sched.finished(job)
+        if job.attempts <= job.retries:
+            logger.info(f"job {job.name} ({job.id}) failed with {exc!r}; "
+                        f"retry {job.attempts}/{job.retries} in {job.retry_time_delta} s")
+            self._set_status(job, "pending")
+            self._sched.add(job, job.id, job.resource_kind, None, time.time(),
+                            not_before=time.time() + job.retry_time_delta)
+        else:
+            job._record_failure(exc)
+            self._report_failure(job, exc, "")
+            self._finish(job, "failed")
+        self._pump()
+
+    def _report_failure(self, job: Job, exc: BaseException, why: str) -> None:
+        where = f" ({why})" if why else ""
+        if self.setting.print_traceback:
+            logger.error(f"job {job.name} ({job.id}) failed{where}:\n{job.traceback}")
+        else:
+            logger.debug(f"job {job.name} ({job.id}) failed{where}: {exc!r}")
+
+    def _generator_ended(self, job: Job, exc: T.Optional[BaseException]) -> None:
+        """Called by a generator proxy (any thread) when its generator ended."""
+        if not self._in_loop_thread():
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._generator_ended, job, exc)
+            return
+        if job.status != "running":
+            return
+        self._sched.finished(job)
+        if exc is None:
+            self._finish(job, "done")
+        else:
+            job._record_failure(exc)
+            self._report_failure(job, exc, "its generator raised")
+            self._finish(job, "failed")
+        self._pump()
+
+    def _finish(self, job: Job, status: JobStatusType) -> None:
+        """Final status of one attempt: record it and run the callbacks."""
+        job.stop_time = datetime.now()
+        self._set_status(job, status)
+        if status == "done" and job.callback is not None:
+            _safe_callback(job, job.callback, job._result)
+        elif status == "failed" and job.error_callback is not None and job._exception is not None:
+            _safe_callback(job, job.error_callback, job._exception)
+
+    def _set_status(self, job: Job, status: JobStatusType) -> None:
+        old = job._status
+        job._status = status
+        self.jobs.moved(job, old)
+        self._sched.job_changed(job.id, time.time())
+        if status in FINISHED_STATUSES:
+            waiters, job._waiters = job._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            if self._idle_waiters and self.jobs.active_count == 0:
+                idle, self._idle_waiters = self._idle_waiters, []
+                for fut in idle:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def _future_value(self, future: JobFuture) -> T.Any:
+        upstream = self.jobs.get(future.job_id)
+        if upstream is None:
+            raise JobEmitError(f"upstream job {future.job_id} is unknown to this engine")
+        return upstream.result()
+
+    # -------------------------------------------------------------- cancel
+    def cancel(self, *jobs: Job) -> None:
+        """Cancel jobs; returns once they are cancelled and their workers are stopped."""
+        _check_jobs(jobs)
+        if self._loop is None or not self._loop.is_running():
+            for job in jobs:
+                if job.status in ("pending", "running"):
+                    raise RuntimeError("the engine is not running; nothing can be cancelled")
+            return
+        if self._in_loop_thread():
+            self._cancel_now(list(jobs))
+            return
+        self._call_on_loop_async(self._cancel_and_wait, list(jobs))
+
+    async def cancel_async(self, *jobs: Job) -> None:
+        """Cancel jobs from a coroutine and wait until their work has stopped."""
+        await self._on_loop_async_coro(self._cancel_and_wait, list(jobs))
+
+    def cancel_all(self) -> None:
+        """Cancel every pending or running job."""
+        self.cancel(*self._active_jobs())
+
+    async def cancel_all_async(self) -> None:
+        """Async form of :meth:`cancel_all`."""
+        await self.cancel_async(*self._active_jobs())
+
+    def _active_jobs(self) -> list[Job]:
+        return list(self.jobs.pending.values()) + list(self.jobs.running.values())
+
+    async def _cancel_and_wait(self, jobs: list[Job]) -> None:
+        tasks = self._cancel_now(jobs)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    def _cancel_now(self, jobs: T.Sequence[Job]) -> list[asyncio.Task]:
+        """Cancel on the loop thread; returns the tasks still unwinding."""
+        tasks: list[asyncio.Task] = []
+        for job in jobs:
+            if job.engine is not self:
+                continue
+            if job.status == "pending":
+                self._sched.discard(job)
+                self._finish(job, "cancelled")
+            elif job.status == "running":
+                job._cancel_requested = True
+                self._sched.finished(job)
+                task = job._task
+                if task is not None and not task.done():
+                    task.cancel()
+                    tasks.append(task)
+                proxy = job._proxy
+                if proxy is not None and proxy._driver.done() and proxy._driver.exception() is None:
+                    proxy._driver.result().abandon()
+                self._finish(job, "cancelled")
+        if not self._pumping:
+            self._pump()
+        return tasks
+
+    def remove(self, job: Job) -> None:
+        """Cancel the job if active, then forget it."""
+        if job.status in ("pending", "running"):
+            self.cancel(job)
+        self.jobs.remove(job)
+
+    # ---------------------------------------------------------------- wait
+    async def join(self, jobs: T.Optional[T.Sequence[Job]] = None,
+                   timeout: T.Optional[float] = None) -> None:
+        """Wait until the given jobs (default: all) are finished.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        if jobs is not None:
+            _check_jobs(jobs)
+        await self._on_loop_async_coro(self._join_here, jobs, timeout)
+
+    async def _join_here(self, jobs: T.Optional[T.Sequence[Job]], timeout: T.Optional[float]) -> None:
+        assert self._loop is not None
+        waits: list[asyncio.Future] = []
+        if jobs is None:
+            if self.jobs.active_count:
+                fut = self._loop.create_future()
+                self._idle_waiters.append(fut)
+                waits.append(fut)
+        else:
+            for job in jobs:
+                if job.status in ("pending", "running"):
+                    fut = self._loop.create_future()
+                    job._waiters.append(fut)
+                    waits.append(fut)
+        if not waits:
+            return
+        done, _ = await asyncio.wait(waits, timeout=timeout)
+        if len(done) != len(waits):
+            raise TimeoutError(f"jobs still unfinished after {timeout} s")
+
+    def wait(self, timeout: T.Optional[float] = None, time_delta: float = 0.2,
+             select_jobs: T.Optional[T.Callable[[Job], bool]] = None) -> bool:
+        """Block until all jobs (or those ``select_jobs`` picks) finished; False on timeout.
+
+        ``time_delta`` is accepted for compatibility and unused: waiting is event-driven.
+        """
+        jobs = None
+        if select_jobs is not None:
+            jobs = [j for j in self._active_jobs() if select_jobs(j)]
+        try:
+            self._call_on_loop_async(self._join_here, jobs, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> None:
+        """Block until ``job`` finished. Raises TimeoutError after ``timeout`` seconds."""
+        _check_jobs([job])
+        self._call_on_loop_async(self._join_here, [job], timeout)
+
+    # ------------------------------------------------------ loop plumbing
+    def _in_loop_thread(self) -> bool:
+        loop = self._loop
+        if loop is None:
+            return False
+        if self._thread is not None:
+            return threading.get_ident() == self._loop_thread_id
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Adopt the caller's running loop (async use) if the engine has no live loop."""
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed() and self._loop.is_running():
+            return  # keep the running one; callers hop onto it
+        self._release_closed_loop()
+        self._loop = loop
+        self._loop_thread_id = threading.get_ident()
+        self._stopping = False
+        _live_engines.add(self)
+
+    def _release_closed_loop(self) -> None:
+        """Forget a previous loop that is gone (e.g. an earlier ``asyncio.run``)."""
+        if self._loop is None or self._thread is not None:
+            return
+        if self._loop.is_running():
+            return
+        for job in self._active_jobs():
+            self._sched.discard(job)
+            job._status, old = "cancelled", job._status
+            self.jobs.moved(job, old)
+        self._shutdown_now()
+        self._timer, self._timer_when = None, None
+        self._idle_waiters = []
+        self._sched = self._new_scheduler()
+        self._loop = None
+
+    def _call_on_loop(self, fn: T.Callable[..., T.Any], *args: T.Any) -> T.Any:
+        """Run a sync function on the loop thread and return its result (re-raising)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            raise RuntimeError("the engine is not started")
+        if self._in_loop_thread():
+            return fn(*args)
+        cf: concurrent.futures.Future = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                cf.set_result(fn(*args))
+            except BaseException as exc:
+                cf.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return cf.result()
+
+    def _call_on_loop_async(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any:
+        """Run a coroutine function on the loop from another thread and block for its result."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            raise RuntimeError("the engine is not started: use `with Engine()` or engine.start()")
+        if self._in_loop_thread():
+            raise RuntimeError("this blocking call would deadlock the engine loop; "
+                               "use the async form (await engine.join(...)) instead")
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args), loop).result()
+
+    async def _on_loop_async(self, fn: T.Callable[..., T.Any], *args: T.Any) -> T.Any:
+        """Run a sync function on the engine loop from any coroutine."""
+        running = asyncio.get_running_loop()
+        self._bind(running)
+        if running is self._loop:
+            return fn(*args)
+        assert self._loop is not None
+
+        async def call() -> T.Any:
+            return fn(*args)
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), self._loop))
+
+    async def _on_loop_async_coro(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any:
+        """Await a coroutine function on the engine loop from any coroutine."""
+        running = asyncio.get_running_loop()
+        self._bind(running)
+        if running is self._loop:
+            return await coro_fn(*args)
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro_fn(*args), self._loop))
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<Engine {self.id[:8]} {state} {self.jobs!r}>"
+
+
+def _check_jobs(jobs: T.Iterable[object]) -> None:
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise TypeError(f"expected Job objects, got {type(job).__name__}: {job!r}")
+
+
+def _safe_callback(job: Job, fn: T.Callable[[T.Any], T.Any], value: T.Any) -> None:
+    try:
+        fn(value)
+    except Exception as exc:  # a broken callback must not break the engine
+        logger.error(f"callback {fn!r} of job {job.name} ({job.id}) raised {exc!r}")
+
+
+__all__ += ["InvalidStateError", "JobEmitError"]

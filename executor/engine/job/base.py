@@ -1,0 +1,494 @@
+"""The :class:`Job` base class, :class:`JobFuture` and the generator proxies.
+
+A job is data plus a few hooks; the :class:`~executor.engine.core.Engine`
+drives its life (statuses, retries, callbacks).  See :class:`Job` for the hooks
+that job types override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import traceback
+import typing as T
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import cloudpickle
+
+from .condition import Condition
+from .utils import (
+    CallOptions,
+    GeneratorStepper,
+    InvalidStateError,
+    JobStatusType,
+    OptionsCall,
+    is_generator_function,
+)
+
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ..core import Engine
+
+__all__ = ["Job", "JobFuture", "GeneratorDriver", "GeneratorProxy", "AsyncGeneratorProxy"]
+
+_RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested")
+
+
+class JobFuture:
+    """A placeholder for a job's result; pass it as an argument to another job.
+
+    The receiving job waits for the upstream job to be ``done`` and gets its
+    result in place of the future; it is cancelled if the upstream job fails
+    or is cancelled.
+    """
+
+    __slots__ = ("job_id",)
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def __repr__(self) -> str:
+        return f"<JobFuture of job {self.job_id}>"
+
+
+class GeneratorDriver:
+    """Steps a job's generator wherever it lives (see :class:`GeneratorStepper`).
+
+    Subclasses route the steps to a thread or a worker process; this default
+    steps the generator in the calling thread (LocalJob).
+    """
+
+    def __init__(self, gen: T.Any) -> None:
+        self.gen = gen
+        self.stepper = GeneratorStepper(gen)
+
+    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Advance synchronously; returns ``("yield", v)`` or ``("return", v)``."""
+        return self.stepper.step(op, value)
+
+    async def astep(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Advance from a coroutine (async generators run on the caller's loop)."""
+        if not self.stepper.is_async:
+            return self.stepper.step(op, value)
+        try:
+            if op == "close":
+                await self.gen.aclose()
+                return ("return", None)
+            return ("yield", await (self.gen.asend(value) if op == "send" else self.gen.__anext__()))
+        except StopAsyncIteration:
+            return ("return", None)
+
+    def abandon(self) -> None:
+        """The job was cancelled: release whatever holds the generator."""
+
+
+class _ProxyBase:
+    """Shared machinery of the two generator proxies."""
+
+    def __init__(self, job: "Job") -> None:
+        self._job = job
+        self._driver: concurrent.futures.Future[GeneratorDriver] = concurrent.futures.Future()
+        self._lock = threading.Lock()
+        self._ended = False
+
+    def _end(self, exc: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        engine = self._job.engine
+        if engine is not None:
+            engine._generator_ended(self._job, exc)
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise StopIteration if isinstance(self, GeneratorProxy) else StopAsyncIteration
+        if self._job.status == "cancelled":
+            raise InvalidStateError(f"job {self._job.id} was cancelled; its generator is gone")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of job {self._job.id}>"
+
+
+class GeneratorProxy(_ProxyBase):
+    """The result of a job made from a generator function.
+
+    Iterate it (or ``send`` to it) from any thread; the job stays ``running``
+    until the generator is exhausted, then it becomes ``done`` (or ``failed``
+    if the generator raised).
+    """
+
+    def __iter__(self) -> "GeneratorProxy":
+        return self
+
+    def __next__(self) -> T.Any:
+        return self._advance("next", None)
+
+    def send(self, value: T.Any) -> T.Any:
+        """Send ``value`` into the generator and return the next yielded value."""
+        return self._advance("send", value)
+
+    def close(self) -> None:
+        """Close the generator early; the job becomes ``done``."""
+        if not self._ended:
+            with self._lock:
+                self._driver.result().step("close")
+            self._end(None)
+
+    def _advance(self, op: str, value: T.Any) -> T.Any:
+        self._check_open()
+        with self._lock:
+            driver = self._driver.result()
+            try:
+                kind, out = driver.step(op, value)
+            except BaseException as exc:
+                self._end(exc)
+                raise
+        if kind == "return":
+            self._end(None)
+            raise StopIteration(out)
+        return out
+
+
+class AsyncGeneratorProxy(_ProxyBase):
+    """The result of a job made from an async generator function (``async for``, ``asend``)."""
+
+    def __aiter__(self) -> "AsyncGeneratorProxy":
+        return self
+
+    async def __anext__(self) -> T.Any:
+        return await self._advance("next", None)
+
+    async def asend(self, value: T.Any) -> T.Any:
+        """Send ``value`` into the generator and return the next yielded value."""
+        return await self._advance("send", value)
+
+    async def aclose(self) -> None:
+        """Close the generator early; the job becomes ``done``."""
+        if not self._ended:
+            driver = await asyncio.wrap_future(self._driver)
+            await driver.astep("close")
+            self._end(None)
+
+    async def _advance(self, op: str, value: T.Any) -> T.Any:
+        if self._ended:
+            raise StopAsyncIteration
+        self._check_open()
+        driver = await asyncio.wrap_future(self._driver)
+        try:
+            kind, out = await driver.astep(op, value)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        if kind == "return":
+            self._end(None)
+            raise StopAsyncIteration
+        return out
+
+
+def _check_callable(obj: object, name: str, optional: bool = True) -> None:
+    if obj is None and optional:
+        return
+    if not callable(obj):
+        raise TypeError(f"{name} must be callable, got {type(obj).__name__}: {obj!r}")
+
+
+class Job:
+    """A unit of work: a callable with arguments, run by an engine on some backend.
+
+    Keyword arguments:
+        func: the callable (functions, lambdas, closures; coroutine and
+            generator functions too).
+        args, kwargs: its arguments; a :class:`JobFuture` among them makes the
+            job wait for that job and receive its result.
+        callback: called with the result when the job is done.
+        error_callback: called with the exception when the job failed.
+        retries: how many times a failed attempt is retried.
+        retry_time_delta: seconds to wait before a retry.
+        name: a label (defaults to the function's name).
+        condition: a :class:`~executor.engine.job.condition.Condition` that
+            must hold before the job starts.
+        wait_time_delta: polling period for opaque (custom) conditions only.
+        redirect_out_err: True → the job's stdout/stderr go to ``stdout.txt`` /
+            ``stderr.txt`` in its cache dir; a path string → both go to that file.
+        change_dir: True → run inside the job's cache dir; a path → run there.
+
+    Hooks for job types (override in subclasses):
+
+    * ``resource_kind`` (class attribute, e.g. ``"process"``): the slot pool the
+      job uses; the engine limits running jobs of that kind to
+      ``EngineSetting.max_<kind>_jobs`` (if that attribute exists and is not
+      None) and all jobs to ``max_jobs``.
+    * ``accepts_engine`` (class attribute): whether the function may receive
+      the engine through ``EngineSetting.kwargs_inject_key`` (False where the
+      call runs in another process).
+    * ``prepare(engine)``: called by ``submit`` before the job is registered;
+      validate here and raise for bad input.
+    * ``async run_function(func, args, kwargs)``: run one attempt of a plain
+      call where this job type runs things and return its result (raise to
+      fail).  ``func`` already carries ``redirect_out_err``/``change_dir``.
+      Cancellation arrives as ``asyncio.CancelledError`` inside this
+      coroutine: stop the work (kill the worker, the subprocess, ...) in an
+      ``except``/``finally`` and re-raise.
+    * ``async start_generator(func, args, kwargs)``: for generator functions,
+      create the generator where the job runs and return a
+      :class:`GeneratorDriver` that steps it.
+    """
+
+    resource_kind: T.ClassVar[str] = "local"
+    accepts_engine: T.ClassVar[bool] = True
+
+    def __init__(
+        self,
+        func: T.Callable[..., T.Any],
+        args: T.Optional[T.Sequence[T.Any]] = None,
+        kwargs: T.Optional[T.Mapping[str, T.Any]] = None,
+        callback: T.Optional[T.Callable[[T.Any], T.Any]] = None,
+        error_callback: T.Optional[T.Callable[[BaseException], T.Any]] = None,
+        retries: int = 0,
+        retry_time_delta: float = 0.0,
+        name: T.Optional[str] = None,
+        condition: T.Optional[Condition] = None,
+        wait_time_delta: float = 0.01,
+        redirect_out_err: T.Union[bool, str] = False,
+        change_dir: T.Union[bool, str, Path, None] = None,
+    ) -> None:
+        _check_callable(func, "func", optional=False)
+        _check_callable(callback, "callback")
+        _check_callable(error_callback, "error_callback")
+        if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
+            raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
+        if kwargs is not None and not isinstance(kwargs, T.Mapping):
+            raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        if not isinstance(retry_time_delta, (int, float)) or retry_time_delta < 0:
+            raise ValueError(f"retry_time_delta must be a number >= 0, got {retry_time_delta!r}")
+        if not isinstance(wait_time_delta, (int, float)) or wait_time_delta <= 0:
+            raise ValueError(f"wait_time_delta must be a number > 0, got {wait_time_delta!r}")
+        if condition is not None and not isinstance(condition, Condition):
+            raise TypeError(f"condition must be a Condition, got {type(condition).__name__}: {condition!r}")
+        if not isinstance(redirect_out_err, (bool, str, Path)):
+            raise TypeError(f"redirect_out_err must be a bool or a file path, got {redirect_out_err!r}")
+        if change_dir is not None and not isinstance(change_dir, (bool, str, Path)):
+            raise TypeError(f"change_dir must be True or a directory path, got {change_dir!r}")
+        self.id: str = str(uuid.uuid4())
+        self.func = func
+        self.args: tuple = tuple(args) if args is not None else ()
+        self.kwargs: dict[str, T.Any] = dict(kwargs) if kwargs is not None else {}
+        self.callback = callback
+        self.error_callback = error_callback
+        self.retries = retries
+        self.retry_time_delta = float(retry_time_delta)
+        self.name: str = name if name is not None else getattr(func, "__name__", type(func).__name__)
+        self.condition = condition
+        self.wait_time_delta = float(wait_time_delta)
+        self.redirect_out_err = redirect_out_err
+        self.change_dir = change_dir
+        self.engine: T.Optional["Engine"] = None
+        self.attempts = 0
+        self.created_time = datetime.now()
+        self.submit_time: T.Optional[datetime] = None
+        self.start_time: T.Optional[datetime] = None
+        self.stop_time: T.Optional[datetime] = None
+        self._status: JobStatusType = "created"
+        self._result: T.Any = None
+        self._exception: T.Optional[BaseException] = None
+        self._traceback: T.Optional[str] = None
+        self._task: T.Optional[asyncio.Task] = None
+        self._waiters: list[asyncio.Future] = []
+        self._proxy: T.Optional[_ProxyBase] = None
+        self._cancel_requested = False
+        self._future = JobFuture(self.id)
+
+    # ------------------------------------------------------------ public API
+    @property
+    def status(self) -> JobStatusType:
+        """One of ``created pending running done failed cancelled``."""
+        return self._status
+
+    @property
+    def future(self) -> JobFuture:
+        """A :class:`JobFuture` to pass as an argument to dependent jobs."""
+        return self._future
+
+    @property
+    def cache_dir(self) -> Path:
+        """This job's directory under the engine's cache dir (created only when needed)."""
+        base = self.engine.cache_dir if self.engine is not None else Path(".executor") / "jobs"
+        return base / self.id
+
+    @property
+    def traceback(self) -> T.Optional[str]:
+        """The formatted traceback of the failure, if the job failed."""
+        return self._traceback
+
+    def result(self) -> T.Any:
+        """The return value of a ``done`` job (a generator proxy while a generator job runs)."""
+        if self._status == "done" or (self._status == "running" and self._proxy is not None):
+            return self._proxy if self._proxy is not None else self._result
+        if self._status == "failed":
+            raise InvalidStateError(
+                f"job {self.name} ({self.id}) failed with {self._exception!r}; use exception()"
+            ) from self._exception
+        raise InvalidStateError(
+            f"job {self.name} ({self.id}) is {self._status}; result() needs it to be done"
+        )
+
+    def exception(self) -> T.Optional[BaseException]:
+        """The exception of a ``failed`` job, else None."""
+        return self._exception if self._status == "failed" else None
+
+    async def join(self, timeout: T.Optional[float] = None) -> None:
+        """Wait (asynchronously) until the job is done, failed or cancelled."""
+        engine = self._require_engine("join")
+        await engine.join([self], timeout=timeout)
+
+    def wait(self, timeout: T.Optional[float] = None) -> None:
+        """Block until the job finished (sync form of :meth:`join`)."""
+        self._require_engine("wait").wait_job(self, timeout=timeout)
+
+    def cancel(self) -> None:
+        """Cancel the job (pending: dropped; running: its work is stopped)."""
+        self._require_engine("cancel").cancel(self)
+
+    def rerun(self) -> None:
+        """Run a finished job again (status goes back to ``pending``)."""
+        if self._status not in ("done", "failed", "cancelled"):
+            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
+        self._require_engine("rerun").submit(self)
+
+    async def rerun_async(self) -> None:
+        """Async form of :meth:`rerun`."""
+        if self._status not in ("done", "failed", "cancelled"):
+            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
+        await self._require_engine("rerun").submit_async(self)
+
+    def serialization(self) -> bytes:
+        """The job as bytes (cloudpickle); runtime links (engine, tasks) are dropped."""
+        return cloudpickle.dumps(self)
+
+    @staticmethod
+    def deserialization(data: bytes) -> "Job":
+        """Rebuild a job from :meth:`serialization` bytes."""
+        job = cloudpickle.loads(data)
+        if not isinstance(job, Job):
+            raise TypeError(f"data does not hold a Job but {type(job).__name__}")
+        return job
+
+    def __getstate__(self) -> dict[str, T.Any]:
+        state = self.__dict__.copy()
+        for attr in _RUNTIME_ATTRS:
+            state.pop(attr, None)
+        for attr in ("_result", "_exception"):
+            try:
+                cloudpickle.dumps(state[attr])
+            except Exception:
+                state[attr] = None
+        return state
+
+    def __setstate__(self, state: dict[str, T.Any]) -> None:
+        self.__dict__.update(state)
+        self.engine = None
+        self._task = None
+        self._waiters = []
+        self._proxy = None
+        self._cancel_requested = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} id={self.id} status={self._status}>"
+
+    # ----------------------------------------------------------------- hooks
+    def prepare(self, engine: "Engine") -> None:
+        """Hook: validate against ``engine`` at submit time (raise on bad input)."""
+
+    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+        """Hook: run one call and return its result (default: in the engine's loop)."""
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def start_generator(
+        self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict
+    ) -> GeneratorDriver:
+        """Hook: create the generator where the job runs; return its driver."""
+        return GeneratorDriver(func(*args, **kwargs))
+
+    # ------------------------------------------------------- engine plumbing
+    def _require_engine(self, what: str) -> "Engine":
+        if self.engine is None:
+            raise InvalidStateError(f"{what}(): job {self.id} was never submitted to an engine")
+        return self.engine
+
+    def call_options(self) -> CallOptions:
+        """The working dir / redirection for this attempt (creates the cache dir if needed)."""
+        change_dir: T.Optional[str] = None
+        if self.change_dir is True:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            change_dir = str(self.cache_dir.resolve())
+        elif self.change_dir:
+            change_dir = str(self.change_dir)
+        out = err = None
+        if self.redirect_out_err is True:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            out = str((self.cache_dir / "stdout.txt").resolve())
+            err = str((self.cache_dir / "stderr.txt").resolve())
+        elif isinstance(self.redirect_out_err, (str, Path)) and str(self.redirect_out_err):
+            path = Path(self.redirect_out_err).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out = err = str(path)
+        return CallOptions(change_dir, out, err)
+
+    def _resolved_call(self, engine: "Engine") -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """The function and its arguments with futures replaced and the engine injected."""
+        args = tuple(engine._future_value(a) if isinstance(a, JobFuture) else a for a in self.args)
+        kwargs = {k: engine._future_value(v) if isinstance(v, JobFuture) else v
+                  for k, v in self.kwargs.items()}
+        key = engine.setting.kwargs_inject_key
+        if key and self.accepts_engine and _takes_keyword(self.func, key):
+            kwargs[key] = engine
+        return self.func, args, kwargs
+
+    async def _execute(self, engine: "Engine") -> T.Any:
+        """One attempt: returns the result, or a generator proxy for generator functions."""
+        func, args, kwargs = self._resolved_call(engine)
+        options = self.call_options()
+        if is_generator_function(self.func):
+            return await self._start_proxy(func, args, kwargs, options)
+        if options.trivial:
+            return await self.run_function(func, args, kwargs)
+        return await self.run_function(OptionsCall(func, options), args, kwargs)
+
+    async def _start_proxy(
+        self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict, options: CallOptions
+    ) -> _ProxyBase:
+        proxy: _ProxyBase
+        if inspect.isasyncgenfunction(getattr(self.func, "func", self.func)):
+            proxy = AsyncGeneratorProxy(self)
+        else:
+            proxy = GeneratorProxy(self)
+        self._proxy = proxy
+        try:
+            target = func if options.trivial else OptionsCall(func, options)
+            proxy._driver.set_result(await self.start_generator(target, args, kwargs))
+        except BaseException as exc:
+            proxy._driver.set_exception(exc)
+            raise
+        return proxy
+
+    def _record_failure(self, exc: BaseException) -> None:
+        self._exception = exc
+        self._traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _takes_keyword(func: T.Callable[..., T.Any], key: str) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    param = params.get(key)
+    return param is not None and param.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

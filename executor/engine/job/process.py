@@ -1,0 +1,106 @@
+"""ProcessJob: runs its function in one of the engine's warm worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import typing as T
+
+import cloudpickle
+
+from .base import GeneratorDriver, Job
+
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ..backend.process import ProcessPool, Worker
+    from ..core import Engine
+
+
+class ProcessGeneratorDriver(GeneratorDriver):
+    """Steps a generator that lives in a worker process; the worker stays with the job."""
+
+    def __init__(self, engine: "Engine", pool: "ProcessPool", worker: "Worker") -> None:
+        self.engine = engine
+        self.pool = pool
+        self.worker = worker
+        self.is_async = False
+
+    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Step from any thread except the engine's loop thread."""
+        loop = self.pool.loop
+        if self.engine._in_loop_thread():
+            raise RuntimeError(
+                "a ProcessJob generator cannot be iterated synchronously on the engine's event "
+                "loop; use an async generator function and `async for`, or iterate from another thread")
+        return asyncio.run_coroutine_threadsafe(self._step(op, value), loop).result()
+
+    async def astep(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Step from a coroutine (on the engine loop or any other loop)."""
+        if asyncio.get_running_loop() is self.pool.loop:
+            return await self._step(op, value)
+        cf: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(self._step(op, value), self.pool.loop)
+        return await asyncio.wrap_future(cf)
+
+    async def _step(self, op: str, value: T.Any) -> tuple[str, T.Any]:
+        from ..backend.process import _unwrap
+
+        try:
+            reply = await self.pool.request(self.worker, cloudpickle.dumps(("step", op, value)))
+        except BaseException:
+            self.pool.discard_if_dead(self.worker)
+            raise
+        if reply[0] == "err":
+            self.pool.release(self.worker)
+            _unwrap(reply)
+        if reply[0] == "return":
+            self.pool.release(self.worker)
+        return (reply[0], reply[1])
+
+    def abandon(self) -> None:
+        """The job was cancelled: kill the worker holding the generator."""
+        self.pool.kill(self.worker)
+
+
+class ProcessJob(Job):
+    """A job run in a warm worker process; limited by ``EngineSetting.max_process_jobs``.
+
+    Functions, arguments and results travel with cloudpickle, so lambdas and
+    functions defined in ``__main__`` work.  Cancelling a running ProcessJob
+    kills its worker (and the worker's process group); the pool starts a
+    fresh one.  The engine cannot be injected into a ProcessJob.
+    """
+
+    resource_kind = "process"
+    accepts_engine = False
+
+    def __init__(self, *args: T.Any, **kwargs: T.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_pid: T.Optional[int] = None
+
+    def _remember_worker(self, worker: "Worker") -> None:
+        self.worker_pid = worker.pid
+
+    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+        """Run the call in a worker of the engine's process pool."""
+        assert self.engine is not None
+        return await self.engine.process_pool.run(func, args, kwargs, on_worker=self._remember_worker)
+
+    async def start_generator(
+        self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict
+    ) -> GeneratorDriver:
+        """Create the generator in a worker, which then serves this job only."""
+        from ..backend.process import _unwrap
+
+        assert self.engine is not None
+        pool = self.engine.process_pool
+        payload = cloudpickle.dumps(("gen", func, args, kwargs))
+        worker = await pool.acquire()
+        self._remember_worker(worker)
+        try:
+            reply = await pool.request(worker, payload)
+        except asyncio.CancelledError:
+            pool.kill(worker)
+            raise
+        if reply[0] == "err":
+            pool.release(worker)
+            _unwrap(reply)
+        return ProcessGeneratorDriver(self.engine, pool, worker)

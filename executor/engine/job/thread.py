@@ -1,0 +1,53 @@
+"""ThreadJob: runs its function on the engine's reused thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import typing as T
+
+from .base import GeneratorDriver, Job
+from .utils import GeneratorStepper
+
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ..backend.thread import ThreadBackend
+
+
+class ThreadGeneratorDriver(GeneratorDriver):
+    """Steps a generator inside the thread pool (it was created there too)."""
+
+    def __init__(self, gen: T.Any, backend: "ThreadBackend") -> None:
+        self.gen = gen
+        self.stepper = GeneratorStepper(gen)
+        self.backend = backend
+
+    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Run one step in a pool thread and wait for it."""
+        return self.backend.submit(self.stepper.step, op, value).result()
+
+    async def astep(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Run one step in a pool thread without blocking the caller's loop."""
+        return await asyncio.wrap_future(self.backend.submit(self.stepper.step, op, value))
+
+
+class ThreadJob(Job):
+    """A job run on a pool thread; limited by ``EngineSetting.max_thread_jobs``.
+
+    A running thread cannot be interrupted: cancelling a running ThreadJob
+    marks it cancelled at once and drops whatever the call returns later.
+    """
+
+    resource_kind = "thread"
+
+    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+        """Run the call on the engine's thread pool."""
+        assert self.engine is not None
+        return await self.engine.thread_backend.run(func, args, kwargs)
+
+    async def start_generator(
+        self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict
+    ) -> GeneratorDriver:
+        """Create the generator in a pool thread; steps run there too."""
+        assert self.engine is not None
+        backend = self.engine.thread_backend
+        gen = await asyncio.wrap_future(backend.submit(lambda: func(*args, **kwargs)))
+        return ThreadGeneratorDriver(gen, backend)

@@ -1,0 +1,145 @@
+"""Small shared pieces of the job layer: statuses, errors, call options, generator stepping.
+
+This module is imported inside worker processes, so it must stay light (stdlib only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import sys
+import typing as T
+from dataclasses import dataclass
+
+JobStatusType = T.Literal["created", "pending", "running", "done", "failed", "cancelled"]
+"""The six statuses of a job (plain strings)."""
+
+JOB_STATUSES: tuple[JobStatusType, ...] = ("created", "pending", "running", "done", "failed", "cancelled")
+ACTIVE_STATUSES: tuple[JobStatusType, ...] = ("pending", "running")
+FINISHED_STATUSES: tuple[JobStatusType, ...] = ("done", "failed", "cancelled")
+
+
+class InvalidStateError(RuntimeError):
+    """An operation needs the job in another status (e.g. ``result()`` before ``done``)."""
+
+
+class JobEmitError(RuntimeError):
+    """The engine cannot accept a job (already pending/running, unknown dependency, ...)."""
+
+
+class WorkerCrashedError(RuntimeError):
+    """The worker process running a job died before sending a result."""
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-call environment applied around a job's function wherever it runs."""
+
+    change_dir: str | None = None
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+
+    @property
+    def trivial(self) -> bool:
+        """True when the options change nothing (the function can be called directly)."""
+        return self.change_dir is None and self.stdout_path is None and self.stderr_path is None
+
+
+@contextlib.contextmanager
+def applied_options(options: CallOptions) -> T.Iterator[None]:
+    """Apply ``options`` (working directory, stdout/stderr redirection) for the duration."""
+    with contextlib.ExitStack() as stack:
+        if options.change_dir is not None:
+            old = os.getcwd()
+            os.chdir(options.change_dir)
+            stack.callback(os.chdir, old)
+        if options.stdout_path is not None:
+            out = stack.enter_context(open(options.stdout_path, "a", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            if options.stderr_path == options.stdout_path:
+                stack.enter_context(contextlib.redirect_stderr(out))
+        if options.stderr_path is not None and options.stderr_path != options.stdout_path:
+            err = stack.enter_context(open(options.stderr_path, "a", buffering=1))
+            stack.enter_context(contextlib.redirect_stderr(err))
+        yield
+
+
+class OptionsCall:
+    """A picklable callable applying :class:`CallOptions` around ``func`` wherever it runs."""
+
+    def __init__(self, func: T.Callable[..., T.Any], options: CallOptions) -> None:
+        self.func = func
+        self.options = options
+
+    def __call__(self, *args: T.Any, **kwargs: T.Any) -> T.Any:
+        with applied_options(self.options):
+            return self.func(*args, **kwargs)
+
+
+def call_sync(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    """Call ``func`` in a thread or process without a running loop; run coroutines to completion."""
+    result = func(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    return result
+
+
+class GeneratorStepper:
+    """Drives a sync or async generator one step at a time from synchronous code.
+
+    Async generators get a private event loop so they can be stepped from any
+    thread (a worker thread or a worker process) without a running loop.
+    """
+
+    def __init__(self, gen: T.Any) -> None:
+        self.gen = gen
+        self.is_async = inspect.isasyncgen(gen)
+        self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop() if self.is_async else None
+
+    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
+        """Advance the generator: ``op`` is "next", "send" or "close".
+
+        Returns ``("yield", value)`` or ``("return", value)``; exceptions raised
+        by the generator propagate.
+        """
+        try:
+            if self.is_async:
+                assert self._loop is not None
+                if op == "close":
+                    self._loop.run_until_complete(self.gen.aclose())
+                    return ("return", None)
+                coro = self.gen.asend(value) if op == "send" else self.gen.__anext__()
+                return ("yield", self._loop.run_until_complete(coro))
+            if op == "close":
+                self.gen.close()
+                return ("return", None)
+            return ("yield", self.gen.send(value) if op == "send" else next(self.gen))
+        except StopIteration as stop:
+            self._close_loop()
+            return ("return", stop.value)
+        except StopAsyncIteration:
+            self._close_loop()
+            return ("return", None)
+        except BaseException:
+            self._close_loop()
+            raise
+
+    def _close_loop(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.close()
+
+
+def is_generator_function(func: T.Any) -> bool:
+    """True for sync or async generator functions (also through ``functools.partial``)."""
+    while hasattr(func, "func") and not inspect.isfunction(func):
+        func = func.func
+    return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+
+
+def flush_std_streams() -> None:
+    """Flush stdout/stderr so output written by a job reaches the parent promptly."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()

@@ -1,0 +1,232 @@
+"""The jobs manager: every job of an engine, indexed by id and by status, optionally persisted.
+
+With a cache path (``cache_type="diskcache"``) the jobs are also written to an
+SQLite database (``<cache_path>/jobs.sqlite``, WAL journal) on every status
+change, so a new ``Jobs(cache_path)`` reloads them, even after a crash.  Jobs
+that were pending or running when the store was last written come back
+``cancelled`` (nothing runs them any more); rerun them to start again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import typing as T
+from pathlib import Path
+
+from .job.base import Job
+from .job.utils import JOB_STATUSES, JobStatusType
+from .log import logger
+
+__all__ = ["Jobs", "JobStore", "JobStatusType"]
+
+DB_NAME = "jobs.sqlite"
+
+
+class JobStore(T.Mapping[str, Job]):
+    """A read-only live view of the jobs in one status: ``len``, ``in``, iteration over ids, ``.values()``."""
+
+    def __init__(self, status: JobStatusType, data: dict[str, Job]) -> None:
+        self.status = status
+        self._data = data
+
+    def __getitem__(self, job_id: str) -> Job:
+        return self._data[job_id]
+
+    def __iter__(self) -> T.Iterator[str]:
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, Job):
+            key = key.id
+        return key in self._data
+
+    def values(self) -> T.ValuesView[Job]:
+        """The jobs (a snapshot, safe while the engine keeps running)."""
+        return dict(self._data).values()
+
+    def __repr__(self) -> str:
+        return f"<JobStore {self.status}: {len(self._data)} jobs>"
+
+
+class _SqliteStore:
+    """Crash-safe persistence of serialized jobs (one row per job)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, data BLOB NOT NULL)")
+
+    def load(self) -> list[tuple[str, str, bytes]]:
+        with self._lock:
+            return list(self._db.execute("SELECT id, status, data FROM jobs"))
+
+    def save(self, job: Job) -> None:
+        try:
+            data = job.serialization()
+        except Exception as exc:
+            logger.warning(f"job {job.id} cannot be persisted: {exc!r}")
+            return
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO jobs (id, status, data) VALUES (?, ?, ?)",
+                             (job.id, job.status, data))
+
+    def delete(self, job_ids: T.Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Jobs:
+    """All jobs of an engine.
+
+    ``pending``, ``running``, ``done``, ``failed``, ``cancelled`` (and
+    ``created``) are live :class:`JobStore` views; iterating a ``Jobs`` yields
+    the jobs themselves.
+
+    Args:
+        cache_path: directory of the persistent store; giving one turns
+            persistence on unless ``cache_type="none"``.
+        cache_type: ``"diskcache"`` (persistent, needs ``cache_path``) or ``"none"``.
+    """
+
+    def __init__(self, cache_path: T.Union[str, Path, None] = None,
+                 cache_type: T.Optional[str] = None) -> None:
+        if cache_type is None:
+            cache_type = "diskcache" if cache_path is not None else "none"
+        if cache_type not in ("none", "diskcache"):
+            raise ValueError(f"cache_type must be 'none' or 'diskcache', got {cache_type!r}")
+        if cache_type == "diskcache" and cache_path is None:
+            raise ValueError("cache_type='diskcache' needs a cache_path")
+        self.cache_type = cache_type
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self._all: dict[str, Job] = {}
+        self._by_status: dict[str, dict[str, Job]] = {s: {} for s in JOB_STATUSES}
+        self.created = JobStore("created", self._by_status["created"])
+        self.pending = JobStore("pending", self._by_status["pending"])
+        self.running = JobStore("running", self._by_status["running"])
+        self.done = JobStore("done", self._by_status["done"])
+        self.failed = JobStore("failed", self._by_status["failed"])
+        self.cancelled = JobStore("cancelled", self._by_status["cancelled"])
+        self._store: T.Optional[_SqliteStore] = None
+        if cache_type == "diskcache":
+            assert self.cache_path is not None
+            self._store = _SqliteStore(self.cache_path / DB_NAME)
+            self._reload()
+
+    # ------------------------------------------------------------- queries
+    def get_job_by_id(self, job_id: str) -> T.Optional[Job]:
+        """The job with this id, or None."""
+        return self._all.get(job_id)
+
+    get = get_job_by_id
+
+    def all_jobs(self) -> list[Job]:
+        """Every job, in insertion order."""
+        return list(self._all.values())
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __iter__(self) -> T.Iterator[Job]:
+        return iter(list(self._all.values()))
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, Job):
+            item = item.id
+        return item in self._all
+
+    @property
+    def active_count(self) -> int:
+        """Number of pending plus running jobs."""
+        return len(self._by_status["pending"]) + len(self._by_status["running"])
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s}={len(d)}" for s, d in self._by_status.items() if d)
+        return f"<Jobs {counts or 'empty'}>"
+
+    # ------------------------------------------------------------ updates
+    def add(self, job: Job) -> None:
+        """Register a job under its current status."""
+        self._all[job.id] = job
+        self._by_status[job.status][job.id] = job
+        if self._store is not None:
+            self._store.save(job)
+
+    def moved(self, job: Job, old: JobStatusType) -> None:
+        """Re-index a job whose status changed from ``old`` (called by the engine)."""
+        if self._by_status[old].pop(job.id, None) is None:
+            return
+        self._by_status[job.status][job.id] = job
+        if self._store is not None:
+            self._store.save(job)
+
+    def save(self, job: Job) -> None:
+        """Persist a job's current state (no-op without a store)."""
+        if self._store is not None and job.id in self._all:
+            self._store.save(job)
+
+    def remove(self, job: Job) -> None:
+        """Forget a job (it must not be pending or running)."""
+        if job.status in ("pending", "running"):
+            raise ValueError(f"job {job.id} is {job.status}; cancel it before removing it")
+        self._drop([job])
+
+    def clear_done(self) -> None:
+        """Forget the done jobs."""
+        self._drop(list(self.done.values()))
+
+    def clear_failed(self) -> None:
+        """Forget the failed jobs."""
+        self._drop(list(self.failed.values()))
+
+    def clear_cancelled(self) -> None:
+        """Forget the cancelled jobs."""
+        self._drop(list(self.cancelled.values()))
+
+    def clear_non_active(self) -> None:
+        """Forget every job that is not pending or running."""
+        self._drop([j for j in self._all.values() if j.status not in ("pending", "running")])
+
+    def clear_all(self) -> None:
+        """Forget every job that is not pending or running (active jobs are kept)."""
+        self.clear_non_active()
+
+    def close(self) -> None:
+        """Close the persistent store, if any."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _drop(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._all.pop(job.id, None)
+            self._by_status[job.status].pop(job.id, None)
+        if self._store is not None and jobs:
+            self._store.delete(j.id for j in jobs)
+
+    def _reload(self) -> None:
+        assert self._store is not None
+        for job_id, status, data in self._store.load():
+            try:
+                job = Job.deserialization(data)
+            except Exception as exc:
+                logger.warning(f"cannot reload job {job_id} from {self._store.path}: {exc!r}")
+                continue
+            if job.status in ("pending", "running"):
+                job._status = "cancelled"
+            self._all[job.id] = job
+            self._by_status[job.status][job.id] = job
+            if job.status != status:
+                self._store.save(job)
