@@ -22,6 +22,8 @@ import pytest
 
 from pytest_executor._timeline import parse_timeline_path
 
+from pytest_executor.benchmark._options import BENCHMARK_OPTIONS
+
 BACKENDS: Final = ("local", "thread", "process", "subprocess", "dask")
 """Where a test may run; ``local`` and ``thread`` stay in the pytest process."""
 
@@ -191,6 +193,7 @@ OPTIONS: list[Option] = [
         default=False,
         flag=True,
     ),
+    *(Option(**fields) for fields in BENCHMARK_OPTIONS),  # job_benchmark: --executor-benchmark-*
 ]
 """Every option of the plugin; later features add one line each."""
 

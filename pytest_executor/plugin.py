@@ -24,6 +24,8 @@ from pytest_executor.fixtures import async_engine, engine, engine_setting, sessi
 from pytest_executor.marker import MARKER, MARKER_DOC, SPEC_KEY
 from pytest_executor.options import add_options, any_option_set, validate_options
 
+pytest_plugins = ["pytest_executor.benchmark._plugin"]  # the job_benchmark fixture and its hooks
+
 __all__ = ["async_engine", "engine", "engine_setting", "session_engine"]
 
 
@@ -38,6 +40,8 @@ class PluginState:
     deselected: list[pytest.Item] = field(default_factory=list)
     plan: Any = None
     """The :class:`pytest_executor._plan.Plan` once the plugin is active."""
+    notes: list[str] = field(default_factory=list)
+    """Lines for the terminal under the "collected" line."""
 
 
 STATE_KEY: Final = pytest.StashKey[PluginState]()
@@ -117,12 +121,18 @@ def _undeselect(config: pytest.Config, items: list[pytest.Item]) -> None:
     if deselected:
         pulled = {id(item) for item in items}
         deselected[:] = [item for item in deselected if id(item) not in pulled]
-    if reporter is not None:
-        reporter.write_line(
-            f"executor: --executor-with-deps added {len(items)} deselected "
-            f"dependenc{'y' if len(items) == 1 else 'ies'}: "
-            + ", ".join(item.nodeid for item in items)
-        )
+    state = config.stash[STATE_KEY]
+    state.notes.append(
+        f"executor: --executor-with-deps added {len(items)} deselected "
+        f"dependenc{'y' if len(items) == 1 else 'ies'}: "
+        + ", ".join(item.nodeid for item in items)
+    )
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """Lines shown under pytest's "collected N items" line."""
+    state = config.stash.get(STATE_KEY, None)
+    return state.notes if state is not None else []
 
 
 @pytest.hookimpl(trylast=True)

@@ -145,12 +145,33 @@ def _one_round(
     return duration
 
 
+
 def parse_rounds(raw: str) -> int:
-    """Parse a number of rounds >= 0 (option values such as warmup rounds)."""
+    """Parse a number of rounds >= 0 (warmup rounds)."""
+    return _parse_int(raw, lowest=0)
+
+
+def parse_min_rounds(raw: str) -> int:
+    """Parse a number of rounds >= 1."""
+    return _parse_int(raw, lowest=1)
+
+
+def _parse_int(raw: str, lowest: int) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{raw!r} is not an integer") from None
-    if value < 0:
-        raise ValueError(f"{raw!r} must be at least 0")
+    if value < lowest:
+        raise ValueError(f"{raw!r} must be at least {lowest}")
+    return value
+
+
+def parse_duration(raw: str) -> float:
+    """Parse a positive number of seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < value < math.inf:
+        raise ValueError(f"{raw!r} must be a positive number of seconds")
     return value

@@ -114,7 +114,9 @@ def test_async_benchmarks_are_awaited(pytester: pytest.Pytester) -> None:
             assert job_benchmark.stats.rounds == 4
         """
     )
-    result = pytester.runpytest(*FAST, "-W", "error", "--executor-benchmark-save=a")
+    # A subprocess: -W error must hold from a clean start (in-process, pytest warns
+    # that the outer session already imported the plugin).
+    result = pytester.runpytest_subprocess(*FAST, "-W", "error", "--executor-benchmark-save=a")
     result.assert_outcomes(passed=3)
     records = saved(pytester, "a")
     assert {name: record["async"] for name, record in records.items()} == {
