@@ -81,8 +81,9 @@ class RunView:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Note the phase's duration, times and outcome."""
         phases = self._phases.setdefault(report.nodeid, _Phases())
-        phases.durations[report.when] = phases.durations.get(report.when, 0.0) + float(
-            report.duration or 0.0
+        # Subtests send several call reports that all lie within the one call.
+        phases.durations[report.when] = max(
+            phases.durations.get(report.when, 0.0), float(report.duration or 0.0)
         )
         start, stop = getattr(report, "start", 0.0), getattr(report, "stop", 0.0)
         if start:
@@ -162,6 +163,13 @@ def _merge_outcome(current: str, report: pytest.TestReport) -> str:
     return current
 
 
+def _final_status(record: JobRecord | None) -> str | None:
+    """The controller's verdict on the job, once it has one."""
+    if record is None or record.status in ("created", "pending", "running"):
+        return None
+    return record.status
+
+
 def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | None:
     """Join what the reports said with the controller's record of the job."""
     start = getattr(record, "start", None) or phases.start
@@ -171,7 +179,7 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
     return JobSpan(
         nodeid=nodeid,
         worker=str(getattr(record, "worker", "") or IN_PROCESS_WORKER),
-        outcome=phases.outcome,
+        outcome=_final_status(record) or phases.outcome,
         start=float(start),
         stop=float(max(stop, start)),
         setup=phases.durations.get("setup", 0.0),
