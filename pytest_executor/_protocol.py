@@ -1,0 +1,194 @@
+"""The wire protocol between a runner (controller side) and a worker session.
+
+Every message is a plain ``(name, kwargs)`` pair of builtin data, pickled and
+framed with a 4-byte big-endian length prefix.  The framing works on any byte
+stream, so the *transport* is pluggable: a warm process worker talks over two
+pipes, a worker hosted on a dask worker talks over a TCP socket, and both use
+the same :class:`Channel` and the same worker session code.
+
+Messages from the controller to a worker:
+
+``("run", {"tasks": [(index, windex, nodeid, timeout), ...]})``
+    run these items, in order.  ``index`` is the controller's item index (echoed
+    back in events), ``windex`` the worker's own index of the item or ``-1`` to
+    look it up by ``nodeid`` (one-shot workers).
+``("shutdown", {})``
+    no more tasks: tear down what is left and end the session.
+
+Messages from a worker to the controller:
+
+``("collected", {"ids": [...], "deselected": [...], "pid": int, "capture_fds": [...]})``
+    the worker's collection (ids of ``session.items``, then those deselected),
+    its pid and, with ``--capture=fd``, the descriptors of its capture files so
+    the controller can recover a crashed test's output (Linux ``/proc``).
+``("events", {"items": [(name, kwargs), ...]})``
+    a batch of run events: ``logstart``, ``logreport`` (``data`` = the report's
+    serializable dict), ``result``, ``done``, ``warning``, ``missing``.
+``("fatal", {"message": str})``
+    the worker hit an internal error and is about to exit.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import socket
+import struct
+from typing import Any, Protocol, final
+
+Message = tuple[str, dict[str, Any]]
+"""One ``(name, kwargs)`` protocol message."""
+
+_HEADER = struct.Struct("!I")
+_READ_SIZE = 1 << 16
+
+ENV_WORKER = "PYTEST_EXECUTOR_WORKER"
+"""Set in every worker process to its worker id; makes the controller inert."""
+ENV_CHANNEL = "PYTEST_EXECUTOR_CHANNEL"
+"""How a worker reaches its controller: ``fd:<read>:<write>`` or ``tcp:<host>:<port>``."""
+ENV_LIFELINE = "PYTEST_EXECUTOR_LIFELINE"
+"""A pipe whose other end only the controller holds: EOF means the controller died."""
+ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
+"""Set to ``1`` in a subprocess worker that runs exactly one item."""
+
+
+class ChannelClosed(EOFError):
+    """The other side of a channel went away."""
+
+
+def _sanitize(value: Any) -> Any:
+    """Replace whatever cannot be pickled by its ``repr`` (plugins put odd things on reports)."""
+    if isinstance(value, dict):
+        return {_sanitize(k): _sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitize(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_sanitize(v) for v in value)
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return repr(value)
+    return value
+
+
+def encode(name: str, kwargs: dict[str, Any]) -> bytes:
+    """Serialize one message to a length-prefixed frame."""
+    try:
+        payload = pickle.dumps((name, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        payload = pickle.dumps((name, _sanitize(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+@final
+class FrameDecoder:
+    """Incremental decoder: feed it bytes as they arrive, get whole messages back."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add ``data`` and return every message completed by it."""
+        self._buffer += data
+        messages: list[Message] = []
+        buffer = self._buffer
+        offset = 0
+        while len(buffer) - offset >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, offset)
+            end = offset + _HEADER.size + size
+            if len(buffer) < end:
+                break
+            name, kwargs = pickle.loads(memoryview(buffer)[offset + _HEADER.size : end])
+            messages.append((name, kwargs))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return messages
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to a blocking descriptor."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Channel(Protocol):
+    """The worker side of a transport: blocking send and receive of messages."""
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        """Send one ``(name, kwargs)`` message."""
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """Return the next message; raise :class:`ChannelClosed` at EOF, ``TimeoutError`` on timeout."""
+
+    def close(self) -> None:
+        """Release the transport."""
+
+
+@final
+class FdChannel:
+    """A :class:`Channel` over two file descriptors (a pipe pair or one socket twice)."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self._read_fd = read_fd
+        self._write_fd = write_fd
+        self._decoder = FrameDecoder()
+        self._pending: list[Message] = []
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        """Send one message (blocks while the controller's pipe is full)."""
+        try:
+            write_all(self._write_fd, encode(name, kwargs))
+        except (BrokenPipeError, ConnectionError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """Block until a whole message arrived (or ``timeout`` seconds passed)."""
+        while not self._pending:
+            if timeout is not None:
+                ready, _, _ = select.select([self._read_fd], [], [], timeout)
+                if not ready:
+                    raise TimeoutError("no message from the controller")
+            try:
+                data = os.read(self._read_fd, _READ_SIZE)
+            except ConnectionError:
+                data = b""
+            if not data:
+                raise ChannelClosed("the controller closed the channel")
+            self._pending.extend(self._decoder.feed(data))
+        return self._pending.pop(0)
+
+    def close(self) -> None:
+        """Close both descriptors (once)."""
+        for fd in {self._read_fd, self._write_fd}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def fd_channel_spec(read_fd: int, write_fd: int) -> str:
+    """The :data:`ENV_CHANNEL` value telling a worker to use these inherited descriptors."""
+    return f"fd:{read_fd}:{write_fd}"
+
+
+def connect_channel(spec: str) -> Channel:
+    """Open the worker side of the channel described by ``spec`` (see :data:`ENV_CHANNEL`)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "fd":
+        read_fd, write_fd = (int(part) for part in rest.split(":"))
+        # Grandchildren must not keep the controller's pipes open after we die.
+        os.set_inheritable(read_fd, False)
+        os.set_inheritable(write_fd, False)
+        return FdChannel(read_fd, write_fd)
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fd = sock.detach()
+        return FdChannel(fd, fd)
+    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>' or 'tcp:<host>:<port>'")

@@ -1,0 +1,354 @@
+"""The worker side of the parallel backends: a pytest plugin loaded with ``-p pytest_executor.worker``.
+
+A worker is an ordinary pytest session over the controller's arguments.  It
+collects, sends its collected ids to the controller (which checks them against
+its own), and then, instead of pytest's run loop, runs the items the controller
+hands it over a :class:`~pytest_executor._protocol.Channel`, with pytest's
+normal run protocol, streaming serialized reports back.
+
+Teardown is deferred: once an item's call phase is over the worker reports its
+outcome at once (so the controller can release dependents), then waits for its
+next item, so fixture scopes are honoured per worker (module and session
+fixtures are set up once per worker, torn down only when the next item no
+longer needs them).  The plugin does nothing unless
+:data:`~pytest_executor._protocol.ENV_WORKER` and
+:data:`~pytest_executor._protocol.ENV_CHANNEL` are set.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from typing import Any, NamedTuple, final
+
+import pytest
+from _pytest.runner import call_and_report, show_test_item
+
+from pytest_executor._protocol import (
+    ENV_CHANNEL,
+    ENV_LIFELINE,
+    ENV_ONESHOT,
+    ENV_WORKER,
+    Channel,
+    connect_channel,
+)
+
+# Options whose effect belongs to the controller only: files it writes, and
+# run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
+_CONTROLLER_ONLY_OPTIONS: dict[str, Any] = {
+    "xmlpath": None,
+    "maxfail": 0,
+    "stepwise": False,
+    "stepwise_skip": False,
+    "usepdb": False,
+    "executor_report": None,
+    "executor_timeline": None,
+    "numprocesses": None,
+    "dist": "no",
+}
+# A one-shot worker runs one explicit node id: cache-driven selection must not
+# drop it.
+_ONESHOT_OPTIONS: dict[str, Any] = {"lf": False, "failedfirst": False, "newfirst": False}
+
+
+class Task(NamedTuple):
+    """One item to run, as sent by the controller."""
+
+    position: int
+    """The controller's index of the item (echoed back in events)."""
+    windex: int
+    nodeid: str
+    timeout: float | None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn this session into a worker when the controller's environment says so."""
+    worker_id = os.environ.get(ENV_WORKER)
+    spec = os.environ.get(ENV_CHANNEL)
+    if not worker_id or not spec:
+        return
+    oneshot = os.environ.get(ENV_ONESHOT) == "1"
+    for name, value in {**_CONTROLLER_ONLY_OPTIONS, **(_ONESHOT_OPTIONS if oneshot else {})}.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
+    _limit_core_dumps()
+    _watch_lifeline()
+    session = WorkerSession(config, worker_id, connect_channel(spec), oneshot=oneshot)
+    config.pluginmanager.register(session, "executor-worker-session")
+
+
+def _limit_core_dumps() -> None:
+    """A crashing test must not leave a core file in the user's directory."""
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _watch_lifeline() -> None:
+    """Kill this worker (and its process group) as soon as the controller dies."""
+    fd_text = os.environ.get(ENV_LIFELINE)
+    if not fd_text:
+        return
+    fd = int(fd_text)
+    os.set_inheritable(fd, False)
+
+    def wait_for_eof() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        try:
+            if os.getpgid(0) == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(70)
+
+    threading.Thread(target=wait_for_eof, name="executor-lifeline", daemon=True).start()
+
+
+def _capture_fds(config: pytest.Config) -> list[int]:
+    """Descriptors of the fd-capture temp files (stdout, stderr), if capture is by fd."""
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    capturing = getattr(capman, "_global_capturing", None)
+    fds = []
+    for name in ("out", "err"):
+        capture = getattr(capturing, name, None)
+        tmpfile = getattr(capture, "tmpfile", None)
+        if capture is not None and hasattr(capture, "targetfd") and tmpfile is not None:
+            try:
+                fds.append(tmpfile.fileno())
+            except (OSError, ValueError):
+                pass
+    return fds
+
+
+@final
+class WorkerSession:
+    """The worker's run loop and the hooks that stream its reports to the controller."""
+
+    def __init__(self, config: pytest.Config, worker_id: str, channel: Channel, *, oneshot: bool) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self.channel = channel
+        self.oneshot = oneshot
+        self._items: list[pytest.Item] = []
+        self._deselected: list[pytest.Item] = []
+        self._by_nodeid: dict[str, pytest.Item] | None = None
+        self._queue: deque[Task] = deque()
+        self._shutdown = False
+        self._buffer: list[tuple[str, dict[str, Any]]] = []
+        self._current: Task | None = None
+        self._next: Task | None = None
+        self._handled = False
+        self._start = 0.0
+        self._last_outcome = "passed"
+
+    # -- collection -------------------------------------------------------
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """Make sure a crash or a timeout (SIGABRT) dumps the stack to the controller's pipe."""
+        if not faulthandler.is_enabled():
+            faulthandler.enable(file=sys.__stderr__ or sys.stderr, all_threads=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Point the terminal reporter at /dev/null: the controller prints everything.
+
+        The reporter stays registered: its per-report status hooks still run
+        (subtests rely on them) and ``config.get_terminal_writer()`` still works.
+        """
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            from _pytest._io import TerminalWriter
+
+            self._devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed at unconfigure
+            reporter._tw = TerminalWriter(self._devnull)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Close the channel and the null terminal."""
+        try:
+            self._flush()
+        except (OSError, EOFError):
+            pass
+        self.channel.close()
+        devnull = getattr(self, "_devnull", None)
+        if devnull is not None:
+            devnull.close()
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Keep deselected items: the controller may still run some (``--executor-with-deps``)."""
+        self._deselected.extend(items)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Tell the controller what was collected so it can check and map the ids."""
+        selected = {id(item) for item in session.items}
+        self._items = list(session.items) + [item for item in self._deselected if id(item) not in selected]
+        self.channel.send(
+            "collected",
+            ids=[item.nodeid for item in session.items],
+            deselected=[item.nodeid for item in self._items[len(session.items) :]],
+            pid=os.getpid(),
+            capture_fds=_capture_fds(self.config),
+        )
+
+    # -- the run loop -----------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        """Run what the controller hands out until it says there is nothing more."""
+        task = self._next_task()
+        while task is not None:
+            item = self._resolve(task)
+            if item is None:
+                self._emit("missing", index=task.position, nodeid=task.nodeid)
+                task = self._next_task()
+                continue
+            self._current, self._next, self._handled = task, None, False
+            self._last_outcome = "passed"
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+            if self._handled:
+                task = self._next
+            else:
+                # Another plugin ran its own protocol (full teardown included).
+                self._emit("result", index=task.position, outcome=self._last_outcome, worker=self.worker_id, elapsed=0.0)
+                task = self._next_task()
+        self._current = None
+        self._flush()
+        return True
+
+    def _resolve(self, task: Task) -> pytest.Item | None:
+        if 0 <= task.windex < len(self._items) and self._items[task.windex].nodeid == task.nodeid:
+            return self._items[task.windex]
+        if self._by_nodeid is None:
+            self._by_nodeid = {item.nodeid: item for item in self._items}
+        return self._by_nodeid.get(task.nodeid)
+
+    def _next_task(self) -> Task | None:
+        """The next task, waiting for the controller if none is queued (flushes first)."""
+        while not self._queue and not self._shutdown:
+            self._flush()
+            name, kwargs = self.channel.recv()
+            if name == "run":
+                self._queue.extend(Task(*task) for task in kwargs["tasks"])
+            elif name == "shutdown":
+                self._shutdown = True
+        return self._queue.popleft() if self._queue else None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """pytest's run protocol, with the teardown deferred until the next item is known."""
+        task = self._current
+        if task is None or self._handled or item.nodeid != task.nodeid:
+            return None
+        self._handled = True
+        ihook = item.ihook
+        self._start = time.time()
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        # The controller learns that the item started (timeouts, crash attribution).
+        self._flush()
+        hasrequest = hasattr(item, "_request")
+        if hasrequest and not item._request:  # type: ignore[attr-defined]
+            item._initrequest()  # type: ignore[attr-defined]
+        try:
+            report = call_and_report(item, "setup")
+            if report.passed:
+                setup_only = item.config.getoption("setuponly", False)
+                if item.config.getoption("setupshow", False):
+                    show_test_item(item, add_space=not setup_only)
+                if not setup_only:
+                    report = call_and_report(item, "call")
+            self._emit(
+                "result",
+                index=task.position,
+                # xfail is "skipped" and xpass "passed", as their reports say.
+                outcome=str(report.outcome),
+                worker=self.worker_id,
+                elapsed=time.time() - self._start,
+            )
+            self._next = self._next_task()
+            following = self._resolve(self._next) if self._next is not None else None
+            if item.session.shouldfail or item.session.shouldstop:
+                following = None
+            call_and_report(item, "teardown", nextitem=following)
+        finally:
+            if hasrequest:
+                item._request = False  # type: ignore[attr-defined]
+                item.funcargs = None  # type: ignore[attr-defined]
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    # -- events -----------------------------------------------------------
+
+    def _emit(self, name: str, **kwargs: Any) -> None:
+        self._buffer.append((name, kwargs))
+        if name == "result":
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            items, self._buffer = self._buffer, []
+            self.channel.send("events", items=items)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        """Forward the start of an item."""
+        if self._current is not None:
+            self._emit("logstart", nodeid=nodeid, location=location, worker=self.worker_id)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Forward every report (subtests' included), after local plugins adjusted it."""
+        if self._current is None:
+            return
+        if report.when in ("setup", "call") and not report.passed:
+            self._last_outcome = str(report.outcome)
+        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        self._emit("logreport", data=data, worker=self.worker_id)
+        if report.failed:
+            # A failure must reach the controller even if the worker dies next.
+            self._flush()
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        """Forward the end of an item (all its reports were sent)."""
+        task = self._current
+        if task is None:
+            return
+        self._emit("done", index=task.position, worker=self.worker_id, start=self._start, stop=time.time(), crashed=False)
+
+    def pytest_warning_recorded(
+        self,
+        warning_message: warnings.WarningMessage,
+        when: str,
+        nodeid: str,
+        location: tuple[str, int, str] | None,
+    ) -> None:
+        """Forward test-time warnings so the controller's warnings summary shows them.
+
+        Configuration and collection warnings are not forwarded: the controller
+        sees the same ones itself.
+        """
+        if when != "runtest":
+            return
+        category = warning_message.category
+        self._emit(
+            "warning",
+            message=str(warning_message.message),
+            category=f"{category.__module__}:{category.__qualname__}",
+            filename=warning_message.filename,
+            lineno=warning_message.lineno,
+            when=when,
+            nodeid=nodeid,
+            location=location,
+        )
