@@ -59,6 +59,7 @@ class RunView:
         self._live: LiveProgress | None = None
         self._started: dict[str, str] = {}  # nodeid -> worker, for on_finish
         self._written: Path | None = None
+        self._write_error = ""
 
     # -- live progress ------------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -115,8 +116,11 @@ class RunView:
     def pytest_sessionfinish(self) -> None:
         """Write the timeline (also when the terminal reporter is disabled)."""
         self._close_live()
-        if self._timeline:
-            self._written = write_timeline(self._timeline, self.spans())
+        if self._timeline and not self._config.option.collectonly:
+            try:
+                self._written = write_timeline(self._timeline, self.spans())
+            except OSError as error:
+                self._write_error = f"executor timeline: cannot write {self._timeline}: {error}"
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -127,6 +131,8 @@ class RunView:
                 terminalreporter.write_line(line)
         if self._written is not None:
             terminalreporter.write_line(f"executor timeline: {self._written}")
+        if self._write_error:
+            terminalreporter.write_line(self._write_error, red=True)
 
     def spans(self) -> list[JobSpan]:
         """One span per item that ran, in the order they started."""

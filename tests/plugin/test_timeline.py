@@ -183,3 +183,12 @@ def test_timeline_from_ini(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     ET.parse(pytester.path / "out" / "run.svg")
+
+
+def test_unwritable_timeline_path_is_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x(): pass")
+    (pytester.path / "blocker").write_text("a file, not a directory")
+    result = pytester.runpytest_subprocess("--executor-timeline=blocker/run.html")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["executor timeline: cannot write blocker/run.html: *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
