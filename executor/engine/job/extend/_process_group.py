@@ -18,6 +18,8 @@ import time
 from collections import deque
 from typing import IO, Any, Callable
 
+import psutil
+
 __all__ = [
     "CommandFailed",
     "RESERVED_POPEN_KWARGS",
@@ -26,7 +28,9 @@ __all__ = [
     "group_alive",
     "kill_group_async",
     "kill_group_blocking",
+    "group_has_live_members",
     "signal_group",
+    "stop_foreign_group",
 ]
 
 #: Popen arguments the job sets itself: overriding them would break group kill or the result.
@@ -144,8 +148,37 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process is still in group ``pgid``."""
+    """Whether any process (zombies included) is still in group ``pgid``."""
     return signal_group(pgid, 0)
+
+
+def group_has_live_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies waiting to be reaped do not count).
+
+    Scans the process table: meant for the rare "stop a group we are not the
+    parent of" path, where a reaped-late zombie must not look alive.
+    """
+    if not group_alive(pgid):
+        return False
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+async def stop_foreign_group(pgid: int, grace: float = TERMINATE_GRACE) -> None:
+    """SIGTERM group ``pgid`` (whose leader may be another process's child), SIGKILL it after ``grace``."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    delay = 0.005
+    while group_has_live_members(pgid) and time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    signal_group(pgid, signal.SIGKILL)
 
 
 def kill_group_blocking(pgid: int, leader_exited: Callable[[float], bool] | None = None,

@@ -1,0 +1,113 @@
+"""Job classes that take their backend as an argument (``base_class=``).
+
+``SubprocessJob(cmd, base_class=ThreadJob)`` must be a ThreadJob (same
+concurrency limit, same pool) and a SubprocessJob at once. :func:`variant`
+builds, once per pair, the class ``(Mixin, Base)`` and registers the standard
+ones under importable names so that jobs pickle by reference.
+
+It also holds :class:`CommandRunner`, the mixin that runs a shell command the
+way the base class runs things: watched from the event loop (LocalJob), on a
+pool thread (ThreadJob), or in a worker process / on a dask worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import typing as T
+from pathlib import Path
+
+from ..base import Job
+from ..local import LocalJob
+from ..process import ProcessJob
+from ..thread import ThreadJob
+from ._command import CommandSpec, read_pgid, run_command_async, run_command_blocking
+from ._process_group import stop_foreign_group
+
+__all__ = ["CommandRunner", "STANDARD_BASES", "variant"]
+
+STANDARD_BASES: tuple[type[Job], ...] = (LocalJob, ThreadJob, ProcessJob)
+_VARIANTS: dict[tuple[type, type], type] = {}
+
+M = T.TypeVar("M", bound=Job)
+
+
+def variant(mixin: type[M], base_class: object, allowed: str = "LocalJob, ThreadJob or ProcessJob") -> type[M]:
+    """The class combining ``mixin`` with ``base_class`` (built on first use, then reused)."""
+    if not (isinstance(base_class, type) and issubclass(base_class, Job)) or issubclass(base_class, mixin):
+        raise TypeError(f"base_class must be {allowed} (or a subclass), got {base_class!r}")
+    key = (mixin, base_class)
+    cls = _VARIANTS.get(key)
+    if cls is None:
+        qualname = f"{mixin.__name__}_{base_class.__name__}"
+        cls = type(mixin.__name__, (mixin, base_class), {
+            "__module__": mixin.__module__, "__qualname__": qualname, "__doc__": mixin.__doc__})
+        _VARIANTS[key] = cls
+        if base_class in STANDARD_BASES:
+            # importable by name, so these jobs pickle by reference
+            setattr(sys.modules[mixin.__module__], qualname, cls)
+    return T.cast(type[M], cls)
+
+
+class CommandRunner(Job):
+    """Mixin: run a :class:`CommandSpec` where the job's base class runs things.
+
+    Every path stops the command's whole process group when the job is
+    cancelled.
+    """
+
+    def cache_dir_made(self) -> Path:
+        """The job's cache dir, created now because something is about to be written there."""
+        path = self.cache_dir.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def output_paths(self) -> tuple[str | None, str | None]:
+        """Files for the command's stdout and stderr per ``redirect_out_err`` (None: inherit ours)."""
+        if self.redirect_out_err is True:
+            folder = self.cache_dir_made()
+            return str(folder / "stdout.txt"), str(folder / "stderr.txt")
+        if self.redirect_out_err:
+            path = Path(self.redirect_out_err).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return str(path), str(path)
+        return None, None
+
+    async def run_command(self, spec_for: T.Callable[[T.Optional[str]], CommandSpec]) -> int:
+        """Run the command built by ``spec_for(pgid_path)`` and return its return code."""
+        if isinstance(self, ThreadJob):
+            return await self._command_on_thread(spec_for(None))
+        if isinstance(self, ProcessJob) or self.resource_kind == "dask":
+            return await self._command_elsewhere(spec_for)
+        return await run_command_async(spec_for(None))
+
+    async def _command_on_thread(self, spec: CommandSpec) -> int:
+        started: list[int] = []
+        try:
+            return T.cast(int, await super().run_function(run_command_blocking, (spec, started.append), {}))
+        except asyncio.CancelledError:
+            # the pool thread cannot be interrupted: stopping its command lets it return
+            if started:
+                await stop_foreign_group(started[0])
+            raise
+
+    async def _command_elsewhere(self, spec_for: T.Callable[[T.Optional[str]], CommandSpec]) -> int:
+        # a worker is killed on cancel before it can clean up, so the command's
+        # process-group id is published in a file that this side reads
+        handle, pgid_path = tempfile.mkstemp(prefix="executor-pgid-")
+        os.close(handle)
+        try:
+            return T.cast(int, await super().run_function(run_command_blocking, (spec_for(pgid_path),), {}))
+        except asyncio.CancelledError:
+            pgid = read_pgid(pgid_path)
+            if pgid is not None:
+                await stop_foreign_group(pgid)
+            raise
+        finally:
+            for path in (pgid_path, f"{pgid_path}.tmp"):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
