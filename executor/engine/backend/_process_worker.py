@@ -11,12 +11,16 @@ worker → parent: ``("ok", value)``, ``("yield", value)``, ``("return", value)`
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
 import traceback
 import typing as T
 from multiprocessing.connection import Connection
+
+_MAX_FUNCTIONS = 256
+"""Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
 
 
 def _die_with_parent() -> None:
@@ -65,6 +69,7 @@ def serve(fd: int, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business
     conn = Connection(fd)
     stepper: T.Any = None
+    functions: "collections.OrderedDict[int, T.Any]" = collections.OrderedDict()
     while True:
         try:
             data = conn.recv_bytes()
@@ -79,6 +84,20 @@ def serve(fd: int, parent_pid: int) -> None:
                 from executor.engine.job.utils import call_sync
 
                 reply = ("ok", call_sync(msg[1], msg[2], msg[3]))
+            elif kind == "callc":  # a call of a function cached under a token
+                from executor.engine.job.utils import call_sync
+
+                token, data = msg[1], msg[2]
+                if data is not None:
+                    functions[token] = cloudpickle.loads(data)
+                    if len(functions) > _MAX_FUNCTIONS:
+                        functions.popitem(last=False)
+                func = functions.get(token)
+                if func is None:  # evicted: ask the engine to send it again
+                    reply = ("missing", token)
+                else:
+                    functions.move_to_end(token)
+                    reply = ("ok", call_sync(func, msg[3], msg[4]))
             elif kind == "gen":
                 from executor.engine.job.utils import GeneratorStepper
 

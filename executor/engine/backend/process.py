@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import typing as T
+import weakref
 from multiprocessing.connection import Connection
 
 import cloudpickle
@@ -55,6 +57,7 @@ class Worker:
         self.conn = conn
         self.waiter: asyncio.Future | None = None
         self.alive = True
+        self.known: set[int] = set()  # tokens of the functions this worker has cached
 
     @property
     def pid(self) -> int:
@@ -74,6 +77,8 @@ class ProcessPool:
         self._idle: collections.deque[Worker] = collections.deque()
         self._queue: collections.deque[asyncio.Future] = collections.deque()
         self._closed = False
+        self._functions: "weakref.WeakKeyDictionary[T.Any, tuple[int, bytes]]" = weakref.WeakKeyDictionary()
+        self._tokens = itertools.count(1)
 
     # ------------------------------------------------------------------ API
     @property
@@ -89,12 +94,19 @@ class ProcessPool:
         on_worker: T.Callable[[Worker], None] | None = None,
     ) -> T.Any:
         """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error)."""
-        payload = cloudpickle.dumps(("call", func, args, kwargs))
         worker = await self.acquire()
         if on_worker is not None:
             on_worker(worker)
         try:
+            payload = self._call_payload(worker, func, args, kwargs)
+        except BaseException:
+            self.release(worker)
+            raise
+        try:
             reply = await self.request(worker, payload)
+            if reply[0] == "missing":  # the worker evicted the function: send it in full
+                worker.known.discard(reply[1])
+                reply = await self.request(worker, self._call_payload(worker, func, args, kwargs))
         except asyncio.CancelledError:
             self.kill(worker)
             raise
@@ -182,6 +194,30 @@ class ProcessPool:
                 worker.proc.wait()
 
     # ------------------------------------------------------------ internals
+    def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> bytes:
+        """Pickle a call; a function is pickled once per pool and sent once per worker.
+
+        Functions cloudpickled by value (``__main__``, lambdas, closures) are the
+        costly part of a tiny job, so they are cached by identity: like a
+        forked ``ProcessPoolExecutor``, a worker keeps the function's globals
+        as they were when it first received it.
+        """
+        try:
+            entry = self._functions.get(func)
+        except TypeError:  # not weak-referenceable / unhashable: no caching
+            return cloudpickle.dumps(("call", func, args, kwargs))
+        if entry is None:
+            entry = (next(self._tokens), cloudpickle.dumps(func))
+            try:
+                self._functions[func] = entry
+            except TypeError:
+                return cloudpickle.dumps(("call", func, args, kwargs))
+        token, data = entry
+        if token in worker.known:
+            return cloudpickle.dumps(("callc", token, None, args, kwargs))
+        worker.known.add(token)
+        return cloudpickle.dumps(("callc", token, data, args, kwargs))
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the process pool is shut down (the engine was stopped)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import threading
 import traceback
@@ -448,7 +449,7 @@ class Job:
         kwargs = {k: engine._future_value(v) if isinstance(v, JobFuture) else v
                   for k, v in self.kwargs.items()}
         key = engine.setting.kwargs_inject_key
-        if key and self.accepts_engine and _takes_keyword(self.func, key):
+        if key and self.accepts_engine and _takes_keyword_safe(self.func, key):
             kwargs[key] = engine
         return self.func, args, kwargs
 
@@ -456,7 +457,7 @@ class Job:
         """One attempt: returns the result, or a generator proxy for generator functions."""
         func, args, kwargs = self._resolved_call(engine)
         options = self.call_options()
-        if is_generator_function(self.func):
+        if _is_generator_safe(self.func):
             return await self._start_proxy(func, args, kwargs, options)
         if options.trivial:
             return await self.run_function(func, args, kwargs)
@@ -484,6 +485,7 @@ class Job:
         self._traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+@functools.lru_cache(maxsize=1024)
 def _takes_keyword(func: T.Callable[..., T.Any], key: str) -> bool:
     try:
         params = inspect.signature(func).parameters
@@ -492,3 +494,23 @@ def _takes_keyword(func: T.Callable[..., T.Any], key: str) -> bool:
     param = params.get(key)
     return param is not None and param.kind in (
         inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _takes_keyword_safe(func: T.Callable[..., T.Any], key: str) -> bool:
+    """:func:`_takes_keyword`, cached when ``func`` is hashable (signatures are slow to compute)."""
+    try:
+        return _takes_keyword(func, key)
+    except TypeError:  # unhashable callable
+        return _takes_keyword.__wrapped__(func, key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_generator_cached(func: T.Callable[..., T.Any]) -> bool:
+    return is_generator_function(func)
+
+
+def _is_generator_safe(func: T.Callable[..., T.Any]) -> bool:
+    try:
+        return _is_generator_cached(func)
+    except TypeError:  # unhashable callable
+        return is_generator_function(func)
