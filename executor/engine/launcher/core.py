@@ -45,7 +45,8 @@ def resolve_job_type(job_type: T.Union[str, type]) -> type[Job]:
 
 def is_cmd2func(obj: object) -> bool:
     """True for a ``cmd2func`` wrapper (it builds a command line from the call's arguments)."""
-    return hasattr(obj, "__signature__") and callable(getattr(obj, "get_cmd_str", None))
+    # a cmd2func made from a function has no __signature__: its get_cmd_str is what counts
+    return callable(getattr(obj, "get_cmd_str", None))
 
 
 class LauncherBase:
