@@ -10,5 +10,6 @@ from __future__ import annotations
 
 from ._process_group import CommandFailed
 from .subprocess import SubprocessJob
+from .webapp import ServerNotReady, WebappJob
 
-__all__ = ["CommandFailed", "SubprocessJob"]
+__all__ = ["CommandFailed", "ServerNotReady", "SubprocessJob", "WebappJob"]

@@ -1,0 +1,232 @@
+"""WebappJob: serve a web application on a local port for as long as the job runs."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import string
+import threading
+import typing as T
+
+from ..base import Job
+from ..process import ProcessJob
+from ..thread import ThreadJob
+from ..utils import CallOptions
+from ._command import CommandSpec, run_command_blocking
+from ._ports import check_local_ip, check_port, pick_free_port, port_is_free, wait_until_listening
+from ._variants import STANDARD_BASES, CommandRunner, variant
+
+__all__ = ["ServerNotReady", "WebappJob", "check_template"]
+
+#: the placeholders a command template must contain
+TEMPLATE_FIELDS = ("ip", "port")
+
+
+class ServerNotReady(RuntimeError):
+    """The web app exited, or did not answer on its port in time."""
+
+
+def check_template(template: str) -> str:
+    """Return ``template`` if it uses ``{ip}`` and ``{port}`` and nothing else, else raise ``ValueError``."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise ValueError(f"command template {template!r} is malformed: {error}") from None
+    missing = [f"{{{name}}}" for name in TEMPLATE_FIELDS if name not in fields]
+    if missing:
+        raise ValueError(
+            f"command template {template!r} lacks {' and '.join(missing)}: the job fills in the address "
+            "and port it serves on, e.g. 'python -m http.server -b {ip} {port}'"
+        )
+    unknown = sorted(fields.difference(TEMPLATE_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"command template {template!r} uses unknown placeholder(s) {unknown}: only {{ip}} and {{port}} "
+            "are filled in (write literal braces as '{{' and '}}')"
+        )
+    return template
+
+
+class WebappJob(CommandRunner):
+    """A job that runs a web server on ``ip``:``port`` until it is cancelled.
+
+    Args:
+        func_or_template: a function ``f(ip, port)`` that serves forever, or a
+            shell command template with ``{ip}`` and ``{port}``, e.g.
+            ``"python -m http.server -b {ip} {port}"``.
+        ip: a local address to serve on (loopback, ``0.0.0.0`` or an
+            interface of this machine).
+        port: the port; None picks a free one (read it from ``job.port``
+            once the job runs).
+        base_class: :class:`ProcessJob` (default; the server lives in a worker
+            process, stopped by killing it), :class:`~executor.engine.job.local.LocalJob`
+            (templates: the command is watched from the event loop; functions
+            must then be coroutine functions) or :class:`ThreadJob`
+            (templates only: a thread cannot be stopped).
+        ready_timeout: seconds the server has to answer on its port.
+        **job_kwargs: the other :class:`Job` arguments; ``args``/``kwargs``
+            go to the function after ``ip`` and ``port``.
+
+    The job's work starts the server and then waits, connecting to the port,
+    until it answers: ``job.ready`` is set from then on and ``await
+    job.wait_ready()`` returns. If the server exits first, or stays silent for
+    ``ready_timeout`` seconds, the attempt fails. Cancelling the job (or
+    stopping the engine) stops the server and frees the port.
+    """
+
+    def __new__(cls, *args: T.Any, **kwargs: T.Any) -> "WebappJob":
+        if cls is WebappJob:
+            cls = job_class_on(kwargs.get("base_class", ProcessJob))
+        return T.cast("WebappJob", super().__new__(cls))
+
+    def __init__(
+        self,
+        func_or_template: T.Union[str, T.Callable[..., T.Any]],
+        ip: str = "127.0.0.1",
+        port: T.Optional[int] = None,
+        base_class: type[Job] = ProcessJob,
+        ready_timeout: float = 60.0,
+        **job_kwargs: T.Any,
+    ) -> None:
+        kwargs = dict(job_kwargs.pop("kwargs", None) or {})
+        # the launcher passes call arguments as kwargs: ip/port among them choose the address
+        ip = kwargs.pop("ip", ip)
+        port = kwargs.pop("port", port)
+        if isinstance(func_or_template, str):
+            self.template: T.Optional[str] = check_template(func_or_template)
+            func: T.Callable[..., T.Any] = run_command_blocking
+            if job_kwargs.get("args") or kwargs:
+                raise TypeError("a command template takes no args/kwargs: put everything in the template")
+            job_kwargs.setdefault("name", func_or_template.split()[0] if func_or_template.split() else "webapp")
+        elif callable(func_or_template):
+            self.template = None
+            func = func_or_template
+            _check_function_base(func, base_class)
+        else:
+            raise TypeError(
+                "func_or_template must be a function f(ip, port) or a command template string with {ip} and "
+                f"{{port}}, got {type(func_or_template).__name__}: {func_or_template!r}"
+            )
+        if "func" in job_kwargs:
+            raise TypeError("WebappJob takes the function as its first argument, not func=")
+        if not isinstance(ready_timeout, (int, float)) or isinstance(ready_timeout, bool) or ready_timeout <= 0:
+            raise ValueError(f"ready_timeout must be a number of seconds > 0, got {ready_timeout!r}")
+        self.ip = check_local_ip(ip)
+        self.requested_port = check_port(port)
+        self.port: T.Optional[int] = self.requested_port
+        self.base_class = base_class
+        self.ready_timeout = float(ready_timeout)
+        self._ready = threading.Event()
+        super().__init__(func, kwargs=kwargs, **job_kwargs)
+
+    # --------------------------------------------------------------- public
+    @property
+    def url(self) -> str:
+        """``http://ip:port`` of the server (the port is known once the job runs)."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        """True while the current attempt's server answers on its port."""
+        return self._ready.is_set()
+
+    async def wait_ready(self, timeout: T.Optional[float] = None) -> None:
+        """Wait until the server answers (raises ``TimeoutError``, or ``ServerNotReady`` if the job ended)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._ready.is_set():
+            if self.status in ("done", "failed", "cancelled"):
+                raise ServerNotReady(f"web app {self.name} ended ({self.status}) without serving")
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"web app {self.name} did not answer on {self.url} within {timeout} s")
+            await asyncio.sleep(0.01)
+
+    # ---------------------------------------------------------------- hooks
+    def call_options(self) -> CallOptions:
+        """Templates set their streams on the process; functions get the usual options."""
+        return CallOptions() if self.template is not None else super().call_options()
+
+    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+        """Start the server, wait until it answers, then serve until cancelled (or until it exits)."""
+        self._ready.clear()
+        ip, port = self.ip, self._claim_port()
+        serving = asyncio.ensure_future(self._serve(func, args, kwargs, ip, port))
+        try:
+            answered = await wait_until_listening(
+                ip, port, self.ready_timeout, gave_up=serving.done,
+                pause=lambda delay: asyncio.wait({serving}, timeout=delay))
+            if not answered:
+                if serving.done():
+                    outcome = _outcome(serving)
+                    raise ServerNotReady(f"web app {self.name} exited ({outcome}) before answering on {self.url}")
+                raise ServerNotReady(f"web app {self.name} did not answer on {self.url} within {self.ready_timeout} s")
+            self._ready.set()
+            return await asyncio.shield(serving)
+        finally:
+            self._ready.clear()
+            if not serving.done():
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+
+    # ------------------------------------------------------------ internals
+    def _claim_port(self) -> int:
+        if self.requested_port is None:
+            self.port = pick_free_port(self.ip)
+            return self.port
+        self.port = self.requested_port
+        if not port_is_free(self.ip, self.port):
+            raise OSError(errno.EADDRINUSE, f"port {self.port} on {self.ip} is already in use; "
+                                            "stop whatever listens there or pass port=None to pick a free one")
+        return self.port
+
+    async def _serve(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict, ip: str, port: int) -> T.Any:
+        if self.template is not None:
+            cmd = self.template.format(ip=ip, port=port)
+            return await self.run_command(lambda pgid_path: self._spec(cmd, pgid_path))
+        return await super().run_function(func, (ip, port, *args), kwargs)
+
+    def _spec(self, cmd: str, pgid_path: T.Optional[str]) -> CommandSpec:
+        stdout_path, stderr_path = self.output_paths()
+        return CommandSpec(cmd, None, stdout_path, stderr_path, {}, pgid_path)
+
+    def __getstate__(self) -> dict[str, T.Any]:
+        state = super().__getstate__()
+        state.pop("_ready", None)
+        return state
+
+    def __setstate__(self, state: dict[str, T.Any]) -> None:
+        super().__setstate__(state)
+        self._ready = threading.Event()
+
+
+def _outcome(task: "asyncio.Future[T.Any]") -> str:
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    return f"returned {task.result()!r}" if error is None else f"raised {error!r}"
+
+
+def _check_function_base(func: T.Callable[..., T.Any], base_class: object) -> None:
+    if isinstance(base_class, type) and issubclass(base_class, ThreadJob):
+        raise ValueError(
+            "a web app function cannot run on a ThreadJob: a thread cannot be stopped, so the server "
+            "would keep the port; use ProcessJob (default), or a command template"
+        )
+    if isinstance(base_class, type) and issubclass(base_class, ProcessJob):
+        return
+    if not inspect.iscoroutinefunction(func):
+        raise ValueError(
+            "a web app function on LocalJob must be a coroutine function (it shares the engine's event "
+            "loop); use ProcessJob (default) for a blocking server"
+        )
+
+
+def job_class_on(base_class: object) -> type[WebappJob]:
+    """The WebappJob class that runs its server the way ``base_class`` runs jobs."""
+    return variant(WebappJob, base_class)
+
+
+for _base in STANDARD_BASES:
+    job_class_on(_base)
