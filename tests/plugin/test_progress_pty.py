@@ -46,17 +46,16 @@ def wait_for_release():
         time.sleep(0.01)
 
 
+# More held tests than a worker prefetches, first in line: every worker gets
+# one before any can finish.
+@pytest.mark.parametrize("n", range(8))
+def test_held(n):
+    wait_for_release()
+
+
 @pytest.mark.parametrize("i", range(6))
 def test_quick(i):
     assert i >= 0
-
-
-def test_held_one():
-    wait_for_release()
-
-
-def test_held_two():
-    wait_for_release()
 
 
 def test_fails():
@@ -148,7 +147,7 @@ def run_on_pty(args: Sequence[str], cwd: Path, release: Path, busy: list[str]) -
     run = PtyRun(args, cwd, terminal_env(release))
     try:
         def workers_busy(lines: list[str]) -> bool:
-            held = [line for line in lines if "test_held_" in line]
+            held = [line for line in lines if "test_held[" in line]
             return all(any(line.lstrip().startswith(w + " ") for line in held) for w in busy)
 
         run.expect(workers_busy)
@@ -185,11 +184,16 @@ def test_live_lines_update_in_place_and_leave_the_plain_output(
     # Redrawn in place: cursor moved up, and a frame showed each worker busy
     # with its elapsed time, plus the totals line.
     assert re.search(r"\x1b\[\d+A", live.raw)
-    busy_frames = [
-        f for f in live.frames if any(re.match(rf"\s+{re.escape(busy[0])}\s+\d+\.\ds\s+test_live.py::test_held_", x) for x in f)
-    ]
-    assert busy_frames, "no frame showed a worker running a held test"
-    assert any(re.match(r"executor: \d+/9 done", x) for x in busy_frames[-1])
+
+    def shows_all_busy(frame: list[str]) -> bool:
+        line = r"\s+{}\s+\d+\.\ds\s+test_live\.py::test_held\["
+        return all(
+            any(re.match(line.format(re.escape(w)), x) for x in frame) for w in busy
+        )
+
+    busy_frames = [frame for frame in live.frames if shows_all_busy(frame)]
+    assert busy_frames, "no frame showed every worker running a held test"
+    assert any(re.match(r"executor: \d+/15 done", x) for x in busy_frames[-1])
 
     # The same run without a terminal-capable environment prints plain lines;
     # after the live run the screen must show exactly that (nothing left over).
@@ -203,7 +207,7 @@ def test_live_lines_update_in_place_and_leave_the_plain_output(
     assert "\x1b[" not in plain.stdout
     final = live.screen.lines()
     assert not any(line.startswith("executor:") for line in final)
-    assert re.search(r"=+ 1 failed, 8 passed in ", final[-1])
+    assert re.search(r"=+ 1 failed, 14 passed in ", final[-1])
     assert normalise(final) == normalise(plain.stdout.splitlines())
 
 
@@ -217,4 +221,4 @@ def test_quiet_run_gets_plain_lines(suite: Path, tmp_path: Path) -> None:
         run.kill()
     assert not re.search(r"\x1b\[\d+A", run.raw)
     assert "executor:" not in run.raw
-    assert run.screen.lines()[-1].startswith("1 failed, 8 passed in ")
+    assert run.screen.lines()[-1].startswith("1 failed, 14 passed in ")
