@@ -317,3 +317,99 @@ def test_gc_can_be_disabled_during_rounds(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("--executor-benchmark-disable-gc").assert_outcomes(passed=1)
+
+
+RECORDER = """
+import json
+import os
+import time
+from pathlib import Path
+
+LOG = Path(os.environ["BENCH_LOG"])
+
+
+def record(name, start):
+    (LOG / f"{name}.json").write_text(json.dumps([start, time.time(), os.getpid()]))
+"""
+
+WAITER = """
+import time
+from recorder import LOG, record
+
+
+def test_waiter():
+    # Runs first and waits for a test of the other module: proves two workers run at once.
+    start = time.time()
+    deadline = time.monotonic() + 30
+    while not any(LOG.glob("plain_*.json")):
+        assert time.monotonic() < deadline, "no other test ran alongside test_waiter"
+        time.sleep(0.005)
+    record("waiter", start)
+"""
+
+EXCLUSIVE_SUITE = """
+import time
+
+import pytest
+from recorder import record
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_plain(n):
+    start = time.time()
+    time.sleep(0.03)
+    record(f"plain_{n}", start)
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_bench(job_benchmark, n):
+    start = time.time()
+    job_benchmark.pedantic(time.sleep, args=(0.01,), rounds=4)
+    record(f"bench_{n}", start)
+
+
+@pytest.mark.parametrize("n", range(6, 9))
+def test_more_plain(n):
+    start = time.time()
+    time.sleep(0.03)
+    record(f"plain_{n}", start)
+"""
+
+
+def overlaps(intervals: dict[str, list[float]], name: str) -> list[str]:
+    """Names of the intervals that overlap ``name``'s."""
+    start, stop = intervals[name][:2]
+    return [other for other, (s, e, *_) in intervals.items() if other != name and s < stop and e > start]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "backend_args",
+    [
+        pytest.param(("--executor-backend=process", "--executor-workers=2"), id="process"),
+        pytest.param(("--executor-backend=thread",), id="thread"),
+        pytest.param(("--executor-backend=local",), id="local"),
+    ],
+)
+def test_exclusive_benchmarks_do_not_overlap_other_jobs(
+    pytester: pytest.Pytester, tmp_path: Path, backend_args: tuple[str, ...]
+) -> None:
+    parallel = "--executor-backend=process" in backend_args
+    pytester.makepyfile(recorder=RECORDER, test_exclusive=EXCLUSIVE_SUITE)
+    if parallel:  # in-process backends run one item at a time: the waiter would wait forever
+        pytester.makepyfile(test_a_waiter=WAITER)
+    log = tmp_path / "log"
+    log.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_LOG", str(log))
+        result = pytester.runpytest_subprocess(*FAST, *backend_args, "--executor-table=all")
+    expected = 12 if parallel else 11
+    result.assert_outcomes(passed=expected)
+    result.stdout.fnmatch_lines(["*- job_benchmark: 2 benchmarks -*"])
+    intervals = {path.stem: json.loads(path.read_text()) for path in log.glob("*.json")}
+    assert len(intervals) == expected
+    for name in ("bench_0", "bench_1"):
+        assert overlaps(intervals, name) == [], f"{name} ran alongside other jobs"
+    if parallel:
+        assert any(name.startswith("plain_") for name in overlaps(intervals, "waiter"))  # really parallel
+        assert len({pid for *_, pid in intervals.values()}) == 2
