@@ -298,6 +298,9 @@ class Engine:
     def submit(self, *jobs: Job) -> None:
         """Register jobs; returns once they are pending or, where runnable, running.
 
+        A job with a start-up phase (a WebappJob binding its port) is waited
+        for until its work is up (see ``Job.wait_started``).
+
         Raises:
             RuntimeError: the engine was never started (use ``with Engine()``,
                 ``start()``, or ``await submit_async`` inside a running loop).
@@ -311,11 +314,17 @@ class Engine:
                 "the engine is not started: use `with Engine() as engine:`, call engine.start(), "
                 "or `await engine.submit_async(...)` inside a running event loop")
         self._call_on_loop(self._submit_now, jobs)
+        for job in jobs:
+            if job.status == "running":
+                job.wait_started()
 
     async def submit_async(self, *jobs: Job) -> None:
         """Register jobs from a coroutine; binds the engine to the running loop if it has none."""
         _check_jobs(jobs)
         await self._on_loop_async(self._submit_now, jobs)
+        for job in jobs:
+            if job.status == "running":
+                await job.wait_started_async()
 
     def _submit_now(self, jobs: T.Sequence[Job]) -> None:
         if self._stopping:

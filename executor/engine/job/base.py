@@ -405,6 +405,16 @@ class Job:
     def prepare(self, engine: "Engine") -> None:
         """Hook: validate against ``engine`` at submit time (raise on bad input)."""
 
+    def wait_started(self) -> None:
+        """Hook: block until a just started job's work is up (``submit`` calls it; default: at once).
+
+        For jobs whose work takes a while to become usable (a web server
+        binding its port), so that ``submit`` returns when they are.
+        """
+
+    async def wait_started_async(self) -> None:
+        """Hook: async form of :meth:`wait_started`, awaited by ``submit_async``."""
+
     async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
         """Hook: run one call and return its result (default: in the engine's loop)."""
         result = func(*args, **kwargs)
