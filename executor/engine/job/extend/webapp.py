@@ -17,8 +17,13 @@ from ._command import CommandSpec, run_command_blocking
 from ._ports import check_local_ip, check_port, pick_free_port, port_is_free, wait_until_listening
 from ._variants import STANDARD_BASES, CommandRunner, variant
 
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ...core import Engine
+
 __all__ = ["ServerNotReady", "WebappJob", "check_template"]
 
+#: extra seconds ``submit`` waits past ``ready_timeout`` (the attempt itself gives up at ready_timeout)
+_SETTLE_MARGIN = 5.0
 #: the placeholders a command template must contain
 TEMPLATE_FIELDS = ("ip", "port")
 
@@ -68,9 +73,9 @@ class WebappJob(CommandRunner):
         **job_kwargs: the other :class:`Job` arguments; ``args``/``kwargs``
             go to the function after ``ip`` and ``port``.
 
-    The job's work starts the server and then waits, connecting to the port,
-    until it answers: ``job.ready`` is set from then on and ``await
-    job.wait_ready()`` returns. If the server exits first, or stays silent for
+    The job starts the server, then connects to the port until it answers;
+    ``engine.submit`` returns only then, with ``job.ready`` true and
+    ``job.url`` serving. If the server exits first, or stays silent for
     ``ready_timeout`` seconds, the attempt fails. Cancelling the job (or
     stopping the engine) stops the server and frees the port.
     """
@@ -118,6 +123,7 @@ class WebappJob(CommandRunner):
         self.base_class = base_class
         self.ready_timeout = float(ready_timeout)
         self._ready = threading.Event()
+        self._settled = threading.Event()
         super().__init__(func, kwargs=kwargs, **job_kwargs)
 
     # --------------------------------------------------------------- public
@@ -132,18 +138,27 @@ class WebappJob(CommandRunner):
         """True while the current attempt's server answers on its port."""
         return self._ready.is_set()
 
-    async def wait_ready(self, timeout: T.Optional[float] = None) -> None:
-        """Wait until the server answers (raises ``TimeoutError``, or ``ServerNotReady`` if the job ended)."""
+    def wait_started(self) -> None:
+        """Block until the server answers or the attempt ended (``engine.submit`` calls this)."""
+        engine = self.engine
+        if engine is not None and engine._in_loop_thread():
+            return  # the loop thread must keep running for the server to start
+        self._settled.wait(self.ready_timeout + _SETTLE_MARGIN)
+
+    async def wait_started_async(self) -> None:
+        """Async form of :meth:`wait_started` (``engine.submit_async`` awaits this)."""
+        if self._settled.is_set():
+            return
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while not self._ready.is_set():
-            if self.status in ("done", "failed", "cancelled"):
-                raise ServerNotReady(f"web app {self.name} ended ({self.status}) without serving")
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"web app {self.name} did not answer on {self.url} within {timeout} s")
-            await asyncio.sleep(0.01)
+        await loop.run_in_executor(None, self._settled.wait, self.ready_timeout + _SETTLE_MARGIN)
 
     # ---------------------------------------------------------------- hooks
+    def prepare(self, engine: "Engine") -> None:
+        """A (re)submitted job has not started yet: forget the previous attempt's readiness."""
+        super().prepare(engine)
+        self._ready.clear()
+        self._settled.clear()
+
     def call_options(self) -> CallOptions:
         """Templates set their streams on the process; functions get the usual options."""
         return CallOptions() if self.template is not None else super().call_options()
@@ -151,7 +166,12 @@ class WebappJob(CommandRunner):
     async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
         """Start the server, wait until it answers, then serve until cancelled (or until it exits)."""
         self._ready.clear()
-        ip, port = self.ip, self._claim_port()
+        self._settled.clear()
+        try:
+            ip, port = self.ip, self._claim_port()
+        except BaseException:
+            self._settled.set()
+            raise
         serving = asyncio.ensure_future(self._serve(func, args, kwargs, ip, port))
         try:
             answered = await wait_until_listening(
@@ -163,9 +183,11 @@ class WebappJob(CommandRunner):
                     raise ServerNotReady(f"web app {self.name} exited ({outcome}) before answering on {self.url}")
                 raise ServerNotReady(f"web app {self.name} did not answer on {self.url} within {self.ready_timeout} s")
             self._ready.set()
+            self._settled.set()
             return await asyncio.shield(serving)
         finally:
             self._ready.clear()
+            self._settled.set()
             if not serving.done():
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
@@ -194,11 +216,13 @@ class WebappJob(CommandRunner):
     def __getstate__(self) -> dict[str, T.Any]:
         state = super().__getstate__()
         state.pop("_ready", None)
+        state.pop("_settled", None)
         return state
 
     def __setstate__(self, state: dict[str, T.Any]) -> None:
         super().__setstate__(state)
         self._ready = threading.Event()
+        self._settled = threading.Event()
 
 
 def _outcome(task: "asyncio.Future[T.Any]") -> str:
