@@ -127,6 +127,8 @@ class Engine:
         self._pumping = False
         self._stopping = False
         self._default_tokens: list[T.Any] = []
+        # told of every status change, on the loop thread (SentinelJob watches jobs through it)
+        self._status_listeners: list[T.Callable[[Job], None]] = []
 
     # ------------------------------------------------------------ properties
     @property
@@ -435,6 +437,7 @@ class Engine:
         assert self._loop is not None
         job.attempts += 1
         job.start_time = datetime.now()
+        job._prepare_proxy()
         self._set_status(job, "running")
         job._task = self._loop.create_task(self._run(job))
 
@@ -518,6 +521,8 @@ class Engine:
         job._status = status
         self.jobs.moved(job, old)
         self._sched.job_changed(job.id, time.time())
+        for listener in self._status_listeners:
+            listener(job)
         if status in FINISHED_STATUSES:
             waiters, job._waiters = job._waiters, []
             for fut in waiters:

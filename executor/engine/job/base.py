@@ -473,15 +473,27 @@ class Job:
             return await self.run_function(func, args, kwargs)
         return await self.run_function(OptionsCall(func, options), args, kwargs)
 
+    def _prepare_proxy(self) -> None:
+        """For generator functions, create the result proxy now (the job is about to run).
+
+        The proxy exists as soon as the job is ``running``; its first step waits
+        until the generator has been created where the job runs.
+        """
+        if not _is_generator_safe(self.func):
+            self._proxy = None
+            return
+        target = self.func
+        while hasattr(target, "func") and not inspect.isfunction(target):
+            target = target.func
+        self._proxy = AsyncGeneratorProxy(self) if inspect.isasyncgenfunction(target) else GeneratorProxy(self)
+
     async def _start_proxy(
         self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict, options: CallOptions
     ) -> _ProxyBase:
-        proxy: _ProxyBase
-        if inspect.isasyncgenfunction(getattr(self.func, "func", self.func)):
-            proxy = AsyncGeneratorProxy(self)
-        else:
-            proxy = GeneratorProxy(self)
-        self._proxy = proxy
+        if self._proxy is None:
+            self._prepare_proxy()
+        proxy = self._proxy
+        assert proxy is not None
         try:
             target = func if options.trivial else OptionsCall(func, options)
             proxy._driver.set_result(await self.start_generator(target, args, kwargs))
