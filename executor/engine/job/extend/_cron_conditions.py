@@ -17,7 +17,6 @@ time on, so the job starts then.
 
 from __future__ import annotations
 
-import time as _time
 import typing as T
 from datetime import datetime, time, timedelta
 
@@ -28,7 +27,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ...core import Engine
 
 __all__ = ["ClockWindow", "EveryTick", "HourlyTick", "DailyTick", "ScheduleTick", "WeekdayWindow", "WeeklyTick",
-           "consume_ticks", "contains_ticks"]
+           "arm_ticks", "condition_members", "consume_ticks", "contains_ticks"]
 
 
 class ScheduleTick(TimeCondition):
@@ -198,22 +197,23 @@ class WeekdayWindow(TimeCondition):
         return f"WeekdayWindow({self.first}, {self.last})"
 
 
-def _members(condition: Condition) -> T.Iterator[Condition]:
+def condition_members(condition: Condition) -> T.Iterator[Condition]:
+    """``condition`` and, recursively, the members of the combinations in it."""
     yield condition
     if isinstance(condition, (AllSatisfied, AnySatisfied)):
         for member in condition.conditions:
-            yield from _members(member)
+            yield from condition_members(member)
 
 
 def contains_ticks(condition: Condition) -> bool:
     """Whether ``condition`` (or a member of a combination) is a schedule tick."""
-    return any(isinstance(member, ScheduleTick) for member in _members(condition))
+    return any(isinstance(member, ScheduleTick) for member in condition_members(condition))
 
 
 def consume_ticks(condition: Condition, now: datetime | None = None) -> None:
     """Consume every due tick in ``condition``: the fire times up to ``now`` are spent."""
     moment = now or datetime.now()
-    for member in _members(condition):
+    for member in condition_members(condition):
         if isinstance(member, ScheduleTick):
             member.consume(moment)
 
@@ -221,11 +221,6 @@ def consume_ticks(condition: Condition, now: datetime | None = None) -> None:
 def arm_ticks(condition: Condition, now: datetime | None = None) -> None:
     """(Re)start every schedule in ``condition`` from ``now``."""
     moment = now or datetime.now()
-    for member in _members(condition):
+    for member in condition_members(condition):
         if isinstance(member, ScheduleTick):
             member.arm(moment)
-
-
-def wall_now() -> float:
-    """``time.time()``, the clock the engine's conditions speak."""
-    return _time.time()
