@@ -7,6 +7,7 @@ Every problem found is reported at once as one :class:`pytest.UsageError`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import final
@@ -74,10 +75,10 @@ def build_plan(
                 errors.append(f"{universe[node].nodeid}: job(after={name!r}): {error}")
         links[node] = list(dict.fromkeys(found))
 
-    todo = list(range(len(items)))
+    todo = deque(range(len(items)))  # in collection order, so errors are too
     pulled: set[int] = set()
     while todo:
-        node = todo.pop()
+        node = todo.popleft()
         if node in specs:
             continue
         visit(node)

@@ -42,8 +42,10 @@ class DependencyCycle(ValueError):
 
 def split_param(nodeid: str) -> tuple[str, str]:
     """Split ``a.py::test_x[1-2]`` into ``("a.py::test_x", "[1-2]")``."""
-    last = nodeid.rfind("::")
-    bracket = nodeid.find("[", last + 2 if last >= 0 else 0)
+    # Names of functions and classes cannot contain "[": the first one after
+    # the module path opens the parameter id (which may itself contain "::").
+    first = nodeid.find("::")
+    bracket = nodeid.find("[", first + 2 if first >= 0 else 0)
     if bracket < 0 or not nodeid.endswith("]"):
         return nodeid, ""
     return nodeid[:bracket], nodeid[bracket:]

@@ -49,14 +49,16 @@ def _unfinished(engine: Engine) -> list[Any]:
 
 
 def _describe(jobs: list[Any]) -> str:
+    if not jobs:
+        return ""
     lines = [f"{len(jobs)} job(s) still pending or running at teardown were cancelled:"]
     lines += [f"  {getattr(job, 'name', '')} id={job.id} status={job.status}" for job in jobs]
     return "\n".join(lines)
 
 
-def _report_leftovers(request: pytest.FixtureRequest, jobs: list[Any]) -> None:
-    if jobs and isinstance(request.node, pytest.Item):
-        request.node.add_report_section("teardown", "executor", _describe(jobs))
+def _report_leftovers(request: pytest.FixtureRequest, description: str) -> None:
+    if description and isinstance(request.node, pytest.Item):
+        request.node.add_report_section("teardown", "executor", description)
 
 
 @pytest.fixture
@@ -72,12 +74,13 @@ def engine(
         yield instance
     finally:
         leftovers = _unfinished(instance)
+        description = _describe(leftovers)  # before cancelling: show what they were doing
         try:
             if leftovers:
                 instance.cancel_all()
         finally:
             instance.stop()
-        _report_leftovers(request, leftovers)
+        _report_leftovers(request, description)
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +110,9 @@ def async_engine(
     Use it with ``await async_engine.submit_async(...)`` / ``await
     async_engine.join()``: it schedules jobs on the test's own event loop, so
     it works under pytest-asyncio and anyio alike (it is a plain fixture).
+    Jobs left running are cancelled when that loop ends, and listed in the
+    test's report (together with jobs the test cancelled itself: the two cannot
+    be told apart once the loop is gone).
     """
     from executor.engine import Engine
 
@@ -115,9 +121,16 @@ def async_engine(
         yield instance
     finally:
         leftovers = _unfinished(instance)
+        description = _describe(leftovers)
         for job in leftovers:
             _cancel_quietly(job)
-        _report_leftovers(request, leftovers)
+        ended_with_loop = list(instance.jobs.cancelled.values())
+        if ended_with_loop and not leftovers:
+            description = _describe(ended_with_loop).replace(
+                "still pending or running at teardown were cancelled",
+                "ended cancelled (left running when the event loop closed, or cancelled by the test)",
+            )
+        _report_leftovers(request, description)
 
 
 def _cancel_quietly(job: Any) -> None:

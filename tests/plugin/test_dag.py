@@ -1,0 +1,87 @@
+"""Unit tests of the pure dependency graph (pytest_executor.dag)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_executor.dag import (
+    DependencyCycle,
+    NameNotFound,
+    NodeIndex,
+    containers,
+    find_cycle,
+    prerequisites,
+    split_param,
+    topological_order,
+)
+
+IDS = [
+    "tests/test_a.py::test_setup",                   # 0
+    "tests/test_a.py::test_param[1]",                # 1
+    "tests/test_a.py::test_param[2]",                # 2
+    "tests/test_a.py::TestFlow::test_setup",         # 3
+    "tests/test_a.py::TestFlow::test_use",           # 4
+    "tests/test_b.py::test_setup",                   # 5
+    "tests/test_b.py::test_other[a::b]",             # 6
+]
+
+
+def test_split_param_and_containers() -> None:
+    assert split_param("a.py::test_x[1-2]") == ("a.py::test_x", "[1-2]")
+    assert split_param("a.py::test_x") == ("a.py::test_x", "")
+    assert split_param("a.py::test_x[a::b]") == ("a.py::test_x", "[a::b]")
+    assert containers("a.py::C::test_x[1]") == ["a.py::C", "a.py"]
+    assert containers("a.py::test_x") == ["a.py"]
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "expected"),
+    [
+        (0, "test_param", [1, 2]),  # bare name: all instances
+        (0, "test_param[2]", [2]),  # parametrised id
+        (4, "test_setup", [3]),  # closest scope first: the class
+        (0, "TestFlow::test_setup", [3]),
+        (0, "TestFlow", [3, 4]),  # a class: all its tests
+        (5, "tests/test_a.py::test_setup", [0]),  # full node id
+        (5, "tests/test_a.py::test_param", [1, 2]),
+        (5, "tests/test_a.py", [0, 1, 2, 3, 4]),  # a module
+        (0, "test_setup", [0]),  # same module wins over test_b's test_setup
+        (5, "test_other[a::b]", [6]),
+    ],
+)
+def test_resolve(source: int, name: str, expected: list[int]) -> None:
+    assert NodeIndex(IDS).resolve(source, name) == expected
+
+
+def test_unknown_name_suggests_close_names() -> None:
+    with pytest.raises(NameNotFound) as info:
+        NodeIndex(IDS).resolve(0, "test_parm")
+    assert "test_param" in info.value.suggestions
+    assert "did you mean 'test_param'" in str(info.value)
+    with pytest.raises(NameNotFound, match="matches no test$"):
+        NodeIndex(IDS).resolve(0, "zzzzzzzz")
+
+
+def test_topological_order_keeps_collection_order() -> None:
+    assert topological_order(4, {}) == [0, 1, 2, 3]
+    # 0 runs after 2: it moves right after 2, the rest keeps its order.
+    assert topological_order(4, {0: [2]}) == [1, 2, 0, 3]
+    # a chain defined backwards
+    assert topological_order(3, {0: [1], 1: [2]}) == [2, 1, 0]
+    # duplicated dependencies are harmless
+    assert topological_order(2, {1: [0, 0]}) == [0, 1]
+
+
+def test_cycles_are_reported_with_their_path() -> None:
+    deps = {0: [1], 1: [2], 2: [0], 3: []}
+    cycle = find_cycle(4, deps)
+    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {0, 1, 2}
+    with pytest.raises(DependencyCycle) as info:
+        topological_order(4, deps)
+    assert "dependency cycle: " in str(info.value)
+    assert find_cycle(2, {0: [0]}) == [0, 0]
+    assert find_cycle(3, {2: [1], 1: [0]}) is None
+
+
+def test_prerequisites_are_transitive() -> None:
+    assert prerequisites([3], {3: [2], 2: [1], 1: [], 0: []}) == {1, 2}

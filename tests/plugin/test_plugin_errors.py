@@ -1,0 +1,174 @@
+"""Acceptance: bad input is a clear usage error at collection, naming test and argument."""
+
+from __future__ import annotations
+
+import hypothesis  # noqa: F401  # imported once here, not by every in-process pytester run
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run_bad(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_bad=source)
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    return result
+
+
+def test_unknown_after_name_suggests_close_names(pytester: pytest.Pytester) -> None:
+    result = run_bad(
+        pytester,
+        """
+        import pytest
+
+        def test_create_user():
+            pass
+
+        @pytest.mark.job(after="test_create_usr")
+        def test_login():
+            pass
+        """,
+    )
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: invalid job markers:",
+            "*test_bad.py::test_login: job(after='test_create_usr'): 'test_create_usr' matches "
+            "no test; did you mean 'test_create_user'*",
+        ]
+    )
+
+
+def test_cycle_is_printed(pytester: pytest.Pytester) -> None:
+    result = run_bad(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.job(after="test_c")
+        def test_a():
+            pass
+
+        @pytest.mark.job(after="test_a")
+        def test_b():
+            pass
+
+        @pytest.mark.job(after="test_b")
+        def test_c():
+            pass
+        """,
+    )
+    result.stderr.fnmatch_lines(
+        ["ERROR: dependency cycle in job(after=...): test_bad.py::test_* -> * -> * -> test_bad.py::test_*"]
+    )
+
+
+def test_self_dependency_is_a_cycle(pytester: pytest.Pytester) -> None:
+    result = run_bad(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.job(after="test_a")
+        def test_a():
+            pass
+        """,
+    )
+    result.stderr.fnmatch_lines(["*cycle*test_bad.py::test_a -> test_bad.py::test_a*"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ('backend="gpu"', "job(backend='gpu') is not a backend; valid: local, thread, process, subprocess, dask"),
+        ("retries=-1", "job(retries=-1) must be an integer >= 0"),
+        ("timeout=-2", "job(timeout=-2) must be a positive number of seconds or None"),
+        ("exclusive=1", "job(exclusive=1) must be True or False"),
+        ("after=3", "job(after=...) must be a test name or a list of test names, got 3"),
+        ("condition=42", "job(condition=42) is not an executor.engine.job.condition.Condition"),
+        ("retrys=2", "job() got an unknown keyword 'retrys'; valid keywords: backend, after, *"),
+        ('"test_x"', "job() takes keyword arguments only, got positional ('test_x',)"),
+    ],
+)
+def test_bad_marker_arguments(pytester: pytest.Pytester, marker: str, message: str) -> None:
+    result = run_bad(
+        pytester,
+        f"""
+        import pytest
+
+        @pytest.mark.job({marker})
+        def test_x():
+            pass
+        """,
+    )
+    result.stderr.fnmatch_lines([f"*test_bad.py::test_x: {message}"])
+
+
+def test_all_errors_are_listed_at_once(pytester: pytest.Pytester) -> None:
+    result = run_bad(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.job(retries=-1)
+        def test_x():
+            pass
+
+        @pytest.mark.job(after="nothing_here")
+        def test_y():
+            pass
+        """,
+    )
+    result.stderr.fnmatch_lines(["*test_bad.py::test_x: job(retries=-1)*", "*test_bad.py::test_y: job(after='nothing_here')*"])
+
+
+def test_errors_also_under_collect_only(pytester: pytest.Pytester) -> None:
+    run_bad(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.job(after="missing")
+        def test_x():
+            pass
+        """,
+        "--collect-only",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor-workers", "0"], "ERROR: --executor-workers: '0' is neither a positive integer nor 'auto'*"),
+        (["--executor-backend=gpu"], "ERROR: --executor-backend: 'gpu' is not one of local, thread, process, subprocess, dask*"),
+        (["--executor-table=some"], "ERROR: --executor-table: 'some' is not one of all, failed, summary, none*"),
+        (["--executor-timeout=-1"], "ERROR: --executor-timeout: '-1' must be a positive number of seconds*"),
+        (["--executor-max-jobs=x"], "ERROR: --executor-max-jobs: 'x' is not an integer*"),
+        (["--executor-report=out.txt"], "ERROR: --executor-report: 'out.txt' must end with .json*"),
+    ],
+)
+def test_bad_option_values(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_ini_value_names_the_ini_key(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nexecutor_workers = none\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: executor_workers: 'none' is neither*(option --executor-workers / ini executor_workers)"])
+
+
+def test_bad_backend_from_the_select_hook(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_executor_select_backend(item):
+            return "cloud"
+        """
+    )
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--executor-backend=local")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_*.py::test_x: pytest_executor_select_backend returned 'cloud'; valid backends: *"])
