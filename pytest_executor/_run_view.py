@@ -40,8 +40,22 @@ class _Phases:
 
     durations: dict[str, float] = field(default_factory=dict)
     start: float | None = None
-    stop: float | None = None
+    """When setup began (``time.time()`` of the worker)."""
+    verdict: float | None = None
+    """When the setup/call outcome was known: what dependents wait for."""
     outcome: str = "passed"
+
+    @property
+    def stop(self) -> float | None:
+        """End of the job's work.
+
+        A worker may defer an item's teardown until it learns its next item
+        (or the run ends), so the teardown's own clock says little: its duration
+        is added right after the outcome instead.
+        """
+        if self.verdict is None:
+            return None
+        return self.verdict + self.durations.get("teardown", 0.0)
 
 
 @final
@@ -87,10 +101,9 @@ class RunView:
             phases.durations.get(report.when, 0.0), float(report.duration or 0.0)
         )
         start, stop = getattr(report, "start", 0.0), getattr(report, "stop", 0.0)
-        if start:
+        if start and stop and report.when != "teardown":
             phases.start = start if phases.start is None else min(phases.start, start)
-        if stop:
-            phases.stop = stop if phases.stop is None else max(phases.stop, stop)
+            phases.verdict = stop if phases.verdict is None else max(phases.verdict, stop)
         phases.outcome = _merge_outcome(phases.outcome, report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
@@ -178,8 +191,10 @@ def _final_status(record: JobRecord | None) -> str | None:
 
 def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | None:
     """Join what the reports said with the controller's record of the job."""
-    start = getattr(record, "start", None) or phases.start
-    stop = getattr(record, "stop", None) or phases.stop
+    # The reports' clocks are the worker's own; the record's are the fallback
+    # (reports of pytest < 8 carry no start/stop).
+    start = phases.start or getattr(record, "start", None)
+    stop = phases.stop or getattr(record, "stop", None)
     if start is None or stop is None:
         return None  # never ran (e.g. skipped by the controller before starting)
     return JobSpan(
