@@ -178,7 +178,10 @@ class Controller:
     def _dispatch(self, session: pytest.Session) -> bool:
         """Start what may start now; return True if anything happened."""
         progressed = False
+        full: set[str] = set()  # runners without a free slot: skip their nodes cheaply
         for node in self.queue.ready():
+            if self.plan.backends[node] in full:
+                continue
             if not self.queue.can_start(node):
                 continue
             record = self.records[node]
@@ -204,6 +207,7 @@ class Controller:
                 continue
             runner = self.runners[self.plan.backends[node]]
             if runner.free_slots() <= 0:
+                full.add(self.plan.backends[node])
                 continue
             self.queue.start(node)
             self._submit(runner, node, attempt=1)

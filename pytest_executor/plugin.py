@@ -24,7 +24,10 @@ from pytest_executor.fixtures import async_engine, engine, engine_setting, sessi
 from pytest_executor.marker import MARKER, MARKER_DOC, SPEC_KEY
 from pytest_executor.options import add_options, any_option_set, validate_options
 
-pytest_plugins = ["pytest_executor.benchmark._plugin"]  # the job_benchmark fixture and its hooks
+pytest_plugins = [
+    "pytest_executor.benchmark._plugin",  # the job_benchmark fixture and its hooks
+    "pytest_executor.runners",  # starts process/dask workers at session start
+]
 
 __all__ = ["async_engine", "engine", "engine_setting", "session_engine"]
 

@@ -109,6 +109,8 @@ class ReadyQueue:
             return False
         if self._max_running is not None and len(self._running) >= self._max_running:
             return False
+        if not self._exclusive:  # the common case: keep this O(log n)
+            return True
         if any(other in self._exclusive for other in self._running):
             return False
         if node in self._exclusive:
