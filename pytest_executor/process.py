@@ -122,9 +122,27 @@ class WorkerProcess:
         return texts[0], texts[1]
 
     def tail_text(self, lines: int = 60) -> str:
-        """The last ``lines`` lines the worker process wrote to its own stdout/stderr."""
+        """The last ``lines`` lines the worker wrote to its own stdout/stderr, stack dumps trimmed."""
         text = bytes(self.tail).decode("utf-8", "replace")
-        return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+        return "\n".join(trim_stack_dump(text.rstrip("\n").splitlines())[-lines:])
+
+
+_MACHINERY = (os.sep + "pluggy" + os.sep, os.sep + "_pytest" + os.sep, os.sep + "pytest_executor" + os.sep, '"<string>"')
+
+
+def trim_stack_dump(lines: list[str]) -> list[str]:
+    """Drop pytest/pluggy/worker frames and our lifeline thread from a faulthandler dump."""
+    blocks: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith(("Thread 0x", "Current thread 0x")):
+            blocks.append([])
+        blocks[-1].append(line)
+    kept: list[str] = []
+    for number, block in enumerate(blocks):
+        if number and any("in wait_for_eof" in line for line in block):
+            continue
+        kept += [line for line in block if not (line.startswith("  File ") and any(p in line for p in _MACHINERY))]
+    return kept
 
 
 def exit_reason(returncode: int | None) -> str:
@@ -275,7 +293,9 @@ class WorkerPool:
     # -- Runner protocol --------------------------------------------------
 
     def start(self, session: pytest.Session) -> None:
-        """Start the workers now; they collect while the controller does."""
+        """Start the workers now; they collect while the controller does (idempotent)."""
+        if self._session is not None:
+            return
         self._session = session
         options, self._positionals = split_invocation_args(self.config)
         self._options = _drop_basetemp(options)

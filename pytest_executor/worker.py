@@ -219,12 +219,8 @@ class WorkerSession:
             self._current, self._next, self._handled = task, None, False
             self._last_outcome = "passed"
             item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
-            if self._handled:
-                task = self._next
-            else:
-                # Another plugin ran its own protocol (full teardown included).
-                self._emit("result", index=task.position, outcome=self._last_outcome, worker=self.worker_id, elapsed=0.0)
-                task = self._next_task()
+            # If another plugin ran its own protocol, our loop fetches the next task.
+            task = self._next if self._handled else self._next_task()
         self._current = None
         self._flush()
         return True
@@ -325,6 +321,9 @@ class WorkerSession:
         task = self._current
         if task is None:
             return
+        if not self._handled:
+            # Another plugin ran its own protocol (full teardown included).
+            self._emit("result", index=task.position, outcome=self._last_outcome, worker=self.worker_id, elapsed=0.0)
         self._emit("done", index=task.position, worker=self.worker_id, start=self._start, stop=time.time(), crashed=False)
 
     def pytest_warning_recorded(
