@@ -192,3 +192,48 @@ def test_unwritable_timeline_path_is_reported(pytester: pytest.Pytester) -> None
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["executor timeline: cannot write blocker/run.html: *"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+DEFERRED = """
+import pytest
+
+@pytest.fixture(scope="module")
+def resource():
+    yield "ready"
+
+def test_build(resource):
+    pass
+
+@pytest.mark.job(after="test_build")
+def test_use(resource):
+    pass
+"""
+
+
+def test_bars_respect_dependencies_on_process_workers(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    # Whatever the worker does with teardowns (it may defer one until it learns
+    # its next item), a bar ends before the bars of its dependents begin.
+    pytester.makepyfile(test_deferred=DEFERRED)
+    svg = tmp_path / "run.svg"
+    result = pytester.runpytest_subprocess(
+        *COMMON, "--executor-backend=process", "--executor-workers=2",
+        f"--executor-timeline={svg}",
+    )
+    result.assert_outcomes(passed=2)
+    rects = {
+        r.get("data-nodeid"): r
+        for r in ET.parse(svg).getroot().iter(f"{SVG}rect")
+        if r.get("class") == "job"
+    }
+
+    def start(name: str) -> float:
+        return float(rects[f"test_deferred.py::{name}"].get("data-start") or "nan")
+
+    def stop(name: str) -> float:
+        rect = rects[f"test_deferred.py::{name}"]
+        return start(name) + float(rect.get("data-duration") or "nan")
+
+    slack = 0.002  # the reports' clocks are rounded
+    assert stop("test_build") <= start("test_use") + slack
