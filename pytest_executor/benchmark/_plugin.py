@@ -131,16 +131,19 @@ def uses_benchmark(item: pytest.Item) -> bool:
     return FIXTURE in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate markers, apply ``--executor-benchmark-only/-skip``, make benchmarks exclusive."""
+    """Validate markers, apply ``--executor-benchmark-only/-skip``, make benchmarks exclusive.
+
+    ``trylast``: after ``-k``/``-m`` deselection, so only selected tests decide
+    whether the executor schedules the run (the plugin plans it afterwards, in
+    ``pytest_collection_finish``).
+    """
     run = config.stash[RUN_KEY]
     errors: list[str] = []
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
-    # Exclusivity only matters when the executor schedules the run; a plain
-    # pytest run (serial anyway) stays plain: no job marker is added then.
-    scheduled = any_option_set(config) or any(item.get_closest_marker("job") for item in items)
+    scheduled: bool | None = None  # computed on the first benchmark only
     for item in items:
         is_benchmark = uses_benchmark(item)
         if (run.only and not is_benchmark) or (run.skip and is_benchmark):
@@ -158,6 +161,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         if fail_on is not None:
             run.overrides[item.nodeid] = fail_on
+        if scheduled is None:
+            scheduled = executor_schedules(config, items)
         if scheduled:
             make_exclusive(item)
     if errors:
@@ -165,6 +170,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def executor_schedules(config: pytest.Config, items: list[pytest.Item]) -> bool:
+    """True when the executor will schedule this run (an option set, or a ``job`` marker).
+
+    Exclusivity only matters then; a plain pytest run (serial anyway) stays
+    plain: no ``job`` marker is added to it.
+    """
+    return any_option_set(config) or any(item.get_closest_marker("job") is not None for item in items)
 
 
 def make_exclusive(item: pytest.Item) -> None:

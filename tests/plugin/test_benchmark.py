@@ -305,6 +305,29 @@ def test_benchmarks_are_in_the_json_report(pytester: pytest.Pytester, tmp_path: 
     assert data["metadata"]["benchmarks"]["count"] == 1
 
 
+def test_a_plain_run_stays_plain_and_exclusive_can_be_opted_out(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_bench(job_benchmark):
+            job_benchmark(int)
+
+        @pytest.mark.job(exclusive=False)
+        def test_shared(job_benchmark):
+            job_benchmark(int)
+        """
+    )
+    plain = pytester.runpytest("-k", "test_bench")
+    plain.assert_outcomes(passed=1, deselected=1)
+    plain.stdout.no_fnmatch_line("*executor jobs*")  # the executor did not take over
+    plain.stdout.fnmatch_lines(["*- job_benchmark: 1 benchmark -*"])
+    report = tmp_path / "r.json"
+    pytester.runpytest(*FAST, f"--executor-report={report}").assert_outcomes(passed=2)
+    exclusive = {job["test"].split("::")[-1]: job["exclusive"] for job in json.loads(report.read_text())["jobs"]}
+    assert exclusive == {"test_bench": True, "test_shared": False}
+
+
 def test_gc_can_be_disabled_during_rounds(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
