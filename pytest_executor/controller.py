@@ -268,12 +268,11 @@ class Controller:
             else None
         )
         record = self.records[node]
-        record.worker = THREAD_WORKER if self.plan.backends[node] == "thread" else MAIN_WORKER
-        self.collected.pop(node, None)
         spec = self.plan.specs[node]
-        special = skip_reason is None and (
-            spec.retries > 0 or record.worker == THREAD_WORKER or self.timeouts[node] is not None
-        )
+        on_thread = self.plan.backends[node] == "thread" or self.timeouts[node] is not None
+        record.worker = THREAD_WORKER if on_thread and skip_reason is None else MAIN_WORKER
+        self.collected.pop(node, None)
+        special = skip_reason is None and (spec.retries > 0 or on_thread)
         if skip_reason is not None:
             item.add_marker(pytest.mark.skip(reason=skip_reason))
         self.special_node = node if special else None

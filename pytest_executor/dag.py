@@ -58,14 +58,21 @@ def containers(nodeid: str) -> list[str]:
     return ["::".join(parts[:n]) for n in range(len(parts) - 1, 0, -1)]
 
 
+def directories(nodeid: str) -> list[str]:
+    """Directories of a node id's file, innermost first, ending with ``""`` (rootdir)."""
+    parts = nodeid.split("::", 1)[0].split("/")[:-1]
+    return ["/".join(parts[:n]) for n in range(len(parts), -1, -1)]
+
+
 @final
 class NodeIndex:
     """Resolves ``after=`` names against a list of node ids.
 
     Accepted names, tried from the closest scope outwards: a bare name
     (``test_x``) or ``Class::name`` relative to the test's class or module, a
-    full node id (``tests/test_a.py::test_x``), a parametrised id
-    (``test_x[2]``), or a class / module (meaning all tests in it).  A name
+    node id relative to the test's directory (``test_b.py::test_x``) or to the
+    rootdir (``tests/test_b.py::test_x``), a parametrised id (``test_x[2]``),
+    or a class / module (meaning all tests in it).  A name
     without ``[...]`` means all instances of a parametrised test.
     """
 
@@ -92,9 +99,10 @@ class NodeIndex:
             found = self.lookup(f"{scope}::{name}")
             if found:
                 return found
-        found = self.lookup(name)
-        if found:
-            return found
+        for directory in directories(self.nodeids[source]):
+            found = self.lookup(f"{directory}/{name}" if directory else name)
+            if found:
+                return found
         raise NameNotFound(name, self.suggest(source, name))
 
     def suggest(self, source: int, name: str, limit: int = 3) -> list[str]:

@@ -9,6 +9,7 @@ from pytest_executor.dag import (
     NameNotFound,
     NodeIndex,
     containers,
+    directories,
     find_cycle,
     prerequisites,
     split_param,
@@ -24,6 +25,11 @@ IDS = [
     "tests/test_b.py::test_setup",                   # 5
     "tests/test_b.py::test_other[a::b]",             # 6
 ]
+
+
+def test_directories() -> None:
+    assert directories("a/b/test_x.py::test_y") == ["a/b", "a", ""]
+    assert directories("test_x.py::test_y") == [""]
 
 
 def test_split_param_and_containers() -> None:
@@ -47,6 +53,7 @@ def test_split_param_and_containers() -> None:
         (5, "tests/test_a.py", [0, 1, 2, 3, 4]),  # a module
         (0, "test_setup", [0]),  # same module wins over test_b's test_setup
         (5, "test_other[a::b]", [6]),
+        (5, "test_a.py::TestFlow::test_use", [4]),  # relative to the test's directory
     ],
 )
 def test_resolve(source: int, name: str, expected: list[int]) -> None:
