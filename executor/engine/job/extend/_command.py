@@ -16,19 +16,22 @@ import asyncio
 import contextlib
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import typing as T
 from dataclasses import dataclass, field
 
 from ._process_group import (
+    TERMINATE_GRACE,
     CommandFailed,
     StderrTail,
     group_alive,
-    kill_group_async,
     kill_group_blocking,
     popen_leader_waiter,
     relay_stderr,
+    signal_group,
+    stop_foreign_group,
 )
 
 __all__ = ["CommandSpec", "publish_pgid", "read_pgid", "run_command_async", "run_command_blocking"]
@@ -183,39 +186,66 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+class _CommandProtocol(asyncio.SubprocessProtocol):
+    """Relays the command's stderr and reports its exit without waiting for the pipes to close."""
+
+    def __init__(self, tail: StderrTail) -> None:
+        loop = asyncio.get_running_loop()
+        self.tail = tail
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.tail.feed(data)
+        relay_stderr(data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 async def run_command_async(spec: CommandSpec) -> int:
     """Run ``spec`` on the running event loop; cancelling the caller kills the command's group."""
     _flush_our_streams()
-    tail = StderrTail()
+    loop = asyncio.get_running_loop()
+    protocol = _CommandProtocol(StderrTail())
     with _streams(spec) as (stdout, stderr):
-        process = await asyncio.create_subprocess_shell(
-            spec.cmd, start_new_session=True, cwd=spec.cwd, stdout=stdout, stderr=stderr, **_extra_kwargs(spec))
-    reader = asyncio.ensure_future(_pump_async(process.stderr, tail)) if process.stderr is not None else None
+        transport, _ = await loop.subprocess_shell(
+            lambda: protocol, spec.cmd, start_new_session=True, cwd=spec.cwd,
+            stdin=spec.popen_kwargs.get("stdin", subprocess.DEVNULL), stdout=stdout, stderr=stderr,
+            **{k: v for k, v in _extra_kwargs(spec).items() if k != "stdin"})
+    pgid = transport.get_pid()
     try:
-        returncode = await process.wait()
-    except BaseException:
-        await kill_group_async(process)
-        if reader is not None:
-            reader.cancel()
-        raise
-    if group_alive(process.pid):
-        await asyncio.get_running_loop().run_in_executor(None, kill_group_blocking, process.pid, None,
-                                                         LEFTOVER_GRACE)
-    if reader is not None:
         try:
-            await asyncio.wait_for(reader, LEFTOVER_GRACE)
+            await asyncio.shield(protocol.exited)
+        except BaseException:
+            await _stop_async(pgid, protocol)
+            raise
+        returncode = transport.get_returncode()
+        assert returncode is not None
+        if group_alive(pgid):
+            await stop_foreign_group(pgid, grace=LEFTOVER_GRACE)
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.closed), LEFTOVER_GRACE)
         except asyncio.TimeoutError:
             pass  # a process that escaped the group still holds stderr open
+    finally:
+        transport.close()
     if returncode != 0:
-        raise _failure(spec, returncode, tail)
+        raise _failure(spec, returncode, protocol.tail)
     return returncode
 
 
-async def _pump_async(stream: asyncio.StreamReader | None, tail: StderrTail) -> None:
-    assert stream is not None
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            return
-        tail.feed(chunk)
-        relay_stderr(chunk)
+async def _stop_async(pgid: int, protocol: _CommandProtocol, grace: float = TERMINATE_GRACE) -> None:
+    """SIGTERM the group, wait for the leader's exit up to ``grace``, then SIGKILL the rest."""
+    if signal_group(pgid, signal.SIGTERM):
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.exited), grace)
+        except asyncio.TimeoutError:
+            pass
+        # members that ignored SIGTERM (or outlived the leader) do not get a second chance
+        signal_group(pgid, signal.SIGKILL)

@@ -26,7 +26,6 @@ __all__ = [
     "StderrTail",
     "check_popen_kwargs",
     "group_alive",
-    "kill_group_async",
     "kill_group_blocking",
     "group_has_live_members",
     "signal_group",
@@ -195,27 +194,13 @@ def kill_group_blocking(pgid: int, leader_exited: Callable[[float], bool] | None
     else:
         deadline = time.monotonic() + grace
         delay = 0.005
-        while group_alive(pgid) and time.monotonic() < deadline:
+        while group_has_live_members(pgid) and time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
     # members that ignored SIGTERM (or a leader that trapped it) do not get a second chance
     signal_group(pgid, signal.SIGKILL)
     if leader_exited is not None:
         leader_exited(grace)
-
-
-async def kill_group_async(process: asyncio.subprocess.Process, grace: float = TERMINATE_GRACE) -> None:
-    """The asyncio twin of :func:`kill_group_blocking` for a child of this process."""
-    pgid = process.pid
-    if not signal_group(pgid, signal.SIGTERM):
-        await process.wait()
-        return
-    try:
-        await asyncio.wait_for(asyncio.shield(process.wait()), grace)
-    except asyncio.TimeoutError:
-        pass
-    signal_group(pgid, signal.SIGKILL)
-    await process.wait()
 
 
 def popen_leader_waiter(process: subprocess.Popen[bytes]) -> Callable[[float], bool]:
