@@ -271,7 +271,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         bench = item.stash.get(_BENCH_KEY, None)
         record = bench.to_record() if bench is not None else None
         if record is not None:
-            item.user_properties.append((PROPERTY, json.dumps(record, default=str, allow_nan=False)))
+            item.user_properties.append((PROPERTY, json.dumps(record, default=str)))
     return (yield)
 
 
