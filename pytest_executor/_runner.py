@@ -28,6 +28,18 @@ Events a runner yields from :meth:`Runner.next_events`:
 ``("error", {"message": str})``
     a fatal problem (collection mismatch, unreachable cluster, ...); the
     controller aborts the run with ``pytest.UsageError``-style output.
+``("warning", {"warning_message": warnings.WarningMessage, "when": "runtest", "nodeid": str, "location": tuple | None})``
+    a warning recorded while a test ran on a worker; replayed with
+    ``config.hook.pytest_warning_recorded.call_historic(kwargs=...)`` so the
+    warnings summary matches a serial run.  (Added after the first version of
+    this contract; a controller that ignores unknown events stays correct.)
+``("finished", {})``
+    returned by :meth:`Runner.next_events` once :meth:`Runner.finish` (or
+    :meth:`Runner.kill`) completed; every later call returns it again.
+
+Workers of the ``process``/``subprocess``/``dask`` backends are sessions of
+:mod:`pytest_executor.worker`; their transport is described in
+:mod:`pytest_executor._protocol`.
 """
 
 from __future__ import annotations

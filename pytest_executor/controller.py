@@ -410,6 +410,8 @@ class Controller:
             self._on_result(session, data["index"], data["outcome"])
         elif name == "done":
             self._on_done(runner, data)
+        elif name == "warning":
+            self.config.hook.pytest_warning_recorded.call_historic(kwargs=data)
         elif name == "worker_lost":
             self._say(f"executor: worker {data.get('worker')} lost: {data.get('reason')}")
         elif name == "error":

@@ -127,7 +127,10 @@ class WorkerProcess:
         return "\n".join(trim_stack_dump(text.rstrip("\n").splitlines())[-lines:])
 
 
-_MACHINERY = (os.sep + "pluggy" + os.sep, os.sep + "_pytest" + os.sep, os.sep + "pytest_executor" + os.sep, '"<string>"')
+_MACHINERY = tuple(os.sep + name + os.sep for name in ("pluggy", "_pytest", "pytest", "pytest_executor")) + (
+    '"<string>"',
+    '"<frozen runpy>"',
+)
 
 
 def trim_stack_dump(lines: list[str]) -> list[str]:
@@ -682,15 +685,16 @@ class WorkerPool:
         if worker.fatal and not slots:
             self._fail(f"worker {worker.wid} failed: {worker.fatal}")
             return
+        if worker.oneshot and not worker.ready and slots and not self._killed:
+            message = (
+                f"subprocess worker {worker.wid} ended before it collected {slots[0].task.nodeid} "
+                f"({exit_reason(worker.proc.returncode)}):\n{worker.tail_text()}"
+            )
+            self._fail_slot(worker, slots[0], "setup", message, captured)
+            self._after_exit(worker, crashed=True)
+            return
         if not worker.ready and not worker.closing and not self._killed:
             self._start_failures += 1
-            if worker.oneshot and slots:
-                when, message = "setup", (
-                    f"subprocess worker {worker.wid} ended before collecting "
-                    f"({exit_reason(worker.proc.returncode)}):\n{worker.tail_text()}"
-                )
-                self._fail_slot(worker, slots[0], when, message, captured)
-                return
             if self._start_failures >= _MAX_START_FAILURES or worker.collected is None:
                 self._fail(
                     f"worker {worker.wid} exited before it was ready ({exit_reason(worker.proc.returncode)}):\n"

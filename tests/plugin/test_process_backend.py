@@ -1,0 +1,255 @@
+"""Acceptance: ``--executor-backend=process`` — outcomes, junitxml, order, fixtures, collection check.
+
+Every run is a real ``pytest`` subprocess whose workers are real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+# Inner runs skip heavy plugins they do not need: each worker imports them too.
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:xdist.looponfail -p no:cacheprovider
+"""
+
+PROCESS = ("--executor-backend=process", "--executor-workers=2")
+
+MIXED = """
+import unittest
+import warnings
+
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+
+def test_pass():
+    pass
+
+
+def test_fail():
+    print("output of a failing test")
+    assert 0, "boom"
+
+
+@pytest.mark.skip(reason="skipped on purpose")
+def test_skip():
+    pass
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    assert 0
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_xpass():
+    pass
+
+
+def test_error(broken):
+    pass
+
+
+def test_teardown_error(bad_teardown):
+    pass
+
+
+def test_warns():
+    warnings.warn("warned in a worker", UserWarning)
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_param(n):
+    assert n != 3
+
+
+def test_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+
+
+class TestUnit(unittest.TestCase):
+    def test_ok(self):
+        self.assertTrue(True)
+
+    def test_bad(self):
+        self.assertEqual(1, 2)
+
+    @unittest.skip("unittest skip")
+    def test_skipped(self):
+        pass
+"""
+
+
+def _testcases(path: Path) -> list[tuple[str, str, str]]:
+    """(classname, name, kind of result) of every junit test case, sorted."""
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        kinds = sorted(child.tag for child in case if child.tag in ("failure", "error", "skipped"))
+        cases.append((case.get("classname", ""), case.get("name", ""), ",".join(kinds)))
+    return sorted(cases)
+
+
+def test_outcomes_and_junitxml_equal_a_serial_run(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_mixed=MIXED)
+    serial = pytester.runpytest_subprocess("--junitxml=serial.xml", "-rA")
+    parallel = pytester.runpytest_subprocess(*PROCESS, "--junitxml=parallel.xml", "-rA")
+
+    assert parallel.parseoutcomes() == serial.parseoutcomes()
+    assert parallel.ret == serial.ret == pytest.ExitCode.TESTS_FAILED
+    serial_cases = _testcases(pytester.path / "serial.xml")
+    assert len(serial_cases) == 16
+    assert _testcases(pytester.path / "parallel.xml") == serial_cases
+    parallel.stdout.fnmatch_lines(
+        [
+            "*output of a failing test*",
+            "*UserWarning: warned in a worker*",
+            "ERROR test_mixed.py::test_teardown_error - RuntimeError: teardown broke",
+            "FAILED test_mixed.py::test_fail - AssertionError: boom*",
+        ]
+    )
+    parallel.stdout.fnmatch_lines(["process *16*"])  # the executor table counts every job
+
+
+ORDER_CONFTEST = """
+import json
+import os
+import time
+
+import pytest
+
+WORKER = os.environ.get("PYTEST_EXECUTOR_WORKER", "main")
+
+
+def record(*fields):
+    with open(os.path.join(os.path.dirname(__file__), f"log-{WORKER}.jsonl"), "a") as log:
+        log.write(json.dumps([*fields, time.time()]) + "\\n")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_resource():
+    record("session", "")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_resource(request):
+    record("module", request.module.__name__)
+
+
+@pytest.fixture(autouse=True)
+def timed(request):
+    record("start", request.node.nodeid)
+    yield
+    record("stop", request.node.nodeid)
+"""
+
+ORDER_A = """
+import time
+
+import pytest
+
+
+def test_first():
+    time.sleep(0.05)
+
+
+@pytest.mark.job(after="test_b.py::test_second")
+def test_third():
+    pass
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_filler_a(n):
+    time.sleep(0.03)
+"""
+
+ORDER_B = """
+import time
+
+import pytest
+
+
+@pytest.mark.job(after="test_a.py::test_first")
+def test_second():
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_filler_b(n):
+    time.sleep(0.03)
+"""
+
+
+def _logs(path: Path) -> dict[str, list[list[object]]]:
+    return {
+        log.stem.removeprefix("log-"): [json.loads(line) for line in log.read_text().splitlines()]
+        for log in sorted(path.glob("log-*.jsonl"))
+    }
+
+
+def test_dependencies_hold_across_workers_and_fixtures_are_per_worker(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(ORDER_CONFTEST)
+    pytester.makepyfile(test_a=ORDER_A, test_b=ORDER_B)
+    result = pytester.runpytest_subprocess(*PROCESS, "-v")
+    result.assert_outcomes(passed=15)
+    logs = _logs(pytester.path)
+    assert "main" not in logs, "no test may run in the controller"
+    times = {(kind, name): stamp for entries in logs.values() for kind, name, stamp in entries if kind != "session"}
+    for before, after in (("test_a.py::test_first", "test_b.py::test_second"), ("test_b.py::test_second", "test_a.py::test_third")):
+        assert times[("stop", before)] <= times[("start", after)], (before, after)
+
+    for worker, entries in logs.items():
+        kinds = [entry[0] for entry in entries]
+        assert kinds.count("session") == 1, f"{worker}: the session fixture is set up once per worker"
+        active = None
+        for kind, name, _ in entries:
+            if kind == "module":
+                assert name != active, f"{worker}: module fixture of {name} set up twice in a row"
+                active = name
+            elif kind == "start":
+                assert str(name).split(".py::")[0] == active, f"{worker}: {name} ran without its module fixture"
+        # Module fixtures are set up once per run of consecutive items of a module on a worker.
+        modules = [str(name).split(".py::")[0] for kind, name, _ in entries if kind == "start"]
+        runs = sum(1 for i, module in enumerate(modules) if i == 0 or modules[i - 1] != module)
+        assert kinds.count("module") == runs, f"{worker}: {kinds.count('module')} module setups, {runs} runs"
+
+
+MISMATCH_CONFTEST = """
+import os
+
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_EXECUTOR_WORKER"):
+        del items[0]  # a worker that collects differently from the controller
+"""
+
+
+def test_collection_mismatch_is_a_clear_error_naming_the_id(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(MISMATCH_CONFTEST)
+    pytester.makepyfile(test_m="def test_one():\n    pass\n\ndef test_two():\n    pass\n")
+    result = pytester.runpytest_subprocess(*PROCESS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*collection mismatch*first differing id at position 0*controller has 'test_m.py::test_one'*"]
+    )
