@@ -213,7 +213,11 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
 
 
 def critical_path_lines(path: CriticalPath) -> list[str]:
-    """The terminal summary of a run's critical path."""
+    """The terminal summary of a run's critical path.
+
+    A long chain is shortened to its longest jobs, in chain order; each run of
+    left-out jobs becomes one line with their count and total time.
+    """
     if not path.chain:
         return []
     lines = [
@@ -221,12 +225,32 @@ def critical_path_lines(path: CriticalPath) -> list[str]:
         f"{format_seconds(path.busy)} busy of {format_seconds(path.wall)} wall; "
         f"ideal with unlimited workers: {format_seconds(path.ideal)}"
     ]
-    shown = path.chain[:_MAX_CHAIN_LINES]
-    for i, span in enumerate(shown):
+    shown = _longest(path.chain, _MAX_CHAIN_LINES)
+    hidden: list[JobSpan] = []
+    for i, span in enumerate(path.chain):
+        if i not in shown:
+            hidden.append(span)
+            continue
+        if hidden:
+            lines.append(_elided(hidden))
+            hidden = []
         arrow = "  " if i == 0 else "→ "
         lines.append(
             f"  {arrow}{span.nodeid} ({span.worker}, {format_seconds(span.duration)})"
         )
-    if len(path.chain) > len(shown):
-        lines.append(f"  … and {len(path.chain) - len(shown)} more")
+    if hidden:
+        lines.append(_elided(hidden))
     return lines
+
+
+def _longest(chain: tuple[JobSpan, ...], count: int) -> set[int]:
+    """Positions of the ``count`` longest jobs (earlier first among equals)."""
+    if len(chain) <= count:
+        return set(range(len(chain)))
+    ranked = sorted(range(len(chain)), key=lambda i: (-chain[i].duration, i))
+    return set(ranked[:count])
+
+
+def _elided(spans: list[JobSpan]) -> str:
+    total = format_seconds(sum(s.duration for s in spans))
+    return f"  … {len(spans)} shorter job{'s' if len(spans) != 1 else ''} ({total})"

@@ -11,7 +11,7 @@ text; nothing here talks to pytest.  Two formats share one SVG drawing:
 The markup is stable so tests (and users' scripts) can query it:
 ``g.lane[data-worker]`` per worker, containing one ``rect.job[data-nodeid]`` per
 job (with ``data-outcome``, ``data-critical``, ``data-setup``/``data-call``/
-``data-teardown``/``data-wait`` in seconds), and ``line.dep[data-from][data-to]``
+``data-teardown``/``data-wait`` in seconds), and ``path.dep[data-from][data-to]``
 per dependency.
 """
 
@@ -186,7 +186,7 @@ def _draw(
             parts.append(_bar(s, scale, y, s.nodeid in critical, native_tooltips))
         parts.append("</g>")
     parts.append("</g>")
-    parts.append(_dependency_lines(spans, scale, lane_y, critical))
+    parts.append(_dependency_lines(spans, scale, lane_y, path))
     parts.append(_critical_links(path, scale, lane_y))
     parts.append("</svg>")
     return "\n".join(parts)
@@ -282,32 +282,45 @@ def tooltip_text(s: JobSpan) -> str:
 
 
 def _dependency_lines(
-    spans: Sequence[JobSpan],
-    scale: _Scale,
-    lane_y: _LaneY,
-    critical: frozenset[str],
+    spans: Sequence[JobSpan], scale: _Scale, lane_y: _LaneY, path: CriticalPath
 ) -> str:
+    """One ``path.dep`` per known dependency, from the end of one bar to the start of the other."""
     by_id = {s.nodeid: s for s in spans}
-    mid = _LANE_HEIGHT / 2
+    chain_links = {(a.nodeid, b.nodeid) for a, b in zip(path.chain, path.chain[1:])}
     parts = ['<g class="deps" fill="none">']
     for s in spans:
         for dep in s.after:
             source = by_id.get(dep)
             if source is None:
                 continue
-            on_path = dep in critical and s.nodeid in critical
+            on_path = (dep, s.nodeid) in chain_links
             parts.append(
-                f'<line class="dep" data-from="{_attr(dep)}" data-to="{_attr(s.nodeid)}" '
+                f'<path class="dep" data-from="{_attr(dep)}" data-to="{_attr(s.nodeid)}" '
                 f'data-critical="{str(on_path).lower()}" '
-                f'x1="{scale.x(source.stop):.2f}" y1="{lane_y(source.worker) + mid:.1f}" '
-                f'x2="{scale.x(s.start):.2f}" y2="{lane_y(s.worker) + mid:.1f}" '
+                f'd="{_link_shape(source, s, scale, lane_y)}" '
                 f'stroke="{CRITICAL_COLOUR if on_path else "#555"}" '
                 f'stroke-width="{1.5 if on_path else 1}" '
-                f'stroke-opacity="{0.9 if on_path else 0.35}" '
+                f'stroke-opacity="{0.9 if on_path else 0.45}" '
                 f'marker-end="url(#{"arrow-critical" if on_path else "arrow"})"/>'
             )
     parts.append("</g>")
     return "\n".join(parts)
+
+
+def _link_shape(source: JobSpan, target: JobSpan, scale: _Scale, lane_y: _LaneY) -> str:
+    """SVG path data joining two bars: straight across lanes, an arc within one."""
+    x1, x2 = scale.x(source.stop), scale.x(target.start)
+    if source.worker != target.worker:
+        mid = _LANE_HEIGHT / 2
+        y1, y2 = lane_y(source.worker) + mid, lane_y(target.worker) + mid
+        return f"M{x1:.2f},{y1:.1f} L{x2:.2f},{y2:.1f}"
+    # Same lane: a straight line would run along the bars in between; arc over them.
+    top = lane_y(source.worker) + (_LANE_HEIGHT - _BAR_HEIGHT) / 2
+    lift = min(_LANE_HEIGHT * 0.9, 6 + abs(x2 - x1) / 8)
+    return (
+        f"M{x1:.2f},{top + 2:.1f} "
+        f"C{x1:.2f},{top - lift:.1f} {x2:.2f},{top - lift:.1f} {x2:.2f},{top + 1:.1f}"
+    )
 
 
 def _critical_links(path: CriticalPath, scale: _Scale, lane_y: _LaneY) -> str:
@@ -379,7 +392,7 @@ h2 { font-size: 15px; margin: 18px 0 6px; }
 .chart { overflow-x: auto; border: 1px solid #dde1e6; border-radius: 4px; }
 rect.job { cursor: pointer; }
 rect.job:hover, rect.job.related { filter: brightness(1.15); stroke: #111; }
-line.dep.active { stroke: #111; stroke-opacity: 1; stroke-width: 2; }
+path.dep.active { stroke: #111; stroke-opacity: 1; stroke-width: 2; }
 .tooltip { position: fixed; pointer-events: none; background: #1f2933; color: #fff;
   padding: 6px 8px; border-radius: 4px; font-size: 12px; white-space: pre;
   max-width: 640px; box-shadow: 0 2px 6px rgba(0,0,0,.3); }
@@ -398,7 +411,7 @@ _JS = """
     return s.toFixed(2) + ' s';
   }
   function related(id) {
-    return Array.prototype.filter.call(document.querySelectorAll('line.dep'),
+    return Array.prototype.filter.call(document.querySelectorAll('path.dep'),
       function (l) { return l.dataset.from === id || l.dataset.to === id; });
   }
   function jobs(ids) {

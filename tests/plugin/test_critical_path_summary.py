@@ -55,16 +55,32 @@ def test_inactive_plugin_prints_nothing(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("critical path:*")
 
 
-def test_long_chains_are_cut_in_the_terminal() -> None:
-    chain = tuple(JobSpan(f"t{i}", "w0", "passed", i, i + 1) for i in range(25))
-    lines = critical_path_lines(CriticalPath(chain=chain, wall=25, ideal=1, ideal_chain=chain[:1]))
-    assert lines[0] == (
-        "critical path: 25 jobs, 25.00 s busy of 25.00 s wall; "
-        "ideal with unlimited workers: 1.00 s"
+def test_long_chains_keep_their_longest_jobs_in_order() -> None:
+    # 25 jobs of 1 s, except t3 and t20 which take 5 s.
+    chain = tuple(
+        JobSpan(f"t{i}", "w0", "passed", 10.0 * i, 10.0 * i + (5 if i in (3, 20) else 1))
+        for i in range(25)
     )
+    lines = critical_path_lines(CriticalPath(chain=chain, wall=250, ideal=5, ideal_chain=chain[3:4]))
+    assert lines[0] == (
+        "critical path: 25 jobs, 33.00 s busy of 4m 10s wall; "
+        "ideal with unlimited workers: 5.00 s"
+    )
+    shown = [line.split()[-4] for line in lines[1:] if "(w0," in line]
+    assert shown == ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t20"]
     assert lines[1] == "    t0 (w0, 1.00 s)"
-    assert lines[-1] == "  … and 15 more"
-    assert len(lines) == 12
+    assert "  → t3 (w0, 5.00 s)" in lines
+    assert lines[-3:] == [
+        "  … 11 shorter jobs (11.00 s)",
+        "  → t20 (w0, 5.00 s)",
+        "  … 4 shorter jobs (4.00 s)",
+    ]
+
+
+def test_short_chains_are_listed_whole() -> None:
+    chain = tuple(JobSpan(f"t{i}", "w0", "passed", i, i + 1) for i in range(3))
+    lines = critical_path_lines(CriticalPath(chain=chain, wall=3, ideal=1, ideal_chain=chain[:1]))
+    assert lines[1:] == ["    t0 (w0, 1.00 s)", "  → t1 (w0, 1.00 s)", "  → t2 (w0, 1.00 s)"]
 
 
 def test_empty_chain_prints_nothing() -> None:

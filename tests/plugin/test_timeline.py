@@ -163,7 +163,7 @@ def test_svg_timeline_is_valid_xml_with_one_rect_per_job(
     outcomes = {r.get("data-nodeid"): r.get("data-outcome") for r in rects}
     assert outcomes["test_svg.py::test_after_failure"] == "skipped"
     assert outcomes["test_svg.py::test_many[3]"] == "failed"
-    deps = {(d.get("data-from"), d.get("data-to")) for d in root.iter(f"{SVG}line")
+    deps = {(d.get("data-from"), d.get("data-to")) for d in root.iter(f"{SVG}path")
             if d.get("class") == "dep"}
     assert ("test_svg.py::test_base", "test_svg.py::test_next") in deps
 

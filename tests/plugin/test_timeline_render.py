@@ -78,7 +78,7 @@ def test_svg_tooltips_name_the_job_its_phases_and_wait() -> None:
 
 def test_svg_draws_dependency_lines_only_between_known_jobs() -> None:
     root = ET.fromstring(render_svg(sample_spans()))
-    deps = [line for line in root.iter(f"{SVG}line") if line.get("class") == "dep"]
+    deps = [p for p in root.iter(f"{SVG}path") if p.get("class") == "dep"]
     assert [(d.get("data-from"), d.get("data-to")) for d in deps] == [
         ("t.py::a", "t.py::c")
     ]
