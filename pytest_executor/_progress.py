@@ -6,7 +6,7 @@ worker is doing and how far the run is::
     tests/test_io.py ..F.
       w0   1.5s  tests/test_io.py::test_download[big]
       w1   0.2s  tests/test_db.py::test_migrate
-      executor: 4/20 done · 1 failed · 2 running · 3.1s elapsed · ETA ~9s
+    executor: 4/20 done · 1 failed · 3 passed · 2 running · 3.1s elapsed · ETA ~9.0s
 
 The region is redrawn in place with ANSI cursor movement; pytest's own output
 keeps flowing above it.  It is shown only when the terminal is interactive and
