@@ -67,6 +67,8 @@ class BenchmarkRun:
     """Per-test ``fail_on`` thresholds from markers, by node id."""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Benchmark records of this run, by node id."""
+    baseline_origin: str = ""
+    """Where the baseline comes from (time, commit, Python, machine), for the summary."""
     regressions: list[Regression] = field(default_factory=list)
     saved_to: str | None = None
 
@@ -101,9 +103,22 @@ def pytest_configure(config: pytest.Config) -> None:
         except StorageError as error:
             raise pytest.UsageError(f"--executor-benchmark-compare: {error}") from None
         run.baseline = {record["name"]: record for record in document.get("benchmarks", [])}
+        run.baseline_origin = describe_origin(document)
     config.stash[RUN_KEY] = run
     if not is_worker(config):
         config.pluginmanager.register(ResultsPlugin(config, run), "executor-benchmark-results")
+
+
+def describe_origin(document: dict[str, Any]) -> str:
+    """One line saying when, at which commit and where a saved run was made."""
+    machine = document.get("machine") or {}
+    commit = document.get("commit") or {}
+    parts = [f"saved {document.get('saved_at', '?')}"]
+    if commit.get("id"):
+        parts.append(f"commit {str(commit['id'])[:12]}{' (dirty)' if commit.get('dirty') else ''}")
+    parts.append(f"Python {machine.get('python_version', '?')}")
+    parts.append(f"on {machine.get('node', '?')} ({machine.get('machine', '?')}, {machine.get('cpu_count', '?')} CPUs)")
+    return ", ".join(parts)
 
 
 def _timing_settings(config: pytest.Config) -> TimingSettings:
@@ -332,6 +347,8 @@ class ResultsPlugin:
         for line in table.splitlines():
             writer.write_line(line)
         writer.write_line("times are per call; outliers: beyond 1 stddev;beyond 1.5 IQR")
+        if run.baseline is not None:
+            writer.write_line(f"compared with {run.compare!r}: {run.baseline_origin}")
         if run.saved_to:
             writer.write_line(f"saved benchmark run {run.save!r} to {run.saved_to}")
         if run.regressions:

@@ -171,7 +171,9 @@ def test_save_compare_round_trip_fails_on_a_regression(pytester: pytest.Pytester
         same = pytester.runpytest(*FAST, "--executor-benchmark-compare=base", "--executor-benchmark-fail-on=mean:300%")
         same.assert_outcomes(passed=2)
         assert same.ret == pytest.ExitCode.OK
-        same.stdout.fnmatch_lines(["* mean vs base", "*::test_guarded * ?*%"])
+        same.stdout.fnmatch_lines(
+            ["* mean vs base", "*::test_guarded * ?*%", "compared with 'base': saved 20*, Python 3.*, on * CPUs)"]
+        )
 
         patch.setenv("BENCH_DELAY", "0.02")  # 20x slower: a deliberate regression
         slow = pytester.runpytest(

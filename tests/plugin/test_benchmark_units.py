@@ -353,3 +353,23 @@ def test_missing_saved_run_lists_the_saved_ones(tmp_path: Path) -> None:
 def test_run_names_are_checked(name: str) -> None:
     with pytest.raises(ValueError, match="invalid benchmark run name"):
         check_name(name)
+
+
+def test_saved_runs_record_the_git_commit(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.fail("git is needed to test commit ids")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("x")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    commit = build_run("r", [], tmp_path)["commit"]
+    assert commit == {"id": head, "branch": commit["branch"], "dirty": False}
+    (tmp_path / "f.txt").write_text("changed")
+    assert build_run("r", [], tmp_path)["commit"]["dirty"] is True
