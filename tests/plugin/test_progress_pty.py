@@ -222,3 +222,19 @@ def test_quiet_run_gets_plain_lines(suite: Path, tmp_path: Path) -> None:
     assert not re.search(r"\x1b\[\d+A", run.raw)
     assert "executor:" not in run.raw
     assert run.screen.lines()[-1].startswith("1 failed, 14 passed in ")
+
+
+def test_ctrl_c_erases_the_region_before_the_interrupt_summary(
+    suite: Path, tmp_path: Path
+) -> None:
+    run = PtyRun([*COMMON, "--executor-backend=local"], suite, terminal_env(tmp_path / "never"))
+    try:
+        run.expect(lambda lines: any(re.match(r"\s+main\s+\d+\.\ds\s+test_live", x) for x in lines))
+        os.killpg(run.process.pid, signal.SIGINT)
+        assert run.finish() == pytest.ExitCode.INTERRUPTED
+    finally:
+        run.kill()
+    final = run.screen.lines()
+    assert not any(line.startswith("executor:") or "test_held[" in line for line in final[-12:])
+    assert any("KeyboardInterrupt" in line for line in final)
+    assert re.search(r"=+ no tests ran in .*=+|=+ .*interrupted.*=+", final[-1]), final[-1]
