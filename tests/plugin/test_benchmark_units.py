@@ -373,3 +373,20 @@ def test_saved_runs_record_the_git_commit(tmp_path: Path) -> None:
     assert commit == {"id": head, "branch": commit["branch"], "dirty": False}
     (tmp_path / "f.txt").write_text("changed")
     assert build_run("r", [], tmp_path)["commit"]["dirty"] is True
+
+
+def test_table_rows_are_sorted_by_group_then_mean_with_a_change_column() -> None:
+    from pytest_executor.benchmark._table import benchmark_rows, render_benchmarks
+
+    def record(name: str, mean: float, group: str | None = None) -> dict[str, object]:
+        return {"name": name, "group": group, "stats": _stats(mean).to_dict()}
+
+    records = [record("t::slow", 0.002), record("t::fast", 0.000001), record("t::grouped", 0.0000005, "g")]
+    rows = benchmark_rows(records, baseline={"t::slow": record("t::slow", 0.001)})
+    assert [row[0] for row in rows] == ["t::fast", "t::slow", "t::grouped [g]"]
+    assert rows[0][3] == "1.000 us" and rows[1][3] == "2.000 ms"
+    assert [row[-1] for row in rows] == ["new", "+100.0%", "new"]
+    text = render_benchmarks(records, None)
+    assert text.splitlines()[0].split() == [
+        "benchmark", "min", "max", "mean", "stddev", "median", "IQR", "outliers", "ops/s", "rounds", "iterations",
+    ]
