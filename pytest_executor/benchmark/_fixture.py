@@ -98,6 +98,7 @@ class _Calls:
             loop, self._loop = self._loop, None
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())  # no thread left behind
             finally:
                 loop.close()
 

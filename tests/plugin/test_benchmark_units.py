@@ -390,3 +390,15 @@ def test_table_rows_are_sorted_by_group_then_mean_with_a_change_column() -> None
     assert text.splitlines()[0].split() == [
         "benchmark", "min", "max", "mean", "stddev", "median", "IQR", "outliers", "ops/s", "rounds", "iterations",
     ]
+
+
+def test_async_benchmark_leaves_no_thread_behind() -> None:
+    import threading
+
+    async def uses_executor() -> int:
+        return await asyncio.get_running_loop().run_in_executor(None, int, "7")
+
+    before = set(threading.enumerate())
+    bench = JobBenchmark("t.py::test_threads", TimingSettings(min_rounds=2, max_time=0))
+    assert bench(uses_executor) == 7
+    assert set(threading.enumerate()) <= before
