@@ -82,6 +82,8 @@ class Controller:
             self.run.jobs[plan.items[node].nodeid] = self.records[node]
         self.lane = [n for n in plan.order if plan.backends[n] in IN_PROCESS_BACKENDS]
         self.lane_position = 0
+        self.remote_left = sum(1 for b in plan.backends if b not in IN_PROCESS_BACKENDS)
+        """Remote items not handed out (or skipped) yet."""
         self.queue = ReadyQueue(
             plan.order,
             plan.deps,
@@ -160,6 +162,7 @@ class Controller:
         self.run.started = time.time()
         for node in self.plan.order:
             hook.pytest_executor_job_created(item=self.plan.items[node], job=self.records[node])
+        self._release([n for n in self.plan.order if not self.plan.deps.get(n)])
         for backend in dict.fromkeys(self.plan.backends):
             if backend not in IN_PROCESS_BACKENDS:
                 self._runner(backend, session)
@@ -178,41 +181,48 @@ class Controller:
     def _dispatch(self, session: pytest.Session) -> bool:
         """Start what may start now; return True if anything happened."""
         progressed = False
-        full: set[str] = set()  # runners without a free slot: skip their nodes cheaply
-        for node in self.queue.ready():
-            if self.plan.backends[node] in full:
-                continue
+        if self.remote_left:
+            progressed = self._dispatch_remote()
+        if self.lane_position < len(self.lane):
+            head = self.lane[self.lane_position]
+            if self.queue.can_start(head):
+                reason = self._blocked_by(head)
+                if reason is not None or self._condition_met(head):
+                    self.queue.start(head)
+                    self._run_local(head, reason)
+                    self._release(self.queue.finish(head))
+                    progressed = True
+        return progressed
+
+    def _dispatch_remote(self) -> bool:
+        """Hand ready remote items to their runners (or skip them); True if any."""
+        progressed = False
+        for node in [n for n in self.queue.iter_ready() if self.plan.backends[n] not in IN_PROCESS_BACKENDS]:
             if not self.queue.can_start(node):
                 continue
-            record = self.records[node]
-            if record.ready is None:
-                record.ready = time.time()
-                record.status = "pending"
-            local = self.plan.backends[node] in IN_PROCESS_BACKENDS
-            if local and self.lane[self.lane_position] != node:
-                continue  # the lane runs in its fixed order
             reason = self._blocked_by(node)
             if reason is None and not self._condition_met(node):
                 continue
-            if local:
-                self.queue.start(node)
-                self._run_local(node, reason)
-                self.queue.finish(node)
-                return True  # the lane moved: re-evaluate before the next one
-            if reason is not None:
-                self.queue.start(node)
-                self._skip_remote(node, reason)
-                self.queue.finish(node)
-                progressed = True
-                continue
             runner = self.runners[self.plan.backends[node]]
-            if runner.free_slots() <= 0:
-                full.add(self.plan.backends[node])
+            if reason is None and runner.free_slots() <= 0:
                 continue
             self.queue.start(node)
-            self._submit(runner, node, attempt=1)
+            self.remote_left -= 1
             progressed = True
+            if reason is None:
+                self._submit(runner, node, attempt=1)
+            else:
+                self._skip_remote(node, reason)
+                self._release(self.queue.finish(node))
         return progressed
+
+    def _release(self, nodes: list[int]) -> None:
+        """Dependencies of ``nodes`` are done: they wait only for a slot (or condition) now."""
+        now = time.time()
+        for node in nodes:
+            record = self.records[node]
+            record.ready = now
+            record.status = "pending"
 
     def _blocked_by(self, node: int) -> str | None:
         """Skip reason if a dependency did not pass, else None."""
@@ -432,7 +442,7 @@ class Controller:
         state.held.clear()
         self.outcomes[node] = {"passed": "passed", "skipped": "skipped"}.get(outcome, "failed")
         if node in self.queue.running:
-            self.queue.finish(node)
+            self._release(self.queue.finish(node))
 
     def _on_done(self, runner: Runner, data: dict[str, Any]) -> None:
         node = data["index"]

@@ -28,7 +28,8 @@ Use::
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import final
 
 
@@ -84,22 +85,27 @@ class ReadyQueue:
 
         Starting all of them, or any prefix or subset, keeps the rules.
         """
+        return list(itertools.islice(self.iter_ready(), limit))
+
+    def iter_ready(self) -> Iterator[int]:
+        """Lazy :meth:`ready`: stop iterating as soon as you have enough.
+
+        Do not start nodes while iterating; collect them first.
+        """
         if any(node in self._exclusive for node in self._running):
-            return []
+            return
         room = len(self._ready) if self._max_running is None else self._max_running - len(self._running)
-        if limit is not None:
-            room = min(room, limit)
-        result: list[int] = []
+        given = 0
         for rank in self._ready:
-            if len(result) >= room:
-                break
+            if given >= room:
+                return
             node = self._order[rank]
             if node in self._exclusive:
-                if not self._running and not result:
-                    result.append(node)
-                break
-            result.append(node)
-        return result
+                if not self._running and not given:
+                    yield node
+                return
+            given += 1
+            yield node
 
     def can_start(self, node: int) -> bool:
         """True if ``node`` is ready and starting it now keeps the rules."""

@@ -1,0 +1,82 @@
+"""Overhead of the plugin on 2000 trivial tests: inert, and with the local backend.
+
+Runs, side by side and alternating (to share the machine's noise), plain
+pytest with the plugin disabled (``-p no:executor``), pytest with the plugin
+installed but inert (no option, no marker), and ``--executor-backend=local``.
+Prints the median wall and CPU time of each and its ratio to plain pytest;
+the target is <= 1.2x for both variants.
+
+    python benchmarks/bench_plugin_inert.py [--tests 2000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "plain (-p no:executor)": ["-p", "no:executor"],
+    "plugin inert": [],
+    "plugin --executor-backend=local": ["--executor-backend=local", "--executor-table=none"],
+}
+
+
+def write_suite(directory: Path, tests: int) -> None:
+    """``tests`` trivial tests spread over modules of 100."""
+    per_module = 100
+    for module in range(0, tests, per_module):
+        body = "".join(
+            f"def test_{n}():\n    assert True\n\n" for n in range(min(per_module, tests - module))
+        )
+        (directory / f"test_m{module // per_module:03d}.py").write_text(body)
+    (directory / "pytest.ini").write_text("[pytest]\n")
+
+
+def run_once(directory: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one pytest run in a subprocess."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=directory, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_suite(directory, args.tests)
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+        for name, extra in VARIANTS.items():  # warm-up: imports, .pyc files
+            run_once(directory, extra)
+        for _ in range(args.rounds):
+            for name, extra in VARIANTS.items():
+                times[name].append(run_once(directory, extra))
+    plain = times["plain (-p no:executor)"]
+    base_wall = statistics.median(wall for wall, _ in plain)
+    base_cpu = statistics.median(cpu for _, cpu in plain)
+    print(f"{args.tests} trivial tests, median of {args.rounds} alternating rounds")
+    print(f"  {'variant':<34} {'wall':>8} {'ratio':>6}   {'cpu':>8} {'ratio':>6}")
+    for name, samples in times.items():
+        wall = statistics.median(w for w, _ in samples)
+        cpu = statistics.median(c for _, c in samples)
+        print(f"  {name:<34} {wall:7.2f}s {wall / base_wall:5.2f}x   {cpu:7.2f}s {cpu / base_cpu:5.2f}x")
+    print("  (CPU time is the steadier measure on a shared machine; target <= 1.2x)")
+
+
+if __name__ == "__main__":
+    main()
