@@ -1,30 +1,90 @@
-"""The loop of one warm worker process (started by :mod:`executor.engine.backend.process`).
+"""The zygote and the worker loop of the process backend (see :mod:`executor.engine.backend.process`).
 
-Kept to the standard library plus cloudpickle so a worker starts fast.
-Messages are cloudpickled tuples over one socket:
+The engine starts one *zygote* per process pool with ``python -c``: a
+single-threaded process that imports cloudpickle and this module, never runs
+the user's ``__main__``, and forks a new worker whenever the engine asks.
+Forking from a single-threaded process is safe (unlike forking the engine,
+whose loop thread exists), and a forked worker is ready in about a
+millisecond instead of paying for an interpreter start and its imports.
 
-parent → worker: ``("call", func, args, kwargs)``, ``("gen", func, args, kwargs)``,
-``("step", op, value)``;
-worker → parent: ``("ok", value)``, ``("yield", value)``, ``("return", value)``,
-``("err", exception, traceback_text)``.
+Kept to the standard library plus cloudpickle, and to modules the interpreter
+loads anyway, so the zygote starts fast (``python -X importtime``): the C
+``_socket`` module instead of :mod:`socket`, no :mod:`multiprocessing`, no
+:mod:`asyncio` unless a job returns a coroutine.
+
+Engine ↔ zygote (one stream socket): the engine sends ``b"F"`` with the
+worker's end of a fresh socket pair attached (``SCM_RIGHTS``); the zygote
+answers with fixed-size records ``(kind, pid, value)``: ``P`` = forked
+``pid``, ``E`` = fork failed with errno ``value``, ``X`` = ``pid`` exited
+with code ``value`` (negative: killed by that signal).  EOF on that socket
+means the engine is gone: the zygote lets its workers finish exiting, kills
+the stragglers and exits.
+
+Engine ↔ worker (one stream socket per worker): length-prefixed cloudpickled
+tuples.  Requests: ``("call", func, args, kwargs)``, ``("callc", token,
+pickled_func_or_None, args, kwargs)``, ``("gen", func, args, kwargs)``,
+``("step", op, value)``; replies: ``("ok", value)``, ``("yield", value)``,
+``("return", value)``, ``("missing", token)``, ``("err", exception,
+traceback_text)``.
 """
 
 from __future__ import annotations
 
+import _socket
+import array
 import collections
 import os
+import select
 import signal
+import struct
 import sys
-import traceback
+import time
+import types
 import typing as T
-from multiprocessing.connection import Connection
 
 _MAX_FUNCTIONS = 256
 """Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
 
+RECORD = struct.Struct("!cii")
+"""One zygote → engine record: kind (``P``/``E``/``X``), pid, value."""
 
+_HEADER = struct.Struct("!Q")
+_GRACE_SECONDS = 2.0
+"""How long a closing zygote lets its workers exit on their own before killing them."""
+
+
+# ------------------------------------------------------------------ framing
+def send_frame(sock: T.Any, data: bytes) -> None:
+    """Send one length-prefixed message on a blocking stream socket."""
+    header = _HEADER.pack(len(data))
+    if len(data) < 65536:  # one send for the common small message
+        sock.sendall(header + data)
+    else:  # no copy of a large payload into a new buffer
+        sock.sendall(header)
+        sock.sendall(data)
+
+
+def recv_frame(sock: T.Any) -> bytes:
+    """Receive one length-prefixed message; raise :class:`EOFError` when the peer closed."""
+    (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
+    return bytes(_recv_exactly(sock, size))
+
+
+def _recv_exactly(sock: T.Any, size: int) -> bytearray:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError("the peer closed the connection")
+        got += n
+    return buf
+
+
+# ------------------------------------------------------------------- worker
 def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the parent dies (no orphans after a crash)."""
+    """Ask Linux to kill this process when its parent dies (no orphans after a crash)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -33,11 +93,13 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except Exception:  # best effort: EOF on the socket still ends an idle worker
+    except Exception:  # best effort: EOF on the sockets still ends idle processes
         pass
 
 
 def _error_reply(exc: BaseException) -> tuple[str, T.Any, str]:
+    import traceback
+
     return ("err", exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
@@ -59,20 +121,25 @@ def _flush() -> None:
             pass
 
 
-def serve(fd: int, parent_pid: int) -> None:
-    """Answer requests on socket ``fd`` until the engine closes it."""
+def _call(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    """Call ``func``; run a returned coroutine to completion (asyncio is imported only then)."""
+    result = func(*args, **kwargs)
+    if isinstance(result, types.CoroutineType):
+        import asyncio
+
+        result = asyncio.run(result)
+    return result
+
+
+def serve(sock: T.Any) -> None:
+    """Answer requests on the stream socket ``sock`` until the engine closes it."""
     import cloudpickle
 
-    _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died while we started
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business
-    conn = Connection(fd)
     stepper: T.Any = None
     functions: "collections.OrderedDict[int, T.Any]" = collections.OrderedDict()
     while True:
         try:
-            data = conn.recv_bytes()
+            data = recv_frame(sock)
         except (EOFError, OSError):
             return
         reply: tuple
@@ -81,15 +148,11 @@ def serve(fd: int, parent_pid: int) -> None:
             msg = cloudpickle.loads(data)
             kind = msg[0]
             if kind == "call":
-                from executor.engine.job.utils import call_sync
-
-                reply = ("ok", call_sync(msg[1], msg[2], msg[3]))
+                reply = ("ok", _call(msg[1], msg[2], msg[3]))
             elif kind == "callc":  # a call of a function cached under a token
-                from executor.engine.job.utils import call_sync
-
-                token, data = msg[1], msg[2]
-                if data is not None:
-                    functions[token] = cloudpickle.loads(data)
+                token, pickled = msg[1], msg[2]
+                if pickled is not None:
+                    functions[token] = cloudpickle.loads(pickled)
                     if len(functions) > _MAX_FUNCTIONS:
                         functions.popitem(last=False)
                 func = functions.get(token)
@@ -97,7 +160,7 @@ def serve(fd: int, parent_pid: int) -> None:
                     reply = ("missing", token)
                 else:
                     functions.move_to_end(token)
-                    reply = ("ok", call_sync(func, msg[3], msg[4]))
+                    reply = ("ok", _call(func, msg[3], msg[4]))
             elif kind == "gen":
                 from executor.engine.job.utils import GeneratorStepper
 
@@ -115,14 +178,163 @@ def serve(fd: int, parent_pid: int) -> None:
             reply = _error_reply(exc)
         _flush()
         try:
-            conn.send_bytes(_dumps(reply, cloudpickle.dumps))
+            send_frame(sock, _dumps(reply, cloudpickle.dumps))
         except (OSError, EOFError):
             return
 
 
-def main() -> None:
-    """Entry point: ``python -c 'from ..._process_worker import main; main()' FD PARENT_PID SYS_PATH...``."""
+def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
+    """Body of a freshly forked worker: serve the engine, then exit without returning to the zygote."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # its own group: cancelling a job kills what the job started too
+    except OSError:  # the zygote already did it for us
+        pass
+    try:
+        _die_with_parent()  # the zygote is the parent: it dies with the engine
+        if os.getppid() == zygote_pid:  # else the zygote died before prctl took effect
+            serve(_socket.socket(fileno=fd))
+        import atexit
+
+        atexit._run_exitfuncs()  # what the job registered, as at a normal interpreter exit
+    except BaseException:  # pragma: no cover - serve() reports job errors itself
+        code = 1
+    finally:
+        _flush()
+        os._exit(code)
+
+
+# ------------------------------------------------------------------- zygote
+def _recv_fork_request(ctrl: T.Any) -> int | None:
+    """Read one ``b"F"`` + fd request; None on EOF."""
+    fds = array.array("i")
+    data, ancdata, _flags, _addr = ctrl.recvmsg(1, _socket.CMSG_LEN(fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None
+    if data != b"F" or len(fds) != 1:
+        raise RuntimeError(f"bad request to the zygote: {data!r} with {len(fds)} fds")
+    return fds[0]
+
+
+class _Zygote:
+    """The zygote's state: its control socket, a self-pipe for SIGCHLD, its live children."""
+
+    def __init__(self, ctrl: T.Any) -> None:
+        self.ctrl = ctrl
+        self.children: set[int] = set()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler makes the wakeup fd fire
+
+    def fork_worker(self, fd: int) -> None:
+        """Fork a worker serving ``fd`` and report its pid (or the fork error)."""
+        zygote_pid = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(fd)
+            self.ctrl.sendall(RECORD.pack(b"E", 0, exc.errno or 0))
+            return
+        if pid == 0:
+            self._become_worker(fd, zygote_pid)
+        os.close(fd)
+        try:
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
+        except OSError:
+            pass
+        self.children.add(pid)
+        self.ctrl.sendall(RECORD.pack(b"P", pid, 0))
+
+    def _become_worker(self, fd: int, zygote_pid: int) -> T.NoReturn:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.ctrl.close()
+        _run_worker(fd, zygote_pid)
+
+    def reap(self, report: bool = True) -> None:
+        """Collect exited children and tell the engine their exit codes."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            if report:
+                code = os.waitstatus_to_exitcode(status)
+                try:
+                    self.ctrl.sendall(RECORD.pack(b"X", pid, code))
+                except OSError:
+                    report = False
+
+    def drain_wakeups(self) -> None:
+        try:
+            os.read(self.wake_r, 512)
+        except BlockingIOError:
+            pass
+
+    def serve(self) -> None:
+        """Fork workers on request until the engine closes the control socket."""
+        while True:
+            ready, _, _ = select.select([self.ctrl, self.wake_r], [], [])
+            if self.wake_r in ready:
+                self.drain_wakeups()
+                self.reap()
+            if self.ctrl in ready:
+                try:
+                    fd = _recv_fork_request(self.ctrl)
+                except OSError:
+                    fd = None
+                if fd is None:
+                    return
+                self.fork_worker(fd)
+
+    def close(self) -> None:
+        """The engine is gone: give workers a moment to exit on their own, then kill them."""
+        deadline = time.monotonic() + _GRACE_SECONDS
+        while self.children and time.monotonic() < deadline:
+            self.reap(report=False)
+            if self.children:
+                select.select([self.wake_r], [], [], max(0.0, deadline - time.monotonic()))
+                self.drain_wakeups()
+        for pid in list(self.children):
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                    break
+                except OSError:
+                    continue
+        for pid in list(self.children):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.children.clear()
+
+
+def zygote_main() -> None:
+    """Entry point: ``python -c '...; zygote_main()' CONTROL_FD PARENT_PID SYS_PATH...``."""
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     extra = [p for p in sys.argv[3:] if p not in sys.path]
     sys.path[:0] = extra
-    serve(fd, parent_pid)
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the engine died while we started
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business (inherited by workers)
+    import cloudpickle  # noqa: F401  - loaded once here, inherited by every worker
+
+    zygote = _Zygote(_socket.socket(fileno=fd))
+    try:
+        zygote.serve()
+    finally:
+        zygote.close()

@@ -1,19 +1,27 @@
 """The process backend: a warm pool of worker processes owned by one engine.
 
-Workers are plain ``python -c`` subprocesses running
-:mod:`executor.engine.backend._process_worker`, each talking to the engine over
-one socket with cloudpickled messages.  Why not ``multiprocessing``: ``fork``
-is unsafe once the engine's loop thread exists (and warns on Python 3.12+),
-while ``spawn``/``forkserver`` re-run the user's ``__main__`` script in every
-child, which breaks scripts without an ``if __name__ == "__main__"`` guard.
+Workers are forked by a *zygote*: one small ``python -c`` process per pool,
+started on the pool's first need, running
+:func:`executor.engine.backend._process_worker.zygote_main`.  It is
+single-threaded, imports cloudpickle once and never runs the user's
+``__main__``, so forking it is safe and a new worker is ready in about a
+millisecond.  Why not ``multiprocessing``: ``fork`` of the engine itself is
+unsafe once the engine's loop thread exists (and warns on Python 3.12+), while
+``spawn``/``forkserver`` re-run the user's ``__main__`` script in every child,
+which breaks scripts without an ``if __name__ == "__main__"`` guard.
 cloudpickle sends ``__main__`` functions and lambdas by value, so workers never
 need the main script.
 
 The pool grows lazily up to ``max_workers`` and keeps its workers for the
-engine's life.  Replies are read by the event loop (``add_reader``): no helper
-thread.  A cancelled job's worker is killed (with its process group) and a
-fresh one is started in its place; a worker that dies unexpectedly fails its
-job with :class:`~executor.engine.job.utils.WorkerCrashedError`.
+engine's life.  Replies of workers and of the zygote are read by the event
+loop (``add_reader``): no helper thread.  A cancelled job's worker is killed
+(with its process group) and a fresh one is forked in its place; a worker that
+dies unexpectedly fails its job with
+:class:`~executor.engine.job.utils.WorkerCrashedError`.
+
+Nothing outlives the engine: workers die with the zygote (``PR_SET_PDEATHSIG``
+on Linux), and the zygote ends when the engine closes its control socket, or
+is killed with the engine's loop thread, or sees EOF when the engine is killed.
 """
 
 from __future__ import annotations
@@ -22,20 +30,24 @@ import asyncio
 import collections
 import itertools
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 import typing as T
 import weakref
-from multiprocessing.connection import Connection
 
 import cloudpickle
 
 from ..job.utils import WorkerCrashedError
 from ..log import logger
+from ._process_worker import RECORD, recv_frame, send_frame
 
-_BOOT = "from executor.engine.backend._process_worker import main; main()"
+_BOOT = "from executor.engine.backend._process_worker import zygote_main; zygote_main()"
+_EXIT_CODE_WAIT = 1.0
+"""Seconds to wait for the exit code of a worker whose socket closed (it is killed after)."""
 
 
 class RemoteTraceback(Exception):
@@ -50,19 +62,154 @@ class RemoteTraceback(Exception):
 
 
 class Worker:
-    """One worker process and the socket to it."""
+    """One worker process and the socket to it (``pid`` is known once ``ready`` is done)."""
 
-    def __init__(self, proc: subprocess.Popen, conn: Connection) -> None:
-        self.proc = proc
-        self.conn = conn
+    def __init__(self, sock: socket.socket, ready: "asyncio.Future[None]") -> None:
+        self.sock = sock
+        self.ready = ready
+        self.pid = 0
+        self.pidfd: int | None = None  # lets the engine wait for a process it did not fork
+        self.reading = False
         self.waiter: asyncio.Future | None = None
         self.alive = True
         self.known: set[int] = set()  # tokens of the functions this worker has cached
 
+
+class Zygote:
+    """Engine side of the zygote process that forks one pool's workers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), str(os.getpid()), *sys.path],
+                pass_fds=(child_sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C goes to the engine, which stops the pool
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        parent_sock.setblocking(False)
+        self.sock = parent_sock
+        self.alive = True
+        self.answered = False  # True once the zygote has answered a fork request
+        self._buf = b""
+        self._forks: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._watched: set[int] = set()  # live workers whose exit code we may be asked for
+        self._codes: dict[int, int] = {}
+        self._code_waiters: dict[int, asyncio.Future[int | None]] = {}
+        loop.add_reader(parent_sock.fileno(), self._on_readable)
+
     @property
     def pid(self) -> int:
-        """The worker's process id."""
+        """The zygote's process id."""
         return self.proc.pid
+
+    def fork(self, child_sock: socket.socket) -> "asyncio.Future[int]":
+        """Ask for a worker serving ``child_sock``; the future gets its pid."""
+        fut: asyncio.Future[int] = self.loop.create_future()
+        if not self.alive:
+            fut.set_exception(WorkerCrashedError("the process pool's zygote process is gone"))
+            return fut
+        try:
+            socket.send_fds(self.sock, [b"F"], [child_sock.fileno()])
+        except OSError as exc:
+            fut.set_exception(WorkerCrashedError(f"cannot ask the zygote process for a worker: {exc}"))
+            return fut
+        self._forks.append(fut)
+        return fut
+
+    def exit_code(self, pid: int) -> "asyncio.Future[int | None]":
+        """The exit code of worker ``pid`` (None if it cannot be known: the zygote is gone)."""
+        fut: asyncio.Future[int | None] = self.loop.create_future()
+        if pid in self._codes:
+            fut.set_result(self._codes.pop(pid))
+        elif not self.alive or pid not in self._watched:
+            fut.set_result(None)
+        else:
+            self._code_waiters[pid] = fut
+        return fut
+
+    def forget(self, pid: int) -> None:
+        """Stop tracking worker ``pid`` (its exit code is not needed)."""
+        self._watched.discard(pid)
+        self._codes.pop(pid, None)
+        fut = self._code_waiters.pop(pid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the control socket and reap the zygote (it first lets its workers exit)."""
+        self._gone("the process pool was shut down")
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - the zygote's grace period is 2 s
+            _kill_pid(self.proc.pid)
+            self.proc.wait()
+
+    # ------------------------------------------------------------ internals
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            code = self.proc.poll()
+            self._gone(f"the process pool's zygote process {self.pid} exited (exit code {code})")
+            return
+        self._buf += data
+        size = RECORD.size
+        while len(self._buf) >= size:
+            kind, pid, value = RECORD.unpack(self._buf[:size])
+            self._buf = self._buf[size:]
+            self._on_record(kind, pid, value)
+
+    def _on_record(self, kind: bytes, pid: int, value: int) -> None:
+        self.answered = True
+        if kind == b"X":
+            watched = pid in self._watched
+            self._watched.discard(pid)
+            fut = self._code_waiters.pop(pid, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(value)
+            elif watched:  # kept until the pool asks (its socket EOF may come after this record)
+                self._codes[pid] = value
+            return
+        fork = self._forks.popleft() if self._forks else None
+        if kind == b"P":
+            self._watched.add(pid)
+        if fork is None or fork.done():  # nobody waits for it any more: its socket is closed, it exits
+            return
+        if kind == b"P":
+            fork.set_result(pid)
+        else:
+            fork.set_exception(WorkerCrashedError(f"the zygote process could not fork a worker: "
+                                                  f"{os.strerror(value)}"))
+
+    def _gone(self, why: str) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except Exception:  # loop already closed: nothing to unregister
+            pass
+        self.sock.close()
+        while self._forks:
+            fut = self._forks.popleft()
+            if not fut.done():
+                fut.set_exception(WorkerCrashedError(why))
+        for waiter in self._code_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._code_waiters.clear()
 
 
 class ProcessPool:
@@ -73,6 +220,7 @@ class ProcessPool:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers
         self.loop = loop
+        self._zygote: Zygote | None = None
         self._workers: list[Worker] = []
         self._idle: collections.deque[Worker] = collections.deque()
         self._queue: collections.deque[asyncio.Future] = collections.deque()
@@ -84,7 +232,12 @@ class ProcessPool:
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
-        return [w.pid for w in self._workers if w.alive]
+        return [w.pid for w in self._workers if w.alive and w.pid]
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """Process id of the zygote that forks the workers (None before the first worker)."""
+        return self._zygote.pid if self._zygote is not None and self._zygote.alive else None
 
     async def run(
         self,
@@ -117,14 +270,20 @@ class ProcessPool:
         return _unwrap(reply)
 
     async def acquire(self) -> Worker:
-        """Take an idle worker, start one if below the limit, else wait for one."""
+        """Take an idle worker, fork one if below the limit, else wait for one."""
         self._check_open()
         while self._idle:
             worker = self._idle.popleft()
             if worker.alive:
                 return worker
         if len(self._workers) < self.max_workers:
-            return self._spawn()
+            worker = self._start_worker()
+            try:
+                await asyncio.shield(worker.ready)
+            except asyncio.CancelledError:
+                self._release_when_ready(worker)  # someone else will use it
+                raise
+            return worker
         fut: asyncio.Future[Worker] = self.loop.create_future()
         self._queue.append(fut)
         try:
@@ -150,48 +309,48 @@ class ProcessPool:
         fut: asyncio.Future[tuple] = self.loop.create_future()
         worker.waiter = fut
         try:
-            worker.conn.send_bytes(payload)
+            send_frame(worker.sock, payload)
         except OSError as exc:
             self._lost(worker, f"cannot send to worker: {exc}")
         return await fut
 
     def kill(self, worker: Worker) -> None:
-        """Kill a worker (and its process group) and start a replacement if the pool is open."""
+        """Kill a worker (and its process group) and fork a replacement if the pool is open."""
         if not worker.alive:
             return
         self._forget(worker)
-        _kill_group(worker.proc)
-        try:
-            worker.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
-            logger.warning(f"worker process {worker.pid} survived SIGKILL for 5 s")
+        if worker.pid:
+            if self._zygote is not None:
+                self._zygote.forget(worker.pid)
+            _kill_group(worker.pid)
+            if not _wait_gone(worker.pid, worker.pidfd, 5.0):  # pragma: no cover - SIGKILL is not ignorable
+                logger.warning(f"worker process {worker.pid} survived SIGKILL for 5 s")
+        _close_pidfd(worker)
         if not self._closed:  # keep the pool warm
-            self.release(self._spawn())
+            self._release_when_ready(self._start_worker())
 
     def discard_if_dead(self, worker: Worker) -> None:
         """Make sure a worker whose request failed is not reused if it died."""
-        if worker.alive and worker.proc.poll() is not None:
+        if worker.alive and worker.pid and not _pid_running(worker.pid, worker.pidfd):
             self._forget(worker)
+            _close_pidfd(worker)
 
     def shutdown(self) -> None:
-        """Stop every worker: idle ones exit on EOF, busy ones are killed; reap them all."""
+        """Stop every worker: idle ones exit on EOF, busy ones are killed; reap them and the zygote."""
         self._closed = True
         for fut in self._queue:
             if not fut.done():
                 fut.cancel()
         self._queue.clear()
-        workers = list(self._workers)
-        for worker in workers:
+        for worker in list(self._workers):
             busy = worker.waiter is not None and not worker.waiter.done()
             self._forget(worker)
-            if busy:
-                _kill_group(worker.proc)
-        for worker in workers:
-            try:
-                worker.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                _kill_group(worker.proc)
-                worker.proc.wait()
+            if busy and worker.pid:
+                _kill_group(worker.pid)
+            _close_pidfd(worker)
+        if self._zygote is not None:
+            zygote, self._zygote = self._zygote, None
+            zygote.close()  # returns once the zygote has reaped every worker
 
     # ------------------------------------------------------------ internals
     def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> bytes:
@@ -222,26 +381,63 @@ class ProcessPool:
         if self._closed:
             raise RuntimeError("the process pool is shut down (the engine was stopped)")
 
-    def _spawn(self) -> Worker:
+    def _start_worker(self) -> Worker:
+        """Ask the zygote (started if needed) for a worker; it counts against the limit at once."""
+        if self._zygote is None or not self._zygote.alive:
+            if self._zygote is not None:
+                self._zygote.close()
+            self._zygote = Zygote(self.loop)
         parent_sock, child_sock = socket.socketpair()
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), str(os.getpid()), *sys.path],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C goes to the engine, which kills the group
-            )
+            forked = self._zygote.fork(child_sock)
         finally:
-            child_sock.close()
-        conn = Connection(parent_sock.detach())
-        worker = Worker(proc, conn)
+            child_sock.close()  # the zygote got its own copy with the request
+        worker = Worker(parent_sock, self.loop.create_future())
         self._workers.append(worker)
-        self.loop.add_reader(conn.fileno(), self._on_readable, worker)
+        forked.add_done_callback(lambda fut: self._on_forked(worker, fut))
         return worker
+
+    def _on_forked(self, worker: Worker, forked: "asyncio.Future[int]") -> None:
+        error = forked.exception() if not forked.cancelled() else WorkerCrashedError("fork cancelled")
+        if error is None and worker.alive:
+            worker.pid = forked.result()
+            worker.pidfd = _open_pidfd(worker.pid)
+            worker.reading = True
+            self.loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
+            worker.ready.set_result(None)
+            return
+        self._forget(worker)
+        if error is None:  # the pool dropped it meanwhile (shutdown): its socket is closed, it exits
+            error = WorkerCrashedError("the process pool was shut down")
+        worker.ready.set_exception(error)
+        worker.ready.exception()  # retrieved here: no "never retrieved" noise if nobody awaits it
+        zygote = self._zygote
+        if zygote is not None and not zygote.answered and not zygote.alive:
+            self._fail_waiters(error)  # the zygote could not even start: do not retry for every job
+        else:
+            self._refill()
+
+    def _release_when_ready(self, worker: Worker) -> None:
+        def ready(fut: "asyncio.Future[None]") -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                self.release(worker)
+
+        worker.ready.add_done_callback(ready)
+
+    def _refill(self) -> None:
+        """Fork a worker for callers still waiting, if a slot is free."""
+        if not self._closed and self._queue and len(self._workers) < self.max_workers:
+            self._release_when_ready(self._start_worker())
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        while self._queue:
+            fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_exception(error)
 
     def _on_readable(self, worker: Worker) -> None:
         try:
-            data = worker.conn.recv_bytes()
+            data = recv_frame(worker.sock)
         except (EOFError, OSError):
             self._lost(worker, "")
             return
@@ -254,23 +450,39 @@ class ProcessPool:
             fut.set_result(reply)
 
     def _lost(self, worker: Worker, why: str) -> None:
+        """The worker's socket closed: fail its job once its exit code is known, refill the pool."""
         if not worker.alive:
             return
         self._forget(worker)
-        try:
-            code = worker.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            _kill_group(worker.proc)
-            code = worker.proc.wait()
         fut, worker.waiter = worker.waiter, None
-        message = f"worker process {worker.pid} died (exit code {code}) while running a job"
+        zygote = self._zygote
+        codes = zygote.exit_code(worker.pid) if zygote is not None else None
+        if codes is None or codes.done():
+            self._report_lost(worker, fut, why, codes.result() if codes is not None else None)
+        else:
+            def give_up() -> None:  # the socket closed but the process lingers
+                _kill_group(worker.pid)
+                if zygote is not None:
+                    zygote.forget(worker.pid)
+
+            timer = self.loop.call_later(_EXIT_CODE_WAIT, give_up)
+            def report(done: "asyncio.Future[int | None]") -> None:
+                timer.cancel()
+                self._report_lost(worker, fut, why, done.result())
+
+            codes.add_done_callback(report)
+        self._refill()
+
+    def _report_lost(self, worker: Worker, fut: asyncio.Future | None, why: str, code: int | None) -> None:
+        _close_pidfd(worker)
+        message = (f"worker process {worker.pid} died "
+                   f"(exit code {'unknown' if code is None else code}) while running a job")
         if why:
             message += f": {why}"
-        logger.warning(message)
-        if fut is not None and not fut.done():
-            fut.set_exception(WorkerCrashedError(message))
-        if not self._closed and self._queue:
-            self.release(self._spawn())
+        if fut is not None:
+            logger.warning(message)
+            if not fut.done():
+                fut.set_exception(WorkerCrashedError(message))
 
     def _forget(self, worker: Worker) -> None:
         worker.alive = False
@@ -280,11 +492,13 @@ class ProcessPool:
             self._idle.remove(worker)
         except ValueError:
             pass
-        try:
-            self.loop.remove_reader(worker.conn.fileno())
-        except Exception:  # loop already closed: nothing to unregister
-            pass
-        worker.conn.close()
+        if worker.reading:
+            worker.reading = False
+            try:
+                self.loop.remove_reader(worker.sock.fileno())
+            except Exception:  # loop already closed: nothing to unregister
+                pass
+        worker.sock.close()
 
 
 def _unwrap(reply: tuple) -> T.Any:
@@ -297,12 +511,64 @@ def _unwrap(reply: tuple) -> T.Any:
     return reply[1]
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a worker's whole process group (it runs in its own session)."""
+def _kill_pid(pid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL a worker's whole process group (the worker leads its own group)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        _kill_pid(pid)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (Linux >= 5.3), or None where unsupported."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return T.cast(int, opener(pid))
+    except OSError:
+        return None
+
+
+def _close_pidfd(worker: Worker) -> None:
+    if worker.pidfd is not None:
+        os.close(worker.pidfd)
+        worker.pidfd = None
+
+
+def _pid_running(pid: int, pidfd: int | None) -> bool:
+    """True while ``pid`` has not exited (a zombie awaiting the zygote's reaping counts as exited)."""
+    if pidfd is not None:
+        ready, _, _ = select.select([pidfd], [], [], 0)
+        return not ready
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _wait_gone(pid: int, pidfd: int | None, timeout: float) -> bool:
+    """Wait until ``pid`` has exited; False on timeout."""
+    if pidfd is not None:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(ready)
+    deadline = time.monotonic() + timeout
+    while _pid_running(pid, None):  # no pidfd (not Linux): the zygote reaps within milliseconds
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
