@@ -46,13 +46,20 @@ def wait_until(predicate: T.Callable[[], bool], timeout: float = 10.0) -> bool:
         time.sleep(0.01)
 
 
+#: helpers multiprocessing starts once and keeps for the life of the interpreter (not leaks)
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def live_descendants() -> set[int]:
-    """Pids of this process's running descendants."""
+    """Pids of this process's running descendants (multiprocessing's own helpers excepted)."""
     out = set()
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                out.add(child.pid)
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if any(helper in " ".join(child.cmdline()) for helper in _INTERPRETER_HELPERS):
+                continue
+            out.add(child.pid)
         except psutil.Error:
             continue
     return out

@@ -5,7 +5,7 @@ on the engine's event loop:
 
 * by default a ``distributed.LocalCluster`` is started lazily, on the first
   DaskJob: one single-threaded worker process per core, quiet logs, no
-  dashboard, scratch space in a private temporary directory (nothing is
+  dashboard port, scratch space in a private temporary directory (nothing is
   written to the working directory), closed by ``engine.stop()``;
 * ``engine.dask_client = Client(address, asynchronous=True)`` points the
   engine at a running cluster instead. The user's client is used as is when
@@ -53,7 +53,8 @@ def check_async_client(client: object) -> "Client":
         raise ValueError(
             f"dask_client must be a distributed.Client created with asynchronous=True, got {type(client).__name__}"
         )
-    if not client.asynchronous:
+    # `client.asynchronous` is only true inside the client's own loop: read how it was made
+    if not getattr(client, "_asynchronous", client.asynchronous):
         raise ValueError(
             "dask_client must be an asynchronous client: create it with "
             "Client(address, asynchronous=True) (the engine awaits it on its own event loop)"
@@ -172,7 +173,7 @@ class DaskBackend:
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
                 asynchronous=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never collide with a user cluster on 8787
                 silence_logs=logging.ERROR,
                 local_directory=self._scratch,
             )

@@ -1,0 +1,208 @@
+"""DaskJob on real clusters: one shared LocalCluster, the engine's own lazy one, and a CLI-started one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from executor.engine import DaskJob, Engine, EngineSetting  # noqa: E402
+from executor.engine.job.dask import DaskWorkerLostError  # noqa: E402
+
+from _extend_helpers import live_descendants, new_descendants, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """One 2-worker LocalCluster for the whole session (clusters are slow to start)."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+async def double_async(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def worker_address() -> str:
+    return str(distributed.get_worker().address)
+
+
+def say(text: str) -> None:
+    print(text)
+
+
+def gen() -> Iterator[int]:
+    yield 1
+
+
+def block(path: str) -> None:
+    Path(path).touch()
+    time.sleep(60)
+
+
+def die(marker: str) -> None:
+    Path(marker).touch()
+    os._exit(1)
+
+
+def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = live_descendants()
+    running_dask: list[int] = []
+
+    def count_running(job: Any) -> None:
+        running_dask.append(sum(isinstance(j, DaskJob) for j in engine.jobs.running.values()))
+
+    with Engine(EngineSetting(max_dask_jobs=1, cache_path=str(tmp_path / "cache"))) as engine:
+        assert engine.dask_client is None  # nothing started before the first DaskJob
+        engine._status_listeners.append(count_running)
+        jobs = [DaskJob(inc, args=(i,)) for i in range(4)]
+        printer = DaskJob(say, args=("hello from dask",), redirect_out_err=True)
+        engine.submit(*jobs, printer)
+        engine.wait(timeout=60)
+        assert [j.result() for j in jobs] == [1, 2, 3, 4]
+        assert (printer.cache_dir / "stdout.txt").read_text() == "hello from dask\n"
+        assert max(running_dask) == 1  # max_dask_jobs honoured
+        client = engine.dask_client
+        assert isinstance(client, distributed.Client) and client.status == "running"
+        assert len(client.scheduler_info()["workers"]) == (os.cpu_count() or 1)
+        with pytest.raises(TypeError, match="generator functions cannot run on a dask worker"):
+            engine.submit(DaskJob(gen))
+    assert engine.dask_client is None
+    assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no dask-worker-space litter
+
+
+def test_async_client_on_a_running_cluster(dask_address: str, tmp_path: Path) -> None:
+    async def main() -> tuple[list[Any], str]:
+        client = distributed.Client(dask_address, asynchronous=True)
+        async with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+            engine.dask_client = client
+            assert engine.dask_client is client
+            jobs = [DaskJob(inc, args=(1,)), DaskJob(double_async, args=(4,)), DaskJob(worker_address)]
+            await engine.submit_async(*jobs)
+            await engine.join(timeout=60)
+            workers = set((await client.scheduler.identity())["workers"])
+            results = [j.result() for j in jobs]
+        assert client.status == "running"  # the user's client is not closed by the engine
+        await client.close()
+        return results, str(workers)
+
+    results, workers = asyncio.run(main())
+    assert results[:2] == [2, 8] and results[2] in workers
+
+
+def test_cancel_cancels_the_dask_task(dask_address: str, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+
+    async def main() -> str:
+        client = distributed.Client(dask_address, asynchronous=True)
+        async with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+            engine.dask_client = client
+            job = DaskJob(block, args=(str(started),))
+            await engine.submit_async(job)
+            while not started.exists():
+                await asyncio.sleep(0.01)
+            await engine.cancel_async(job)
+            status = job.status
+            key = f"{job.name}-{job.id}-1"
+            assert wait_until(lambda: key not in client.futures, timeout=10)
+        await client.close()
+        return status
+
+    assert asyncio.run(main()) == "cancelled"
+
+
+def test_synchronous_or_foreign_clients_are_refused(dask_address: str) -> None:
+    engine = Engine()
+    with distributed.Client(dask_address) as sync_client:
+        with pytest.raises(ValueError, match="asynchronous"):
+            engine.dask_client = sync_client
+    with pytest.raises(ValueError, match="distributed.Client"):
+        engine.dask_client = "tcp://127.0.0.1:8786"
+
+
+@pytest.fixture
+def cli_cluster(tmp_path: Path) -> Iterator[str]:
+    """A scheduler and a worker started as `dask scheduler` / `dask worker` processes on 127.0.0.1."""
+    dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent))
+    if dask_cli is None:
+        pytest.skip("the dask command line is not installed")
+    before = live_descendants()
+    scheduler_file = tmp_path / "scheduler.json"
+    # a worker lost mid-task fails the task at once, so the job's own retries are what is tested
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+           # the scheduler and worker unpickle this module's functions: let them import it
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    common = dict(cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                  start_new_session=True)
+    scheduler = subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(scheduler_file)], **common)  # type: ignore[call-overload]
+    procs = [scheduler]
+    try:
+        assert wait_until(scheduler_file.exists, timeout=30)
+        worker = subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                   "--no-dashboard", "--local-directory", str(tmp_path / "scratch")], **common)  # type: ignore[call-overload]
+        procs.append(worker)
+        address = __import__("json").loads(scheduler_file.read_text())["address"]
+        yield address
+    finally:
+        for proc, sig in zip(reversed(procs), (signal.SIGKILL, signal.SIGTERM)):
+            try:  # the worker (and its nanny) need no graceful goodbye; the scheduler gets one
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
+
+
+def test_worker_lost_mid_job_fails_clearly_and_retries_apply(cli_cluster: str, tmp_path: Path) -> None:
+    marker = tmp_path / "died"
+
+    async def make_client() -> Any:
+        return await distributed.Client(cli_cluster, asynchronous=True)
+
+    # a sync engine runs its own loop: a client made on another loop is only read for its address
+    other_loop = asyncio.new_event_loop()
+    foreign = other_loop.run_until_complete(make_client())
+    with Engine(EngineSetting(cache_path=str(tmp_path / "cache"), print_traceback=False)) as engine:
+        engine.dask_client = foreign
+        ok = DaskJob(inc, args=(41,))
+        engine.submit(ok)
+        engine.wait_job(ok, timeout=60)
+        assert ok.result() == 42
+        job = DaskJob(die, args=(str(marker),), retries=1)
+        engine.submit(job)
+        engine.wait_job(job, timeout=90)
+    other_loop.run_until_complete(foreign.close())
+    other_loop.close()
+    error = job.exception()
+    assert job.status == "failed" and job.attempts == 2
+    assert isinstance(error, DaskWorkerLostError) and "died before it finished" in str(error)
