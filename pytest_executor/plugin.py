@@ -83,6 +83,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Decide once whether the plugin is active; if so, plan the run."""
     config = session.config
     state = config.stash[STATE_KEY]
+    if state.worker and os.environ.get("PYTEST_EXECUTOR_ONESHOT") == "1":
+        return  # a subprocess worker collects one node id: its after= targets are elsewhere
     if not state.options_set and not any(
         item.get_closest_marker(MARKER) is not None for item in session.items
     ):

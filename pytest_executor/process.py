@@ -667,7 +667,8 @@ class WorkerPool:
             detail = "Stack of the worker when it was stopped" if "File" in tail else "Last output of the worker"
         else:
             where = "in the teardown of" if slot.result else "while running"
-            head = f"worker {worker.wid} crashed {where} {slot.task.nodeid} ({reason}); the worker was replaced."
+            head = f"worker {worker.wid} crashed {where} {slot.task.nodeid} ({reason})"
+            head += "." if worker.oneshot else "; the worker was replaced."
             detail = "Last output of the worker"
         if worker.fatal:
             tail = f"{worker.fatal}\n{tail}"
@@ -835,9 +836,10 @@ class ProcessRunner(WorkerPool):
     def _depth(self) -> int:
         """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""
         mean = self._mean_duration
-        if mean is None:
-            return 2
-        if mean >= 0.05:
+        if mean is None or mean >= 0.05:
+            # Unknown or long items: never queue one behind another, a worker that
+            # is still starting (or about to be idle) may take it.
+            return 1
             return 1
         if mean >= 0.005:
             return 2

@@ -1,0 +1,145 @@
+"""Acceptance: Ctrl-C and ``-x`` stop every worker; no child or grandchild survives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:xdist.looponfail -p no:cacheprovider
+"""
+
+BLOCKING = """
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def test_blocks_with_a_grandchild():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    (HERE / "grandchild.pid").write_text(str(child.pid))
+    (HERE / f"worker-{os.getpid()}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def test_blocks():
+    (HERE / f"worker-{os.getpid()}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    (HERE / "finished").write_text("x")
+"""
+
+
+def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _assert_all_gone(pids: set[int]) -> None:
+    # Killed processes vanish asynchronously; give the kernel a moment, bounded.
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in pids if _alive(pid)]
+    assert not survivors, f"processes survived: {survivors}"
+
+
+def _spawn_pytest(path: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTEST_EXECUTOR_WORKER", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_ctrl_c_gives_the_interrupted_summary_and_leaves_no_process(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blocking=BLOCKING)
+    proc = _spawn_pytest(pytester.path, "--executor-backend=process", "--executor-workers=2", "-p", "no:timeout")
+    try:
+        _wait_for(
+            lambda: len(list(pytester.path.glob("worker-*.pid"))) == 2 and (pytester.path / "grandchild.pid").exists(),
+            "both tests to start",
+        )
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        tree.add(int((pytester.path / "grandchild.pid").read_text()))
+        assert len(tree) >= 3  # two workers and the grandchild
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output, output
+    assert "no tests ran" in output or "interrupted" in output.lower(), output
+    assert not (pytester.path / "finished").exists()
+    _assert_all_gone(tree)
+
+
+EXITFIRST = """
+import os
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def test_slow():
+    (HERE / f"slow-{os.getpid()}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    (HERE / "slow-finished").write_text("x")
+
+
+def test_fails_once_the_slow_one_runs():
+    deadline = time.monotonic() + 60
+    while not list(HERE.glob("slow-*.pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 0, "first failure"
+
+
+def test_never_started():
+    (HERE / "never-started").write_text("x")
+"""
+
+
+def test_exitfirst_stops_every_worker(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_exitfirst=EXITFIRST)
+    result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=2", "-x", "-p", "no:timeout")
+    result.stdout.fnmatch_lines(["*first failure*", "*stopping after 1 failures*"])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1 and "passed" not in outcomes
+    assert not (pytester.path / "slow-finished").exists()
+    pids = {int(path.read_text()) for path in pytester.path.glob("slow-*.pid")}
+    assert pids
+    _assert_all_gone(pids)
