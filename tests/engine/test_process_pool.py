@@ -1,0 +1,153 @@
+"""The process pool's zygote: workers are forked by it, replaced after a cancel, and nothing
+outlives the engine — after stop(), after the zygote is killed, after the parent is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor.engine import Engine, EngineSetting, ProcessJob
+from executor.engine.job.utils import WorkerCrashedError
+
+from _engine_helpers import pid, pid_alive, touch_then_wait, wait_for_file, wait_until
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def parent_pid(p: int) -> int:
+    """The parent pid of process ``p`` (from /proc)."""
+    with open(f"/proc/{p}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[-1].split()[1])
+
+
+def register_atexit_marker(path: str) -> int:
+    """Inside a worker: write ``path`` when the worker process exits normally."""
+    import atexit
+
+    atexit.register(Path(path).write_text, "bye")
+    return os.getpid()
+
+
+@pytest.fixture
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with Engine(EngineSetting(max_process_jobs=2, cache_path=str(tmp_path / "cache"))) as eng:
+        yield eng
+
+
+@pytest.mark.timeout(60)
+def test_workers_are_forked_by_one_zygote_not_by_the_engine(engine: Engine, tmp_path: Path) -> None:
+    held = [ProcessJob(touch_then_wait, args=(str(tmp_path / f"s{i}"), str(tmp_path / "go"))) for i in range(2)]
+    engine.submit(*held)
+    pids = {int(wait_for_file(str(tmp_path / f"s{i}"))) for i in range(2)}
+    zygote = engine.process_pool.zygote_pid
+    assert zygote is not None and zygote != os.getpid()
+    assert len(pids) == 2 and set(engine.process_pool.pids) == pids
+    assert {parent_pid(p) for p in pids} == {zygote}
+    assert parent_pid(zygote) == os.getpid()
+    (tmp_path / "go").write_text("")
+    assert engine.wait(timeout=30)
+    assert {j.result() for j in held} == pids
+
+
+@pytest.mark.timeout(60)
+def test_cancel_kills_the_worker_and_the_zygote_forks_its_replacement(engine: Engine, tmp_path: Path) -> None:
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    job = ProcessJob(touch_then_wait, args=(started, release))
+    engine.submit(job)
+    victim = int(wait_for_file(started))
+    zygote = engine.process_pool.zygote_pid
+    engine.cancel(job)
+    assert job.status == "cancelled" and not pid_alive(victim)
+    followers = [ProcessJob(pid) for _ in range(4)]
+    engine.submit(*followers)
+    assert engine.wait(timeout=30)
+    used = {j.result() for j in followers}
+    assert victim not in used and 1 <= len(used) <= 2
+    assert engine.process_pool.zygote_pid == zygote  # the same zygote, not a new interpreter
+    assert {parent_pid(p) for p in used} == {zygote}
+
+
+@pytest.mark.timeout(60)
+def test_stop_leaves_neither_workers_nor_zygote_and_idle_workers_exit_cleanly(tmp_path: Path) -> None:
+    engine = Engine(EngineSetting(max_process_jobs=2))
+    engine.start()
+    busy = ProcessJob(touch_then_wait, args=(str(tmp_path / "busy"), str(tmp_path / "never")))
+    idle = ProcessJob(register_atexit_marker, args=(str(tmp_path / "atexit"),))
+    engine.submit(busy, idle)
+    engine.wait_job(idle, timeout=30)
+    wait_for_file(str(tmp_path / "busy"))
+    pids = engine.process_pool.pids
+    zygote = engine.process_pool.zygote_pid
+    assert zygote is not None and len(pids) == 2
+    engine.stop()
+    assert busy.status == "cancelled"
+    assert not any(pid_alive(p) for p in [*pids, zygote])
+    assert (tmp_path / "atexit").read_text() == "bye"  # the idle worker ran its exit handlers
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_zygote_takes_its_workers_and_the_pool_starts_a_new_one(engine: Engine, tmp_path: Path) -> None:
+    job = ProcessJob(touch_then_wait, args=(str(tmp_path / "s"), str(tmp_path / "never")))
+    engine.submit(job)
+    worker = int(wait_for_file(str(tmp_path / "s")))
+    zygote = engine.process_pool.zygote_pid
+    assert zygote is not None
+    os.kill(zygote, signal.SIGKILL)
+    engine.wait_job(job, timeout=30)
+    assert job.status == "failed" and isinstance(job.exception(), WorkerCrashedError)
+    assert wait_until(lambda: not pid_alive(worker), timeout=10)
+    again = ProcessJob(pid)
+    engine.submit(again)
+    engine.wait_job(again, timeout=30)
+    assert again.status == "done"
+    assert engine.process_pool.zygote_pid not in (None, zygote)
+
+
+PARENT_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from executor.engine import Engine, EngineSetting, ProcessJob
+
+    out = Path(sys.argv[1])
+
+    def hold(path):
+        Path(path).write_text(str(os.getpid()))
+        time.sleep(600)
+
+    with Engine(EngineSetting(max_process_jobs=2)) as engine:
+        engine.submit(ProcessJob(hold, args=(str(out / "w1"),)), ProcessJob(hold, args=(str(out / "w2"),)))
+        while not ((out / "w1").exists() and (out / "w2").exists()):
+            time.sleep(0.01)
+        (out / "zygote.tmp").write_text(str(engine.process_pool.zygote_pid))
+        (out / "zygote.tmp").rename(out / "zygote")
+        time.sleep(600)
+""")
+
+
+@pytest.mark.timeout(90)
+def test_no_process_survives_a_sigkilled_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    children: list[int] = []
+    try:
+        zygote = int(wait_for_file(str(tmp_path / "zygote"), timeout=60))
+        children = [zygote, *(int((tmp_path / name).read_text()) for name in ("w1", "w2"))]
+        assert all(pid_alive(p) for p in children)
+        parent.kill()
+        parent.wait(timeout=30)
+        assert wait_until(lambda: not any(pid_alive(p) for p in children), timeout=20)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for p in children:  # only if the test failed: leave nothing behind
+            if pid_alive(p):
+                os.kill(p, signal.SIGKILL)
