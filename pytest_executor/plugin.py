@@ -68,6 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
         options_set=any_option_set(config),
         worker=bool(os.environ.get(WORKER_ENV)),
     )
+    if config.pluginmanager.hasplugin("xdist"):  # optional integration, imported lazily
+        from pytest_executor.xdist import register
+
+        register(config)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -88,6 +92,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not state.options_set and not any(
         item.get_closest_marker(MARKER) is not None for item in session.items
     ):
+        return
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its controller schedules
+        from pytest_executor.xdist import plan_on_worker
+
+        plan_on_worker(session, state)
         return
     from pytest_executor._plan import build_plan, choose_backends
 
