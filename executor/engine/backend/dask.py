@@ -4,8 +4,8 @@ An engine gets one :class:`DaskBackend`. It hands DaskJobs a client that lives
 on the engine's event loop:
 
 * by default a ``distributed.LocalCluster`` is started lazily, on the first
-  DaskJob: one single-threaded worker process per core, quiet logs, no
-  dashboard port, scratch space in a private temporary directory (nothing is
+  DaskJob: one single-threaded worker process per core, quiet logs, the
+  dashboard on a free port, scratch space in a private temporary directory (nothing is
   written to the working directory), closed by ``engine.stop()``;
 * ``engine.dask_client = Client(address, asynchronous=True)`` points the
   engine at a running cluster instead. The user's client is used as is when

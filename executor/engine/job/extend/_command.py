@@ -34,7 +34,7 @@ from ._process_group import (
     stop_foreign_group,
 )
 
-__all__ = ["CommandSpec", "publish_pgid", "read_pgid", "run_command_async", "run_command_blocking"]
+__all__ = ["CommandSpec", "publish_pgid", "read_pgid", "record_command", "run_command_async", "run_command_blocking"]
 
 #: Seconds given to leftover members of a finished command's group, and to drain its stderr.
 LEFTOVER_GRACE = 1.0
@@ -51,6 +51,17 @@ class CommandSpec:
     popen_kwargs: dict[str, T.Any] = field(default_factory=dict)
     #: a file to write the process-group id into (lets another process kill the group)
     pgid_path: str | None = None
+    #: a file to write the command line into before running it (its folder is created)
+    record_path: str | None = None
+
+
+def record_command(spec: CommandSpec) -> None:
+    """Write the command to ``spec.record_path`` (if set), creating its folder."""
+    if spec.record_path is None:
+        return
+    os.makedirs(os.path.dirname(spec.record_path), exist_ok=True)
+    with open(spec.record_path, "w") as handle:
+        handle.write(spec.cmd + "\n")
 
 
 def publish_pgid(path: str, pgid: int) -> None:
@@ -108,6 +119,7 @@ def _flush_our_streams() -> None:
 def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | None = None) -> int:
     """Run ``spec`` and return 0, or raise :class:`CommandFailed` (blocking; any thread or process)."""
     _flush_our_streams()
+    record_command(spec)
     tail = StderrTail()
     with _streams(spec) as (stdout, stderr):
         process = subprocess.Popen(spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd,
@@ -186,66 +198,114 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-class _CommandProtocol(asyncio.SubprocessProtocol):
-    """Relays the command's stderr and reports its exit without waiting for the pipes to close."""
+class _LoopWatch:
+    """Event-loop readers for one command: its stderr pipe and its exit (a pidfd).
 
-    def __init__(self, tail: StderrTail) -> None:
-        loop = asyncio.get_running_loop()
+    Nothing is polled and no thread is started: the loop wakes when the
+    command writes to stderr or exits. Without pidfd support (old kernels) the
+    exit is awaited with a blocking ``wait`` in the loop's default executor.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], tail: StderrTail) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.process = process
         self.tail = tail
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = self.loop.create_future()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self._exit_fd = _pidfd(process.pid)
+        if self._exit_fd is not None:
+            self.loop.add_reader(self._exit_fd, self._on_exit)
+        else:
+            waiting = self.loop.run_in_executor(None, process.wait)
+            waiting.add_done_callback(lambda _: self._on_exit())
+        self._err_fd: int | None = None
+        if process.stderr is not None:
+            self._err_fd = process.stderr.fileno()
+            os.set_blocking(self._err_fd, False)
+            self.loop.add_reader(self._err_fd, self._on_stderr)
+        else:
+            self.closed.set_result(None)
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.tail.feed(data)
-        relay_stderr(data)
-
-    def process_exited(self) -> None:
+    def _on_exit(self) -> None:
+        if self._exit_fd is not None:
+            self.loop.remove_reader(self._exit_fd)
+        self.process.poll()  # reap at once: the pidfd says it has exited
         if not self.exited.done():
             self.exited.set_result(None)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _on_stderr(self) -> None:
+        assert self._err_fd is not None
+        try:
+            chunk = os.read(self._err_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.tail.feed(chunk)
+            relay_stderr(chunk)
+            return
+        self.loop.remove_reader(self._err_fd)
+        self._err_fd = None
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def close(self) -> None:
+        """Unregister the readers and release the descriptors."""
+        if self._err_fd is not None:
+            self.loop.remove_reader(self._err_fd)
+            self._err_fd = None
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        if self._exit_fd is not None:
+            self.loop.remove_reader(self._exit_fd)
+            os.close(self._exit_fd)
+            self._exit_fd = None
 
 
 async def run_command_async(spec: CommandSpec) -> int:
     """Run ``spec`` on the running event loop; cancelling the caller kills the command's group."""
     _flush_our_streams()
     loop = asyncio.get_running_loop()
-    protocol = _CommandProtocol(StderrTail())
+    # written by a helper thread while the command starts: a slow disk must not stall the loop
+    recording = loop.run_in_executor(None, record_command, spec) if spec.record_path else None
     with _streams(spec) as (stdout, stderr):
-        transport, _ = await loop.subprocess_shell(
-            lambda: protocol, spec.cmd, start_new_session=True, cwd=spec.cwd,
+        process = subprocess.Popen(
+            spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd,
             stdin=spec.popen_kwargs.get("stdin", subprocess.DEVNULL), stdout=stdout, stderr=stderr,
             **{k: v for k, v in _extra_kwargs(spec).items() if k != "stdin"})
-    pgid = transport.get_pid()
+    watch = _LoopWatch(process, StderrTail())
     try:
         try:
-            await asyncio.shield(protocol.exited)
+            await asyncio.shield(watch.exited)
         except BaseException:
-            await _stop_async(pgid, protocol)
+            await _stop_async(process.pid, watch)
             raise
-        returncode = transport.get_returncode()
-        assert returncode is not None
-        if group_alive(pgid):
-            await stop_foreign_group(pgid, grace=LEFTOVER_GRACE)
+        returncode = process.wait()  # already reaped: returns at once
+        if group_alive(process.pid):
+            await stop_foreign_group(process.pid, grace=LEFTOVER_GRACE)
         try:
-            await asyncio.wait_for(asyncio.shield(protocol.closed), LEFTOVER_GRACE)
+            await asyncio.wait_for(asyncio.shield(watch.closed), LEFTOVER_GRACE)
         except asyncio.TimeoutError:
             pass  # a process that escaped the group still holds stderr open
     finally:
-        transport.close()
+        watch.close()
+        if recording is not None:
+            await asyncio.shield(recording)
     if returncode != 0:
-        raise _failure(spec, returncode, protocol.tail)
+        raise _failure(spec, returncode, watch.tail)
     return returncode
 
 
-async def _stop_async(pgid: int, protocol: _CommandProtocol, grace: float = TERMINATE_GRACE) -> None:
+async def _stop_async(pgid: int, watch: _LoopWatch, grace: float = TERMINATE_GRACE) -> None:
     """SIGTERM the group, wait for the leader's exit up to ``grace``, then SIGKILL the rest."""
     if signal_group(pgid, signal.SIGTERM):
         try:
-            await asyncio.wait_for(asyncio.shield(protocol.exited), grace)
+            await asyncio.wait_for(asyncio.shield(watch.exited), grace)
         except asyncio.TimeoutError:
             pass
         # members that ignored SIGTERM (or outlived the leader) do not get a second chance
         signal_group(pgid, signal.SIGKILL)
+    if not watch.exited.done():
+        await watch.exited  # SIGKILL cannot be ignored: the exit comes
+    watch.process.wait()

@@ -7,7 +7,7 @@ import typing as T
 from pathlib import Path
 
 from ..base import Job
-from ..local import LocalJob
+from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
 from ._process_group import CommandFailed, check_popen_kwargs
@@ -32,10 +32,11 @@ class SubprocessJob(CommandRunner):
         record_cmd: write the command to ``command.sh`` in the job's cache dir
             before running it.
         base_class: where the command is supervised and which concurrency
-            limit it counts against: :class:`LocalJob` (default: watched from
-            the engine's event loop, costs no thread or process),
-            :class:`ThreadJob` (a pool thread, ``max_thread_jobs``) or
-            :class:`ProcessJob` (a worker process, ``max_process_jobs``).
+            limit it counts against: :class:`ThreadJob` (default: a pool
+            thread starts and watches it, ``max_thread_jobs``),
+            :class:`LocalJob` (watched from the engine's event loop, costs no
+            thread; the start itself runs on the loop) or :class:`ProcessJob`
+            (a worker process, ``max_process_jobs``).
         target_dir: working directory of the command; ``$current_dir`` (the
             engine's working directory, default) and ``$cache_dir`` (the job's
             cache dir, created on demand) are replaced.
@@ -55,14 +56,14 @@ class SubprocessJob(CommandRunner):
 
     def __new__(cls, *args: T.Any, **kwargs: T.Any) -> "SubprocessJob":
         if cls is SubprocessJob:
-            cls = job_class_on(kwargs.get("base_class", LocalJob))
+            cls = job_class_on(kwargs.get("base_class", ThreadJob))
         return T.cast("SubprocessJob", super().__new__(cls))
 
     def __init__(
         self,
         cmd: str,
         record_cmd: bool = True,
-        base_class: type[Job] = LocalJob,
+        base_class: type[Job] = ThreadJob,
         target_dir: str | Path = CURRENT_DIR,
         popen_kwargs: dict[str, T.Any] | None = None,
         redirect_out_err: bool | str | Path = False,
@@ -99,10 +100,11 @@ class SubprocessJob(CommandRunner):
     # ------------------------------------------------------------- running
     def command_spec(self, pgid_path: str | None = None) -> CommandSpec:
         """The command with its directory and output files resolved (creating what they need)."""
-        if self.record_cmd:
-            self.cache_dir_made().joinpath(COMMAND_FILE).write_text(self.cmd + "\n")
+        # the runner writes the record where it runs (off the engine loop: disks can be slow)
+        record_path = str(self.cache_dir.absolute() / COMMAND_FILE) if self.record_cmd else None
         stdout_path, stderr_path = self.output_paths()
-        return CommandSpec(self.cmd, self._working_dir(), stdout_path, stderr_path, self.popen_kwargs, pgid_path)
+        return CommandSpec(self.cmd, self._working_dir(), stdout_path, stderr_path, self.popen_kwargs, pgid_path,
+                           record_path)
 
     def _working_dir(self) -> str:
         text = self.target_dir
