@@ -90,6 +90,9 @@ def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch:
         assert len(client.scheduler_info()["workers"]) == (os.cpu_count() or 1)
         with pytest.raises(TypeError, match="generator functions cannot run on a dask worker"):
             engine.submit(DaskJob(gen))
+        from executor.engine.launcher import launcher
+
+        assert launcher(inc, job_type="dask")(41) == 42  # the launcher's "dask" job type
     assert engine.dask_client is None
     assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no dask-worker-space litter

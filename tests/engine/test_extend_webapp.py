@@ -194,3 +194,13 @@ def test_ctrl_c_on_a_script_leaves_nothing_listening(tmp_path: Path, kind: str) 
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_launcher_webapp_job_type(engine: Engine) -> None:
+    from executor.engine.launcher import launcher
+
+    serve = launcher(run_httpd, job_type="webapp")
+    job = serve.submit(port=free_port())
+    assert isinstance(job, WebappJob) and get(job.url) == 200
+    engine.cancel(job)
+    assert wait_until(lambda: not listening(T.cast(int, job.port)), timeout=10)
