@@ -155,3 +155,11 @@ def test_waiting_for_a_distant_schedule_sleeps_until_it() -> None:
 def test_bad_schedules_are_refused_clearly(call: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         call()  # type: ignore[operator]
+
+
+def test_sentinel_serializes_without_the_jobs_it_fired(engine: Engine) -> None:
+    cron = CronJob(abs, every("10ms"), job_type="local", args=(-3,), max_fires=1)
+    engine.submit(cron)
+    engine.wait_job(cron, timeout=10)
+    clone = CronJob.deserialization(cron.serialization())
+    assert isinstance(clone, CronJob) and clone.fired_jobs == [] and clone.result() == cron.result()

@@ -126,6 +126,12 @@ class SentinelJob(LocalJob):
             engine._status_listeners.remove(on_status)
         return [job.id for job in self.fired_jobs]
 
+    def __getstate__(self) -> dict[str, T.Any]:
+        # the submitted jobs live in the engine's manager; a stored sentinel keeps only their ids
+        state = super().__getstate__()
+        state["fired_jobs"] = []
+        return state
+
     async def _fire(self, engine: "Engine") -> None:
         job = self.make_job()
         self.fired_jobs.append(job)
