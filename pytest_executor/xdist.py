@@ -105,7 +105,9 @@ def register(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         settings = _workerinput(config).get(INPUT_KEY)
         if settings:
-            config.pluginmanager.register(WorkerSide(config, settings), "executor-xdist-worker")
+            side = WorkerSide(config, settings)
+            config.pluginmanager.register(side, "executor-xdist-worker")
+            config.pluginmanager.register(WorkerAttempts(side), "executor-xdist-attempts")
         return
     if config.getoption("collectonly", False) or not _distributing(config):
         return
@@ -264,6 +266,8 @@ class WorkerSide:
         self.tickets: dict[int, tuple[int, ...]] = {}
         self.outcomes: dict[int, str] = {}
         self.reports: list[pytest.TestReport] = []
+        self.skipping = False
+        """True while the running test is being skipped for a dependency or condition."""
 
     def start(self, session: pytest.Session, graph: Graph) -> None:
         """Remember the plan; connect to the controller if it will send tickets."""
@@ -298,6 +302,9 @@ class WorkerSide:
         if self.channel is not None:
             self._wait_for_gate(index)
         reason = self._skip_reason(index)
+        if reason is None:
+            reason = self._wait_for_condition(item, index)
+        self.skipping = reason is not None
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
         self.reports = []
@@ -328,6 +335,21 @@ class WorkerSide:
             elif name == "done":
                 self.outcomes.setdefault(data["index"], data["outcome"])
 
+    def _wait_for_condition(self, item: pytest.Item, index: int) -> str | None:
+        """Hold the test until its ``condition=`` holds (an engine gate job, as serially)."""
+        condition = self.plan.specs[index].condition
+        if condition is None:
+            return None
+        from executor.engine import Engine, LocalJob
+
+        job = LocalJob(_gate, condition=condition, name=f"condition of {item.nodeid}")
+        with Engine() as engine:
+            engine.submit(job)
+            engine.wait_job(job)
+        if job.status != "done":
+            return f"its condition {condition!r} could not be evaluated (gate job {job.status})"
+        return None
+
     def _skip_reason(self, index: int) -> str | None:
         """The serial run's skip reason (same code: the controller's rule) or ``None``."""
         from pytest_executor.controller import Controller
@@ -338,6 +360,36 @@ class WorkerSide:
         view = _OutcomeView(plan=self.plan, outcomes=self.outcomes)
         reason: str | None = Controller._blocked_by(view, index)  # type: ignore[arg-type]
         return reason
+
+
+def _gate() -> None:
+    """Body of a condition gate job: running it is the signal."""
+
+
+@final
+class WorkerAttempts:
+    """Runs tests with ``retries=`` or a timeout on an xdist worker, as the local lane does."""
+
+    def __init__(self, side: WorkerSide) -> None:
+        self.side = side
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Retry failed attempts / fail a hung call after its timeout; others run as usual."""
+        from pytest_executor.local import run_attempts
+
+        side = self.side
+        index = side.index.get(item.nodeid)
+        if index is None or side.graph is None or side.skipping:
+            return None
+        retries = side.graph.retries.get(index, 0)
+        timeout = side.graph.timeouts.get(index)
+        if not retries and timeout is None:
+            return None
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        run_attempts(item, nextitem, retries=retries, timeout=timeout, on_thread=timeout is not None)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
 
 
 @dataclass
