@@ -172,9 +172,9 @@ def cli_cluster(tmp_path: Path) -> Iterator[str]:
         address = __import__("json").loads(scheduler_file.read_text())["address"]
         yield address
     finally:
-        for proc, sig in zip(reversed(procs), (signal.SIGKILL, signal.SIGTERM)):
-            try:  # the worker (and its nanny) need no graceful goodbye; the scheduler gets one
-                os.killpg(proc.pid, sig)
+        for proc in procs:
+            try:  # each CLI process leads its own group (its nanny and worker): stop it whole
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for proc in reversed(procs):
