@@ -288,6 +288,26 @@ def test_only_and_skip_select_benchmarks(pytester: pytest.Pytester) -> None:
     skip.stdout.no_fnmatch_line("*job_benchmark: *")
 
 
+def test_only_composes_with_dependencies_and_with_deps(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_prepare():
+            pass
+
+        @pytest.mark.job(after="test_prepare")
+        def test_bench(job_benchmark):
+            job_benchmark(int)
+        """
+    )
+    alone = pytester.runpytest(*FAST, "--executor-benchmark-only", "-rs")
+    alone.assert_outcomes(skipped=1, deselected=1)
+    alone.stdout.fnmatch_lines(["SKIPPED * dependency *::test_prepare was deselected (use --executor-with-deps*"])
+    pulled = pytester.runpytest(*FAST, "--executor-benchmark-only", "--executor-with-deps")
+    pulled.assert_outcomes(passed=2)
+
+
 def test_benchmarks_are_in_the_json_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(
         """
