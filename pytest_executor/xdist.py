@@ -103,12 +103,7 @@ _CONNECT_TIMEOUT = 60.0  # seconds for a worker's hello to reach the controller
 def register(config: pytest.Config) -> None:
     """Plug the xdist integration into this process (controller or worker side)."""
     if hasattr(config, "workerinput"):
-        settings = _workerinput(config).get(INPUT_KEY)
-        if settings:
-            side = WorkerSide(config, settings)
-            config.pluginmanager.register(side, "executor-xdist-worker")
-            config.pluginmanager.register(WorkerAttempts(side), "executor-xdist-attempts")
-        return
+        return  # workers: plan_on_worker() registers what an active plugin needs
     if config.getoption("collectonly", False) or not _distributing(config):
         return
     _reject_conflicting_options(config)
@@ -225,7 +220,6 @@ def plan_on_worker(session: pytest.Session, state: PluginState) -> None:
     settings = _workerinput(config).get(INPUT_KEY)
     if not settings:  # the controller runs without our integration (should not happen)
         return
-    worker_side = config.pluginmanager.get_plugin("executor-xdist-worker")
     try:
         plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
     except pytest.UsageError as error:
@@ -246,14 +240,16 @@ def plan_on_worker(session: pytest.Session, state: PluginState) -> None:
             if spec.timeout or state.settings["timeout"]
         },
     )
-    if isinstance(worker_side, WorkerSide):
-        worker_side.start(session, graph)
+    side = WorkerSide(config, settings)
+    side.start(session, graph)
+    config.pluginmanager.register(side, "executor-xdist-worker")
+    config.pluginmanager.register(WorkerAttempts(side), "executor-xdist-attempts")
     graph.dump(graph_path(settings["dir"], _workerinput(config)["workerid"]))
 
 
 @final
 class WorkerSide:
-    """Plugin object in each xdist worker: holds tests at their gate, skips on failed deps."""
+    """Plugin object in an xdist worker whose plugin is active: gates, skips, outcomes."""
 
     def __init__(self, config: pytest.Config, settings: dict[str, Any]) -> None:
         self.config = config
