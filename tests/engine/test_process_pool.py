@@ -26,6 +26,23 @@ def parent_pid(p: int) -> int:
         return int(stat.read().rsplit(")", 1)[-1].split()[1])
 
 
+def pool_processes() -> list[int]:
+    """Pids of the zygotes and workers started by this process's engines (workers keep the zygote's argv)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"zygote_main" in a for a in argv) and len(argv) > 3 and argv[3] == str(os.getpid()).encode():
+            if pid_alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
 def register_atexit_marker(path: str) -> int:
     """Inside a worker: write ``path`` when the worker process exits normally."""
     import atexit
@@ -88,6 +105,7 @@ def test_stop_leaves_neither_workers_nor_zygote_and_idle_workers_exit_cleanly(tm
     engine.stop()
     assert busy.status == "cancelled"
     assert not any(pid_alive(p) for p in [*pids, zygote])
+    assert pool_processes() == []
     assert (tmp_path / "atexit").read_text() == "bye"  # the idle worker ran its exit handlers
 
 
@@ -107,6 +125,18 @@ def test_a_killed_zygote_takes_its_workers_and_the_pool_starts_a_new_one(engine:
     engine.wait_job(again, timeout=30)
     assert again.status == "done"
     assert engine.process_pool.zygote_pid not in (None, zygote)
+
+
+@pytest.mark.timeout(60)
+def test_stop_while_workers_are_still_being_forked_leaves_nothing(tmp_path: Path) -> None:
+    for _ in range(3):
+        engine = Engine(EngineSetting(max_process_jobs=2))
+        engine.start()
+        jobs = [ProcessJob(touch_then_wait, args=(str(tmp_path / "s"), str(tmp_path / "never"))) for _ in range(4)]
+        engine.submit(*jobs)  # stop at once: the zygote is booting or forking the workers
+        engine.stop()
+        assert {j.status for j in jobs} == {"cancelled"}
+        assert pool_processes() == []
 
 
 PARENT_SCRIPT = textwrap.dedent("""

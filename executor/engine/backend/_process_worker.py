@@ -232,15 +232,14 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler makes the wakeup fd fire
 
-    def fork_worker(self, fd: int) -> None:
-        """Fork a worker serving ``fd`` and report its pid (or the fork error)."""
+    def fork_worker(self, fd: int) -> bool:
+        """Fork a worker serving ``fd`` and report its pid (or the fork error); False if the engine is gone."""
         zygote_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
             os.close(fd)
-            self.ctrl.sendall(RECORD.pack(b"E", 0, exc.errno or 0))
-            return
+            return self._tell(b"E", 0, exc.errno or 0)
         if pid == 0:
             self._become_worker(fd, zygote_pid)
         os.close(fd)
@@ -249,7 +248,15 @@ class _Zygote:
         except OSError:
             pass
         self.children.add(pid)
-        self.ctrl.sendall(RECORD.pack(b"P", pid, 0))
+        return self._tell(b"P", pid, 0)
+
+    def _tell(self, kind: bytes, pid: int, value: int) -> bool:
+        """Send one record to the engine; False if it is gone."""
+        try:
+            self.ctrl.sendall(RECORD.pack(kind, pid, value))
+        except OSError:
+            return False
+        return True
 
     def _become_worker(self, fd: int, zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
@@ -271,11 +278,7 @@ class _Zygote:
                 return
             self.children.discard(pid)
             if report:
-                code = os.waitstatus_to_exitcode(status)
-                try:
-                    self.ctrl.sendall(RECORD.pack(b"X", pid, code))
-                except OSError:
-                    report = False
+                report = self._tell(b"X", pid, os.waitstatus_to_exitcode(status))
 
     def drain_wakeups(self) -> None:
         try:
@@ -295,9 +298,8 @@ class _Zygote:
                     fd = _recv_fork_request(self.ctrl)
                 except OSError:
                     fd = None
-                if fd is None:
+                if fd is None or not self.fork_worker(fd):
                     return
-                self.fork_worker(fd)
 
     def close(self) -> None:
         """The engine is gone: give workers a moment to exit on their own, then kill them."""
