@@ -193,6 +193,19 @@ class DependencyDispatcher(Generic[W]):
         self._complete(crashed, "failed")
         return crashed
 
+    def abandon(self, worker: W) -> list[int]:
+        """``worker`` stopped without running what it holds (``-x``, ``--maxfail``).
+
+        Those tests count as completed with outcome ``"cancelled"``, so workers
+        waiting for them go on (and skip what depended on them).
+        """
+        queue = self._queues.get(worker, [])
+        dropped, queue[:] = list(queue), []
+        self._close(worker)
+        for test in dropped:
+            self._complete(test, "cancelled")
+        return dropped
+
     def complete(self, worker: W, test: int, outcome: str) -> None:
         """``worker`` finished ``test`` (``outcome``: passed, failed, skipped, ...)."""
         self._queues[worker].remove(test)

@@ -514,6 +514,11 @@ class ControllerSide:
         self.scheduler = DependencyScheduling(config, log, fallback, self)
         return self.scheduler
 
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """A worker that stopped early (``-x``) leaves its tests cancelled, releasing waiters."""
+        if error is None and self.scheduler is not None:
+            self.scheduler.node_stopped(node)
+
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         """Note when a test started."""
         recorder = self.scheduler.recorder if self.scheduler is not None else None
@@ -780,6 +785,13 @@ class DependencyScheduling:
         self._carry_out(self.dispatcher.schedule())
         assert self.collection is not None
         return self.collection[crashed] if crashed is not None else None
+
+    def node_stopped(self, node: Any) -> None:
+        """``node`` ended its session; tests it still held will not run there."""
+        if self.delegate is not None or self.dispatcher is None:
+            return
+        if node in self.dispatcher.workers and self.dispatcher.abandon(node):
+            self._carry_out(self.dispatcher.take_actions())
 
     def schedule(self) -> None:
         """Start (or, after a new worker joined, continue) handing out tests."""

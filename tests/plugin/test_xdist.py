@@ -348,3 +348,72 @@ def test_importing_the_plugin_does_not_import_xdist() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+STOP_SUITE = '''
+import pytest
+
+
+def test_fail():
+    assert False
+
+
+def test_y():
+    pass
+
+
+def test_z():
+    pass
+
+
+@pytest.mark.job(after=["test_y", "test_z"])
+def test_x():
+    pass
+'''
+
+
+@pytest.mark.timeout(60)
+def test_stop_at_first_failure_releases_tests_waiting_on_the_stopped_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    # test_x waits on one worker for test_z, queued behind test_fail on the other
+    pytester.makepyfile(test_stop=STOP_SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "-x", "-p", "no:cacheprovider", "-rs")
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # xdist's answer to -x
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*", "*1 failed*"])
+    assert "test_z" not in [line.split("::")[-1] for line in result.stdout.lines if "PASSED" in line]
+
+
+CRASH_SUITE = '''
+import os
+import pytest
+
+
+def test_a():
+    os._exit(3)
+
+
+@pytest.mark.job(after="test_a")
+def test_b():
+    pass
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_free(n):
+    pass
+
+
+@pytest.mark.job(after="test_free")
+def test_last():
+    pass
+'''
+
+
+def test_crashed_worker_fails_its_test_and_skips_its_dependents(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_crash=CRASH_SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*worker 'gw*' crashed while running 'test_crash.py::test_a'*",
+        "SKIPPED [[]1[]] test_crash.py:*: dependency test_crash.py::test_a failed",
+    ], consecutive=False)

@@ -204,6 +204,20 @@ def test_crashed_worker_counts_its_test_failed_and_resends_the_rest() -> None:
     ]
 
 
+def test_abandoned_tests_release_their_waiters_as_cancelled() -> None:
+    # the layout -x produces: gw1 holds x, which waits for z queued behind the failure on gw0
+    dispatcher: DependencyDispatcher[str] = DependencyDispatcher([0, 1, 2, 3], {3: [1, 2]})
+    dispatcher.add_worker("gw0")
+    dispatcher.add_worker("gw1")
+    dispatcher.schedule()
+    assert dispatcher.queue("gw0") == [0, 2] and dispatcher.queue("gw1") == [1, 3]
+    dispatcher.complete("gw1", 1, "passed")
+    dispatcher.schedule()
+    assert dispatcher.abandon("gw0") == [0, 2]
+    assert dispatcher.take_actions() == [Notify("gw1", 2, "cancelled")]
+    assert dispatcher.outcome(0) == "cancelled"
+
+
 def test_order_must_be_topological() -> None:
     with pytest.raises(ValueError, match="not topological"):
         DependencyDispatcher([1, 0], {1: [0]})
