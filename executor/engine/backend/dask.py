@@ -109,6 +109,8 @@ class DaskBackend:
 
     async def get_client(self) -> "Client":
         """The client to submit to, connecting or starting a cluster on first use."""
+        if self._client is not None and self._is_current(self._client):
+            return self._client  # the common case: no lock to take
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:

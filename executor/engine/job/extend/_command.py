@@ -98,8 +98,11 @@ def _streams(spec: CommandSpec) -> T.Iterator[tuple[T.Any, T.Any]]:
         yield stdout, stderr
 
 
-def _extra_kwargs(spec: CommandSpec) -> dict[str, T.Any]:
-    return {k: v for k, v in spec.popen_kwargs.items() if k not in ("stdout", "stderr")}
+def _popen_kwargs(spec: CommandSpec) -> dict[str, T.Any]:
+    """The user's Popen arguments besides the streams, with stdin from /dev/null unless given."""
+    extra = {k: v for k, v in spec.popen_kwargs.items() if k not in ("stdout", "stderr")}
+    extra.setdefault("stdin", subprocess.DEVNULL)  # a job must not read the terminal
+    return extra
 
 
 def _failure(spec: CommandSpec, returncode: int, tail: StderrTail) -> CommandFailed:
@@ -119,16 +122,16 @@ def _flush_our_streams() -> None:
 def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | None = None) -> int:
     """Run ``spec`` and return 0, or raise :class:`CommandFailed` (blocking; any thread or process)."""
     _flush_our_streams()
-    record_command(spec)
     tail = StderrTail()
     with _streams(spec) as (stdout, stderr):
         process = subprocess.Popen(spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd,
-                                   stdout=stdout, stderr=stderr, **_extra_kwargs(spec))
+                                   stdout=stdout, stderr=stderr, **_popen_kwargs(spec))
         try:
             if spec.pgid_path is not None:
                 publish_pgid(spec.pgid_path, process.pid)
             if on_start is not None:
                 on_start(process.pid)
+            record_command(spec)  # while the command starts: the disk write overlaps with it
             if process.stderr is not None:
                 _pump_until_exit(process, tail)
             returncode = process.wait()
@@ -271,9 +274,8 @@ async def run_command_async(spec: CommandSpec) -> int:
     recording = loop.run_in_executor(None, record_command, spec) if spec.record_path else None
     with _streams(spec) as (stdout, stderr):
         process = subprocess.Popen(
-            spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd,
-            stdin=spec.popen_kwargs.get("stdin", subprocess.DEVNULL), stdout=stdout, stderr=stderr,
-            **{k: v for k, v in _extra_kwargs(spec).items() if k != "stdin"})
+            spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd, stdout=stdout, stderr=stderr,
+            **_popen_kwargs(spec))
     watch = _LoopWatch(process, StderrTail())
     try:
         try:
