@@ -281,6 +281,7 @@ class _Zygote:
                 report = self._tell(b"X", pid, os.waitstatus_to_exitcode(status))
 
     def drain_wakeups(self) -> None:
+        """Empty the SIGCHLD self-pipe (its bytes only say "look at your children")."""
         try:
             os.read(self.wake_r, 512)
         except BlockingIOError:
