@@ -154,7 +154,7 @@ def test_cancel_kills_the_whole_process_group(engine: Engine, base: type, tmp_pa
     assert wait_until(lambda: not processes_with(marker), timeout=10), processes_with(marker)
 
 
-@pytest.mark.parametrize("base", [LocalJob, ProcessJob])
+@pytest.mark.parametrize("base", BASES)
 def test_engine_stop_kills_running_commands(base: type, tmp_path: Path) -> None:
     marker = unique_sleep()
     started = tmp_path / "started"
