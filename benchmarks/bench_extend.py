@@ -2,7 +2,7 @@
 
 Workloads (medians of ``--rounds`` timed rounds after one warm-up):
 
-* 100 tiny DaskJobs on one 2-worker LocalCluster, against a plain
+* 100 tiny DaskJobs on one 2-worker LocalCluster (in a process of its own), against a plain
   ``client.map`` + ``gather`` over the same cluster (target: ours <= 2x);
 * 50 ``SubprocessJob("true")`` at concurrency ``--concurrency``, against
   ``subprocess.run("true", shell=True)`` on a thread pool of that size
@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import json
-import logging
 import os
 import statistics
 import subprocess
@@ -131,6 +131,37 @@ def disk_cost(folder: Path, samples: int = 50) -> float:
     return (time.perf_counter() - start) / samples
 
 
+_CLUSTER_SCRIPT = """
+import logging, sys
+from distributed import LocalCluster
+if __name__ == "__main__":
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR, local_directory=sys.argv[1]) as cluster:
+        print(cluster.scheduler_address, flush=True)
+        sys.stdin.read()  # until the benchmark closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def cluster_process(workdir: Path) -> T.Iterator[str]:
+    """A 2-worker LocalCluster in a process of its own (no side shares the scheduler's interpreter)."""
+    script = workdir / "cluster.py"
+    script.write_text(_CLUSTER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(workdir / "dask")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 # ------------------------------------------------------------------ the peer
 def peer_python(workdir: Path) -> Path:
     """A fresh virtualenv with executor-engine 0.3.3 (and dask), its python."""
@@ -180,15 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(engine_side(args.address, args.concurrency, args.rounds, cache)))
         return 0
 
-    from distributed import LocalCluster
-
     with tempfile.TemporaryDirectory(prefix="bench-extend-") as tmp:
         workdir = Path(tmp)
         os.chdir(workdir)  # whatever an engine caches lands in the temporary directory
         python = None if args.no_peer else peer_python(workdir)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.ERROR, local_directory=str(workdir / "dask")) as cluster:
-            address = cluster.scheduler_address
+        with cluster_process(workdir) as address:
             plain = {"dask": plain_dask(address, args.rounds),
                      "subprocess": plain_subprocess(args.concurrency, args.rounds)}
             ours = engine_side(address, args.concurrency, args.rounds, str(workdir / "cache"))

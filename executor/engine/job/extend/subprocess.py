@@ -107,6 +107,8 @@ class SubprocessJob(CommandRunner):
                            record_path)
 
     def _working_dir(self) -> str:
+        if self.target_dir == CURRENT_DIR:
+            return os.getcwd()  # the common case: already absolute, and it exists
         text = self.target_dir
         if CACHE_DIR in text:
             text = text.replace(CACHE_DIR, str(self.cache_dir_made()))
