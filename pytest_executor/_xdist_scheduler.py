@@ -201,7 +201,8 @@ class DependencyDispatcher(Generic[W]):
         """
         queue = self._queues.get(worker, [])
         dropped, queue[:] = list(queue), []
-        self._close(worker)
+        if dropped:
+            self._close(worker)
         for test in dropped:
             self._complete(test, "cancelled")
         return dropped
