@@ -35,6 +35,16 @@ def listening(port: int) -> bool:
                for c in psutil.net_connections("tcp"))
 
 
+def listeners(port: int) -> list[psutil.Process]:
+    """The processes listening on TCP ``port`` (to clean up after a test that failed half-way)."""
+    found = []
+    for connection in psutil.net_connections("tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.status == psutil.CONN_LISTEN:
+            if connection.pid is not None:
+                found.append(psutil.Process(connection.pid))
+    return found
+
+
 def wait_until(predicate: T.Callable[[], bool], timeout: float = 10.0) -> bool:
     """Poll ``predicate`` until true or ``timeout``; the result, for an assert."""
     deadline = time.monotonic() + timeout

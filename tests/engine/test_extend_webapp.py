@@ -20,7 +20,7 @@ import pytest
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.extend import ServerNotReady, WebappJob
 
-from _extend_helpers import listening, live_descendants, new_descendants, wait_until
+from _extend_helpers import listeners, listening, live_descendants, new_descendants, wait_until
 
 PY = sys.executable
 TEMPLATE = f"{PY} -m http.server -b {{ip}} {{port}}"
@@ -189,9 +189,11 @@ def test_ctrl_c_on_a_script_leaves_nothing_listening(tmp_path: Path, kind: str) 
         proc.wait(timeout=30)
         assert wait_until(lambda: not listening(port), timeout=10)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test failed early: kill the script, then its server if it survived
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            for server in listeners(port):
+                server.kill()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
 
