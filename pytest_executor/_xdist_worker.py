@@ -14,7 +14,7 @@ import pytest
 from pytest_executor._protocol import ChannelClosed, FdChannel
 from pytest_executor._xdist_link import Graph, connect, graph_path
 from pytest_executor.local import outcome_of
-from pytest_executor.xdist import INPUT_KEY, _workerinput
+from pytest_executor.xdist import INPUT_KEY, worker_input
 
 if TYPE_CHECKING:
     from pytest_executor.plugin import PluginState
@@ -30,13 +30,13 @@ def plan_and_publish(session: pytest.Session, state: PluginState) -> None:
     from pytest_executor._plan import build_plan
 
     config = session.config
-    settings = _workerinput(config).get(INPUT_KEY)
+    settings = worker_input(config).get(INPUT_KEY)
     if not settings:  # the controller runs without our integration (should not happen)
         return
     try:
         plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
     except pytest.UsageError as error:
-        Graph(error=str(error)).dump(graph_path(settings["dir"], _workerinput(config)["workerid"]))
+        Graph(error=str(error)).dump(graph_path(settings["dir"], worker_input(config)["workerid"]))
         return
     if plan.pulled_in:
         session.items[:] = plan.items
@@ -57,7 +57,7 @@ def plan_and_publish(session: pytest.Session, state: PluginState) -> None:
     side.start(session, graph)
     config.pluginmanager.register(side, "executor-xdist-worker")
     config.pluginmanager.register(WorkerAttempts(side), "executor-xdist-attempts")
-    graph.dump(graph_path(settings["dir"], _workerinput(config)["workerid"]))
+    graph.dump(graph_path(settings["dir"], worker_input(config)["workerid"]))
 
 
 @final
@@ -67,7 +67,7 @@ class WorkerSide:
     def __init__(self, config: pytest.Config, settings: dict[str, Any]) -> None:
         self.config = config
         self.settings = settings
-        self.worker_id: str = _workerinput(config)["workerid"]
+        self.worker_id: str = worker_input(config)["workerid"]
         self.index: dict[str, int] = {}
         self.graph: Graph | None = None
         self.plan: Any = None

@@ -99,7 +99,7 @@ def register(config: pytest.Config) -> None:
     config.pluginmanager.register(ControllerSide(config), "executor-xdist-controller")
 
 
-def _workerinput(config: pytest.Config) -> dict[str, Any]:
+def worker_input(config: pytest.Config) -> dict[str, Any]:
     """What xdist's controller handed this worker (``{}`` outside workers)."""
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     return workerinput
