@@ -6,7 +6,6 @@ Runs inside each xdist worker whose plugin is active (see :mod:`pytest_executor.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
 
 import pytest
@@ -161,14 +160,11 @@ class WorkerSide:
 
     def _skip_reason(self, index: int) -> str | None:
         """The serial run's skip reason (same code: the controller's rule) or ``None``."""
-        from pytest_executor.controller import Controller
+        from pytest_executor.controller import blocked_reason
 
         if not self.plan.deps.get(index) and not self.plan.missing.get(index):
             return None
-        # Reuse the controller's wording exactly: it reads only these attributes.
-        view = _OutcomeView(plan=self.plan, outcomes=self.outcomes)
-        reason: str | None = Controller._blocked_by(view, index)  # type: ignore[arg-type]
-        return reason
+        return blocked_reason(self.plan, index, self.outcomes)
 
 
 def _gate() -> None:
@@ -199,12 +195,3 @@ class WorkerAttempts:
         run_attempts(item, nextitem, retries=retries, timeout=timeout, on_thread=timeout is not None)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
-
-
-@dataclass
-class _OutcomeView:
-    """What :meth:`Controller._blocked_by` reads: the plan and the known outcomes."""
-
-    plan: Any
-    outcomes: dict[int, str]
-    gates_failed: dict[int, str] = field(default_factory=dict)

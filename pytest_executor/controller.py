@@ -226,20 +226,7 @@ class Controller:
 
     def _blocked_by(self, node: int) -> str | None:
         """Skip reason if a dependency did not pass, else None."""
-        reasons = []
-        for dep in self.plan.deps.get(node, ()):
-            outcome = self.outcomes.get(dep, "cancelled")
-            if outcome not in OK_STATUSES:
-                verb = {
-                    "failed": "failed", "error": "errored", "skipped": "was skipped",
-                    "xfailed": "xfailed", "cancelled": "did not run",
-                }.get(outcome, outcome)
-                reasons.append(f"{self.plan.items[dep].nodeid} {verb}")
-        for nodeid in self.plan.missing.get(node, ()):
-            reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
-        if node in self.gates_failed:
-            return f"its condition {self.plan.specs[node].condition!r} {self.gates_failed[node]}"
-        return "dependency " + "; ".join(reasons) if reasons else None
+        return blocked_reason(self.plan, node, self.outcomes, self.gates_failed)
 
     def _check_stop(self, session: pytest.Session) -> None:
         """Honour ``-x``/``--maxfail`` and other stop requests."""
@@ -527,3 +514,27 @@ class Controller:
 def _gate() -> None:
     """Body of a condition gate job: running it is the signal."""
 
+
+_VERBS = {
+    "failed": "failed", "error": "errored", "skipped": "was skipped",
+    "xfailed": "xfailed", "cancelled": "did not run",
+}
+
+
+def blocked_reason(
+    plan: Plan, node: int, outcomes: dict[int, str], gates_failed: dict[int, str] | None = None
+) -> str | None:
+    """The skip reason of ``node`` if a dependency did not pass (or its gate failed), else None.
+
+    Shared by the controller and the xdist worker so both word it identically.
+    """
+    reasons = []
+    for dep in plan.deps.get(node, ()):
+        outcome = outcomes.get(dep, "cancelled")
+        if outcome not in OK_STATUSES:
+            reasons.append(f"{plan.items[dep].nodeid} {_VERBS.get(outcome, outcome)}")
+    for nodeid in plan.missing.get(node, ()):
+        reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
+    if gates_failed and node in gates_failed:
+        return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"
+    return "dependency " + "; ".join(reasons) if reasons else None
