@@ -46,7 +46,7 @@ _READ_SIZE = 1 << 16
 ENV_WORKER = "PYTEST_EXECUTOR_WORKER"
 """Set in every worker process to its worker id; makes the controller inert."""
 ENV_CHANNEL = "PYTEST_EXECUTOR_CHANNEL"
-"""How a worker reaches its controller: ``fd:<read>:<write>`` or ``tcp:<host>:<port>``."""
+"""How a worker reaches its controller: ``fd:<read>:<write>`` or ``tcp:<host>:<port>:<token>``."""
 ENV_LIFELINE = "PYTEST_EXECUTOR_LIFELINE"
 """A pipe whose other end only the controller holds: EOF means the controller died."""
 ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
@@ -108,10 +108,14 @@ class FrameDecoder:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to a blocking descriptor."""
+    """Write every byte of ``data`` to a descriptor (waiting while a non-blocking one is full)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
         view = view[written:]
 
 
@@ -185,10 +189,13 @@ def connect_channel(spec: str) -> Channel:
         os.set_inheritable(write_fd, False)
         return FdChannel(read_fd, write_fd)
     if kind == "tcp":
-        host, _, port = rest.rpartition(":")
+        address, _, token = rest.rpartition(":")
+        host, _, port = address.rpartition(":")
         sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Plain-text hello first: the controller checks the token before unpickling anything.
+        sock.sendall(f"PYTEST-EXECUTOR {token} session {os.environ.get(ENV_WORKER, '')}\n".encode())
         fd = sock.detach()
         return FdChannel(fd, fd)
-    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>' or 'tcp:<host>:<port>'")
+    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>' or 'tcp:<host>:<port>:<token>'")

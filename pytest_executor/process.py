@@ -76,7 +76,8 @@ class WorkerProcess:
     """One worker process and the controller's ends of its pipes."""
 
     wid: str
-    proc: subprocess.Popen[bytes]
+    proc: Any
+    """A ``subprocess.Popen`` (or a look-alike for remote workers: pid, returncode, poll, wait)."""
     write_fd: int
     read_fd: int
     out_fd: int
@@ -97,6 +98,8 @@ class WorkerProcess:
     last_module: str | None = None
     timed_out: float | None = None
     fatal: str | None = None
+    outbox: list[bytes] = field(default_factory=list)
+    """Messages sent before a remote worker connected (``write_fd`` still -1)."""
 
     @property
     def load(self) -> int:
@@ -105,6 +108,9 @@ class WorkerProcess:
 
     def send(self, name: str, **kwargs: Any) -> None:
         """Send one message; a dead worker is noticed by its pidfd/EOF, not here."""
+        if self.write_fd < 0:
+            self.outbox.append(encode(name, kwargs))
+            return
         with contextlib.suppress(BrokenPipeError, OSError):
             write_all(self.write_fd, encode(name, kwargs))
 
@@ -492,8 +498,7 @@ class WorkerPool:
         try:
             worker.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            kill_process_tree(worker.proc.pid)
-            worker.proc.wait()
+            self._kill(worker)
         self._read_channel(worker)
         self._read_output(worker)
         self._on_exit(worker)
@@ -716,24 +721,33 @@ class WorkerPool:
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         """Hook: replace the worker if more work may come."""
 
-    def _close_worker(self, worker: WorkerProcess, kill: bool) -> None:
-        if kill and worker.proc.returncode is None:
+    def _kill(self, worker: WorkerProcess) -> None:
+        """SIGKILL the worker and everything it started (overridden for remote workers)."""
+        if worker.proc.returncode is None:
             kill_process_tree(worker.proc.pid)
             with contextlib.suppress(Exception):
                 worker.proc.wait(timeout=5)
-        elif kill:
+        else:
             # The leader is gone; grandchildren may still hold its process group.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(worker.proc.pid, signal.SIGKILL)
+
+    def _abort(self, worker: WorkerProcess) -> None:
+        """SIGABRT the worker: faulthandler dumps every thread's stack, then it dies."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.proc.pid, signal.SIGABRT)
+
+    def _close_worker(self, worker: WorkerProcess, kill: bool) -> None:
+        if kill:
+            self._kill(worker)
         worker.exited = True
-        for fd in (worker.read_fd, worker.out_fd, worker.pidfd):
-            if fd is not None:
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self._selector.unregister(fd)
-        for fd in (worker.read_fd, worker.write_fd, worker.out_fd, worker.lifeline_fd, worker.pidfd, *worker.capture_fds):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        fds = {fd for fd in (worker.read_fd, worker.write_fd, worker.out_fd, worker.lifeline_fd, worker.pidfd) if fd is not None and fd >= 0}
+        for fd in fds:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fd)
+        for fd in (*fds, *worker.capture_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
         worker.capture_fds = []
         worker.pidfd = None
         worker.read_fd = worker.write_fd = worker.out_fd = worker.lifeline_fd = -1
@@ -760,13 +774,11 @@ class WorkerPool:
         worker.deadline = None
         worker.timed_out = slot.task.timeout if slot is not None and slot.task.timeout else 0.0
         captured = worker.read_capture()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.proc.pid, signal.SIGABRT)  # faulthandler dumps every thread's stack
+        self._abort(worker)
         try:
             worker.proc.wait(timeout=_ABORT_GRACE)
         except subprocess.TimeoutExpired:
-            kill_process_tree(worker.proc.pid)
-            worker.proc.wait()
+            self._kill(worker)
         self._read_channel(worker)
         self._read_output(worker)
         worker.capture_fds, fds = [], worker.capture_fds

@@ -1,0 +1,500 @@
+"""The ``dask`` backend: pytest worker sessions hosted on the workers of a dask cluster.
+
+For each session the controller submits one long-running *host task*
+(:func:`host_session`) pinned to a dask worker.  The host task starts a pytest
+worker session (:mod:`pytest_executor.worker`) as a child process of the dask
+worker — so tests get a main thread of their own, signals work, and a crash
+kills only that session, never the dask worker — and supervises it:
+
+* the session talks to the controller over TCP with the same framed protocol
+  as the ``process`` backend (:mod:`pytest_executor._protocol`);
+* the host task keeps a second connection, the *supervisor* stream: it
+  forwards the session's own stdout/stderr and its exit status, and obeys
+  ``kill``/``abort`` (timeout: SIGABRT so faulthandler dumps the stack).
+
+Both connections start with a plain-text hello carrying a random token, so the
+controller never unpickles data from a peer that does not know it.  The
+cluster is a ``distributed.LocalCluster`` started for the run (one
+single-threaded worker process per ``--executor-workers``), or the scheduler at
+``--executor-dask-address`` (one session per dask worker); an unreachable
+address is a :class:`pytest.UsageError` within 5 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import time
+from typing import Any, final
+
+import pytest
+
+from pytest_executor._protocol import (
+    ENV_CHANNEL,
+    ENV_LIFELINE,
+    ENV_WORKER,
+    FrameDecoder,
+    encode,
+    write_all,
+)
+from pytest_executor.process import WorkerPool, WorkerProcess, kill_process_tree
+
+_CONNECT_TIMEOUT = 5.0
+_FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+"""Controller environment that shapes the pytest session, passed to remote sessions."""
+_HELLO = b"PYTEST-EXECUTOR"
+
+
+def hello_line(token: str, role: str, wid: str) -> bytes:
+    """The plain-text first line of a connection to the controller."""
+    return b" ".join((_HELLO, token.encode(), role.encode(), wid.encode())) + b"\n"
+
+
+def host_session(address: str, token: str, wid: str, argv: list[str], cwd: str, env: dict[str, str]) -> int:
+    """Dask task: run one pytest worker session here and supervise it until it ends.
+
+    Returns the session's exit code (negative: killed by that signal).
+    """
+    host, _, port = address.rpartition(":")
+    supervisor = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT)
+    supervisor.settimeout(None)
+    supervisor.sendall(hello_line(token, "supervisor", wid))
+    life_r, life_w = os.pipe()
+    out_r, out_w = os.pipe()
+    child_env = {**os.environ, **env, ENV_LIFELINE: str(life_r)}
+    child_env.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=subprocess.STDOUT,
+            pass_fds=(life_r,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(life_r)
+        os.close(out_w)
+    try:
+        return _supervise(proc, supervisor, out_r)
+    finally:
+        kill_process_tree(proc.pid)
+        proc.wait()
+        os.close(life_w)  # the session's lifeline: it dies with its host
+        os.close(out_r)
+        supervisor.close()
+
+
+def _supervise(proc: subprocess.Popen[bytes], supervisor: socket.socket, out_r: int) -> int:
+    """Forward output, obey kill/abort, report the exit status."""
+    decoder = FrameDecoder()
+    selector = selectors.DefaultSelector()
+    selector.register(out_r, selectors.EVENT_READ, "out")
+    selector.register(supervisor, selectors.EVENT_READ, "control")
+    send_fd = supervisor.fileno()
+    try:
+        while proc.poll() is None:
+            for key, _ in selector.select(0.5):
+                if key.data == "out":
+                    data = os.read(out_r, 1 << 16)
+                    if data:
+                        write_all(send_fd, encode("out", {"data": data}))
+                    else:
+                        selector.unregister(out_r)
+                    continue
+                data = supervisor.recv(1 << 16)
+                if not data:  # the controller is gone
+                    kill_process_tree(proc.pid)
+                    return proc.wait()
+                for name, _kwargs in decoder.feed(data):
+                    if name == "kill":
+                        kill_process_tree(proc.pid)
+                    elif name == "abort":
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(proc.pid, signal.SIGABRT)
+        returncode = proc.wait()
+        os.set_blocking(out_r, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while data := os.read(out_r, 1 << 16):
+                write_all(send_fd, encode("out", {"data": data}))
+        write_all(send_fd, encode("exit", {"returncode": returncode}))
+        return returncode
+    except OSError:
+        kill_process_tree(proc.pid)
+        return proc.wait()
+    finally:
+        selector.close()
+
+
+@final
+class RemoteProcess:
+    """The controller's view of a session hosted on a dask worker (a ``Popen`` look-alike)."""
+
+    def __init__(self, runner: DaskRunner, wid: str) -> None:
+        self.runner = runner
+        self.wid = wid
+        self.pid = -1
+        self.returncode: int | None = None
+        self.control_fd = -1
+        self.lost = False
+
+    def poll(self) -> int | None:
+        """The exit status once the supervisor reported it (or vanished)."""
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the supervisor reports the exit (or ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            if self.control_fd < 0:
+                self.returncode = -int(signal.SIGKILL)
+                break
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise subprocess.TimeoutExpired(f"dask session {self.wid}", timeout or 0)
+            ready = selectors.DefaultSelector()
+            try:
+                ready.register(self.control_fd, selectors.EVENT_READ)
+                if ready.select(wait):
+                    self.runner._read_control(self, notify=False)
+            finally:
+                ready.close()
+        return self.returncode
+
+    def send(self, name: str) -> None:
+        """Ask the supervisor to ``kill`` or ``abort`` the session."""
+        if self.control_fd >= 0:
+            with contextlib.suppress(OSError):
+                write_all(self.control_fd, encode(name, {}))
+
+
+class DaskRunner(WorkerPool):
+    """``--executor-backend=dask``: warm pytest sessions on the workers of a dask cluster."""
+
+    name = "dask"
+    worker_prefix = "d"
+
+    def __init__(self, config: pytest.Config) -> None:
+        from pytest_executor.options import get_option
+
+        self.address: str | None = get_option(config, "dask-address")
+        self.requested: int | None = get_option(config, "workers")
+        super().__init__(config, self.requested or 2)
+        self._token = secrets.token_hex(16)
+        self._cluster: Any = None
+        self._client: Any = None
+        self._futures: list[Any] = []
+        self._listener: socket.socket | None = None
+        self._pending_hello: dict[int, tuple[socket.socket, bytes]] = {}
+        self._by_wid: dict[str, WorkerProcess] = {}
+        self._control_decoders: dict[str, FrameDecoder] = {}
+        self._dask_workers: list[str] = []
+        self._host_of: dict[str, str] = {}
+        """Dask worker hosting each session: a replacement goes where its predecessor was."""
+
+    # -- cluster ------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        self._connect_cluster()
+        self._listen()
+        for number in range(self.workers):
+            self._spawn_remote(self._dask_workers[number % len(self._dask_workers)])
+
+    def _connect_cluster(self) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as error:
+            raise pytest.UsageError(
+                f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
+            ) from None
+        import logging
+
+        if self.address:
+            try:
+                self._client = Client(self.address, timeout=_CONNECT_TIMEOUT, set_as_default=False)
+            except (OSError, TimeoutError) as error:
+                raise pytest.UsageError(
+                    f"--executor-dask-address {self.address}: cannot reach the dask scheduler "
+                    f"within {_CONNECT_TIMEOUT:g} s ({error})"
+                ) from None
+        else:
+            self._cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            self._client = Client(self._cluster, set_as_default=False)
+        self._dask_workers = sorted(self._client.scheduler_info(n_workers=-1)["workers"])
+        if not self._dask_workers:
+            raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
+        if self.address and not self.requested:
+            self.workers = len(self._dask_workers)
+
+    def _controller_host(self) -> str:
+        if not self.address:
+            return "127.0.0.1"
+        from distributed.utils import get_ip
+
+        scheduler = str(self._client.scheduler.address)
+        host = scheduler.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        return str(get_ip(host))
+
+    def _listen(self) -> None:
+        host = self._controller_host()
+        listener = socket.create_server((host, 0), backlog=64)
+        listener.setblocking(False)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ, ("listen", None))
+
+    def _spawn_remote(self, dask_worker: str) -> WorkerProcess:
+        assert self._listener is not None and self._basetemp is not None
+        wid = f"{self.worker_prefix}{self._spawned}"
+        self._spawned += 1
+        host, port = self._listener.getsockname()[:2]
+        address = f"{host}:{port}"
+        argv = self._worker_argv(wid, None)
+        env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
+        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{self._token}"})
+        remote = RemoteProcess(self, wid)
+        worker = WorkerProcess(wid, remote, -1, -1, -1, -1, None, False)
+        self._pool.append(worker)
+        self._by_wid[wid] = worker
+        self._control_decoders[wid] = FrameDecoder()
+        self._host_of[wid] = dask_worker
+        future = self._client.submit(
+            host_session,
+            address,
+            self._token,
+            wid,
+            argv,
+            str(self.config.invocation_params.dir),
+            env,
+            key=f"pytest-executor-session-{wid}-{self._token[:8]}",
+            workers=[dask_worker],
+            allow_other_workers=False,
+            pure=False,
+        )
+        self._futures.append(future)
+        return worker
+
+    # -- connections ----------------------------------------------------------
+
+    def _on_readable(self, kind: str, worker: Any) -> None:
+        # ``worker`` is the selector key's payload: a WorkerProcess, or a socket fd for "hello".
+        if kind == "listen":
+            self._accept()
+        elif kind == "hello":
+            self._read_hello(worker)
+        elif kind == "control":
+            self._read_control(worker.proc)
+        else:
+            super()._on_readable(kind, worker)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            conn.setblocking(False)
+            self._pending_hello[conn.fileno()] = (conn, b"")
+            self._selector.register(conn, selectors.EVENT_READ, ("hello", conn.fileno()))
+
+    def _read_hello(self, fd: int) -> None:
+        conn, buffered = self._pending_hello[fd]
+        try:
+            data = conn.recv(256)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buffered += data
+        if data and b"\n" not in buffered and len(buffered) < 256:
+            self._pending_hello[fd] = (conn, buffered)
+            return
+        del self._pending_hello[fd]
+        self._selector.unregister(conn)
+        line, _, rest = buffered.partition(b"\n")
+        parts = line.decode("ascii", "replace").split()
+        worker = self._by_wid.get(parts[3]) if len(parts) == 4 else None
+        if (
+            worker is None
+            or parts[0] != _HELLO.decode()
+            or not secrets.compare_digest(parts[1], self._token)
+            or worker.exited
+        ):
+            conn.close()  # not ours: never unpickle what it sends
+            return
+        fd = conn.detach()
+        if parts[2] == "supervisor":
+            remote: RemoteProcess = worker.proc
+            remote.control_fd = fd
+            self._selector.register(fd, selectors.EVENT_READ, ("control", worker))
+            if rest:
+                self._feed_control(remote, rest)
+        else:
+            worker.read_fd = worker.write_fd = fd
+            self._selector.register(fd, selectors.EVENT_READ, ("chan", worker))
+            for message in worker.outbox:  # e.g. a shutdown sent while it was starting
+                with contextlib.suppress(OSError):
+                    write_all(fd, message)
+            worker.outbox.clear()
+            for name, kwargs in worker.decoder.feed(rest):
+                self._on_message(worker, name, kwargs)
+
+    def _read_control(self, remote: RemoteProcess, notify: bool = True) -> None:
+        """Read the supervisor stream; with ``notify``, account for an exit it reports."""
+        while remote.control_fd >= 0:
+            try:
+                data = os.read(remote.control_fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(remote.control_fd)
+                with contextlib.suppress(OSError):
+                    os.close(remote.control_fd)
+                remote.control_fd = -1
+                if remote.returncode is None:
+                    remote.lost = True
+                    remote.returncode = -int(signal.SIGKILL)
+                if notify:
+                    self._exited(remote)
+                return
+            self._feed_control(remote, data, notify)
+
+    def _feed_control(self, remote: RemoteProcess, data: bytes, notify: bool = True) -> None:
+        worker = self._by_wid.get(remote.wid)
+        if worker is None:
+            return
+        for name, kwargs in self._control_decoders[remote.wid].feed(data):
+            if name == "out":
+                worker.tail += kwargs["data"]
+                if len(worker.tail) > 64 * 1024:
+                    del worker.tail[: len(worker.tail) - 64 * 1024]
+            elif name == "exit":
+                remote.returncode = int(kwargs["returncode"])
+                if notify:
+                    self._exited(remote)
+
+    def _exited(self, remote: RemoteProcess) -> None:
+        worker = self._by_wid.get(remote.wid)
+        if worker is not None and not worker.exited and worker in self._pool:
+            self._read_channel(worker)
+            self._on_exit(worker)
+
+    # -- process control, the remote way -----------------------------------------
+
+    def _wait_time(self, end: float | None) -> float | None:
+        now = time.monotonic()
+        waits = [] if end is None else [max(0.0, end - now)]
+        waits += [max(0.0, w.deadline - now) for w in self._pool if w.deadline is not None]
+        return min(waits) if waits else None
+
+    def _reap(self, worker: WorkerProcess) -> None:
+        """The session's channel closed: its supervisor reports the exit status."""
+        remote: RemoteProcess = worker.proc
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            remote.wait(timeout=5)
+        if remote.returncode is None:
+            remote.send("kill")
+            remote.returncode = -int(signal.SIGKILL)
+        self._exited(remote)
+
+    def _abort(self, worker: WorkerProcess) -> None:
+        worker.proc.send("abort")
+
+    def _kill(self, worker: WorkerProcess) -> None:
+        remote: RemoteProcess = worker.proc
+        remote.send("kill")
+        if remote.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                remote.wait(timeout=5)
+        if remote.returncode is None:
+            remote.returncode = -int(signal.SIGKILL)
+        if remote.control_fd >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(remote.control_fd)
+            with contextlib.suppress(OSError):
+                os.close(remote.control_fd)
+            remote.control_fd = -1
+
+    # -- pool hooks -----------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        """One task per session at a time (plus what is queued for sessions still starting)."""
+        if self._killed or self._finished:
+            return 0
+        capacity = sum(max(0, 1 - w.load) for w in self._pool if not w.closing)
+        return max(0, capacity - len(self._backlog))
+
+    def _dispatch(self) -> None:
+        if self._killed or self._finished:
+            return
+        ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
+        while self._backlog:
+            idle = [w for w in ready if w.load == 0]
+            if not idle:
+                return
+            task = self._backlog.popleft()
+            module = task.nodeid.split("::", 1)[0]
+            worker = min(idle, key=lambda w: w.last_module != module)
+            from pytest_executor.process import _Slot
+
+            worker.slots.append(_Slot(task))
+            worker.last_module = module
+            windex = worker.index_map[task.index] if worker.index_map is not None else task.index
+            worker.send("run", tasks=[(task.index, windex, task.nodeid, task.timeout)])
+
+    def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
+        self._by_wid.pop(worker.wid, None)
+        if self._killed or self._finished:
+            return
+        if (not self._finishing or self._backlog) and len(self._pool) < self.workers:
+            # The host task of the dead session has ended, freeing its dask worker's thread.
+            self._spawn_remote(self._host_of[worker.wid])
+        self._shutdown_idle()
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        super()._check_finished()
+        if self._finished:
+            self._close_cluster()
+
+    def kill(self) -> None:
+        """Kill every session, then close the client and the cluster we started."""
+        super().kill()
+        self._close_cluster()
+
+    def _close_cluster(self) -> None:
+        for conn, _ in self._pending_hello.values():
+            conn.close()
+        self._pending_hello.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.cancel(self._futures, force=True)
+            with contextlib.suppress(Exception):
+                client.close(timeout=5)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=5)
+
+
+__all__ = ["DaskRunner", "host_session"]
