@@ -1,0 +1,111 @@
+"""Acceptance: ``--executor-backend=dask`` on a real LocalCluster, by address or started for the run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.timeout(120)
+
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:xdist.looponfail -p no:cacheprovider
+"""
+
+SUITE = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+
+def test_pass():
+    Path(__file__).with_name(f"ran-on-{os.environ['PYTEST_EXECUTOR_WORKER']}").write_text("x")
+
+
+def test_fail():
+    print("output from a dask-hosted session")
+    assert 0, "boom"
+
+
+@pytest.mark.skip(reason="skipped on purpose")
+def test_skip():
+    pass
+
+
+@pytest.mark.xfail(reason="known")
+def test_xfail():
+    assert 0
+
+
+@pytest.mark.job(after="test_pass")
+def test_after_pass():
+    assert list(Path(__file__).parent.glob("ran-on-*"))
+
+
+def test_crash():
+    os._exit(5)
+
+
+@pytest.mark.job(timeout=1)
+def test_hangs():
+    time.sleep(60)
+
+
+def test_last():
+    pass
+"""
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """One LocalCluster shared by the tests that need a running scheduler."""
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+def _check_suite(result: pytest.RunResult, pytester: pytest.Pytester) -> None:
+    result.assert_outcomes(passed=3, failed=3, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*output from a dask-hosted session*",
+            "*worker d* crashed while running test_suite.py::test_crash (exit code 5)*",
+            "*Timeout: test_suite.py::test_hangs did not finish within 1 s on worker d*",
+            "PASSED test_suite.py::test_after_pass",
+            "PASSED test_suite.py::test_last",
+            "dask *8*",
+        ]
+    )
+    assert [path.name.startswith("ran-on-d") for path in pytester.path.glob("ran-on-*")] == [True]
+
+
+def test_runs_on_a_cluster_given_by_address(pytester: pytest.Pytester, dask_address: str) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("--executor-backend=dask", f"--executor-dask-address={dask_address}", "-rA")
+    _check_suite(result, pytester)
+
+
+def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
+    _check_suite(result, pytester)
+
+
+def test_unreachable_address_is_a_clear_error_within_seconds(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-dask-address=tcp://127.0.0.1:9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--executor-dask-address tcp://127.0.0.1:9: cannot reach the dask scheduler within 5 s*"])
