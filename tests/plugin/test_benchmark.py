@@ -432,6 +432,8 @@ def overlaps(intervals: dict[str, list[float]], name: str) -> list[str]:
     "backend_args",
     [
         pytest.param(("--executor-backend=process", "--executor-workers=2"), id="process"),
+        # A LocalCluster of 2 single-threaded workers on this host, started by the plugin.
+        pytest.param(("--executor-backend=dask", "--executor-workers=2"), id="dask"),
         pytest.param(("--executor-backend=thread",), id="thread"),
         pytest.param(("--executor-backend=local",), id="local"),
     ],
