@@ -24,10 +24,11 @@ import heapq
 import itertools
 import typing as T
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 K = T.TypeVar("K", bound=T.Hashable)
 
+_NO_IDS: frozenset[str] = frozenset()
 _MIN_RETRY = 0.001
 """Smallest delay before re-checking a time condition (clocks may fire a hair early)."""
 
@@ -44,7 +45,7 @@ class ConditionLike(T.Protocol):
     def needs_polling(self) -> bool: ...  # noqa: D102
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Entry(T.Generic[K]):
     key: K
     job_id: str
@@ -55,7 +56,7 @@ class _Entry(T.Generic[K]):
     seq: int
     state: str = "waiting"  # waiting | ready | running | gone
     gen: int = 0
-    watching: frozenset[str] = field(default_factory=frozenset)
+    watching: frozenset[str] = _NO_IDS
 
 
 class Scheduler(T.Generic[K]):
@@ -99,13 +100,28 @@ class Scheduler(T.Generic[K]):
         """Register a pending job; it is evaluated now (or at ``not_before``)."""
         if key in self._entries:
             raise ValueError(f"job {job_id} is already scheduled")
-        entry = _Entry(key, job_id, kind, condition, max(poll_interval, 1e-4),
-                       frozenset(cancel_on), next(self._seq))
+        entry = _Entry(key, job_id, kind, condition, poll_interval if poll_interval > 1e-4 else 1e-4,
+                       cancel_on if type(cancel_on) is frozenset else frozenset(cancel_on), next(self._seq))
         self._entries[key] = entry
         if not_before is not None and not_before > now:
             self._push_timer(not_before, entry)
+        elif condition is None and not entry.cancel_on:  # nothing to evaluate: ready at once
+            entry.state = "ready"
+            queue = self._ready.get(kind)
+            if queue is None:
+                queue = self._ready[kind] = deque()
+            queue.append(entry)
         else:
             self._evaluate(entry, now)
+
+    @property
+    def watching_any(self) -> bool:
+        """True when some waiting job re-evaluates on status changes."""
+        return bool(self._watchers)
+
+    def is_watched(self, job_id: str) -> bool:
+        """True when some waiting job re-evaluates on a status change of ``job_id``."""
+        return job_id in self._watchers
 
     def job_changed(self, job_id: str, now: float) -> None:
         """A job's status changed: re-evaluate the jobs waiting on it."""
@@ -214,14 +230,15 @@ class Scheduler(T.Generic[K]):
                 watchers.discard(entry)
                 if not watchers:
                     del self._watchers[job_id]
-        entry.watching = frozenset()
+        entry.watching = _NO_IDS
 
     def _drop(self, entry: _Entry[K]) -> None:
         self._entries.pop(entry.key, None)
         entry.state = "gone"
 
     def _evaluate(self, entry: _Entry[K], now: float) -> None:
-        self._unwatch(entry)
+        if entry.watching:
+            self._unwatch(entry)
         entry.gen += 1
         for dep in entry.cancel_on:
             status = self._status_of(dep)
@@ -238,7 +255,10 @@ class Scheduler(T.Generic[K]):
             return
         if ok:
             entry.state = "ready"
-            self._ready.setdefault(entry.kind, deque()).append(entry)
+            queue = self._ready.get(entry.kind)
+            if queue is None:
+                queue = self._ready[entry.kind] = deque()
+            queue.append(entry)
             return
         assert cond is not None
         self._wait_for_change(entry, cond, now)

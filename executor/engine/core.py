@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
+import contextvars
+import inspect
 import threading
 import time
 import typing as T
@@ -23,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ._scheduler import Scheduler
-from .job.base import Job, JobFuture, _ProxyBase
+from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
 from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType
 from .log import logger
@@ -35,6 +38,33 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .backend.thread import ThreadBackend
 
 __all__ = ["Engine", "EngineSetting"]
+
+_FINISHED = frozenset(FINISHED_STATUSES)
+_CHUNK = 256
+"""Jobs of one submit() registered and started together (see ``Engine._submit_now``)."""
+_PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set})
+"""Result types that are never awaitable (skips the slower ``inspect.isawaitable``)."""
+_inline_classes: dict[type, bool] = {}
+"""Per job class: does it run plain calls the base way (on the loop), so the engine may call them inline?"""
+
+
+def _runs_inline(job: Job) -> bool:
+    """True when the attempt is a plain sync call on the loop thread: no Task needed.
+
+    That is a job class keeping the base ``run_function``/``_execute``/``call_options``
+    (LocalJob), no working-dir or redirection option, and a function that is
+    neither a coroutine nor a generator function.  (A sync function returning
+    an awaitable is still handled: the awaitable gets a Task.)
+    """
+    cls = type(job)
+    plain = _inline_classes.get(cls)
+    if plain is None:
+        plain = _inline_classes[cls] = (cls.run_function is Job.run_function and cls._execute is Job._execute
+                                        and cls.call_options is Job.call_options)
+    if not plain or job.change_dir or job.redirect_out_err:
+        return False
+    traits = func_traits(job.func)
+    return not (traits.generator or traits.coroutine)
 
 
 @dataclass
@@ -126,6 +156,9 @@ class Engine:
         self._timer_when: T.Optional[float] = None
         self._pumping = False
         self._stopping = False
+        # started jobs whose attempt is a plain call: run in batches by one loop callback, no Task each
+        self._inline: collections.deque[Job] = collections.deque()
+        self._inline_scheduled = False
         self._default_tokens: list[T.Any] = []
         # told of every status change, on the loop thread (SentinelJob watches jobs through it)
         self._status_listeners: list[T.Callable[[Job], None]] = []
@@ -248,6 +281,10 @@ class Engine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_when = None, None
+        while self._inline:  # cancelled above; drop them so that a rerun queues them again
+            job = self._inline.popleft()
+            if job._queued is self:
+                job._queued = None
         if self._process_pool is not None:
             self._process_pool.shutdown()
             self._process_pool = None
@@ -317,7 +354,7 @@ class Engine:
                 "or `await engine.submit_async(...)` inside a running event loop")
         self._call_on_loop(self._submit_now, jobs)
         for job in jobs:
-            if job.status == "running":
+            if type(job).wait_started is not Job.wait_started and job.status == "running":
                 job.wait_started()
 
     async def submit_async(self, *jobs: Job) -> None:
@@ -334,27 +371,36 @@ class Engine:
         batch = {job.id: job for job in jobs}
         if len(batch) != len(jobs):
             raise JobEmitError("the same job was given twice to one submit()")
-        plans = [self._plan(job, batch) for job in jobs]
+        conditions = [self._plan(job, batch) for job in jobs]  # all valid before any is registered
         now = time.time()
-        for job, (condition, cancel_on) in zip(jobs, plans):
-            self._register(job)
-            job.submit_time = datetime.now()
-            self._set_status(job, "pending")
-        for job, (condition, cancel_on) in zip(jobs, plans):
-            if job.status == "pending":
-                self._sched.add(job, job.id, job.resource_kind, condition, now,
-                                poll_interval=job.wait_time_delta, cancel_on=cancel_on)
-        self._pump()
+        submitted = datetime.now()  # one submit() call: one submission time
+        # Jobs without conditions go in chunks (registered, pending, started), so that a
+        # large submit touches each job while it is still in the CPU cache.  Conditions
+        # may name jobs of the same call: those see the whole call pending at once.
+        size = _CHUNK if all(c is None for c in conditions) else len(jobs)
+        for first in range(0, len(jobs), size):
+            chunk = jobs[first:first + size]
+            for job in chunk:
+                self._register(job)
+                job.submit_time = submitted
+            self._set_status_many(chunk, "pending")
+            add = self._sched.add
+            for job, condition in zip(chunk, conditions[first:first + size]):
+                if job._status == "pending":
+                    add(job, job.id, job.resource_kind, condition, now,
+                        poll_interval=job.wait_time_delta, cancel_on=job._upstream)
+            self._pump()
 
-    def _plan(self, job: Job, batch: dict[str, Job]) -> tuple[T.Optional[Condition], frozenset[str]]:
-        """Validate one job for submission; return its effective condition and upstream ids."""
-        if job.status in ("pending", "running"):
-            raise JobEmitError(f"job {job.name} ({job.id}) is already {job.status}; "
+    def _plan(self, job: Job, batch: dict[str, Job]) -> T.Optional[Condition]:
+        """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
+        status = job._status
+        if status == "pending" or status == "running":
+            raise JobEmitError(f"job {job.name} ({job.id}) is already {status}; "
                                "only created or finished jobs can be submitted")
-        if job.engine is not None and job.engine is not self and job.status != "created":
+        if job.engine is not None and job.engine is not self and status != "created":
             if job.engine.jobs.get(job.id) is not None and job.engine.is_running:
                 raise JobEmitError(f"job {job.id} belongs to another running engine")
-        upstream = frozenset(a.job_id for a in (*job.args, *job.kwargs.values()) if isinstance(a, JobFuture))
+        upstream = _upstream_ids(job)
         condition = job.condition
         if upstream:
             after = AfterOthers(job_ids=sorted(upstream), statuses=("done",))
@@ -368,10 +414,11 @@ class Engine:
         if job.id in upstream:
             raise JobEmitError(f"job {job.id} cannot take its own future as an argument")
         job.prepare(self)
-        return condition, upstream
+        job._upstream = upstream
+        return condition
 
     def _register(self, job: Job) -> None:
-        if job.status in FINISHED_STATUSES:  # a rerun
+        if job._status in _FINISHED:  # a rerun
             job._result = None
             job._exception = None
             job._traceback = None
@@ -380,7 +427,7 @@ class Engine:
         job.attempts = 0
         job._cancel_requested = False
         job.engine = self
-        if self.jobs.get(job.id) is not job:
+        if self.jobs.get_job_by_id(job.id) is not job:
             self.jobs.add(job)
 
     # ------------------------------------------------------------ scheduling
@@ -412,8 +459,8 @@ class Engine:
                     job._record_failure(exc)
                     self._report_failure(job, exc, "its condition raised")
                     self._finish(job, "failed")
-                for job in startable:
-                    self._start(job)
+                if startable:
+                    self._start_many(startable)
         finally:
             self._pumping = False
         self._rearm_timer()
@@ -433,17 +480,89 @@ class Engine:
         self._timer, self._timer_when = None, None
         self._pump()
 
-    def _start(self, job: Job) -> None:
-        assert self._loop is not None
-        job.attempts += 1
-        job.start_time = datetime.now()
-        job._prepare_proxy()
-        self._set_status(job, "running")
-        job._task = self._loop.create_task(self._run(job))
+    def _start_many(self, jobs: list[Job]) -> None:
+        """Start jobs the scheduler gave a slot: plain calls go to the inline queue, others get a Task."""
+        loop = self._loop
+        assert loop is not None
+        started = datetime.now()  # one scheduling round: one start time
+        inline = [_runs_inline(job) for job in jobs]
+        for job, plain in zip(jobs, inline):
+            job.attempts += 1
+            job.start_time = started
+            if plain:
+                job._proxy = None
+            else:
+                job._prepare_proxy()  # before the status: a running generator job has its proxy
+        self._set_status_many(jobs, "running")
+        queue = self._inline
+        for job, plain in zip(jobs, inline):
+            if job._status != "running":  # a status listener cancelled it
+                continue
+            if not plain:
+                job._task = loop.create_task(self._run(job))
+            elif job._queued is not self:  # else a rerun found its entry still queued: that one runs it
+                job._queued = self
+                queue.append(job)
+        if queue and not self._inline_scheduled:
+            self._inline_scheduled = True
+            loop.call_soon(self._run_inline_batch)
 
-    async def _run(self, job: Job) -> None:
+    def _run_inline_batch(self) -> None:
+        """Run the queued plain calls (those queued before this round; later ones get the next round).
+
+        Like one Task per job, but without the Task: each call runs in its own
+        copy of the context, and the loop gets control back between rounds.
+        Freed slots are handed out once, after the round.
+        """
+        queue = self._inline
         try:
-            result = await job._execute(self)
+            for _ in range(len(queue)):
+                job = queue.popleft()
+                if job._queued is not self:  # moved on to another engine meanwhile
+                    continue
+                job._queued = None
+                if job._status == "running" and job._task is None:
+                    self._run_inline(job)
+        finally:
+            if queue and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon(self._run_inline_batch)
+            else:
+                self._inline_scheduled = False
+            self._pump()
+
+    def _run_inline(self, job: Job) -> None:
+        """One attempt of a plain call, on the loop thread (see :func:`_runs_inline`)."""
+        try:
+            func, args, kwargs = job._resolved_call(self)
+            result = contextvars.copy_context().run(func, *args, **kwargs)
+        except Exception as exc:
+            if job._status == "running":
+                self._attempt_failed(job, exc, pump=False)
+            return
+        except BaseException as exc:  # SystemExit/KeyboardInterrupt: stops the loop, as from a Task
+            if job._status == "running":
+                self._attempt_failed(job, exc, pump=False)
+            raise
+        if job._status != "running":  # it cancelled itself
+            return
+        if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):  # a sync function handing back an awaitable: await it in a Task
+            assert self._loop is not None
+            job._task = self._loop.create_task(self._run_awaitable(job, result))
+            return
+        job._result = result
+        self._sched.finished(job)
+        self._finish(job, "done")
+
+    async def _run_awaitable(self, job: Job, awaitable: T.Awaitable[T.Any]) -> T.Any:
+        async def attempt(_engine: "Engine") -> T.Any:
+            return await awaitable
+
+        return await self._run(job, attempt)
+
+    async def _run(self, job: Job,
+                   attempt: T.Optional[T.Callable[["Engine"], T.Awaitable[T.Any]]] = None) -> None:
+        try:
+            result = await (attempt or job._execute)(self)
         except asyncio.CancelledError:
             if job.status == "running":  # cancelled by the loop going away, not by us
                 self._sched.finished(job)
@@ -468,7 +587,7 @@ class Engine:
         self._finish(job, "done")
         self._pump()
 
-    def _attempt_failed(self, job: Job, exc: BaseException) -> None:
+    def _attempt_failed(self, job: Job, exc: BaseException, pump: bool = True) -> None:
         self._sched.finished(job)
         if job.attempts <= job.retries:
             logger.info(f"job {job.name} ({job.id}) failed with {exc!r}; "
@@ -480,7 +599,8 @@ class Engine:
             job._record_failure(exc)
             self._report_failure(job, exc, "")
             self._finish(job, "failed")
-        self._pump()
+        if pump:
+            self._pump()
 
     def _report_failure(self, job: Job, exc: BaseException, why: str) -> None:
         where = f" ({why})" if why else ""
@@ -516,18 +636,30 @@ class Engine:
         elif status == "failed" and job.error_callback is not None and job._exception is not None:
             _safe_callback(job, job.error_callback, job._exception)
 
+    def _set_status_many(self, jobs: T.Sequence[Job], status: JobStatusType) -> None:
+        """:meth:`_set_status` for each job, in bulk when no listener or waiting job needs telling."""
+        if self._status_listeners or self._sched.watching_any or status in _FINISHED:
+            for job in jobs:
+                self._set_status(job, status)
+        else:
+            self.jobs.set_status_many(jobs, status)
+
     def _set_status(self, job: Job, status: JobStatusType) -> None:
         old = job._status
         job._status = status
         self.jobs.moved(job, old)
-        self._sched.job_changed(job.id, time.time())
-        for listener in self._status_listeners:
-            listener(job)
-        if status in FINISHED_STATUSES:
-            waiters, job._waiters = job._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+        sched = self._sched
+        if sched.is_watched(job.id):
+            sched.job_changed(job.id, time.time())
+        if self._status_listeners:
+            for listener in self._status_listeners:
+                listener(job)
+        if status in _FINISHED:
+            waiters, job._waiters = job._waiters, None
+            if waiters:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
             if self._idle_waiters and self.jobs.active_count == 0:
                 idle, self._idle_waiters = self._idle_waiters, []
                 for fut in idle:
@@ -628,6 +760,8 @@ class Engine:
             for job in jobs:
                 if job.status in ("pending", "running"):
                     fut = self._loop.create_future()
+                    if job._waiters is None:
+                        job._waiters = []
                     job._waiters.append(fut)
                     waits.append(fut)
         if not waits:
@@ -749,6 +883,14 @@ class Engine:
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"<Engine {self.id[:8]} {state} {self.jobs!r}>"
+
+
+def _upstream_ids(job: Job) -> frozenset[str]:
+    """Ids of the jobs whose futures are among ``job``'s arguments."""
+    ids = [a.job_id for a in job.args if isinstance(a, JobFuture)]
+    if job.kwargs:
+        ids += [v.job_id for v in job.kwargs.values() if isinstance(v, JobFuture)]
+    return frozenset(ids) if ids else _NO_IDS
 
 
 def _check_jobs(jobs: T.Iterable[object]) -> None:

@@ -172,6 +172,18 @@ class Jobs:
         if self._store is not None:
             self._store.save(job)
 
+    def set_status_many(self, jobs: T.Iterable[Job], status: JobStatusType) -> None:
+        """Give each job ``status`` and re-index it (the engine's bulk form of ``moved``)."""
+        by_status = self._by_status
+        target = by_status[status]
+        store = self._store
+        for job in jobs:
+            old, job._status = job._status, status
+            if by_status[old].pop(job.id, None) is not None:
+                target[job.id] = job
+                if store is not None:
+                    store.save(job)
+
     def save(self, job: Job) -> None:
         """Persist a job's current state (no-op without a store)."""
         if self._store is not None and job.id in self._all:

@@ -286,6 +286,82 @@ def test_local_job_can_submit_more_jobs_through_the_engine(engine: Engine) -> No
     assert child is not None and child.result() == 5
 
 
+def test_local_jobs_run_in_submission_order_under_a_limit(tmp_path: Path) -> None:
+    order: list[int] = []
+    with Engine(EngineSetting(max_jobs=2, cache_path=str(tmp_path))) as engine:
+        jobs = [LocalJob(order.append, args=(i,)) for i in range(50)]
+        engine.submit(*jobs)
+        assert engine.wait(timeout=30)
+    assert order == list(range(50))
+    assert all(j.status == "done" and j.attempts == 1 for j in jobs)
+
+
+def test_local_job_cancelled_before_its_turn_never_runs_and_a_rerun_runs_once(engine: Engine) -> None:
+    calls: list[str] = []
+
+    def canceller(__engine__: Engine) -> None:
+        calls.append("canceller")
+        __engine__.cancel(victim)  # queued behind us in the same round: must not run
+        __engine__.submit(again)  # submitted, cancelled and resubmitted before it ran: runs once
+        __engine__.cancel(again)
+        __engine__.submit(again)
+
+    victim = LocalJob(calls.append, args=("victim",))
+    again = LocalJob(calls.append, args=("again",))
+    engine.submit(LocalJob(canceller), victim)
+    assert engine.wait(timeout=30)
+    assert calls == ["canceller", "again"]
+    assert victim.status == "cancelled" and again.status == "done"
+
+
+def test_local_job_cancelled_on_one_engine_runs_on_another(tmp_path: Path) -> None:
+    calls: list[Engine] = []
+
+    def record(__engine__: Engine) -> None:
+        calls.append(__engine__)
+
+    with Engine(EngineSetting(cache_path=str(tmp_path / "a"))) as first, \
+            Engine(EngineSetting(cache_path=str(tmp_path / "b"))) as second:
+        job = LocalJob(record)
+
+        def move(__engine__: Engine) -> None:
+            __engine__.submit(job)
+            __engine__.remove(job)  # cancelled while still queued on this engine's loop
+            second.submit(job)
+
+        first.submit(LocalJob(move))
+        assert first.wait(timeout=30)
+        second.wait_job(job, timeout=30)
+    assert calls == [second] and job.status == "done"
+
+
+def test_local_job_returning_an_awaitable_is_awaited(engine: Engine) -> None:
+    async def later(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    job = LocalJob(lambda: later(21))
+    engine.submit(job)
+    engine.wait_job(job, timeout=30)
+    assert job.result() == 42
+
+
+def test_each_local_job_runs_in_its_own_context(engine: Engine) -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    def set_and_read(value: str) -> str:
+        seen = var.get()
+        var.set(value)
+        return seen
+
+    jobs = [LocalJob(set_and_read, args=(str(i),)) for i in range(3)]
+    engine.submit(*jobs)
+    assert engine.wait(timeout=30)
+    assert [j.result() for j in jobs] == ["unset"] * 3
+
+
 @pytest.mark.parametrize("job_cls", JOB_TYPES)
 def test_redirect_out_err_to_cache_dir_and_change_dir(engine: Engine, job_cls: type, tmp_path: Path) -> None:
     def talk() -> str:

@@ -35,7 +35,8 @@ if T.TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Job", "JobFuture", "GeneratorDriver", "GeneratorProxy", "AsyncGeneratorProxy"]
 
-_RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested")
+_RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", "_upstream", "_queued")
+_NO_IDS: frozenset[str] = frozenset()
 
 
 class JobFuture:
@@ -299,10 +300,12 @@ class Job:
         self._exception: T.Optional[BaseException] = None
         self._traceback: T.Optional[str] = None
         self._task: T.Optional[asyncio.Task] = None
-        self._waiters: list[asyncio.Future] = []
+        self._waiters: T.Optional[list[asyncio.Future]] = None  # created by the first join()
         self._proxy: T.Optional[_ProxyBase] = None
         self._cancel_requested = False
-        self._future = JobFuture(self.id)
+        self._upstream: frozenset[str] = _NO_IDS  # ids of the JobFutures among the arguments (set by submit)
+        self._queued: T.Optional["Engine"] = None  # the engine whose inline run queue holds it
+        self._future: T.Optional[JobFuture] = None  # created on first use
 
     # ------------------------------------------------------------ public API
     @property
@@ -313,7 +316,10 @@ class Job:
     @property
     def future(self) -> JobFuture:
         """A :class:`JobFuture` to pass as an argument to dependent jobs."""
-        return self._future
+        future = self._future
+        if future is None:
+            future = self._future = JobFuture(self.id)
+        return future
 
     @property
     def cache_dir(self) -> Path:
@@ -394,9 +400,11 @@ class Job:
         self.__dict__.update(state)
         self.engine = None
         self._task = None
-        self._waiters = []
+        self._waiters = None
         self._proxy = None
         self._cancel_requested = False
+        self._upstream = _NO_IDS
+        self._queued = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} id={self.id} status={self._status}>"
@@ -436,6 +444,8 @@ class Job:
 
     def call_options(self) -> CallOptions:
         """The working dir / redirection for this attempt (creates the cache dir if needed)."""
+        if not self.change_dir and not self.redirect_out_err:
+            return _NO_OPTIONS
         change_dir: T.Optional[str] = None
         if self.change_dir is True:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -455,11 +465,14 @@ class Job:
 
     def _resolved_call(self, engine: "Engine") -> tuple[T.Callable[..., T.Any], tuple, dict]:
         """The function and its arguments with futures replaced and the engine injected."""
-        args = tuple(engine._future_value(a) if isinstance(a, JobFuture) else a for a in self.args)
-        kwargs = {k: engine._future_value(v) if isinstance(v, JobFuture) else v
-                  for k, v in self.kwargs.items()}
+        args, kwargs = self.args, self.kwargs
+        if self._upstream:
+            args = tuple(engine._future_value(a) if isinstance(a, JobFuture) else a for a in args)
+            kwargs = {k: engine._future_value(v) if isinstance(v, JobFuture) else v
+                      for k, v in kwargs.items()}
         key = engine.setting.kwargs_inject_key
-        if key and self.accepts_engine and _takes_keyword_safe(self.func, key):
+        if key and self.accepts_engine and key in func_traits(self.func).keywords:
+            kwargs = dict(kwargs)
             kwargs[key] = engine
         return self.func, args, kwargs
 
@@ -467,7 +480,7 @@ class Job:
         """One attempt: returns the result, or a generator proxy for generator functions."""
         func, args, kwargs = self._resolved_call(engine)
         options = self.call_options()
-        if _is_generator_safe(self.func):
+        if func_traits(self.func).generator:
             return await self._start_proxy(func, args, kwargs, options)
         if options.trivial:
             return await self.run_function(func, args, kwargs)
@@ -479,7 +492,7 @@ class Job:
         The proxy exists as soon as the job is ``running``; its first step waits
         until the generator has been created where the job runs.
         """
-        if not _is_generator_safe(self.func):
+        if not func_traits(self.func).generator:
             self._proxy = None
             return
         target = self.func
@@ -507,32 +520,36 @@ class Job:
         self._traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-@functools.lru_cache(maxsize=1024)
-def _takes_keyword(func: T.Callable[..., T.Any], key: str) -> bool:
+_NO_OPTIONS = CallOptions()
+
+
+class FuncTraits(T.NamedTuple):
+    """What the engine needs to know about a job's function (computed once per function)."""
+
+    generator: bool
+    """A sync or async generator function (the job's result is a proxy)."""
+    coroutine: bool
+    """A coroutine function (its call must be awaited)."""
+    keywords: frozenset[str]
+    """Names it accepts as keyword arguments (for engine injection)."""
+
+
+def _compute_traits(func: T.Callable[..., T.Any]) -> FuncTraits:
     try:
-        params = inspect.signature(func).parameters
+        params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
-        return False
-    param = params.get(key)
-    return param is not None and param.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = ()  # type: ignore[assignment]
+    keywords = frozenset(p.name for p in params if p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+    return FuncTraits(is_generator_function(func), inspect.iscoroutinefunction(func), keywords)
 
 
-def _takes_keyword_safe(func: T.Callable[..., T.Any], key: str) -> bool:
-    """:func:`_takes_keyword`, cached when ``func`` is hashable (signatures are slow to compute)."""
+_cached_traits = functools.lru_cache(maxsize=1024)(_compute_traits)
+
+
+def func_traits(func: T.Callable[..., T.Any]) -> FuncTraits:
+    """:class:`FuncTraits` of ``func``, cached when it is hashable (signatures are slow to compute)."""
     try:
-        return _takes_keyword(func, key)
+        return _cached_traits(func)
     except TypeError:  # unhashable callable
-        return _takes_keyword.__wrapped__(func, key)
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_generator_cached(func: T.Callable[..., T.Any]) -> bool:
-    return is_generator_function(func)
-
-
-def _is_generator_safe(func: T.Callable[..., T.Any]) -> bool:
-    try:
-        return _is_generator_cached(func)
-    except TypeError:  # unhashable callable
-        return is_generator_function(func)
+        return _compute_traits(func)
