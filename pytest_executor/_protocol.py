@@ -26,6 +26,9 @@ Messages from a worker to the controller:
     serializable dict), ``result``, ``done``, ``warning``, ``missing``.
 ``("fatal", {"message": str})``
     the worker hit an internal error and is about to exit.
+``("bye", {})``
+    the run loop ended after ``shutdown``: every report was sent, the process
+    only winds down its session now (the controller reaps it later).
 """
 
 from __future__ import annotations

@@ -468,11 +468,6 @@ class DaskRunner(WorkerPool):
         self._shutdown_idle()
         self._check_finished()
 
-    def _check_finished(self) -> None:
-        super()._check_finished()
-        if self._finished:
-            self._close_cluster()
-
     def kill(self) -> None:
         """Kill every session, then close the client and the cluster we started."""
         super().kill()

@@ -98,6 +98,8 @@ class WorkerProcess:
     last_module: str | None = None
     timed_out: float | None = None
     fatal: str | None = None
+    bye: bool = False
+    """The worker finished its run loop; only its session's exit is left."""
     outbox: list[bytes] = field(default_factory=list)
     """Messages sent before a remote worker connected (``write_fd`` still -1)."""
 
@@ -278,6 +280,10 @@ class WorkerPool:
     name = "pool"
     oneshot = False
     worker_prefix = "w"
+    release_on_bye = True
+    """Report ``finished`` once every worker said ``bye``, reaping the processes at cleanup."""
+    _REAP_GRACE = 30.0
+    """Seconds a worker that said ``bye`` gets to end its session at cleanup before SIGKILL."""
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
         self.config = config
@@ -309,7 +315,7 @@ class WorkerPool:
         options, self._positionals = split_invocation_args(self.config)
         self._options = _drop_basetemp(options)
         self._basetemp = self._make_basetemp()
-        self.config.add_cleanup(self.kill)
+        self.config.add_cleanup(self.close)
         atexit.register(self.kill)
         self._start_workers()
 
@@ -349,6 +355,17 @@ class WorkerPool:
         self._shutdown_idle()
         self._check_finished()
 
+    def close(self) -> None:
+        """Config cleanup: let workers that said ``bye`` end their sessions, then kill what is left."""
+        if self._killed:
+            return
+        deadline = time.monotonic() + self._REAP_GRACE
+        for worker in list(self._pool):
+            if worker.bye:
+                with contextlib.suppress(Exception):
+                    worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self.kill()
+
     def kill(self) -> None:
         """Kill every worker process (and their children) now."""
         if self._killed:
@@ -360,6 +377,8 @@ class WorkerPool:
         self._cleanup_basetemp()
         with contextlib.suppress(Exception):
             self._selector.close()
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.kill)
 
     # -- spawning ---------------------------------------------------------
 
@@ -515,6 +534,8 @@ class WorkerPool:
             self._verify(worker)
         elif name == "fatal":
             worker.fatal = str(kwargs.get("message", ""))
+        elif name == "bye":
+            worker.bye = True
 
     def _open_capture_files(self, worker: WorkerProcess, pid: Any, fds: list[int]) -> None:
         """Hold the worker's capture files open so a crashed test's output survives it (Linux)."""
@@ -798,9 +819,10 @@ class WorkerPool:
                 worker.send("shutdown")
 
     def _check_finished(self) -> None:
-        if self._finishing and not self._backlog and not self._pool and not self._finished:
+        if not self._finishing or self._backlog or self._finished:
+            return
+        if all(worker.bye and self.release_on_bye for worker in self._pool):
             self._finished = True
-            self._cleanup_basetemp()
 
     def _dispatch(self) -> None:
         raise NotImplementedError

@@ -26,6 +26,7 @@ class SubprocessRunner(WorkerPool):
     name = "subprocess"
     oneshot = True
     worker_prefix = "s"
+    release_on_bye = False  # a slot is free only once its process is gone
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
         super().__init__(config, workers)

@@ -223,6 +223,8 @@ class WorkerSession:
             task = self._next if self._handled else self._next_task()
         self._current = None
         self._flush()
+        # Everything reportable was sent: the controller need not wait for our exit.
+        self.channel.send("bye")
         return True
 
     def _resolve(self, task: Task) -> pytest.Item | None:
