@@ -7,7 +7,8 @@ clock of a whole ``pytest`` run (start-up and collection included):
 * ``cpu``     — 40 CPU-bound tests of ~0.1 s each (4 modules);
 * ``trivial`` — 2000 tests that do nothing (20 modules).
 
-Runners: plain serial pytest (reference), ``pytest -n 2`` (pytest-xdist) and
+Runners: plain serial pytest (reference), ``pytest -n 2`` (pytest-xdist; both
+with ``-p no:executor`` so the peers run without this plugin) and
 ``pytest --executor-backend=process --executor-workers=2``; with ``--dask``
 also ``--executor-backend=dask`` on a 2-worker LocalCluster started per run.
 Each command runs ``--repeat`` times (default 3) and the median is kept; the
@@ -73,8 +74,9 @@ def write_suite(root: Path, name: str) -> Path:
 def commands(with_dask: bool) -> dict[str, list[str]]:
     """The pytest command lines to compare (after ``python -m pytest -q -p no:cacheprovider``)."""
     runs = {
-        "serial": [],
-        "xdist -n 2": ["-n", "2"],
+        # The peers run without this plugin at all: plain pytest and plain pytest-xdist.
+        "serial": ["-p", "no:executor"],
+        "xdist -n 2": ["-p", "no:executor", "-n", "2"],
         "process x2": ["--executor-backend=process", "--executor-workers=2", "--executor-table=none"],
     }
     if with_dask:
@@ -111,10 +113,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-plugin-") as tmp:
         for name in suites:
             suite = write_suite(Path(tmp), name)
-            medians = {}
-            for label, extra in runs.items():
-                # Interleaving would be fairer on a noisy machine, but runs are long enough.
-                medians[label] = statistics.median(time_run(suite, extra) for _ in range(args.repeat))
+            times: dict[str, list[float]] = {label: [] for label in runs}
+            for _ in range(args.repeat):
+                # Round-robin: a load spike on a shared machine hits every runner alike.
+                for label, extra in runs.items():
+                    times[label].append(time_run(suite, extra))
+            medians = {label: statistics.median(values) for label, values in times.items()}
             ratios = ", ".join(
                 f"{label.split()[0]} {medians[label] / medians['xdist -n 2']:.2f}x"
                 for label in runs

@@ -451,9 +451,7 @@ class DaskRunner(WorkerPool):
             task = self._backlog.popleft()
             module = task.nodeid.split("::", 1)[0]
             worker = min(idle, key=lambda w: w.last_module != module)
-            from pytest_executor.process import _Slot
-
-            worker.slots.append(_Slot(task))
+            worker.assign(task)
             worker.last_module = module
             windex = worker.index_map[task.index] if worker.index_map is not None else task.index
             worker.send("run", tasks=[(task.index, windex, task.nodeid, task.timeout)])

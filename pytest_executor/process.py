@@ -103,10 +103,24 @@ class WorkerProcess:
     outbox: list[bytes] = field(default_factory=list)
     """Messages sent before a remote worker connected (``write_fd`` still -1)."""
 
-    @property
-    def load(self) -> int:
-        """Tasks sent whose outcome is not known yet."""
-        return sum(1 for slot in self.slots if not slot.result)
+    load: int = 0
+    """Tasks sent whose outcome is not known yet (kept by :meth:`assign`/:meth:`resolve`/:meth:`drop`)."""
+
+    def assign(self, task: ItemTask) -> None:
+        """Note that ``task`` was handed to this worker."""
+        self.slots.append(_Slot(task))
+        self.load += 1
+
+    def resolve(self, slot: _Slot) -> None:
+        """The outcome of ``slot`` is known (its teardown may still be pending)."""
+        if not slot.result:
+            slot.result = True
+            self.load -= 1
+
+    def drop(self, slot: _Slot) -> None:
+        """``slot`` is finished (or lost): forget it."""
+        self.resolve(slot)
+        self.slots.remove(slot)
 
     def send(self, name: str, **kwargs: Any) -> None:
         """Send one message; a dead worker is noticed by its pidfd/EOF, not here."""
@@ -602,7 +616,7 @@ class WorkerPool:
         elif name == "result":
             slot = self._slot(worker, kwargs["index"])
             if slot is not None:
-                slot.result = True
+                worker.resolve(slot)
             worker.deadline = None
             self._record_duration(float(kwargs.get("elapsed", 0.0)))
             self._on_result(kwargs["index"])
@@ -610,7 +624,7 @@ class WorkerPool:
         elif name == "done":
             slot = self._slot(worker, kwargs["index"])
             if slot is not None:
-                worker.slots.remove(slot)
+                worker.drop(slot)
             self._events.append(("done", {**kwargs, "worker": wid, "crashed": False}))
             self._after_done(worker)
         elif name == "warning":
@@ -618,7 +632,7 @@ class WorkerPool:
         elif name == "missing":
             slot = self._slot(worker, kwargs["index"])
             if slot is not None:
-                worker.slots.remove(slot)
+                worker.drop(slot)
                 message = f"worker {wid} did not collect {slot.task.nodeid!r}"
                 self._fail_slot(worker, slot, "setup", message, ("", ""))
 
@@ -709,6 +723,7 @@ class WorkerPool:
             self._pool.remove(worker)
         slots = list(worker.slots)
         worker.slots.clear()
+        worker.load = 0
         if worker.fatal and not slots:
             self._fail(f"worker {worker.wid} failed: {worker.fatal}")
             return
@@ -914,7 +929,7 @@ class ProcessRunner(WorkerPool):
             # Balance load first; among equals keep a module on the worker that has its fixtures.
             worker = min(candidates, key=lambda w: (w.load, w.last_module != module))
             self._backlog.popleft()
-            worker.slots.append(_Slot(task))
+            worker.assign(task)
             worker.last_module = module
             windex = worker.index_map[task.index] if worker.index_map is not None else task.index
             batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))

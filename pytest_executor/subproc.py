@@ -16,7 +16,7 @@ from typing import final
 
 import pytest
 
-from pytest_executor.process import WorkerPool, WorkerProcess, _Slot
+from pytest_executor.process import WorkerPool, WorkerProcess
 
 
 @final
@@ -44,7 +44,7 @@ class SubprocessRunner(WorkerPool):
         while self._backlog and len(self._pool) < self.workers and not (self._killed or self._finished):
             task = self._backlog.popleft()
             worker = self._spawn(task)
-            worker.slots.append(_Slot(task))
+            worker.assign(task)
             # The whole conversation is known up front: one task, then shutdown.
             worker.send("run", tasks=[(task.index, -1, task.nodeid, task.timeout)])
             worker.send("shutdown")

@@ -42,6 +42,10 @@ from pytest_executor._protocol import (
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
 _CONTROLLER_ONLY_OPTIONS: dict[str, Any] = {
+    # The terminal summary is the controller's; in a worker its hooks only cost
+    # time (plugins import heavy modules for it) while the worker exits.
+    "no_summary": True,
+    "no_header": True,
     "xmlpath": None,
     "maxfail": 0,
     "stepwise": False,
