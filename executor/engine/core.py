@@ -33,7 +33,7 @@ from .log import logger
 from .manager import Jobs
 
 if T.TYPE_CHECKING:  # pragma: no cover
-    from .backend.process import ProcessPool
+    from .backend.process import ProcessPool, SpareZygote
     from .backend.dask import DaskBackend
     from .backend.thread import ThreadBackend
 
@@ -81,6 +81,16 @@ class EngineSetting:
             (default ``./.executor/<engine id>``, created only when needed).
         print_traceback: log the traceback of failed jobs (at ERROR level).
         kwargs_inject_key: a job function taking a keyword of this name gets the engine.
+        fork_zygote: let ``start()`` fork the process pool's zygote from this
+            process, if it is single-threaded at that moment (before the
+            engine's own thread starts), so that the first ProcessJobs do not
+            wait for a new interpreter (a cold pool then starts as fast as a
+            forked ``ProcessPoolExecutor``).  None (default): only when
+            ``max_process_jobs`` is set, a sign that ProcessJobs will run.
+            An idle forked zygote is cheap but not free (the engine process
+            pays copy-on-write page faults while it lives), hence not for
+            every engine.  Otherwise, and in async use without ``start()``,
+            the pool starts its zygote with ``python -c`` on first use.
     """
 
     max_thread_jobs: T.Optional[int] = None
@@ -91,6 +101,7 @@ class EngineSetting:
     cache_path: T.Optional[str] = None
     print_traceback: bool = True
     kwargs_inject_key: str = "__engine__"
+    fork_zygote: T.Optional[bool] = None
 
     def __post_init__(self) -> None:
         for name in ("max_thread_jobs", "max_process_jobs", "max_dask_jobs", "max_jobs"):
@@ -103,6 +114,8 @@ class EngineSetting:
             raise ValueError(f"EngineSetting.cache_type must be 'none' or 'diskcache', got {self.cache_type!r}")
         if not isinstance(self.kwargs_inject_key, str):
             raise TypeError(f"EngineSetting.kwargs_inject_key must be a str, got {self.kwargs_inject_key!r}")
+        if self.fork_zygote is not None and not isinstance(self.fork_zygote, bool):
+            raise TypeError(f"EngineSetting.fork_zygote must be True, False or None, got {self.fork_zygote!r}")
 
     def limit_for(self, kind: str) -> T.Optional[int]:
         """The running-jobs limit of a resource kind (``max_<kind>_jobs``), capped by ``max_jobs``."""
@@ -150,6 +163,7 @@ class Engine:
         self._sched: Scheduler[Job] = self._new_scheduler()
         self._thread_backend: T.Optional["ThreadBackend"] = None
         self._process_pool: T.Optional["ProcessPool"] = None
+        self._spare_zygote: T.Optional["SpareZygote"] = None  # forked by start(), adopted by the pool
         self._dask_backend: T.Optional["DaskBackend"] = None
         self._idle_waiters: list[asyncio.Future] = []
         self._timer: T.Optional[asyncio.TimerHandle] = None
@@ -195,7 +209,8 @@ class Engine:
             from .backend.process import ProcessPool
 
             assert self._loop is not None, "the process pool needs the engine loop"
-            self._process_pool = ProcessPool(self.setting.limit_for("process") or 32, self._loop)
+            spare, self._spare_zygote = self._spare_zygote, None
+            self._process_pool = ProcessPool(self.setting.limit_for("process") or 32, self._loop, spare)
         return self._process_pool
 
     @property
@@ -225,6 +240,7 @@ class Engine:
         if self._loop is not None and self._loop.is_running():
             raise RuntimeError("this engine already runs on an event loop (async use); no start() needed")
         self._release_closed_loop()
+        self._fork_spare_zygote()  # before the loop thread exists: fork is safe only single-threaded
         loop = asyncio.new_event_loop()
         ready = threading.Event()
         thread = threading.Thread(target=self._run_loop, args=(loop, ready), daemon=True,
@@ -233,6 +249,23 @@ class Engine:
         ready.wait()
         self._loop, self._thread, self._stopping = loop, thread, False
         _live_engines.add(self)
+
+    def _fork_spare_zygote(self) -> None:
+        """Fork the process pool's zygote now if that is safe (see :func:`~.backend.process.can_fork_zygote`).
+
+        A forked zygote costs about a millisecond here; starting one later
+        from the loop thread (where forking is unsafe) means an interpreter
+        start plus imports, tens of milliseconds on the first ProcessJob.
+        """
+        wanted = self.setting.fork_zygote
+        if wanted is None:
+            wanted = self.setting.max_process_jobs is not None
+        if not wanted or self._spare_zygote is not None:
+            return
+        from .backend.process import can_fork_zygote, fork_zygote
+
+        if can_fork_zygote():
+            self._spare_zygote = fork_zygote()
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
@@ -288,6 +321,9 @@ class Engine:
         if self._process_pool is not None:
             self._process_pool.shutdown()
             self._process_pool = None
+        if self._spare_zygote is not None:
+            spare, self._spare_zygote = self._spare_zygote, None
+            spare.close()
         if self._thread_backend is not None:
             self._thread_backend.shutdown()
             self._thread_backend = None

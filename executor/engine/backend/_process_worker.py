@@ -83,14 +83,29 @@ def _recv_exactly(sock: T.Any, size: int) -> bytearray:
 
 
 # ------------------------------------------------------------------- worker
+_libc: T.Any = None
+"""The C library (ctypes), loaded once by the zygote and inherited by its workers."""
+
+
+def load_libc() -> T.Any:
+    """The C library through ctypes (None where unavailable); cached for forked children."""
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except Exception:  # best effort: no prctl then
+            _libc = False
+    return _libc or None
+
+
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (no orphans after a crash)."""
-    if not sys.platform.startswith("linux"):
+    libc = load_libc()
+    if libc is None:
         return
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except Exception:  # best effort: EOF on the sockets still ends idle processes
@@ -330,6 +345,11 @@ def zygote_main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     extra = [p for p in sys.argv[3:] if p not in sys.path]
     sys.path[:0] = extra
+    run_zygote(fd, parent_pid)
+
+
+def run_zygote(fd: int, parent_pid: int) -> None:
+    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it."""
     _die_with_parent()
     if os.getppid() != parent_pid:  # the engine died while we started
         return
@@ -341,3 +361,62 @@ def zygote_main() -> None:
         zygote.serve()
     finally:
         zygote.close()
+
+
+def forked_zygote_main(fd: int, parent_pid: int) -> T.NoReturn:
+    """Body of a zygote forked from the engine process itself (it never returns to the engine's code).
+
+    The engine forks while it is single-threaded, before its loop thread
+    exists, so the copy is consistent.  What the copy inherited and must not
+    keep or act on is neutralised first: every file descriptor except stdout,
+    stderr and the control socket is pointed at ``/dev/null`` (pipes and
+    sockets of the engine's process see EOF when it closes them, and the fd
+    numbers stay taken, so a stale object that closes "its" fd cannot close a
+    worker's socket); stdin is ``/dev/null``; the program's Python signal
+    handlers, ``atexit`` functions and pending garbage are dropped
+    (``gc.freeze``: inherited objects are never collected, so never finalised).
+    """
+    code = 0
+    try:
+        os.setsid()  # Ctrl-C goes to the engine, which stops the pool
+        _neutralise_inherited_fds(keep=fd)
+        _reset_signal_handlers()
+        import atexit
+        import gc
+
+        atexit._clear()
+        gc.freeze()
+        run_zygote(fd, parent_pid)
+    except BaseException:  # pragma: no cover - nothing to report to: the engine sees EOF
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _neutralise_inherited_fds(keep: int) -> None:
+    """Point every inherited fd but 1, 2 and ``keep`` at /dev/null (0 included)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # pragma: no cover - Linux only path
+        fds = list(range(3, 256))
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in fds:
+        if target in (0, 1, 2, keep, null):
+            continue
+        try:
+            os.dup2(null, target, inheritable=False)
+        except OSError:  # not open (the listing's own fd), or a bad number
+            pass
+    os.dup2(null, 0)  # inheritable: commands a job starts get it as stdin
+    os.close(null)
+
+
+def _reset_signal_handlers() -> None:
+    """Restore default handling of signals the engine's program handled in Python."""
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue

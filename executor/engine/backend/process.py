@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import typing as T
 import weakref
@@ -43,7 +44,7 @@ import cloudpickle
 
 from ..job.utils import WorkerCrashedError
 from ..log import logger
-from ._process_worker import RECORD, recv_frame, send_frame
+from ._process_worker import RECORD, forked_zygote_main, load_libc, recv_frame, send_frame
 
 _BOOT = "from executor.engine.backend._process_worker import zygote_main; zygote_main()"
 _EXIT_CODE_WAIT = 1.0
@@ -75,24 +76,142 @@ class Worker:
         self.known: set[int] = set()  # tokens of the functions this worker has cached
 
 
-class Zygote:
-    """Engine side of the zygote process that forks one pool's workers."""
+_FOREIGN_THREADS: set[str] = set()
+"""Ids of native threads (not Python's) that outlived a wait in :func:`can_fork_zygote`."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        parent_sock, child_sock = socket.socketpair()
+
+def can_fork_zygote(wait: float = 0.01) -> bool:
+    """True when forking this process is safe now: Linux, and a single thread (Python's or native).
+
+    Forking a multi-threaded process can copy locks held by other threads
+    (and warns on Python 3.12+); with one thread the copy is consistent.
+    A thread that was just joined (an earlier engine's loop thread) may
+    still be listed for a few milliseconds: it is waited for, up to
+    ``wait`` seconds.  A native thread that outlives that wait (a C library's
+    worker thread) is remembered, so later calls answer at once.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return False
+    me = str(threading.get_native_id())
+    deadline = time.monotonic() + wait
+    while True:
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), str(os.getpid()), *sys.path],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C goes to the engine, which stops the pool
-            )
-        except BaseException:
-            parent_sock.close()
-            raise
+            others = set(os.listdir("/proc/self/task")) - {me}
+        except OSError:  # pragma: no cover - no procfs
+            return False
+        if not others:
+            return True
+        if others <= _FOREIGN_THREADS or time.monotonic() > deadline:
+            _FOREIGN_THREADS.update(others)
+            return False
+        time.sleep(0.0002)
+
+
+class ForkedProcess:
+    """``Popen``-like handle (``pid``, ``poll``, ``wait``) of a zygote forked from this process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the process has exited (it is reaped then), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit (``subprocess.TimeoutExpired`` after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pidfd = _open_pidfd(self.pid) if self.poll() is None else None
+        try:
+            if pidfd is not None:  # sleep until it exits (or the timeout)
+                select.select([pidfd], [], [], timeout)
+            while self.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout or 0.0)
+                time.sleep(0.001)
         finally:
-            child_sock.close()
+            if pidfd is not None:
+                os.close(pidfd)
+        return self.returncode if self.returncode is not None else -1
+
+
+class SpareZygote:
+    """A zygote forked from the engine process by :meth:`Engine.start`, not yet used by a pool.
+
+    :func:`fork_zygote` makes one; a :class:`ProcessPool` adopts it for its
+    first :class:`Zygote`, or :meth:`close` ends it.
+    """
+
+    def __init__(self, sock: socket.socket, proc: ForkedProcess) -> None:
+        self.sock = sock
+        self.proc = proc
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs and its control socket is open."""
+        return self.sock.fileno() != -1 and self.proc.poll() is None
+
+    def close(self) -> None:
+        """End the unused zygote (it has no workers, nothing to let finish) and reap it."""
+        self.sock.close()
+        if self.proc.poll() is None:
+            _kill_pid(self.proc.pid)
+            self.proc.wait()
+
+
+def fork_zygote() -> SpareZygote | None:
+    """Fork a zygote from this process (call only when :func:`can_fork_zygote` is True).
+
+    Costs one ``fork`` in the engine (about a millisecond) instead of an
+    interpreter start plus imports; the zygote and its workers start with the
+    engine's modules already imported.  None if the fork failed.
+    """
+    load_libc()  # loaded once here rather than in every zygote (its workers use it for prctl)
+    parent_sock, child_sock = socket.socketpair()
+    for stream in (sys.stdout, sys.stderr):  # no buffered output copied into the child
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    parent_pid = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        parent_sock.close()
+        child_sock.close()
+        logger.debug(f"cannot fork a zygote ({exc!r}); the process pool will start one with python -c")
+        return None
+    if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
+        try:
+            forked_zygote_main(child_sock.fileno(), parent_pid)
+        finally:
+            os._exit(1)
+    child_sock.close()
+    return SpareZygote(parent_sock, ForkedProcess(pid))
+
+
+class Zygote:
+    """Engine side of the zygote process that forks one pool's workers.
+
+    Adopts a :class:`SpareZygote` forked by the engine if given, else starts
+    one with ``python -c``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, spare: SpareZygote | None = None) -> None:
+        self.loop = loop
+        self.proc: T.Union[subprocess.Popen[bytes], ForkedProcess]
+        if spare is not None:
+            parent_sock, self.proc = spare.sock, spare.proc
+        else:
+            parent_sock, self.proc = self._start_with_python()
         parent_sock.setblocking(False)
         self.sock = parent_sock
         self.alive = True
@@ -103,6 +222,23 @@ class Zygote:
         self._codes: dict[int, int] = {}
         self._code_waiters: dict[int, asyncio.Future[int | None]] = {}
         loop.add_reader(parent_sock.fileno(), self._on_readable)
+
+    @staticmethod
+    def _start_with_python() -> tuple[socket.socket, "subprocess.Popen[bytes]"]:
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), str(os.getpid()), *sys.path],
+                pass_fds=(child_sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C goes to the engine, which stops the pool
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        return parent_sock, proc
 
     @property
     def pid(self) -> int:
@@ -215,11 +351,13 @@ class Zygote:
 class ProcessPool:
     """A lazily grown pool of at most ``max_workers`` warm worker processes."""
 
-    def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop,
+                 spare: SpareZygote | None = None) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers
         self.loop = loop
+        self._spare = spare  # adopted by the first zygote, if still alive then
         self._zygote: Zygote | None = None
         self._workers: list[Worker] = []
         self._idle: collections.deque[Worker] = collections.deque()
@@ -351,6 +489,9 @@ class ProcessPool:
         if self._zygote is not None:
             zygote, self._zygote = self._zygote, None
             zygote.close()  # returns once the zygote has reaped every worker
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            spare.close()
 
     # ------------------------------------------------------------ internals
     def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> bytes:
@@ -386,7 +527,11 @@ class ProcessPool:
         if self._zygote is None or not self._zygote.alive:
             if self._zygote is not None:
                 self._zygote.close()
-            self._zygote = Zygote(self.loop)
+            spare, self._spare = self._spare, None
+            if spare is not None and not spare.alive:
+                spare.close()
+                spare = None
+            self._zygote = Zygote(self.loop, spare)
         parent_sock, child_sock = socket.socketpair()
         try:
             forked = self._zygote.fork(child_sock)
