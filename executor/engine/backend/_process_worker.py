@@ -1,8 +1,10 @@
 """The zygote and the worker loop of the process backend (see :mod:`executor.engine.backend.process`).
 
-The engine starts one *zygote* per process pool with ``python -c``: a
-single-threaded process that imports cloudpickle and this module, never runs
-the user's ``__main__``, and forks a new worker whenever the engine asks.
+The engine has one *zygote* per process pool: a single-threaded process that
+forks a new worker whenever the engine asks.  It is either forked from the
+engine process while that is single-threaded (:func:`forked_zygote_main`), or
+started with ``python -c`` (:func:`zygote_main`), importing cloudpickle and
+this module and never running the user's ``__main__``.
 Forking from a single-threaded process is safe (unlike forking the engine,
 whose loop thread exists), and a forked worker is ready in about a
 millisecond instead of paying for an interpreter start and its imports.

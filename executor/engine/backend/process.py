@@ -1,11 +1,18 @@
 """The process backend: a warm pool of worker processes owned by one engine.
 
-Workers are forked by a *zygote*: one small ``python -c`` process per pool,
-started on the pool's first need, running
-:func:`executor.engine.backend._process_worker.zygote_main`.  It is
-single-threaded, imports cloudpickle once and never runs the user's
-``__main__``, so forking it is safe and a new worker is ready in about a
-millisecond.  Why not ``multiprocessing``: ``fork`` of the engine itself is
+Workers are forked by a *zygote*: one single-threaded process per pool that
+forks a new worker, ready in about a millisecond, whenever the pool asks.
+Two ways to get one:
+
+* forked from the engine process by ``Engine.start()`` while that process
+  is still single-threaded (before the loop thread starts; see
+  :func:`can_fork_zygote` and ``EngineSetting.fork_zygote``): about a
+  millisecond, and workers start with the program's modules imported.  It
+  neutralises what it inherited (fds, signal handlers, atexit functions:
+  :func:`executor.engine.backend._process_worker.forked_zygote_main`);
+* otherwise a small ``python -c`` process started on the pool's first need,
+  running :func:`executor.engine.backend._process_worker.zygote_main`: it
+  imports cloudpickle once and never runs the user's ``__main__``.  Why not ``multiprocessing``: ``fork`` of the engine itself is
 unsafe once the engine's loop thread exists (and warns on Python 3.12+), while
 ``spawn``/``forkserver`` re-run the user's ``__main__`` script in every child,
 which breaks scripts without an ``if __name__ == "__main__"`` guard.
