@@ -28,7 +28,7 @@ from pathlib import Path
 from ._scheduler import Scheduler
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
-from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType
+from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
 from .log import logger
 from .manager import Jobs
 
@@ -78,7 +78,8 @@ class EngineSetting:
         max_jobs: running jobs of all kinds at most (None: unlimited).
         cache_type: ``"none"`` or ``"diskcache"`` (persist jobs in an SQLite store).
         cache_path: directory for job cache dirs and the store
-            (default ``./.executor/<engine id>``, created only when needed).
+            (default: ``<system temp dir>/executor-engine-<uid>/<engine id>``,
+            created only when needed; never the working directory).
         print_traceback: log the traceback of failed jobs (at ERROR level).
         kwargs_inject_key: a job function taking a keyword of this name gets the engine.
         fork_zygote: let ``start()`` fork the process pool's zygote from this
@@ -152,7 +153,7 @@ class Engine:
             raise TypeError(f"jobs must be a Jobs manager, got {type(jobs).__name__}")
         self.id = str(uuid.uuid4())
         self.setting = setting if setting is not None else EngineSetting()
-        base = Path(self.setting.cache_path) if self.setting.cache_path else Path(".executor") / self.id
+        base = Path(self.setting.cache_path) if self.setting.cache_path else default_cache_root() / self.id
         self._cache_dir = base.absolute()
         if jobs is None:
             jobs = Jobs(self._cache_dir, "diskcache") if self.setting.cache_type == "diskcache" else Jobs()

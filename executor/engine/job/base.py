@@ -27,6 +27,7 @@ from .utils import (
     InvalidStateError,
     JobStatusType,
     OptionsCall,
+    default_cache_root,
     is_generator_function,
 )
 
@@ -324,7 +325,7 @@ class Job:
     @property
     def cache_dir(self) -> Path:
         """This job's directory under the engine's cache dir (created only when needed)."""
-        base = self.engine.cache_dir if self.engine is not None else Path(".executor") / "jobs"
+        base = self.engine.cache_dir if self.engine is not None else default_cache_root() / "jobs"
         return base / self.id
 
     @property

@@ -10,7 +10,9 @@ import contextlib
 import inspect
 import os
 import sys
+import tempfile
 import typing as T
+from pathlib import Path
 from dataclasses import dataclass
 
 JobStatusType = T.Literal["created", "pending", "running", "done", "failed", "cancelled"]
@@ -143,3 +145,13 @@ def flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+def default_cache_root() -> Path:
+    """Where job cache dirs go when no ``cache_path`` is configured.
+
+    A per-user directory under the system's temporary directory: nothing lands
+    in the working directory unless the user asks for it with ``cache_path``.
+    """
+    user = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"executor-engine-{user}"

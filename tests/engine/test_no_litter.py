@@ -1,0 +1,40 @@
+"""The engine writes nothing in the working directory unless asked to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from executor.engine import Engine, LocalJob
+from executor.engine.job.extend import SubprocessJob
+
+
+def _write_marker() -> str:
+    return "ok"
+
+
+def test_default_cache_dirs_stay_out_of_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Engine() as engine:
+        recorded = SubprocessJob("true")  # record_cmd=True writes the command to its cache dir
+        redirected = LocalJob(_write_marker, redirect_out_err=True)
+        engine.submit(recorded, redirected)
+        engine.wait(timeout=30)
+        assert recorded.status == "done" and redirected.status == "done"
+        assert (recorded.cache_dir / "command.sh").exists()
+        assert not recorded.cache_dir.is_relative_to(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_configured_cache_path_is_used(tmp_path: Path) -> None:
+    from executor.engine import EngineSetting
+
+    with Engine(setting=EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+        job = SubprocessJob("true")
+        engine.submit(job)
+        engine.wait(timeout=30)
+    assert (job.cache_dir / "command.sh").exists()
+    assert job.cache_dir.is_relative_to(tmp_path / "cache")
