@@ -328,3 +328,22 @@ def test_no_process_survives_a_sigkilled_parent(tmp_path: Path, kind: str) -> No
         for p in children:  # only if the test failed: leave nothing behind
             if pid_alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def _stdout_buffering() -> tuple[bool, bool]:
+    import sys
+
+    return sys.stdout.line_buffering, sys.stdout.write_through
+
+
+def test_workers_write_whole_lines_even_when_python_is_unbuffered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Unbuffered, print() writes text and newline separately and two workers
+    # sharing a pipe splice their lines; line buffering keeps each line whole.
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    with Engine(setting=EngineSetting(fork_zygote=False)) as engine:
+        job = ProcessJob(_stdout_buffering)
+        engine.submit(job)
+        engine.wait_job(job, timeout=30)
+    assert job.result() == (True, False)

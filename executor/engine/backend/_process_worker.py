@@ -148,9 +148,24 @@ def _call(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
     return result
 
 
+def _whole_lines() -> None:
+    """Write jobs' output a line at a time, so concurrent workers never splice lines.
+
+    Under ``python -u``/``PYTHONUNBUFFERED`` ``print`` writes its text and its
+    newline separately, and two workers sharing a pipe interleave mid-line.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
+        except Exception:  # replaced by something that is not a TextIOWrapper
+            pass
+
+
 def serve(sock: T.Any) -> None:
     """Answer requests on the stream socket ``sock`` until the engine closes it."""
     import cloudpickle
+
+    _whole_lines()
 
     stepper: T.Any = None
     functions: "collections.OrderedDict[int, T.Any]" = collections.OrderedDict()
