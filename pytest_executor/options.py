@@ -20,6 +20,7 @@ from typing import Any, Final, final
 
 import pytest
 
+from pytest_executor._parse import parse_positive_int, parse_seconds
 from pytest_executor._timeline import parse_timeline_path
 
 from pytest_executor.benchmark._options import BENCHMARK_OPTIONS
@@ -46,17 +47,6 @@ def parse_choice(choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def parse_positive_int(raw: str) -> int:
-    """Parse an integer >= 1."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"{raw!r} must be at least 1")
-    return value
-
-
 def parse_workers(raw: str) -> int:
     """Parse ``N`` (>= 1) or ``auto`` (the number of CPUs)."""
     if raw.strip() == "auto":
@@ -65,17 +55,6 @@ def parse_workers(raw: str) -> int:
         return parse_positive_int(raw)
     except ValueError:
         raise ValueError(f"{raw!r} is neither a positive integer nor 'auto'") from None
-
-
-def parse_seconds(raw: str) -> float:
-    """Parse a positive number of seconds."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ValueError(f"{raw!r} must be a positive number of seconds")
-    return value
 
 
 def parse_json_path(raw: str) -> str:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, final
 
+from pytest_executor._parse import parse_int_at_least, parse_positive_int, parse_seconds
+
 RunRound = Callable[[int], int]
 """Run one round of N calls, return its duration in nanoseconds."""
 
@@ -145,33 +147,15 @@ def _one_round(
     return duration
 
 
-
 def parse_rounds(raw: str) -> int:
     """Parse a number of rounds >= 0 (warmup rounds)."""
-    return _parse_int(raw, lowest=0)
+    return parse_int_at_least(raw, 0)
 
 
 def parse_min_rounds(raw: str) -> int:
     """Parse a number of rounds >= 1."""
-    return _parse_int(raw, lowest=1)
+    return parse_positive_int(raw)
 
 
-def _parse_int(raw: str, lowest: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not an integer") from None
-    if value < lowest:
-        raise ValueError(f"{raw!r} must be at least {lowest}")
-    return value
-
-
-def parse_duration(raw: str) -> float:
-    """Parse a positive number of seconds."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number of seconds") from None
-    if not 0 < value < math.inf:
-        raise ValueError(f"{raw!r} must be a positive number of seconds")
-    return value
+parse_duration = parse_seconds
+"""Parse a positive number of seconds."""
