@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-pytestmark = pytest.mark.job(backend="local")
+if TYPE_CHECKING:  # the fixture's type, for readers and checkers only
+    from conftest import Store
 
 
 @pytest.mark.job(after="test_flow.py::test_place_order")
-def test_daily_report(store: dict[str, object]) -> None:
+def test_daily_report(store: Store) -> None:
     assert store["order"] == {"item": "book", "qty": 2}
 
 
 @pytest.mark.job(after="test_flow.py::TestAccount")
-def test_user_report(store: dict[str, object]) -> None:
+def test_user_report(store: Store) -> None:
     assert store["user"] == "alice"
 
 
