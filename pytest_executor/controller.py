@@ -195,26 +195,40 @@ class Controller:
         return progressed
 
     def _dispatch_remote(self) -> bool:
-        """Hand ready remote items to their runners (or skip them); True if any."""
-        progressed = False
-        for node in [n for n in self.queue.iter_ready() if self.plan.backends[n] not in IN_PROCESS_BACKENDS]:
-            if not self.queue.can_start(node):
+        """Hand ready remote items to their runners (or skip them); True if any.
+
+        Each runner is asked for its free slots once per call, and the ready
+        items are walked only until those slots are used up: with thousands of
+        ready items and a handful of slots, a full scan per event would cost
+        more than running trivial tests.  An item to skip (a dependency did
+        not pass) needs no slot; one behind a full runner is skipped on a later
+        call, when an event freed a slot (or at once if nothing runs).
+        """
+        free = {backend: runner.free_slots() for backend, runner in self.runners.items()}
+        budget = sum(free.values())
+        picks: list[tuple[int, str | None]] = []
+        for node in self.queue.iter_ready():
+            if budget <= 0 and self.queue.running:
+                break  # a running item's events will free a slot and call us again
+            backend = self.plan.backends[node]
+            if backend in IN_PROCESS_BACKENDS or not self.queue.can_start(node):
                 continue
             reason = self._blocked_by(node)
-            if reason is None and not self._condition_met(node):
-                continue
-            runner = self.runners[self.plan.backends[node]]
-            if reason is None and runner.free_slots() <= 0:
-                continue
+            if reason is None:
+                if not self._condition_met(node) or free.get(backend, 0) <= 0:
+                    continue
+                free[backend] -= 1
+                budget -= 1
+            picks.append((node, reason))
+        for node, reason in picks:
             self.queue.start(node)
             self.remote_left -= 1
-            progressed = True
             if reason is None:
-                self._submit(runner, node, attempt=1)
+                self._submit(self.runners[self.plan.backends[node]], node, attempt=1)
             else:
                 self._skip_remote(node, reason)
                 self._release(self.queue.finish(node))
-        return progressed
+        return bool(picks)
 
     def _release(self, nodes: list[int]) -> None:
         """Dependencies of ``nodes`` are done: they wait only for a slot (or condition) now."""
