@@ -229,7 +229,22 @@ class WorkerSession:
         self._flush()
         # Everything reportable was sent: the controller need not wait for our exit.
         self.channel.send("bye")
+        self._drop_terminal_reporter()
         return True
+
+    def _drop_terminal_reporter(self) -> None:
+        """No report comes after the run loop: the worker needs no terminal summary.
+
+        The controller prints the summary (and runs the plugins' terminal
+        summary hooks) for the whole run; in a worker those hooks would only
+        write to /dev/null, yet some cost much (hypothesis imports itself
+        there), competing for the CPU with the controller's own summary and
+        delaying the worker's exit that the controller waits for.
+        """
+        manager = self.config.pluginmanager
+        reporter = manager.get_plugin("terminalreporter")
+        if reporter is not None:
+            manager.unregister(reporter)
 
     def _resolve(self, task: Task) -> pytest.Item | None:
         if 0 <= task.windex < len(self._items) and self._items[task.windex].nodeid == task.nodeid:
