@@ -37,12 +37,14 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, final
 
 import pytest
 
 from pytest_executor._protocol import (
     ENV_CHANNEL,
+    ENV_FORKED,
     ENV_LIFELINE,
     ENV_ONESHOT,
     ENV_WORKER,
@@ -102,6 +104,8 @@ class WorkerProcess:
     """The worker finished its run loop; only its session's exit is left."""
     outbox: list[bytes] = field(default_factory=list)
     """Messages sent before a remote worker connected (``write_fd`` still -1)."""
+    forked: bool = False
+    """Forked from the controller before it configured: waits for the ``setup`` message."""
 
     load: int = 0
     """Tasks sent whose outcome is not known yet (kept by :meth:`assign`/:meth:`resolve`/:meth:`drop`)."""
@@ -265,16 +269,17 @@ def python_prefix() -> list[str]:
     return [sys.executable, "-c", boot]
 
 
-def read_workers_option(config: pytest.Config) -> int:
+def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str], Any] | None = None) -> int:
     """``--executor-workers N|auto`` (default: the core count), capped by ``--executor-max-jobs``.
 
     Values are read (and validated, with an error naming the option) through
-    :mod:`pytest_executor.options`, which owns them.
+    :mod:`pytest_executor.options`, which owns them, or through ``get``.
     """
     from pytest_executor.options import get_option
 
-    count = get_option(config, "workers") or _core_count()
-    max_jobs = get_option(config, "max-jobs")
+    get = get or get_option
+    count = get(config, "workers") or _core_count()
+    max_jobs = get(config, "max-jobs")
     return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
 
 
@@ -282,6 +287,37 @@ def _core_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+@final
+class ForkedProcess:
+    """The ``subprocess.Popen`` look-alike of a worker forked by :meth:`ProcessRunner.prefork`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code (negative: killed by that signal), or None while it runs."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: it is gone, how is unknown
+                self.returncode = -int(signal.SIGKILL)
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit; raise ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout or 0.0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
 
 
 class WorkerPool:
@@ -313,6 +349,7 @@ class WorkerPool:
         self._finishing = False
         self._finished = False
         self._killed = False
+        self._cleanup_registered = False
         self._basetemp: Path | None = None
         self._own_basetemp: str | None = None
         self._options: list[str] = []
@@ -329,8 +366,10 @@ class WorkerPool:
         options, self._positionals = split_invocation_args(self.config)
         self._options = _drop_basetemp(options)
         self._basetemp = self._make_basetemp()
-        self.config.add_cleanup(self.close)
-        atexit.register(self.kill)
+        self._watch_for_cleanup()
+        for worker in self._pool:
+            if worker.forked:
+                worker.send("setup", basetemp=str(self._basetemp / ("executor-" + worker.wid)))
         self._start_workers()
 
     def free_slots(self) -> int:
@@ -394,6 +433,13 @@ class WorkerPool:
         with contextlib.suppress(Exception):
             atexit.unregister(self.kill)
 
+    def _watch_for_cleanup(self) -> None:
+        """Make sure the workers are reaped at config cleanup (or exit), once."""
+        if not self._cleanup_registered:
+            self._cleanup_registered = True
+            self.config.add_cleanup(self.close)
+            atexit.register(self.kill)
+
     # -- spawning ---------------------------------------------------------
 
     def _start_workers(self) -> None:
@@ -455,15 +501,19 @@ class WorkerPool:
             raise
         for fd in (c2w_r, w2c_w, life_r, out_w):
             os.close(fd)
-        os.set_blocking(w2c_r, False)
-        os.set_blocking(out_r, False)
+        return self._adopt(wid, proc, c2w_w, w2c_r, out_r, life_w)
+
+    def _adopt(self, wid: str, proc: Any, write_fd: int, read_fd: int, out_fd: int, lifeline_fd: int) -> WorkerProcess:
+        """Watch a started worker process through the controller's ends of its pipes."""
+        os.set_blocking(read_fd, False)
+        os.set_blocking(out_fd, False)
         pidfd = None
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):
                 pidfd = os.pidfd_open(proc.pid)
-        worker = WorkerProcess(wid, proc, c2w_w, w2c_r, out_r, life_w, pidfd, self.oneshot)
-        self._selector.register(w2c_r, selectors.EVENT_READ, ("chan", worker))
-        self._selector.register(out_r, selectors.EVENT_READ, ("out", worker))
+        worker = WorkerProcess(wid, proc, write_fd, read_fd, out_fd, lifeline_fd, pidfd, self.oneshot)
+        self._selector.register(read_fd, selectors.EVENT_READ, ("chan", worker))
+        self._selector.register(out_fd, selectors.EVENT_READ, ("out", worker))
         if pidfd is not None:
             self._selector.register(pidfd, selectors.EVENT_READ, ("exit", worker))
         self._pool.append(worker)
@@ -879,8 +929,66 @@ class ProcessRunner(WorkerPool):
         self._exclusive: int | None = None
 
     def _start_workers(self) -> None:
-        for _ in range(self.workers):
+        while len(self._pool) < self.workers:
             self._spawn()
+
+    def prefork(self) -> bool:
+        """Fork the workers now, before the controller loads its conftests and configures.
+
+        A fork starts with every import and plugin of the controller loaded,
+        where a fresh ``python -m pytest`` pays about a second of imports
+        before it can collect.  The child returns True (and must become a
+        worker: :func:`pytest_executor.worker.become_forked_worker`); the
+        controller returns False.  Only called while the process has a single
+        thread; :meth:`start` later sends each forked worker its basetemp.
+        """
+        from pytest_executor.worker import become_forked_worker
+
+        for _ in range(self.workers):
+            wid = f"{self.worker_prefix}{self._spawned}"
+            c2w_r, c2w_w = os.pipe()
+            w2c_r, w2c_w = os.pipe()
+            life_r, life_w = os.pipe()
+            out_r, out_w = os.pipe()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    # Only the controller may hold the controller's ends, or a worker
+                    # would keep a sibling alive (lifeline) after the controller died.
+                    for fd in self._parent_fds() + [c2w_w, w2c_r, life_w, out_r]:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    self._pool.clear()
+                    # Closed through its object: a collected epoll object closes its
+                    # descriptor number again, by then maybe another file's.
+                    self._selector.close()
+                    env = {
+                        ENV_WORKER: wid,
+                        ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w),
+                        ENV_LIFELINE: str(life_r),
+                        ENV_FORKED: "1",
+                    }
+                    become_forked_worker(self.config, env, out_w)
+                except BaseException:
+                    os._exit(70)
+                return True
+            self._spawned += 1
+            for fd in (c2w_r, w2c_w, life_r, out_w):
+                os.close(fd)
+            self._adopt(wid, ForkedProcess(pid), c2w_w, w2c_r, out_r, life_w).forked = True
+        # Registered after the last fork: a child must not inherit a duty to kill its siblings.
+        self._watch_for_cleanup()
+        return False
+
+    def _parent_fds(self) -> list[int]:
+        fds: list[int] = []
+        for worker in self._pool:
+            fds += [worker.write_fd, worker.read_fd, worker.out_fd, worker.lifeline_fd]
+            if worker.pidfd is not None:
+                fds.append(worker.pidfd)
+        return fds
 
     def _depth(self) -> int:
         """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""

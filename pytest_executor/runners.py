@@ -7,7 +7,8 @@ used) and calls :func:`make_runner`; the runners implement
 This module is also a small pytest plugin (listed in ``pytest_plugins`` of
 :mod:`pytest_executor.plugin`): when ``--executor-backend`` names a backend
 with warm workers, :func:`pytest_sessionstart` starts that runner right away,
-so the workers start up and collect while the controller collects;
+so the workers start up and collect while the controller collects (``process``
+workers are even forked at :func:`pytest_load_initial_conftests`, imports done);
 :func:`make_runner` then hands out the runner already started (its ``start``
 is idempotent).
 """
@@ -15,7 +16,8 @@ is idempotent).
 from __future__ import annotations
 
 import os
-from typing import Final
+import threading
+from typing import Any, Final
 
 import pytest
 
@@ -50,11 +52,76 @@ def make_runner(backend: str, config: pytest.Config) -> Runner:
     raise ValueError(f"unknown executor backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Fork the ``process`` workers as early as possible, where the platform allows.
+
+    At this point the controller has imported pytest and every plugin and
+    parsed the command line, but loaded no conftest and configured nothing: a
+    fork goes on to load the conftests and collect at once, where a fresh
+    interpreter would first spend about a second importing the same.  A
+    forked child leaves this hook as a worker session.
+
+    What differs from a freshly started worker: plugins loaded by entry point
+    or ``-p`` were imported by the controller, so code they ran at import time
+    saw the controller's pid and environment (without ``PYTEST_EXECUTOR_WORKER``).
+    Conftests are imported by each worker, as before.
+    """
+    config = early_config
+    if not _may_fork(config):
+        return
+    from pytest_executor.process import ProcessRunner, read_workers_option
+
+    try:
+        workers = read_workers_option(config, _early_option)
+    except Exception:  # a bad option: pytest_configure reports it clearly
+        return
+    runner = ProcessRunner(config, workers)
+    if runner.prefork():
+        return  # the child: a worker from here on (ENV_WORKER is set)
+    started: dict[str, Runner] = {"process": runner}
+    config.stash[_STARTED_EARLY] = started
+
+
+def _early_option(config: pytest.Config, name: str) -> Any:
+    """An option before pytest parsed the command line for good (``known_args_namespace``)."""
+    from pytest_executor.options import find_option
+
+    option = find_option(name)
+    raw = getattr(config.known_args_namespace, option.ini, None)
+    if raw is None:
+        raw = config.getini(option.ini) or None
+    if raw is None or isinstance(raw, bool):
+        return option.default if raw is None else raw
+    return option.parse(str(raw))
+
+
+def _may_fork(config: pytest.Config) -> bool:
+    if os.environ.get(ENV_WORKER) or not hasattr(os, "fork"):
+        return False
+    known = config.known_args_namespace
+    quick = ("help", "version", "markers", "cacheshow", "collectonly", "showfixtures", "show_fixtures_per_test", "setupplan")
+    if any(getattr(known, name, False) for name in quick):
+        return False
+    # Forking a process with threads may copy a lock some thread holds.
+    if threading.active_count() != 1:
+        return False
+    try:
+        return bool(_early_option(config, "backend") == "process")
+    except Exception:  # a bad option: pytest_configure reports it clearly
+        return False
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start the workers of ``--executor-backend=process|dask`` before collection."""
     config = session.config
     if os.environ.get(ENV_WORKER) or _runs_no_tests(config):
+        return
+    forked = config.stash.get(_STARTED_EARLY, {})
+    if forked:
+        for runner in forked.values():
+            runner.start(session)
         return
     from pytest_executor.options import get_option
 
