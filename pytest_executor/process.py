@@ -354,7 +354,8 @@ class WorkerPool:
         self._own_basetemp: str | None = None
         self._options: list[str] = []
         self._positionals: list[str] = []
-        self._forward_output = config.getoption("capture", default="fd") in ("no", "tee-sys")
+        self._forward_output = False
+        """Echo the workers' own output (``-s``/``tee-sys``); read at :meth:`start`, once options are parsed."""
 
     # -- Runner protocol --------------------------------------------------
 
@@ -363,6 +364,7 @@ class WorkerPool:
         if self._session is not None:
             return
         self._session = session
+        self._forward_output = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
         options, self._positionals = split_invocation_args(self.config)
         self._options = _drop_basetemp(options)
         self._basetemp = self._make_basetemp()

@@ -6,6 +6,7 @@ Every run is a real ``pytest`` subprocess whose workers are real processes.
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def test_outcomes_and_junitxml_equal_a_serial_run(pytester: pytest.Pytester) -> 
 ORDER_CONFTEST = """
 import json
 import os
+import os
 import time
 
 import pytest
@@ -252,4 +254,46 @@ def test_collection_mismatch_is_a_clear_error_naming_the_id(pytester: pytest.Pyt
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["*collection mismatch*first differing id at position 0*controller has 'test_m.py::test_one'*"]
+    )
+
+
+STREAMS_CONFTEST = """
+import os
+
+# Import-time state: each worker imports the conftest itself (forked workers too).
+IMPORTED_IN = os.environ.get("PYTEST_EXECUTOR_WORKER", "main")
+print("conftest imported in", IMPORTED_IN)
+"""
+
+STREAMS = """
+import os
+
+
+def test_where(tmp_path):
+    from conftest import IMPORTED_IN
+
+    print("test ran in", os.environ["PYTEST_EXECUTOR_WORKER"], "imported in", IMPORTED_IN, "tmp", tmp_path)
+    assert IMPORTED_IN == os.environ["PYTEST_EXECUTOR_WORKER"]
+
+
+def test_other(tmp_path):
+    test_where(tmp_path)
+"""
+
+
+@pytest.mark.parametrize("capture", ["-s", "--capture=tee-sys"])
+def test_workers_own_their_streams_conftests_and_basetemp(pytester: pytest.Pytester, capture: str) -> None:
+    """``-s`` shows the workers' output; conftests and tmp_path are per worker under ``--basetemp``."""
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(STREAMS_CONFTEST)
+    pytester.makepyfile(test_streams=STREAMS)
+    basetemp = pytester.path / "chosen-basetemp"
+    result = pytester.runpytest_subprocess(*PROCESS, capture, f"--basetemp={basetemp}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*conftest imported in main*",
+            "*conftest imported in w*",
+            f"*test ran in w* imported in w* tmp {basetemp}{os.sep}executor-w*{os.sep}test_*",
+        ]
     )
