@@ -349,6 +349,7 @@ class WorkerPool:
         self._finishing = False
         self._finished = False
         self._killed = False
+        self._mean_duration: float | None = None
         self._cleanup_registered = False
         self._basetemp: Path | None = None
         self._own_basetemp: str | None = None
@@ -689,7 +690,20 @@ class WorkerPool:
                 self._fail_slot(worker, slot, "setup", message, ("", ""))
 
     def _record_duration(self, elapsed: float) -> None:
-        """Hook for subclasses that adapt prefetching to item durations."""
+        """Keep a moving mean of item durations (setup + call) for :meth:`_depth`."""
+        mean = self._mean_duration
+        self._mean_duration = elapsed if mean is None else 0.8 * mean + 0.2 * elapsed
+
+    def _depth(self) -> int:
+        """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""
+        mean = self._mean_duration
+        if mean is None or mean >= 0.05:
+            # Unknown or long items: never queue one behind another, a worker that
+            # is still starting (or about to be idle) may take it.
+            return 1
+        if mean >= 0.005:
+            return 2
+        return 8
 
     def _on_result(self, index: int) -> None:
         """Hook for subclasses (exclusive tasks)."""
@@ -927,7 +941,6 @@ class ProcessRunner(WorkerPool):
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
         super().__init__(config, workers)
-        self._mean_duration: float | None = None
         self._exclusive: int | None = None
 
     def _start_workers(self) -> None:
@@ -991,22 +1004,6 @@ class ProcessRunner(WorkerPool):
             if worker.pidfd is not None:
                 fds.append(worker.pidfd)
         return fds
-
-    def _depth(self) -> int:
-        """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""
-        mean = self._mean_duration
-        if mean is None or mean >= 0.05:
-            # Unknown or long items: never queue one behind another, a worker that
-            # is still starting (or about to be idle) may take it.
-            return 1
-            return 1
-        if mean >= 0.005:
-            return 2
-        return 8
-
-    def _record_duration(self, elapsed: float) -> None:
-        mean = self._mean_duration
-        self._mean_duration = elapsed if mean is None else 0.8 * mean + 0.2 * elapsed
 
     def _on_result(self, index: int) -> None:
         if self._exclusive == index:
