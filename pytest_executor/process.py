@@ -1,8 +1,9 @@
 """The ``process`` backend: a pool of warm worker processes, each a pytest session.
 
 :class:`ProcessRunner` starts ``--executor-workers`` worker processes as soon as
-it is started (ideally at ``pytest_sessionstart``, so the workers collect while
-the controller does), checks each worker's collection against the
+it is started (at ``pytest_sessionstart``, so the workers collect while the
+controller does; where possible they are even forked from the controller
+before it loads its conftests, see :meth:`ProcessRunner.prefork`), checks each worker's collection against the
 controller's, hands out the tasks the controller submits and turns the
 workers' messages into the events of :mod:`pytest_executor._runner`.
 
