@@ -150,7 +150,20 @@ def become_forked_worker(config: pytest.Config, env: dict[str, str], out_fd: int
     if inherited is not None:
         # The state the controller is in at this hook: capturing.
         capman.start_global_capturing()  # type: ignore[union-attr]
-    config.pluginmanager.import_plugin(__name__)
+    _register_self(config)
+
+
+def _register_self(config: pytest.Config) -> None:
+    """Register this (already imported) module as the worker plugin.
+
+    ``import_plugin`` would warn that the module cannot be assertion-rewritten
+    any more — an error under ``-W error`` — since the controller imported it
+    before the fork.
+    """
+    module = sys.modules[__name__]
+    if not config.pluginmanager.is_registered(module):
+        config.pluginmanager.register(module, __name__)
+        config.pluginmanager.consider_module(module)
 
 
 def _limit_core_dumps() -> None:

@@ -43,7 +43,10 @@ def test_markers_lists_job(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["@pytest.mark.job(backend=None, after=(), condition=None, retries=0, timeout=None, exclusive=False):*"])
 
 
-def test_strict_markers_strict_config_warnings_as_errors_importlib(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["local", "process"])
+def test_strict_markers_strict_config_warnings_as_errors_importlib(
+    pytester: pytest.Pytester, backend: str
+) -> None:
     pytester.makeini(
         "[pytest]\naddopts = --strict-markers --strict-config -W error\n"
         "executor_table = all\nasyncio_default_fixture_loop_scope = function\n"
@@ -60,7 +63,9 @@ def test_strict_markers_strict_config_warnings_as_errors_importlib(pytester: pyt
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--import-mode=importlib")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--import-mode=importlib", f"--executor-backend={backend}"
+    )
     result.assert_outcomes(passed=2)
     assert result.ret == 0
 
