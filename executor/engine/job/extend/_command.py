@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
@@ -56,12 +56,27 @@ class CommandSpec:
 
 
 def record_command(spec: CommandSpec) -> None:
-    """Write the command to ``spec.record_path`` (if set), creating its folder."""
+    """Write the command to ``spec.record_path`` (if set), creating its folder.
+
+    Raw ``os`` calls rather than ``makedirs`` + ``open()``: this runs once per
+    job, and a text file object costs more than the three system calls.
+    """
     if spec.record_path is None:
         return
-    os.makedirs(os.path.dirname(spec.record_path), exist_ok=True)
-    with open(spec.record_path, "w") as handle:
-        handle.write(spec.cmd + "\n")
+    folder = os.path.dirname(spec.record_path)
+    try:
+        os.mkdir(folder)  # the usual case: the engine's jobs folder exists, the job's does not
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+    fd = os.open(spec.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = (spec.cmd + "\n").encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def publish_pgid(path: str, pgid: int) -> None:
@@ -141,8 +156,7 @@ def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | 
         finally:
             if process.stderr is not None:
                 process.stderr.close()
-    if group_alive(process.pid):
-        kill_group_blocking(process.pid, grace=LEFTOVER_GRACE)
+    _stop_leftovers(process.pid)
     if returncode != 0:
         raise _failure(spec, returncode, tail)
     return returncode
@@ -151,44 +165,52 @@ def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | 
 def _pump_until_exit(process: subprocess.Popen[bytes], tail: StderrTail) -> None:
     """Relay stderr until EOF, or until the command exited and its leftovers were stopped."""
     assert process.stderr is not None
-    pipe = process.stderr
+    pipe_fd = process.stderr.fileno()
     exit_fd = _pidfd(process.pid)
-    with selectors.DefaultSelector() as selector:
-        selector.register(pipe, selectors.EVENT_READ, "pipe")
-        if exit_fd is not None:
-            selector.register(exit_fd, selectors.EVENT_READ, "exit")
-        try:
-            leader_gone = False
-            while True:
+    # a poll object, not a selector: nothing to create or close per command (an epoll fd would be)
+    poller = select.poll()
+    poller.register(pipe_fd, select.POLLIN)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
+    try:
+        leader_gone = False
+        while True:
+            if leader_gone:
+                timeout: float | None = LEFTOVER_GRACE * 1000
+            elif exit_fd is not None:
+                timeout = None
+            else:
+                timeout = 200  # no pidfd (old kernel): look at the leader now and then
+            events = poller.poll(timeout)
+            if not events:
                 if leader_gone:
-                    timeout: float | None = LEFTOVER_GRACE
-                elif exit_fd is not None:
-                    timeout = None
-                else:
-                    timeout = 0.2  # no pidfd (old kernel): look at the leader now and then
-                events = selector.select(timeout)
-                if not events:
-                    if leader_gone:
-                        return  # a process outside the group still holds the pipe: stop listening
-                    if process.poll() is not None:
-                        leader_gone = True
-                        kill_group_blocking(process.pid, grace=LEFTOVER_GRACE)
-                    continue
-                for key, _ in events:
-                    if key.data == "exit":
-                        selector.unregister(key.fileobj)
-                        leader_gone = True
-                        process.wait()
-                        kill_group_blocking(process.pid, grace=LEFTOVER_GRACE)
-                        continue
-                    chunk = os.read(pipe.fileno(), 65536)
+                    return  # a process outside the group still holds the pipe: stop listening
+                if process.poll() is not None:
+                    leader_gone = True
+                    _stop_leftovers(process.pid)
+                continue
+            # read the pipe first: a command that has exited usually closed it too, and EOF ends the pump
+            for fd, _ in sorted(events, key=lambda event: event[0] != pipe_fd):
+                if fd == pipe_fd:
+                    chunk = os.read(pipe_fd, 65536)
                     if not chunk:
                         return
                     tail.feed(chunk)
                     relay_stderr(chunk)
-        finally:
-            if exit_fd is not None:
-                os.close(exit_fd)
+                elif not leader_gone:
+                    poller.unregister(fd)
+                    leader_gone = True
+                    process.wait()
+                    _stop_leftovers(process.pid)
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def _stop_leftovers(pgid: int) -> None:
+    """Stop what a finished command left running in its group (usually nothing: one cheap check)."""
+    if group_alive(pgid):
+        kill_group_blocking(pgid, grace=LEFTOVER_GRACE)
 
 
 def _pidfd(pid: int) -> int | None:
