@@ -291,9 +291,6 @@ class _LoopWatch:
 async def run_command_async(spec: CommandSpec) -> int:
     """Run ``spec`` on the running event loop; cancelling the caller kills the command's group."""
     _flush_our_streams()
-    loop = asyncio.get_running_loop()
-    # written by a helper thread while the command starts: a slow disk must not stall the loop
-    recording = loop.run_in_executor(None, record_command, spec) if spec.record_path else None
     with _streams(spec) as (stdout, stderr):
         process = subprocess.Popen(
             spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd, stdout=stdout, stderr=stderr,
@@ -301,6 +298,10 @@ async def run_command_async(spec: CommandSpec) -> int:
     watch = _LoopWatch(process, StderrTail())
     try:
         try:
+            # Written here, while the command runs: like the output files opened above, the record
+            # is part of the start, which a LocalJob does on the loop (a few small system calls).
+            # Handing it to a helper thread cost a thread round trip per job, 4x the write itself.
+            record_command(spec)
             await asyncio.shield(watch.exited)
         except BaseException:
             await _stop_async(process.pid, watch)
@@ -308,14 +309,13 @@ async def run_command_async(spec: CommandSpec) -> int:
         returncode = process.wait()  # already reaped: returns at once
         if group_alive(process.pid):
             await stop_foreign_group(process.pid, grace=LEFTOVER_GRACE)
-        try:
-            await asyncio.wait_for(asyncio.shield(watch.closed), LEFTOVER_GRACE)
-        except asyncio.TimeoutError:
-            pass  # a process that escaped the group still holds stderr open
+        if not watch.closed.done():  # usually closed with the exit: skip the timer
+            try:
+                await asyncio.wait_for(asyncio.shield(watch.closed), LEFTOVER_GRACE)
+            except asyncio.TimeoutError:
+                pass  # a process that escaped the group still holds stderr open
     finally:
         watch.close()
-        if recording is not None:
-            await asyncio.shield(recording)
     if returncode != 0:
         raise _failure(spec, returncode, watch.tail)
     return returncode
