@@ -97,9 +97,19 @@ def read_pgid(path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-@contextlib.contextmanager
-def _streams(spec: CommandSpec) -> T.Iterator[tuple[T.Any, T.Any]]:
+#: Popen streams of the common case: stdout inherited, stderr piped to us (relayed, tail kept)
+_DEFAULT_STREAMS = (None, subprocess.PIPE)
+
+
+def _streams(spec: CommandSpec) -> T.ContextManager[tuple[T.Any, T.Any]]:
     """The stdout/stderr arguments for Popen: inherited stdout, files, or a stderr pipe to relay."""
+    if spec.stdout_path is None and spec.stderr_path is None and not spec.popen_kwargs:
+        return contextlib.nullcontext(_DEFAULT_STREAMS)  # once per job: no generator, no exit stack
+    return _opened_streams(spec)
+
+
+@contextlib.contextmanager
+def _opened_streams(spec: CommandSpec) -> T.Iterator[tuple[T.Any, T.Any]]:
     with contextlib.ExitStack() as stack:
         stdout: T.Any = None
         stderr: T.Any = subprocess.PIPE
@@ -115,6 +125,8 @@ def _streams(spec: CommandSpec) -> T.Iterator[tuple[T.Any, T.Any]]:
 
 def _popen_kwargs(spec: CommandSpec) -> dict[str, T.Any]:
     """The user's Popen arguments besides the streams, with stdin from /dev/null unless given."""
+    if not spec.popen_kwargs:
+        return {"stdin": subprocess.DEVNULL}  # a job must not read the terminal
     extra = {k: v for k, v in spec.popen_kwargs.items() if k not in ("stdout", "stderr")}
     extra.setdefault("stdin", subprocess.DEVNULL)  # a job must not read the terminal
     return extra
@@ -189,8 +201,9 @@ def _pump_until_exit(process: subprocess.Popen[bytes], tail: StderrTail) -> None
                     leader_gone = True
                     _stop_leftovers(process.pid)
                 continue
-            # read the pipe first: a command that has exited usually closed it too, and EOF ends the pump
-            for fd, _ in sorted(events, key=lambda event: event[0] != pipe_fd):
+            if len(events) > 1 and events[0][0] != pipe_fd:
+                events.reverse()  # the pipe first: a command that has exited closed it too, EOF ends the pump
+            for fd, _ in events:
                 if fd == pipe_fd:
                     chunk = os.read(pipe_fd, 65536)
                     if not chunk:
