@@ -44,27 +44,46 @@ _CHUNK = 256
 """Jobs of one submit() registered and started together (see ``Engine._submit_now``)."""
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set})
 """Result types that are never awaitable (skips the slower ``inspect.isawaitable``)."""
-_inline_classes: dict[type, bool] = {}
-"""Per job class: does it run plain calls the base way (on the loop), so the engine may call them inline?"""
+_INLINE, _ON_THREAD = 1, 2
+"""Fast paths of an attempt (see :func:`_fast_path`); 0 means a Task runs ``job._execute``."""
+_fast_classes: dict[type, int] = {}
+"""Per job class: the fast path its plain calls may take (0: none, the class runs them its own way)."""
 
 
-def _runs_inline(job: Job) -> bool:
-    """True when the attempt is a plain sync call on the loop thread: no Task needed.
+def _class_fast_path(cls: type[Job]) -> int:
+    from .job.thread import ThreadJob
 
-    That is a job class keeping the base ``run_function``/``_execute``/``call_options``
-    (LocalJob), no working-dir or redirection option, and a function that is
-    neither a coroutine nor a generator function.  (A sync function returning
-    an awaitable is still handled: the awaitable gets a Task.)
+    if cls._execute is not Job._execute or cls.call_options is not Job.call_options:
+        return 0
+    if cls.run_function is Job.run_function:
+        return _INLINE
+    if issubclass(cls, ThreadJob) and cls.run_function is ThreadJob.run_function:
+        return _ON_THREAD
+    return 0
+
+
+def _fast_path(job: Job) -> int:
+    """How the attempt may run without a Task: ``_INLINE``, ``_ON_THREAD`` or 0 (a Task).
+
+    ``_INLINE``: a plain sync call on the loop thread (a job class keeping the
+    base ``run_function``/``_execute``/``call_options``, i.e. LocalJob).
+    ``_ON_THREAD``: a ThreadJob class keeping ThreadJob's ``run_function``; the
+    call goes straight to the thread backend, whose batched completion
+    callback finishes the job.  Either needs no working-dir or redirection
+    option and a function that is not a generator function; inline calls
+    also no coroutine function (a sync function returning an awaitable is
+    still handled: the awaitable gets a Task).
     """
     cls = type(job)
-    plain = _inline_classes.get(cls)
-    if plain is None:
-        plain = _inline_classes[cls] = (cls.run_function is Job.run_function and cls._execute is Job._execute
-                                        and cls.call_options is Job.call_options)
-    if not plain or job.change_dir or job.redirect_out_err:
-        return False
+    path = _fast_classes.get(cls)
+    if path is None:
+        path = _fast_classes[cls] = _class_fast_path(cls)
+    if not path or job.change_dir or job.redirect_out_err:
+        return 0
     traits = func_traits(job.func)
-    return not (traits.generator or traits.coroutine)
+    if traits.generator or (path == _INLINE and traits.coroutine):
+        return 0
+    return path
 
 
 @dataclass
@@ -177,6 +196,8 @@ class Engine:
         self._default_tokens: list[T.Any] = []
         # told of every status change, on the loop thread (SentinelJob watches jobs through it)
         self._status_listeners: list[T.Callable[[Job], None]] = []
+        # ThreadJobs of the fast path whose call returned, finished in bulk after each backend batch
+        self._thread_results: list[Job] = []
 
     # ------------------------------------------------------------ properties
     @property
@@ -200,7 +221,8 @@ class Engine:
         if self._thread_backend is None:
             from .backend.thread import ThreadBackend
 
-            self._thread_backend = ThreadBackend(self.setting.limit_for("thread") or 32)
+            self._thread_backend = ThreadBackend(self.setting.limit_for("thread") or 32, self._loop,
+                                                 self._after_thread_batch)
         return self._thread_backend
 
     @property
@@ -518,31 +540,105 @@ class Engine:
         self._pump()
 
     def _start_many(self, jobs: list[Job]) -> None:
-        """Start jobs the scheduler gave a slot: plain calls go to the inline queue, others get a Task."""
+        """Start jobs the scheduler gave a slot: plain calls go to the inline queue or
+        straight to the thread backend, others get a Task."""
         loop = self._loop
         assert loop is not None
         started = datetime.now()  # one scheduling round: one start time
-        inline = [_runs_inline(job) for job in jobs]
-        for job, plain in zip(jobs, inline):
+        paths = [_fast_path(job) for job in jobs]
+        for job, path in zip(jobs, paths):
             job.attempts += 1
             job.start_time = started
-            if plain:
+            if path:
                 job._proxy = None
             else:
                 job._prepare_proxy()  # before the status: a running generator job has its proxy
         self._set_status_many(jobs, "running")
         queue = self._inline
-        for job, plain in zip(jobs, inline):
+        on_thread: list[Job] = []
+        for job, path in zip(jobs, paths):
             if job._status != "running":  # a status listener cancelled it
                 continue
-            if not plain:
+            if not path:
                 job._task = loop.create_task(self._run(job))
+            elif path == _ON_THREAD:
+                on_thread.append(job)
             elif job._queued is not self:  # else a rerun found its entry still queued: that one runs it
                 job._queued = self
                 queue.append(job)
         if queue and not self._inline_scheduled:
             self._inline_scheduled = True
             loop.call_soon(self._run_inline_batch)
+        if on_thread:
+            self._start_on_threads(on_thread)
+
+    def _start_on_threads(self, jobs: list[Job]) -> None:
+        """Hand plain ThreadJob calls to the thread backend; :meth:`_thread_call_done` takes the results."""
+        backend = self.thread_backend
+        done = self._thread_call_done
+        for job in jobs:
+            try:
+                func, args, kwargs = job._resolved_call(self)
+            except Exception as exc:  # an upstream result that cannot be had
+                self._attempt_failed(job, exc, pump=False)
+                continue
+            job._thread_call = backend.call(func, args, kwargs, done, job)
+
+    def _thread_call_done(self, call: tuple, ok: bool, value: T.Any) -> None:
+        """On the loop: a fast-path ThreadJob's call returned (``value``) or raised (``value`` is the exception).
+
+        A result of an attempt that is no longer current (the job was
+        cancelled, maybe rerun since) is dropped.
+        """
+        job: Job = call[4]
+        if job._thread_call is not call:
+            return
+        job._thread_call = None
+        if job._status != "running":  # cancelled meanwhile: the result is dropped
+            return
+        if ok:
+            job._result = value
+            self._thread_results.append(job)
+        elif isinstance(value, Exception):
+            self._attempt_failed(job, value, pump=False)
+        else:  # SystemExit/KeyboardInterrupt inside the call: stops the loop, as from a Task
+            self._attempt_failed(job, value, pump=False)
+            raise value
+
+    def _after_thread_batch(self) -> None:
+        """After a batch of thread completions: finish the done jobs together, then schedule once."""
+        jobs, self._thread_results = self._thread_results, []
+        if jobs:
+            self._finish_done_many(jobs)
+        self._pump()
+
+    def _finish_done_many(self, jobs: list[Job]) -> None:
+        """:meth:`_finish` with ``"done"`` for jobs whose result is set, in bulk where nobody watches."""
+        sched = self._sched
+        for job in jobs:
+            sched.finished(job)
+        if self._status_listeners or sched.watching_any:
+            for job in jobs:
+                self._finish(job, "done")
+            return
+        stopped = datetime.now()
+        for job in jobs:
+            job.stop_time = stopped
+        self.jobs.set_status_many(jobs, "done")
+        for job in jobs:
+            waiters = job._waiters
+            if waiters:
+                job._waiters = None
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+            if job.callback is not None:
+                _safe_callback(job, job.callback, job._result)
+        if self._idle_waiters and self.jobs.active_count == 0:
+            idle, self._idle_waiters = self._idle_waiters, []
+            for fut in idle:
+                if not fut.done():
+                    fut.set_result(None)
 
     def _run_inline_batch(self) -> None:
         """Run the queued plain calls (those queued before this round; later ones get the next round).
@@ -568,7 +664,7 @@ class Engine:
             self._pump()
 
     def _run_inline(self, job: Job) -> None:
-        """One attempt of a plain call, on the loop thread (see :func:`_runs_inline`)."""
+        """One attempt of a plain call, on the loop thread (see :func:`_fast_path`)."""
         try:
             func, args, kwargs = job._resolved_call(self)
             result = contextvars.copy_context().run(func, *args, **kwargs)

@@ -242,6 +242,69 @@ def test_resubmitting_finished_job_reruns_it_and_active_job_is_an_error(engine: 
     assert len(calls) == 3 and job.status == "done" and job.attempts == 1
 
 
+def test_late_result_of_a_cancelled_thread_call_does_not_finish_its_rerun(tmp_path: Path) -> None:
+    gates = [threading.Event(), threading.Event()]
+    calls: list[int] = []
+
+    def attempt() -> str:
+        n = len(calls)
+        calls.append(n)
+        gates[n].wait(30)
+        return f"attempt {n}"
+
+    with Engine(EngineSetting(max_thread_jobs=2, cache_path=str(tmp_path))) as engine:
+        job = ThreadJob(attempt)
+        engine.submit(job)
+        engine.cancel(job)
+        engine.submit(job)  # the first call still blocks its thread; the rerun gets the other one
+        wait_until(lambda: len(calls) == 2)
+        gates[0].set()
+        # only the first call's thread is free for the marker: its late result is handed back first
+        marker = ThreadJob(add, args=(1, 1))
+        engine.submit(marker)
+        engine.wait_job(marker, timeout=30)
+        assert marker.result() == 2
+        assert job.status == "running"
+        gates[1].set()
+        engine.wait_job(job, timeout=30)
+        assert job.status == "done" and job.result() == "attempt 1"
+
+
+def test_many_thread_jobs_respect_the_limit_with_retries_and_callbacks(tmp_path: Path) -> None:
+    lock = threading.Lock()
+    running, peak, results, failures = [0], [0], [], []
+    tries: dict[int, int] = {}
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            tries[i] = tries.get(i, 0) + 1
+            first = tries[i] == 1
+        try:
+            if i % 10 == 0 and first:
+                raise OSError(f"flaky {i}")
+            if i == 7:
+                raise ValueError("always")
+            return i * 2
+        finally:
+            with lock:
+                running[0] -= 1
+
+    with Engine(EngineSetting(max_thread_jobs=3, max_jobs=None, cache_path=str(tmp_path))) as engine:
+        jobs = [ThreadJob(work, args=(i,), retries=1, callback=results.append,
+                          error_callback=failures.append) for i in range(300)]
+        engine.submit(*jobs)
+        assert engine.wait(timeout=60)
+    assert peak[0] <= 3
+    assert jobs[7].status == "failed" and isinstance(jobs[7].exception(), ValueError) and tries[7] == 2
+    assert [type(e) for e in failures] == [ValueError]
+    done = [j for j in jobs if j is not jobs[7]]
+    assert all(j.status == "done" and j.result() == 2 * i for i, j in enumerate(jobs) if j is not jobs[7])
+    assert sorted(results) == sorted(j.result() for j in done)
+    assert jobs[10].attempts == 2 and jobs[11].attempts == 1
+
+
 def test_remove_cancels_and_forgets(engine: Engine) -> None:
     gate = threading.Event()
     job = ThreadJob(gate.wait, args=(30,))

@@ -36,7 +36,8 @@ if T.TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Job", "JobFuture", "GeneratorDriver", "GeneratorProxy", "AsyncGeneratorProxy"]
 
-_RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", "_upstream", "_queued")
+_RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", "_upstream", "_queued",
+                  "_thread_call")
 _NO_IDS: frozenset[str] = frozenset()
 
 
@@ -306,6 +307,7 @@ class Job:
         self._cancel_requested = False
         self._upstream: frozenset[str] = _NO_IDS  # ids of the JobFutures among the arguments (set by submit)
         self._queued: T.Optional["Engine"] = None  # the engine whose inline run queue holds it
+        self._thread_call: T.Optional[tuple] = None  # the current attempt's call on the thread backend (fast path)
         self._future: T.Optional[JobFuture] = None  # created on first use
 
     # ------------------------------------------------------------ public API
@@ -406,6 +408,7 @@ class Job:
         self._cancel_requested = False
         self._upstream = _NO_IDS
         self._queued = None
+        self._thread_call = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} id={self.id} status={self._status}>"
