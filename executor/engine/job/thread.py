@@ -34,6 +34,11 @@ class ThreadJob(Job):
 
     A running thread cannot be interrupted: cancelling a running ThreadJob
     marks it cancelled at once and drops whatever the call returns later.
+
+    A class keeping this ``run_function`` (and the base ``_execute``/``call_options``)
+    takes the engine's fast path for plain calls: no Task per attempt, the
+    call goes straight to the thread backend and its result is finished in
+    bulk with the other results of the same loop wake-up.
     """
 
     resource_kind = "thread"
