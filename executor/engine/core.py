@@ -36,6 +36,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .backend.process import ProcessPool, SpareZygote
     from .backend.dask import DaskBackend
     from .backend.thread import ThreadBackend
+    from .job.thread import ThreadJob
 
 __all__ = ["Engine", "EngineSetting"]
 
@@ -44,16 +45,30 @@ _CHUNK = 256
 """Jobs of one submit() registered and started together (see ``Engine._submit_now``)."""
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set})
 """Result types that are never awaitable (skips the slower ``inspect.isawaitable``)."""
-_INLINE, _ON_THREAD = 1, 2
-"""Fast paths of an attempt (see :func:`_fast_path`); 0 means a Task runs ``job._execute``."""
+_INLINE, _ON_THREAD, _OWN_THREAD_CALL = 1, 2, 3
+"""Fast paths of an attempt (see :func:`_fast_path`); 0 means a Task runs ``job._execute``.
+``_OWN_THREAD_CALL`` (per class only): ``_ON_THREAD`` whatever the job's options and function."""
 _fast_classes: dict[type, int] = {}
 """Per job class: the fast path its plain calls may take (0: none, the class runs them its own way)."""
+
+
+def _defining_class(cls: type, name: str) -> type:
+    """The class of ``cls``'s MRO whose own namespace defines attribute ``name``."""
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
 
 
 def _class_fast_path(cls: type[Job]) -> int:
     from .job.thread import ThreadJob
 
-    if cls._execute is not Job._execute or cls.call_options is not Job.call_options:
+    if cls._execute is not Job._execute:
+        return 0
+    if issubclass(cls, ThreadJob) and cls.thread_call is not ThreadJob.thread_call:
+        # its thread_call covers the attempt, unless run_function/call_options were overridden below it
+        hook = _defining_class(cls, "thread_call")
+        if all(issubclass(hook, _defining_class(cls, name)) for name in ("run_function", "call_options")):
+            return _OWN_THREAD_CALL
+        return 0
+    if cls.call_options is not Job.call_options:
         return 0
     if cls.run_function is Job.run_function:
         return _INLINE
@@ -72,12 +87,16 @@ def _fast_path(job: Job) -> int:
     callback finishes the job.  Either needs no working-dir or redirection
     option and a function that is not a generator function; inline calls
     also no coroutine function (a sync function returning an awaitable is
-    still handled: the awaitable gets a Task).
+    still handled: the awaitable gets a Task).  A ThreadJob class with its
+    own ``thread_call`` hook (SubprocessJob) always goes to the thread: the
+    hook turns the whole attempt, options included, into the call.
     """
     cls = type(job)
     path = _fast_classes.get(cls)
     if path is None:
         path = _fast_classes[cls] = _class_fast_path(cls)
+    if path == _OWN_THREAD_CALL:
+        return _ON_THREAD
     if not path or job.change_dir or job.redirect_out_err:
         return 0
     traits = func_traits(job.func)
@@ -578,8 +597,8 @@ class Engine:
         done = self._thread_call_done
         for job in jobs:
             try:
-                func, args, kwargs = job._resolved_call(self)
-            except Exception as exc:  # an upstream result that cannot be had
+                func, args, kwargs = T.cast("ThreadJob", job).thread_call(*job._resolved_call(self))
+            except Exception as exc:  # an upstream result that cannot be had, a hook that raised
                 self._attempt_failed(job, exc, pump=False)
                 continue
             job._thread_call = backend.call(func, args, kwargs, done, job)
@@ -855,6 +874,8 @@ class Engine:
                 if task is not None and not task.done():
                     task.cancel()
                     tasks.append(task)
+                elif job._thread_call is not None:  # a fast-path call: the job may know how to stop it
+                    self._stop_thread_call(T.cast("ThreadJob", job), tasks)
                 proxy = job._proxy
                 if proxy is not None and proxy._driver.done() and proxy._driver.exception() is None:
                     proxy._driver.result().abandon()
@@ -862,6 +883,17 @@ class Engine:
         if not self._pumping:
             self._pump()
         return tasks
+
+    def _stop_thread_call(self, job: "ThreadJob", tasks: list[asyncio.Task]) -> None:
+        """Run the job's ``cancel_thread_call`` hook; its stopping coroutine joins ``tasks``."""
+        try:
+            stopping = job.cancel_thread_call()
+        except Exception as exc:  # a broken hook must not break cancelling the others
+            logger.error(f"cancel_thread_call of job {job.name} ({job.id}) raised {exc!r}")
+            return
+        if stopping is not None:
+            assert self._loop is not None
+            tasks.append(self._loop.create_task(stopping))
 
     def remove(self, job: Job) -> None:
         """Cancel the job if active, then forget it."""

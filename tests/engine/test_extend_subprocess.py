@@ -12,6 +12,7 @@ from cmd2func import cmd2func
 
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.extend import CommandFailed, SubprocessJob
+from executor.engine.job.extend.subprocess import job_class_on
 from executor.engine.launcher import launcher
 
 from _extend_helpers import new_descendants, live_descendants, processes_with, unique_sleep, wait_until
@@ -217,3 +218,34 @@ def test_launcher_subprocess_job_type_takes_a_function_returning_a_command(engin
     engine.wait(timeout=30)
     assert ok.result() == 0
     assert isinstance(bad.exception(), CommandFailed) and bad.exception().returncode == 5  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+def test_thread_variant_runs_without_a_task_and_cancel_still_stops_its_group(engine: Engine, tmp_path: Path) -> None:
+    marker = unique_sleep()
+    started = tmp_path / "started"
+    cmd = f"touch {started}; sleep {marker}"
+    job = SubprocessJob(cmd, target_dir="$cache_dir", redirect_out_err=True)
+    engine.submit(job)
+    assert wait_until(started.exists, timeout=30)
+    # the engine's fast path: the thread backend runs the command, no asyncio Task watches it
+    assert job._task is None and job._thread_call is not None
+    record = job.cache_dir / "command.sh"
+    assert wait_until(record.exists, timeout=10) and record.read_text() == cmd + "\n"
+    engine.cancel(job)
+    assert job.status == "cancelled"
+    assert wait_until(lambda: not processes_with(marker), timeout=10), processes_with(marker)
+
+
+def test_a_subclass_overriding_run_function_gets_its_run_function_called(engine: Engine) -> None:
+    class Counted(job_class_on(ThreadJob)):  # type: ignore[misc]
+        calls = 0
+
+        async def run_function(self, func: object, args: tuple, kwargs: dict) -> object:
+            type(self).calls += 1
+            return await super().run_function(func, args, kwargs)  # type: ignore[arg-type]
+
+    job = Counted("exit 0")
+    engine.submit(job)
+    engine.wait_job(job, timeout=30)
+    assert job.result() == 0 and Counted.calls == 1

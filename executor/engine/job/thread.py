@@ -39,6 +39,12 @@ class ThreadJob(Job):
     takes the engine's fast path for plain calls: no Task per attempt, the
     call goes straight to the thread backend and its result is finished in
     bulk with the other results of the same loop wake-up.
+
+    A subclass that runs something else on the thread (a command, ...) joins
+    the fast path by overriding :meth:`thread_call` (and
+    :meth:`cancel_thread_call` if a cancelled call must be stopped) in the
+    same class as, or below, its ``run_function``/``call_options`` overrides:
+    ``thread_call`` then describes the whole attempt, options included.
     """
 
     resource_kind = "thread"
@@ -47,6 +53,25 @@ class ThreadJob(Job):
         """Run the call on the engine's thread pool."""
         assert self.engine is not None
         return await self.engine.thread_backend.run(func, args, kwargs)
+
+    def thread_call(self, func: T.Callable[..., T.Any], args: tuple,
+                    kwargs: dict) -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """Hook (fast path, on the loop): the call a pool thread runs for this attempt.
+
+        Gets the job's resolved call (futures replaced, engine injected);
+        default: that call unchanged.  Keep it cheap: anything slow (disk,
+        path resolution) belongs in the returned function, which runs on the thread.
+        """
+        return func, args, kwargs
+
+    def cancel_thread_call(self) -> T.Optional[T.Coroutine[T.Any, T.Any, None]]:
+        """Hook (fast path, on the loop): the engine cancelled the running attempt.
+
+        The thread cannot be interrupted; return a coroutine that stops the
+        work (awaited by ``cancel``/``stop``), or None (default: the call
+        finishes and its result is dropped).
+        """
+        return None
 
     async def start_generator(
         self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict

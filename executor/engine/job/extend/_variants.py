@@ -16,6 +16,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import typing as T
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ..thread import ThreadJob
 from ._command import CommandSpec, read_pgid, run_command_async, run_command_blocking
 from ._process_group import stop_foreign_group
 
-__all__ = ["CommandRunner", "STANDARD_BASES", "variant"]
+__all__ = ["CommandCancelled", "CommandRunner", "STANDARD_BASES", "variant"]
 
 STANDARD_BASES: tuple[type[Job], ...] = (LocalJob, ThreadJob, ProcessJob)
 _VARIANTS: dict[tuple[type, type], type] = {}
@@ -51,12 +52,72 @@ def variant(mixin: type[M], base_class: object, allowed: str = "LocalJob, Thread
     return T.cast(type[M], cls)
 
 
+class CommandCancelled(Exception):
+    """The job was cancelled before (or while) its command started on a pool thread."""
+
+
+class _ThreadLaunch:
+    """One attempt's command on a pool thread: its group id once started, and whether it was cancelled.
+
+    The lock orders "started" against "cancelled": a cancel either sees the
+    group id (and stops the group) or is seen by the thread (which stops it).
+    """
+
+    __slots__ = ("_lock", "pgid", "cancelled")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.pgid: T.Optional[int] = None
+        self.cancelled = False
+
+    def started(self, pgid: int) -> None:
+        """On the thread, right after the start: raising here makes the runner kill the group."""
+        with self._lock:
+            self.pgid = pgid
+            if self.cancelled:
+                raise CommandCancelled("the job was cancelled while its command started")
+
+    def cancel(self) -> T.Optional[int]:
+        """On the loop: mark the attempt cancelled; the group to stop, if the command started."""
+        with self._lock:
+            self.cancelled = True
+            return self.pgid
+
+
+def _command_on_pool_thread(spec_for: T.Callable[[T.Optional[str]], CommandSpec], launch: _ThreadLaunch) -> int:
+    """The fast-path call: build the spec (paths, directories) here, off the loop, then run the command."""
+    if launch.cancelled:  # still queued when it was cancelled: never start it
+        raise CommandCancelled("the job was cancelled before its command started")
+    return run_command_blocking(spec_for(None), launch.started)
+
+
 class CommandRunner(Job):
     """Mixin: run a :class:`CommandSpec` where the job's base class runs things.
 
     Every path stops the command's whole process group when the job is
-    cancelled.
+    cancelled.  On ThreadJob, the engine's fast path runs the command through
+    :meth:`command_thread_call` / :meth:`stop_command_thread`.
     """
+
+    def __getstate__(self) -> dict[str, T.Any]:
+        state = super().__getstate__()
+        state.pop("_launch", None)  # the running attempt's lock: runtime only
+        return state
+
+    def command_thread_call(
+        self, spec_for: T.Callable[[T.Optional[str]], CommandSpec]
+    ) -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """The pool-thread call of a new attempt: builds ``spec_for(None)`` and runs it there."""
+        launch = self._launch = _ThreadLaunch()
+        return _command_on_pool_thread, (spec_for, launch), {}
+
+    def stop_command_thread(self) -> T.Optional[T.Coroutine[T.Any, T.Any, None]]:
+        """The attempt of :meth:`command_thread_call` was cancelled: a coroutine stopping its group, if started."""
+        launch: T.Optional[_ThreadLaunch] = getattr(self, "_launch", None)
+        if launch is None:
+            return None
+        pgid = launch.cancel()
+        return None if pgid is None else stop_foreign_group(pgid)
 
     def cache_dir_made(self) -> Path:
         """The job's cache dir, created now because something is about to be written there."""

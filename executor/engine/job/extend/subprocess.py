@@ -97,6 +97,15 @@ class SubprocessJob(CommandRunner):
         """Run the command where ``base_class`` runs things and return its return code."""
         return await self.run_command(self.command_spec)
 
+    def thread_call(self, func: T.Callable[..., T.Any], args: tuple,
+                    kwargs: dict) -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """On ThreadJob (engine fast path): the pool thread builds the command spec and runs it."""
+        return self.command_thread_call(self.command_spec)
+
+    def cancel_thread_call(self) -> T.Optional[T.Coroutine[T.Any, T.Any, None]]:
+        """On ThreadJob (engine fast path): stop the cancelled command's process group."""
+        return self.stop_command_thread()
+
     # ------------------------------------------------------------- running
     def command_spec(self, pgid_path: str | None = None) -> CommandSpec:
         """The command with its directory and output files resolved (creating what they need)."""
