@@ -43,6 +43,8 @@ from typing import Any, final
 
 import pytest
 
+from executor._forked import ForkedProcess
+
 from pytest_executor._protocol import (
     ENV_CHANNEL,
     ENV_FORKED,
@@ -288,37 +290,6 @@ def _core_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-@final
-class ForkedProcess:
-    """The ``subprocess.Popen`` look-alike of a worker forked by :meth:`ProcessRunner.prefork`."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        """The exit code (negative: killed by that signal), or None while it runs."""
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: it is gone, how is unknown
-                self.returncode = -int(signal.SIGKILL)
-                return self.returncode
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit; raise ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if end is not None and time.monotonic() >= end:
-                raise subprocess.TimeoutExpired(f"forked worker {self.pid}", timeout or 0.0)
-            time.sleep(0.005)
-        assert self.returncode is not None
-        return self.returncode
 
 
 class WorkerPool:
@@ -993,7 +964,7 @@ class ProcessRunner(WorkerPool):
             self._spawned += 1
             for fd in (c2w_r, w2c_w, life_r, out_w):
                 os.close(fd)
-            self._adopt(wid, ForkedProcess(pid), c2w_w, w2c_r, out_r, life_w).forked = True
+            self._adopt(wid, ForkedProcess(pid, unknown_exit=-int(signal.SIGKILL)), c2w_w, w2c_r, out_r, life_w).forked = True
         # Registered after the last fork: a child must not inherit a duty to kill its siblings.
         self._watch_for_cleanup()
         return False

@@ -49,6 +49,7 @@ import weakref
 
 import cloudpickle
 
+from ..._forked import ForkedProcess, open_pidfd
 from ..job.utils import WorkerCrashedError
 from ..log import logger
 from ._process_worker import RECORD, forked_zygote_main, load_libc, recv_frame, send_frame
@@ -112,42 +113,6 @@ def can_fork_zygote(wait: float = 0.01) -> bool:
             _FOREIGN_THREADS.update(others)
             return False
         time.sleep(0.0002)
-
-
-class ForkedProcess:
-    """``Popen``-like handle (``pid``, ``poll``, ``wait``) of a zygote forked from this process."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        """The exit code once the process has exited (it is reaped then), else None."""
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by someone else
-                self.returncode = -1
-            else:
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit (``subprocess.TimeoutExpired`` after ``timeout`` seconds)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pidfd = _open_pidfd(self.pid) if self.poll() is None else None
-        try:
-            if pidfd is not None:  # sleep until it exits (or the timeout)
-                select.select([pidfd], [], [], timeout)
-            while self.poll() is None:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout or 0.0)
-                time.sleep(0.001)
-        finally:
-            if pidfd is not None:
-                os.close(pidfd)
-        return self.returncode if self.returncode is not None else -1
 
 
 class SpareZygote:
@@ -553,7 +518,7 @@ class ProcessPool:
         error = forked.exception() if not forked.cancelled() else WorkerCrashedError("fork cancelled")
         if error is None and worker.alive:
             worker.pid = forked.result()
-            worker.pidfd = _open_pidfd(worker.pid)
+            worker.pidfd = open_pidfd(worker.pid)
             worker.reading = True
             self.loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
             worker.ready.set_result(None)
@@ -676,17 +641,6 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         _kill_pid(pid)
-
-
-def _open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (Linux >= 5.3), or None where unsupported."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return T.cast(int, opener(pid))
-    except OSError:
-        return None
 
 
 def _close_pidfd(worker: Worker) -> None:
