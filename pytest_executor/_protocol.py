@@ -42,6 +42,7 @@ import pickle
 import select
 import socket
 import struct
+from collections.abc import Iterator
 from typing import Any, Protocol, final
 
 Message = tuple[str, dict[str, Any]]
@@ -114,6 +115,24 @@ class FrameDecoder:
         if offset:
             del buffer[:offset]
         return messages
+
+
+def read_available(fd: int) -> Iterator[bytes]:
+    """Yield what the non-blocking ``fd`` holds right now, chunk by chunk.
+
+    Stops when nothing more is available yet; at end of file (or on a read
+    error, which ends the stream as well) the last chunk yielded is ``b""``.
+    """
+    while True:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        yield data
+        if not data:
+            return
 
 
 def write_all(fd: int, data: bytes) -> None:

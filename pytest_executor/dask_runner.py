@@ -40,6 +40,7 @@ from pytest_executor._protocol import (
     ENV_WORKER,
     FrameDecoder,
     encode,
+    read_available,
     write_all,
 )
 from pytest_executor.process import WorkerPool, WorkerProcess, kill_process_tree
@@ -354,13 +355,9 @@ class DaskRunner(WorkerPool):
 
     def _read_control(self, remote: RemoteProcess, notify: bool = True) -> None:
         """Read the supervisor stream; with ``notify``, account for an exit it reports."""
-        while remote.control_fd >= 0:
-            try:
-                data = os.read(remote.control_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        if remote.control_fd < 0:
+            return
+        for data in read_available(remote.control_fd):
             if not data:
                 with contextlib.suppress(KeyError, ValueError):
                     self._selector.unregister(remote.control_fd)
@@ -374,6 +371,8 @@ class DaskRunner(WorkerPool):
                     self._exited(remote)
                 return
             self._feed_control(remote, data, notify)
+            if remote.control_fd < 0:  # the data ended the stream
+                return
 
     def _feed_control(self, remote: RemoteProcess, data: bytes, notify: bool = True) -> None:
         worker = self._by_wid.get(remote.wid)

@@ -54,6 +54,7 @@ from pytest_executor._protocol import (
     FrameDecoder,
     encode,
     fd_channel_spec,
+    read_available,
     write_all,
 )
 from pytest_executor._runner import Event, ItemTask
@@ -517,13 +518,7 @@ class WorkerPool:
             self._reap(worker)
 
     def _read_output(self, worker: WorkerProcess) -> None:
-        while True:
-            try:
-                data = os.read(worker.out_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        for data in read_available(worker.out_fd):
             if not data:
                 with contextlib.suppress(KeyError, ValueError):
                     self._selector.unregister(worker.out_fd)
@@ -536,13 +531,9 @@ class WorkerPool:
                 sys.stdout.flush()
 
     def _read_channel(self, worker: WorkerProcess) -> None:
-        while worker.channel_open:
-            try:
-                data = os.read(worker.read_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        if not worker.channel_open:
+            return
+        for data in read_available(worker.read_fd):
             if not data:
                 worker.channel_open = False
                 with contextlib.suppress(KeyError, ValueError):
@@ -550,6 +541,8 @@ class WorkerPool:
                 return
             for name, kwargs in worker.decoder.feed(data):
                 self._on_message(worker, name, kwargs)
+            if not worker.channel_open:  # a message closed it
+                return
 
     def _reap(self, worker: WorkerProcess) -> None:
         """The worker process ended: collect its last words, then account for its tasks."""
