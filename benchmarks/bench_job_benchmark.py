@@ -22,12 +22,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
+
+from _pytest_run import timed_pytest
 
 SUITE = '''
 import time
@@ -91,15 +91,9 @@ def write_suite(directory: Path, exclusive: bool, noise: int) -> None:
 def run_mode(directory: Path, mode: str, run: int, max_time: float) -> tuple[dict[str, float], float]:
     """Run the suite once; return ``{benchmark: median seconds}`` and the wall time."""
     name = f"{mode}-{run}"
-    command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MODES[mode],
-        f"--executor-benchmark-save={name}", f"--executor-benchmark-max-time={max_time}",
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{mode} run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    wall, _ = timed_pytest(directory, [
+        *MODES[mode], f"--executor-benchmark-save={name}", f"--executor-benchmark-max-time={max_time}",
+    ])
     document = json.loads((directory / ".benchmarks" / f"{name}.json").read_text())
     medians = {record["name"].split("::")[-1]: record["stats"]["median"] for record in document["benchmarks"]}
     return medians, wall

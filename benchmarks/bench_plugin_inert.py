@@ -12,13 +12,11 @@ the target is <= 1.2x for both variants.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _pytest_run import timed_pytest
 
 VARIANTS = {
     "plain (-p no:executor)": ["-p", "no:executor"],
@@ -38,20 +36,6 @@ def write_suite(directory: Path, tests: int) -> None:
     (directory / "pytest.ini").write_text("[pytest]\n")
 
 
-def run_once(directory: Path, extra: list[str]) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one pytest run in a subprocess."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=2000)
@@ -62,10 +46,10 @@ def main() -> None:
         write_suite(directory, args.tests)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
         for name, extra in VARIANTS.items():  # warm-up: imports, .pyc files
-            run_once(directory, extra)
+            timed_pytest(directory, extra)
         for _ in range(args.rounds):
             for name, extra in VARIANTS.items():
-                times[name].append(run_once(directory, extra))
+                times[name].append(timed_pytest(directory, extra))
     plain = times["plain (-p no:executor)"]
     base_wall = statistics.median(wall for wall, _ in plain)
     base_cpu = statistics.median(cpu for _, cpu in plain)

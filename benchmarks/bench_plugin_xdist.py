@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _pytest_run import timed_pytest
 
 SUITES = ("sleepy", "cpu", "trivial")
 
@@ -84,17 +85,6 @@ def commands(with_dask: bool) -> dict[str, list[str]]:
     return runs
 
 
-def time_run(suite: Path, extra: list[str]) -> float:
-    """Wall seconds of one pytest run in ``suite``; fails loudly if the run failed."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=suite, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed in {suite}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed
-
-
 def main() -> None:
     """Run the comparison and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,7 +107,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 # Round-robin: a load spike on a shared machine hits every runner alike.
                 for label, extra in runs.items():
-                    times[label].append(time_run(suite, extra))
+                    times[label].append(timed_pytest(suite, extra)[0])
             medians = {label: statistics.median(values) for label, values in times.items()}
             ratios = ", ".join(
                 f"{label.split()[0]} {medians[label] / medians['xdist -n 2']:.2f}x"

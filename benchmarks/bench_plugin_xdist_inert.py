@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _pytest_run import timed_pytest
 
 TARGET = 1.05
 MODULES = 20
@@ -50,17 +49,6 @@ def write_suite(root: Path, tests: int) -> None:
     (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
 
 
-def run_once(root: Path, workers: int, extra: list[str]) -> float:
-    """Wall seconds of one ``pytest -n workers`` run in ``root``; fails loudly if tests fail."""
-    command = [sys.executable, "-m", "pytest", "-q", "-n", str(workers), *extra]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return elapsed
-
-
 def main() -> None:
     """Parse arguments, run both variants alternately, print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,13 +62,13 @@ def main() -> None:
         root = Path(directory)
         write_suite(root, args.tests)
         for extra in variants.values():  # warm-up: imports, .pyc files
-            run_once(root, args.workers, extra)
+            timed_pytest(root, ["-n", str(args.workers), *extra])[0]
         for repetition in range(args.repeat):
             order = list(variants.items())
             if repetition % 2:
                 order.reverse()
             for name, extra in order:
-                times[name].append(run_once(root, args.workers, extra))
+                times[name].append(timed_pytest(root, ["-n", str(args.workers), *extra])[0])
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     minima = {name: min(samples) for name, samples in times.items()}
     print(f"pytest -n {args.workers}, {args.tests} tests without markers, {args.repeat} runs each")
