@@ -305,11 +305,7 @@ class Zygote:
         if not self.alive:
             return
         self.alive = False
-        try:
-            self.loop.remove_reader(self.sock.fileno())
-        except Exception:  # loop already closed: nothing to unregister
-            pass
-        self.sock.close()
+        _stop_reading_and_close(self.loop, self.sock)
         while self._forks:
             fut = self._forks.popleft()
             if not fut.done():
@@ -609,13 +605,18 @@ class ProcessPool:
             self._idle.remove(worker)
         except ValueError:
             pass
-        if worker.reading:
-            worker.reading = False
-            try:
-                self.loop.remove_reader(worker.sock.fileno())
-            except Exception:  # loop already closed: nothing to unregister
-                pass
-        worker.sock.close()
+        _stop_reading_and_close(self.loop, worker.sock, reading=worker.reading)
+        worker.reading = False
+
+
+def _stop_reading_and_close(loop: asyncio.AbstractEventLoop, sock: socket.socket, reading: bool = True) -> None:
+    """Unregister ``sock`` from the loop's readers (if ``reading``) and close it."""
+    if reading:
+        try:
+            loop.remove_reader(sock.fileno())
+        except Exception:  # loop already closed: nothing to unregister
+            pass
+    sock.close()
 
 
 def _unwrap(reply: tuple) -> T.Any:
