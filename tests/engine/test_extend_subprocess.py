@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -59,6 +60,25 @@ def test_nonzero_exit_fails_with_code_and_stderr_tail(engine: Engine, base: type
     assert "it broke" in capfd.readouterr().err  # stderr is relayed, not swallowed
 
 
+@pytest.mark.parametrize("base", BASES)
+def test_commands_read_an_empty_stdin_unless_given_one(engine: Engine, base: type, tmp_path: Path) -> None:
+    given = tmp_path / "input.txt"
+    given.write_text("from a file\n")
+    jobs = [SubprocessJob(f"cat > {tmp_path}/out{i}.txt", base_class=base) for i in range(3)]
+    # an open file of ours cannot reach a worker process: ProcessJob refuses it (see the bad-arguments test)
+    stdin = subprocess.DEVNULL if base is ProcessJob else open(given)
+    piped = SubprocessJob(f"cat > {tmp_path}/piped.txt", base_class=base, popen_kwargs={"stdin": stdin})
+    try:
+        engine.submit(*jobs, piped)
+        engine.wait(timeout=30)  # cat would wait forever on a terminal or an open pipe
+    finally:
+        if not isinstance(stdin, int):
+            stdin.close()
+    assert [job.status for job in [*jobs, piped]] == ["done"] * 4
+    assert [(tmp_path / f"out{i}.txt").read_text() for i in range(3)] == [""] * 3
+    assert (tmp_path / "piped.txt").read_text() == ("" if base is ProcessJob else "from a file\n")
+
+
 def test_killed_command_names_the_signal(engine: Engine) -> None:
     job = SubprocessJob("kill -9 $$")
     engine.submit(job)
@@ -66,12 +86,14 @@ def test_killed_command_names_the_signal(engine: Engine) -> None:
     assert "killed by signal SIGKILL" in str(job.exception())
 
 
-def test_record_cmd_writes_command_file_and_nothing_is_created_without_it(engine: Engine) -> None:
-    recorded = SubprocessJob("true")
-    silent = SubprocessJob("true", record_cmd=False)
+@pytest.mark.parametrize("base", BASES)
+def test_record_cmd_writes_command_file_and_nothing_is_created_by_default(engine: Engine, base: type) -> None:
+    recorded = SubprocessJob("echo recorded >&2", record_cmd=True, base_class=base)
+    silent = SubprocessJob("true", base_class=base)
     engine.submit(recorded, silent)
     engine.wait(timeout=30)
-    assert (recorded.cache_dir / "command.sh").read_text() == "true\n"
+    assert recorded.status == "done" and silent.status == "done"
+    assert (recorded.cache_dir / "command.sh").read_text() == "echo recorded >&2\n"
     assert not silent.cache_dir.exists()
 
 
@@ -134,6 +156,14 @@ def test_popen_kwargs_are_passed_and_reserved_ones_refused(engine: Engine, tmp_p
         ({"cmd": "true", "record_cmd": "yes"}, TypeError, "record_cmd"),
         ({"cmd": "true", "change_dir": True}, TypeError, "use target_dir"),
         ({"cmd": "true", "args": (1,)}, TypeError, "put them in cmd"),
+        ({"cmd": "true", "popen_kwargs": {"stdout": subprocess.PIPE}}, ValueError,
+         r"popen_kwargs\['stdout'\] may not be subprocess.PIPE: nothing would read"),
+        ({"cmd": "cat", "popen_kwargs": {"stdin": subprocess.PIPE}}, ValueError,
+         r"popen_kwargs\['stdin'\] may not be subprocess.PIPE: nothing would write"),
+        ({"cmd": "cat", "base_class": ProcessJob, "popen_kwargs": {"stdin": sys.stdin}}, ValueError,
+         r"popen_kwargs\['stdin'\] is an open file or descriptor of this process.*base_class=ProcessJob"),
+        ({"cmd": "true", "base_class": ProcessJob, "popen_kwargs": {"stdout": 1}}, ValueError,
+         r"popen_kwargs\['stdout'\] is an open file or descriptor"),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(kwargs: dict, error: type, match: str) -> None:
@@ -225,7 +255,7 @@ def test_thread_variant_runs_without_a_task_and_cancel_still_stops_its_group(eng
     marker = unique_sleep()
     started = tmp_path / "started"
     cmd = f"touch {started}; sleep {marker}"
-    job = SubprocessJob(cmd, target_dir="$cache_dir", redirect_out_err=True)
+    job = SubprocessJob(cmd, target_dir="$cache_dir", redirect_out_err=True, record_cmd=True)
     engine.submit(job)
     assert wait_until(started.exists, timeout=30)
     # the engine's fast path: the thread backend runs the command, no asyncio Task watches it

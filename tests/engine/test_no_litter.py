@@ -19,7 +19,7 @@ def test_default_cache_dirs_stay_out_of_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with Engine() as engine:
-        recorded = SubprocessJob("true")  # record_cmd=True writes the command to its cache dir
+        recorded = SubprocessJob("true", record_cmd=True)  # writes the command to its cache dir
         redirected = LocalJob(_write_marker, redirect_out_err=True)
         engine.submit(recorded, redirected)
         engine.wait(timeout=30)
@@ -33,7 +33,7 @@ def test_configured_cache_path_is_used(tmp_path: Path) -> None:
     from executor.engine import EngineSetting
 
     with Engine(setting=EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
-        job = SubprocessJob("true")
+        job = SubprocessJob("true", record_cmd=True)
         engine.submit(job)
         engine.wait(timeout=30)
     assert (job.cache_dir / "command.sh").exists()

@@ -64,8 +64,12 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def check_popen_kwargs(popen_kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate user ``popen_kwargs``: a dict without the keys the job controls itself."""
+def check_popen_kwargs(popen_kwargs: dict[str, Any] | None, in_worker_process: bool = False) -> dict[str, Any]:
+    """Validate user ``popen_kwargs``: a dict without the keys the job controls itself.
+
+    With ``in_worker_process`` (a ProcessJob starts the command) the streams
+    cannot be this process's open files or descriptors.
+    """
     if popen_kwargs is None:
         return {}
     if not isinstance(popen_kwargs, dict):
@@ -76,7 +80,25 @@ def check_popen_kwargs(popen_kwargs: dict[str, Any] | None) -> dict[str, Any]:
             f"popen_kwargs may not set {', '.join(reserved)}: the job runs the command through the shell "
             "in its own process group (use target_dir for the working directory)"
         )
+    for name in ("stdin", "stdout"):
+        if popen_kwargs.get(name) is subprocess.PIPE:
+            raise ValueError(
+                f"popen_kwargs[{name!r}] may not be subprocess.PIPE: nothing would "
+                f"{'write to' if name == 'stdin' else 'read'} that pipe and the command would block "
+                "(use a file, subprocess.DEVNULL, a shell redirection in cmd, or redirect_out_err)")
+    if in_worker_process:
+        for name in ("stdin", "stdout", "stderr"):
+            if _is_our_descriptor(popen_kwargs.get(name)):
+                raise ValueError(
+                    f"popen_kwargs[{name!r}] is an open file or descriptor of this process, but with "
+                    "base_class=ProcessJob the command starts in a worker process that does not have it "
+                    "(use base_class=ThreadJob or LocalJob, or a shell redirection in cmd)")
     return dict(popen_kwargs)
+
+
+def _is_our_descriptor(stream: Any) -> bool:
+    # subprocess's PIPE, STDOUT and DEVNULL are negative numbers; real descriptors are not
+    return hasattr(stream, "fileno") or (isinstance(stream, int) and not isinstance(stream, bool) and stream >= 0)
 
 
 class StderrTail:

@@ -7,6 +7,7 @@ import typing as T
 from pathlib import Path
 
 from ..base import Job
+from ..process import ProcessJob
 from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
@@ -30,7 +31,9 @@ class SubprocessJob(CommandRunner):
     Args:
         cmd: the shell command line.
         record_cmd: write the command to ``command.sh`` in the job's cache dir
-            before running it.
+            as it starts. Off by default (executor-engine 0.3.3 has it on):
+            a file per command is disk work no feature needs unless asked
+            for, and on some disks it costs as much as starting the command.
         base_class: where the command is supervised and which concurrency
             limit it counts against: :class:`ThreadJob` (default: a pool
             thread starts and watches it, ``max_thread_jobs``),
@@ -42,7 +45,10 @@ class SubprocessJob(CommandRunner):
             cache dir, created on demand) are replaced.
         popen_kwargs: extra ``subprocess.Popen`` arguments (``env``,
             ``stdin``, ``stdout``/``stderr`` overrides...); the shell, the
-            session and the working directory are the job's.
+            session and the working directory are the job's. stdin is
+            /dev/null unless given; ``subprocess.PIPE`` for stdin or stdout is
+            refused (nothing would serve it), and so are open files when a
+            ProcessJob starts the command in a worker process.
         redirect_out_err: False (default): the command writes to the engine
             process's stdout and stderr; True: to ``stdout.txt`` /
             ``stderr.txt`` in the job's cache dir; a path: both to that file.
@@ -62,7 +68,7 @@ class SubprocessJob(CommandRunner):
     def __init__(
         self,
         cmd: str,
-        record_cmd: bool = True,
+        record_cmd: bool = False,
         base_class: type[Job] = ThreadJob,
         target_dir: str | Path = CURRENT_DIR,
         popen_kwargs: dict[str, T.Any] | None = None,
@@ -83,7 +89,8 @@ class SubprocessJob(CommandRunner):
         self.record_cmd = record_cmd
         self.base_class = base_class
         self.target_dir = str(target_dir)
-        self.popen_kwargs = check_popen_kwargs(popen_kwargs)
+        self.popen_kwargs = check_popen_kwargs(
+            popen_kwargs, in_worker_process=isinstance(base_class, type) and issubclass(base_class, ProcessJob))
         job_kwargs.setdefault("name", _short_name(cmd))
         redirect = str(redirect_out_err) if isinstance(redirect_out_err, Path) else redirect_out_err
         super().__init__(run_command_blocking, redirect_out_err=redirect, **job_kwargs)
