@@ -3,6 +3,7 @@
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -11,3 +12,15 @@ from hypothesis.configuration import set_hypothesis_home_dir
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "pytest-executor-hypothesis"))
 settings.register_profile("pytest-executor", database=None)
 settings.load_profile("pytest-executor")
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, with pytest-asyncio's loop scope set for the inner sessions too.
+
+    The inner sessions run in a bare temporary rootdir, without this project's
+    ini, where pytest-asyncio would warn once per session that the setting is
+    unset. pytester clears PYTEST_ADDOPTS when it starts, hence set here.
+    """
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+    return pytester
