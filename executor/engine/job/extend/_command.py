@@ -4,7 +4,9 @@ Both runners start the command through the shell in a new session (its own
 process group), send its stdout to ours or to a file, relay its stderr while
 keeping the tail for the error message, and when the command's main process
 exits, stop whatever it left running in its group: a finished command leaves
-no process behind. A non-zero exit raises :class:`CommandFailed`.
+no process behind. A non-zero exit raises :class:`CommandFailed`. While it
+runs, its group is registered with this process's :mod:`._reaper` watchdog,
+which stops it should this process die first.
 
 The blocking runner is a module-level function on a picklable spec, so it runs
 the same in a worker thread or a worker process.
@@ -23,6 +25,7 @@ import typing as T
 from dataclasses import dataclass, field
 
 from ..utils import flush_std_streams
+from ._reaper import guard
 from ._process_group import (
     TERMINATE_GRACE,
     CommandFailed,
@@ -150,8 +153,16 @@ def _popen_kwargs(spec: CommandSpec) -> dict[str, T.Any]:
     return extra
 
 
-def _start(spec: CommandSpec) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the command in a new session; also the read end of its stderr pipe (None: stderr goes elsewhere).
+class _Started(T.NamedTuple):
+    process: subprocess.Popen[bytes]
+    #: the read end of the command's stderr pipe (None: its stderr goes elsewhere)
+    err_fd: int | None
+    #: the group's slot in this process's :class:`~._reaper.GroupGuard`
+    guard_slot: int
+
+
+def _start(spec: CommandSpec) -> _Started:
+    """Start the command in a new session, guarded against our own death; and its stderr pipe.
 
     The pipe is a bare ``os.pipe()``, not ``stderr=PIPE``: Popen would wrap
     its end in a buffered file object that the runners never use, which
@@ -173,7 +184,7 @@ def _start(spec: CommandSpec) -> tuple[subprocess.Popen[bytes], int | None]:
         finally:
             if write_fd is not None:
                 os.close(write_fd)  # the child has its copy: EOF comes when the command's side closes
-    return process, read_fd
+    return _Started(process, read_fd, guard().add(process.pid))
 
 
 def _failure(spec: CommandSpec, returncode: int, tail: StderrTail) -> CommandFailed:
@@ -186,7 +197,7 @@ def _failure(spec: CommandSpec, returncode: int, tail: StderrTail) -> CommandFai
 def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | None = None) -> int:
     """Run ``spec`` and return 0, or raise :class:`CommandFailed` (blocking; any thread or process)."""
     tail = StderrTail()
-    process, err_fd = _start(spec)
+    process, err_fd, slot = _start(spec)
     try:
         if spec.pgid_path is not None:
             publish_pgid(spec.pgid_path, process.pid)
@@ -198,11 +209,13 @@ def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | 
         returncode = process.wait()
     except BaseException:
         kill_group_blocking(process.pid, popen_leader_waiter(process))
+        guard().remove(slot)
         raise
     finally:
         if err_fd is not None:
             os.close(err_fd)
     _stop_leftovers(process.pid)
+    guard().remove(slot)
     if returncode != 0:
         raise _failure(spec, returncode, tail)
     return returncode
@@ -334,7 +347,7 @@ class _LoopWatch:
 
 async def run_command_async(spec: CommandSpec) -> int:
     """Run ``spec`` on the running event loop; cancelling the caller kills the command's group."""
-    process, err_fd = _start(spec)
+    process, err_fd, slot = _start(spec)
     watch = _LoopWatch(process, err_fd, StderrTail())
     try:
         try:
@@ -345,10 +358,12 @@ async def run_command_async(spec: CommandSpec) -> int:
             await asyncio.shield(watch.exited)
         except BaseException:
             await _stop_async(process.pid, watch)
+            guard().remove(slot)
             raise
         returncode = process.wait()  # already reaped: returns at once
         if group_alive(process.pid):
             await stop_foreign_group(process.pid, grace=LEFTOVER_GRACE)
+        guard().remove(slot)
         if not watch.closed.done():  # usually closed with the exit: skip the timer
             try:
                 await asyncio.wait_for(asyncio.shield(watch.closed), LEFTOVER_GRACE)

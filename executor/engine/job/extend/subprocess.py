@@ -57,7 +57,9 @@ class SubprocessJob(CommandRunner):
 
     The command runs in its own process group: cancelling the job (or
     stopping the engine) stops the whole group, and processes the command
-    leaves running when it exits are stopped too.
+    leaves running when it exits are stopped too. If the process that
+    started it dies first (SIGKILL, a crash), a small watchdog process
+    stops the group (see ``_reaper``).
     """
 
     def __new__(cls, *args: T.Any, **kwargs: T.Any) -> "SubprocessJob":

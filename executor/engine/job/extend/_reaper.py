@@ -1,0 +1,163 @@
+"""Stop the commands this process started if it dies without doing so itself.
+
+A command runs in a process group of its own (so that one ``killpg`` stops all
+of it), which also means that nothing stops it when the process that started
+it is SIGKILLed or crashes: it is not in our group, and it is not our thread.
+:class:`GroupGuard` closes that gap with a watchdog process per Python
+process, started on the first command:
+
+* the groups of running commands are kept in a table of 32-bit slots in a
+  ``memfd`` shared with the watchdog; registering or clearing a group is a
+  write into mapped memory, no system call and no wake-up of the watchdog;
+* the watchdog blocks reading a pipe whose only writer is this process, which
+  never writes to it: end-of-file means this process is gone, however it ended.
+  It then SIGTERMs every group still in the table, gives them
+  :data:`GRACE` seconds, SIGKILLs what is left and exits. After a normal exit
+  the table is empty and it just exits.
+
+The watchdog is started through ``sh -c '... &'`` so it is not a child of this
+process (it belongs to no test's or engine's process tree) and is in a session
+of its own, out of reach of the terminal's Ctrl-C; it lives exactly as long
+as this process. A forked child (a process-pool worker) gets a watchdog of its
+own on its first command: the mapped table it inherits belongs to its parent.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import threading
+
+__all__ = ["GRACE", "GroupGuard", "guard"]
+
+#: Seconds the watchdog gives the groups of an owner that died to exit after SIGTERM.
+GRACE = 2.0
+_SLOT = struct.Struct("=i")
+_INITIAL_SLOTS = 1024
+
+# Runs under ``python -I -S``: builtin modules only. argv: pipe fd, table fd, grace.
+_WATCHDOG = """
+import array, os, signal, sys, time
+pipe_fd, table_fd, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(sig, signal.SIG_IGN)
+while True:
+    try:
+        if not os.read(pipe_fd, 64):
+            break
+    except InterruptedError:
+        continue
+table = array.array("i")
+table.frombytes(os.pread(table_fd, os.fstat(table_fd).st_size, 0))
+groups = {g for g in table if g > 0}
+def signal_all(sig):
+    alive = set()
+    for g in groups:
+        try:
+            os.killpg(g, sig)
+            alive.add(g)
+        except OSError:
+            pass
+    return alive
+groups = signal_all(signal.SIGTERM)
+deadline = time.monotonic() + grace
+while groups and time.monotonic() < deadline:
+    time.sleep(0.05)
+    groups = signal_all(0)
+signal_all(signal.SIGKILL)
+"""
+
+
+class GroupGuard:
+    """The table of this process's running command groups, watched by a watchdog process.
+
+    Use :func:`guard` to get the one of the current process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._table: mmap.mmap | None = None
+        self._free: list[int] = []
+        self._pipe_fd: int | None = None  # write end, never written: its closing is the signal
+        self.enabled = hasattr(os, "memfd_create")
+
+    def add(self, pgid: int) -> int:
+        """Register running group ``pgid``; the slot to :meth:`remove` it with (-1: not guarded)."""
+        if not self.enabled:
+            return -1
+        with self._lock:
+            if self._table is None and not self._start():
+                return -1
+            assert self._table is not None
+            if not self._free:
+                self._grow()
+            slot = self._free.pop()
+            _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Forget a group that is gone (``slot`` from :meth:`add`)."""
+        if slot < 0 or self._table is None:
+            return
+        with self._lock:
+            _SLOT.pack_into(self._table, slot * _SLOT.size, 0)
+            self._free.append(slot)
+
+    # ------------------------------------------------------------- internals
+    def _start(self) -> bool:
+        table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
+        read_fd, write_fd = os.pipe()
+        try:
+            os.ftruncate(table_fd, _INITIAL_SLOTS * _SLOT.size)
+            table = mmap.mmap(table_fd, _INITIAL_SLOTS * _SLOT.size)
+            # sh puts the watchdog in the background and exits: it is nobody's child here
+            starter = subprocess.Popen(
+                ["/bin/sh", "-c", 'exec "$0" -I -S -c "$1" "$2" "$3" "$4" </dev/null >/dev/null 2>&1 &',
+                 sys.executable, _WATCHDOG, str(read_fd), str(table_fd), str(GRACE)],
+                pass_fds=(read_fd, table_fd), start_new_session=True, cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            starter.wait()
+        except OSError:
+            os.close(write_fd)
+            self.enabled = False  # commands still run; only the crash clean-up is lost
+            return False
+        finally:
+            os.close(read_fd)
+            os.close(table_fd)  # the mapping and the watchdog keep the table alive
+        self._table, self._pipe_fd = table, write_fd
+        self._free = list(range(_INITIAL_SLOTS - 1, -1, -1))
+        return True
+
+    def _grow(self) -> None:
+        assert self._table is not None
+        slots = len(self._table) // _SLOT.size
+        self._table.resize(2 * slots * _SLOT.size)  # also grows the memfd the watchdog reads
+        self._free.extend(range(2 * slots - 1, slots - 1, -1))
+
+
+_guard: GroupGuard | None = None
+
+
+def guard() -> GroupGuard:
+    """This process's :class:`GroupGuard` (created on first use; a fresh one in a forked child)."""
+    global _guard
+    if _guard is None:
+        _guard = GroupGuard()
+    return _guard
+
+
+def _forget_parents_guard() -> None:
+    # the inherited table is the parent's: writing to it would corrupt its watchdog's view, and
+    # holding its pipe would keep that watchdog waiting for this child too
+    global _guard
+    inherited, _guard = _guard, None
+    if inherited is not None and inherited._table is not None:
+        inherited._table.close()
+        if inherited._pipe_fd is not None:
+            os.close(inherited._pipe_fd)
+
+
+os.register_at_fork(after_in_child=_forget_parents_guard)

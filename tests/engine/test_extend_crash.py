@@ -1,0 +1,83 @@
+"""A command outlives nothing: when the engine's process is SIGKILLed, its commands are stopped too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from executor.engine import Engine
+from executor.engine.job.extend import SubprocessJob
+from executor.engine.job.extend._reaper import GRACE
+
+from _extend_helpers import processes_with, unique_sleep, wait_until
+
+ENGINE_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from executor.engine import Engine, LocalJob, ProcessJob, ThreadJob
+    from executor.engine.job.extend import SubprocessJob
+
+    marker, base, started = sys.argv[1], sys.argv[2], sys.argv[3]
+    base_class = {"LocalJob": LocalJob, "ThreadJob": ThreadJob, "ProcessJob": ProcessJob}[base]
+    engine = Engine()
+    engine.start()
+    # a grandchild in the background, one in the foreground, and the shell: all in the command's group
+    engine.submit(SubprocessJob(f"(sleep {marker} &); touch {started}; sleep {marker}", base_class=base_class))
+    threading.Event().wait()  # until killed
+""")
+
+
+def sleepers(marker: str) -> list[psutil.Process]:
+    """The ``sleep marker`` processes themselves (not the shell whose command line also names them)."""
+    return [p for p in processes_with(marker) if p.cmdline() == ["sleep", marker]]
+
+
+def watchdogs_with(token: str) -> list[psutil.Process]:
+    """Watchdog processes (see ``_reaper``) started by a process whose environment holds ``token``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "-I" in (process.info["cmdline"] or ()) and process.environ().get("CRASH_TEST_TOKEN") == token:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("base", ["LocalJob", "ThreadJob", "ProcessJob"])
+def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: Path) -> None:
+    marker, token = unique_sleep(), uuid.uuid4().hex
+    started = tmp_path / "started"
+    engine_process = subprocess.Popen(
+        [sys.executable, "-c", ENGINE_SCRIPT, marker, base, str(started)],
+        env={**os.environ, "CRASH_TEST_TOKEN": token}, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: started.exists() and len(sleepers(marker)) == 2, timeout=30)
+        assert len(watchdogs_with(token)) == 1  # one per process that started commands
+    finally:
+        engine_process.send_signal(signal.SIGKILL)
+        engine_process.wait()
+    assert wait_until(lambda: not processes_with(marker), timeout=GRACE + 10), processes_with(marker)
+    assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # gone with the process it watched
+
+
+def test_watchdog_is_not_a_child_and_a_finished_command_is_not_guarded_any_more(tmp_path: Path) -> None:
+    from executor.engine.job.extend._reaper import guard
+
+    with Engine() as engine:
+        job = SubprocessJob("true")
+        engine.submit(job)
+        engine.wait(timeout=30)
+    assert job.result() == 0
+    table = guard()._table
+    assert table is not None and table[:] == bytes(len(table))  # the group left the table once gone
+    children = psutil.Process().children(recursive=True)
+    assert not [c for c in children if "-I" in c.cmdline()]  # the watchdog sits outside our process tree
