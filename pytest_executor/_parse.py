@@ -7,6 +7,7 @@ value, or raises ``ValueError`` with a message that says what would be valid.
 from __future__ import annotations
 
 import math
+import os
 
 
 def parse_int_at_least(raw: str, lowest: int) -> int:
@@ -34,3 +35,10 @@ def parse_seconds(raw: str) -> float:
     if not 0 < value < math.inf:
         raise ValueError(f"{raw!r} must be a positive number of seconds")
     return value
+
+
+def usable_cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask, as xdist's ``-n auto`` counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -13,14 +13,13 @@ command-line spelling is ``--executor-NAME`` and the ini spelling
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, final
 
 import pytest
 
-from pytest_executor._parse import parse_positive_int, parse_seconds
+from pytest_executor._parse import parse_positive_int, parse_seconds, usable_cpu_count
 from pytest_executor._timeline import parse_timeline_path
 
 from pytest_executor.benchmark._options import BENCHMARK_OPTIONS
@@ -48,9 +47,9 @@ def parse_choice(choices: Sequence[str]) -> Callable[[str], str]:
 
 
 def parse_workers(raw: str) -> int:
-    """Parse ``N`` (>= 1) or ``auto`` (the number of CPUs)."""
+    """Parse ``N`` (>= 1) or ``auto`` (the number of CPUs this process may use)."""
     if raw.strip() == "auto":
-        return os.cpu_count() or 1
+        return usable_cpu_count()
     try:
         return parse_positive_int(raw)
     except ValueError:

@@ -45,6 +45,7 @@ import pytest
 
 from executor._forked import ForkedProcess
 
+from pytest_executor._parse import usable_cpu_count
 from pytest_executor._protocol import (
     ENV_CHANNEL,
     ENV_FORKED,
@@ -282,15 +283,9 @@ def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str
     from pytest_executor.options import get_option
 
     get = get or get_option
-    count = get(config, "workers") or _core_count()
+    count = get(config, "workers") or usable_cpu_count()
     max_jobs = get(config, "max-jobs")
     return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
-
-
-def _core_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class WorkerPool:

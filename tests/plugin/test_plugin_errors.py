@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import hypothesis  # noqa: F401  # imported once here, not by every in-process pytester run
 import pytest
 
@@ -172,3 +175,15 @@ def test_bad_backend_from_the_select_hook(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider", "--executor-backend=local")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*test_*.py::test_x: pytest_executor_select_backend returned 'cloud'; valid backends: *"])
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux) to restrict the CPUs")
+@pytest.mark.parametrize("workers", [[], ["--executor-workers=auto"]])
+def test_workers_default_and_auto_count_the_cpus_this_process_may_use(pytester: pytest.Pytester,
+                                                                       workers: list[str]) -> None:
+    pytester.makepyfile(**{f"test_{name}": "def test_x(): pass" for name in "abcd"})
+    result = pytester.run("taskset", "-c", "0", sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                          "--executor-backend=process", "--executor-table=all", *workers)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*test_a.py::test_x*w0*"])
+    assert " w1 " not in result.stdout.str()  # one usable CPU: one worker, whatever os.cpu_count() says
