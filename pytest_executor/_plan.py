@@ -86,9 +86,6 @@ def build_plan(
             if dep >= len(items) and with_deps and dep not in pulled:
                 pulled.add(dep)
                 todo.append(dep)
-    if errors:
-        raise _error_lines(errors)
-
     run = _merge_pulled(len(items), links, pulled)
     number = {node: position for position, node in enumerate(run)}
     deps = {number[n]: [number[d] for d in links.get(n, ()) if d in number] for n in run}
@@ -96,13 +93,15 @@ def build_plan(
         number[n]: [universe[d].nodeid for d in links.get(n, ()) if d not in number] for n in run
     }
     run_items = [universe[n] for n in run]
+    order: list[int] = []
     try:
         order = topological_order(len(run), deps)
     except DependencyCycle as cycle:
+        # among the names that did resolve: reported with the other mistakes, all at once
         names = " -> ".join(run_items[n].nodeid for n in cycle.cycle)
-        raise pytest.UsageError(
-            f"dependency cycle in job(after=...): {names} (each runs after the next)"
-        ) from None
+        errors.append(f"dependency cycle in job(after=...): {names} (each runs after the next)")
+    if errors:
+        raise _error_lines(errors)
     return Plan(
         items=run_items,
         specs=[specs[n] for n in run],

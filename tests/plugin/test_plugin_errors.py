@@ -60,9 +60,37 @@ def test_cycle_is_printed(pytester: pytest.Pytester) -> None:
             pass
         """,
     )
-    result.stderr.fnmatch_lines(
-        ["ERROR: dependency cycle in job(after=...): test_bad.py::test_* -> * -> * -> test_bad.py::test_*"]
+    result.stderr.fnmatch_lines([
+        "ERROR: invalid job markers:",
+        "  dependency cycle in job(after=...): test_bad.py::test_* -> * -> * -> test_bad.py::test_*",
+    ])
+
+
+def test_a_cycle_is_reported_with_the_other_mistakes_at_once(pytester: pytest.Pytester) -> None:
+    result = run_bad(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.job(after="test_b")
+        def test_a():
+            pass
+
+        @pytest.mark.job(after=["test_a", "test_nowhere"])
+        def test_b():
+            pass
+
+        @pytest.mark.job(retries=-1)
+        def test_c():
+            pass
+        """,
     )
+    result.stderr.fnmatch_lines([
+        "ERROR: invalid job markers:",
+        "  test_bad.py::test_b: job(after='test_nowhere'): *",
+        "  test_bad.py::test_c: job(retries=-1) must be an integer >= 0",
+        "  dependency cycle in job(after=...): test_bad.py::test_a -> test_bad.py::test_b -> test_bad.py::test_a*",
+    ])
 
 
 def test_self_dependency_is_a_cycle(pytester: pytest.Pytester) -> None:

@@ -204,7 +204,7 @@ def test_x():
 def test_y():
     pass
 ''',
-            "ERROR: dependency cycle in job(after=...): *test_x -> *test_y -> *test_x*",
+            "  dependency cycle in job(after=...): *test_x -> *test_y -> *test_x*",
         ),
         (
             '''
