@@ -12,6 +12,12 @@ kills only that session, never the dask worker — and supervises it:
   forwards the session's own stdout/stderr and its exit status, and obeys
   ``kill``/``abort`` (timeout: SIGABRT so faulthandler dumps the stack).
 
+Items are handed out as on the ``process`` backend (short ones prefetched),
+except that while a session is still starting, every ready session holds only
+the item it runs (:meth:`DaskRunner._session_depth`): sessions on a cluster
+become ready one by one, and items prefetched by the first would never reach
+the next.
+
 Both connections start with a plain-text hello carrying a random token, so the
 controller never unpickles data from a peer that does not know it.  The
 cluster is a ``distributed.LocalCluster`` started for the run (one
@@ -197,6 +203,8 @@ class DaskRunner(WorkerPool):
         self._by_wid: dict[str, WorkerProcess] = {}
         self._control_decoders: dict[str, FrameDecoder] = {}
         self._dask_workers: list[str] = []
+        self._threads: dict[str, int] = {}
+        """Threads of each dask worker: how many host tasks (sessions) it runs at once."""
         self._host_of: dict[str, str] = {}
         """Dask worker hosting each session: a replacement goes where its predecessor was."""
 
@@ -234,7 +242,9 @@ class DaskRunner(WorkerPool):
                 silence_logs=logging.ERROR,
             )
             self._client = Client(self._cluster, set_as_default=False)
-        self._dask_workers = sorted(self._client.scheduler_info(n_workers=-1)["workers"])
+        workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        self._dask_workers = sorted(workers)
+        self._threads = {address: int(info.get("nthreads") or 1) for address, info in workers.items()}
         if not self._dask_workers:
             raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
         if self.address and not self.requested:
@@ -433,10 +443,10 @@ class DaskRunner(WorkerPool):
     # -- pool hooks -----------------------------------------------------------------
 
     def free_slots(self) -> int:
-        """Free prefetch capacity of the sessions (see ``_depth``) minus tasks not handed out yet."""
+        """Free prefetch capacity of the sessions (see ``_session_depth``) minus tasks not handed out yet."""
         if self._killed or self._finished:
             return 0
-        depth = self._depth()
+        depth = self._session_depth()
         capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
         return max(0, capacity - len(self._backlog))
 
@@ -449,7 +459,7 @@ class DaskRunner(WorkerPool):
         if self._killed or self._finished:
             return
         ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
-        depth = self._depth()
+        depth = self._session_depth()
         batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
         while self._backlog:
             candidates = [w for w in ready if w.load < depth]
@@ -464,6 +474,41 @@ class DaskRunner(WorkerPool):
             batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
         for worker, tasks in batches.values():
             worker.send("run", tasks=tasks)
+
+    def _session_depth(self) -> int:
+        """Tasks a ready session may hold: :meth:`_depth`, but only the one it runs while another starts.
+
+        Items handed to a session are never taken back.  Sessions on a
+        cluster become ready one by one (each collects in its own process,
+        often a tenth of a second apart, more on a busy or remote host); if
+        the first one prefetched a batch meanwhile, it would queue long items
+        behind each other while the next session, ready moments later, finds
+        nothing left to take.  Holding one item each until every session that
+        can start has started keeps the rest in the backlog, for whichever
+        session is free first; a round trip per item costs little for that
+        short while.
+        """
+        if any(self._starting(worker) for worker in self._pool):
+            return 1
+        return self._depth()
+
+    def _starting(self, worker: WorkerProcess) -> bool:
+        """Whether ``worker``'s session will be ready soon: not ready yet, yet holding a dask thread.
+
+        A session whose host task waits for a thread of its dask worker (more
+        sessions than threads there) starts only when an earlier one ends:
+        waiting for it would keep prefetch off for the whole run.
+        """
+        if worker.ready or worker.closing or worker.exited:
+            return False
+        host = self._host_of.get(worker.wid)
+        ahead = 0
+        for other in self._pool:
+            if other is worker:
+                break
+            if self._host_of.get(other.wid) == host and not other.exited:
+                ahead += 1
+        return ahead < self._threads.get(host or "", 1)
 
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         self._by_wid.pop(worker.wid, None)
