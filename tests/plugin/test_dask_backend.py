@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -101,6 +102,78 @@ def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
     _check_suite(result, pytester)
+
+
+LATE_SESSION_CONFTEST = """
+import os
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def wait_for(name, who):
+    # A bounded wait on a file another process writes (polled, not timed).
+    deadline = time.monotonic() + 30
+    while not (HERE / name).exists():
+        assert time.monotonic() < deadline, f"{who}: {name} did not appear within 30 s"
+        time.sleep(0.01)
+
+
+if os.environ.get("PYTEST_EXECUTOR_WORKER"):
+    try:
+        os.close(os.open(HERE / "first-session", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        # The second session collects only once the first one runs test_a.
+        wait_for("a-started", "second session")
+"""
+
+RENDEZVOUS_SUITE = """
+import os
+
+import pytest
+from conftest import HERE, wait_for
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_tiny(n):
+    pass
+
+
+def meet(me, other):
+    (HERE / f"{me}-started").write_text(os.environ["PYTEST_EXECUTOR_WORKER"])
+    wait_for(f"{other}-started", me)
+
+
+def test_a():
+    meet("a", "b")
+
+
+def test_b():
+    meet("b", "a")
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_starting_session_gets_work_the_ready_one_has_not_started(pytester: pytest.Pytester, dask_address: str) -> None:
+    """One session is ready well before the other: it must not hoard queued items meanwhile.
+
+    test_a and test_b each wait until the other has started, so they pass
+    only on two sessions at once; the second session collects only after
+    test_a started, when the first one, warmed up by tiny tests, would
+    prefetch test_b behind test_a if nothing held it back.
+    """
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(LATE_SESSION_CONFTEST)
+    pytester.makepyfile(test_meet=RENDEZVOUS_SUITE)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=dask", f"--executor-dask-address={dask_address}", f"--executor-report={report}"
+    )
+    result.assert_outcomes(passed=8)
+    workers = {job["test"]: job["worker"] for job in json.loads(report.read_text())["jobs"]}
+    pair = {workers["test_meet.py::test_a"], workers["test_meet.py::test_b"]}
+    assert len(pair) == 2 and all(wid.startswith("d") for wid in pair), workers
 
 
 def test_unreachable_address_is_a_clear_error_within_seconds(pytester: pytest.Pytester) -> None:
