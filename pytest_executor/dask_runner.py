@@ -238,7 +238,7 @@ class DaskRunner(WorkerPool):
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never take 8787 from a cluster of the user's
                 silence_logs=logging.ERROR,
             )
             self._client = Client(self._cluster, set_as_default=False)

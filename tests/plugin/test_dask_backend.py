@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -67,7 +68,7 @@ def test_last():
 def dask_address() -> Iterator[str]:
     """One LocalCluster shared by the tests that need a running scheduler."""
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
     )
     try:
         yield str(cluster.scheduler_address)
@@ -182,3 +183,18 @@ def test_unreachable_address_is_a_clear_error_within_seconds(pytester: pytest.Py
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-dask-address=tcp://127.0.0.1:9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--executor-dask-address tcp://127.0.0.1:9: cannot reach the dask scheduler within 5 s*"])
+
+
+def test_cluster_started_for_the_run_leaves_the_dashboard_port_to_the_user(pytester: pytest.Pytester) -> None:
+    """A user's own dask dashboard holds 8787: the run's LocalCluster takes a free port, without a warning."""
+    with socket.socket() as users_dashboard:
+        try:
+            users_dashboard.bind(("", 8787))
+        except OSError:
+            pytest.skip("port 8787 is taken already: cannot play the user's dashboard")
+        users_dashboard.listen()
+        pytester.makeini(INNER_INI)
+        pytester.makepyfile(test_one="def test_one():\n    pass\n")
+        result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-W", "error")
+    result.assert_outcomes(passed=1)
+    assert "8787" not in result.stdout.str() + result.stderr.str()
