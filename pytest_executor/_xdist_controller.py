@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import pytest
 
 from pytest_executor._protocol import ChannelClosed
-from pytest_executor._xdist_link import Graph, graph_path
+from pytest_executor._xdist_link import RETRIED_ATTRIBUTE, Graph, graph_path
 from pytest_executor._xdist_scheduler import DependencyDispatcher, Notify, Send, Shutdown
 from pytest_executor.dag import split_param
 from pytest_executor.local import outcome_of
@@ -116,7 +116,13 @@ class Recorder:
         duration = sum(report.duration for report in reports)
         record.status, record.message, record.duration = status, message, duration
         record.stop = time.time()
-        record.attempts = [AttemptRecord(1, status, duration, record.worker, message)]
+        retried: list[Sequence[Any]] = next(
+            (r for r in (getattr(rep, RETRIED_ATTRIBUTE, None) for rep in reports) if r), [])
+        record.attempts = [
+            AttemptRecord(number, retried_status, retried_duration, record.worker, retried_message)
+            for number, (retried_status, retried_duration, retried_message) in enumerate(retried, start=1)
+        ]
+        record.attempts.append(AttemptRecord(len(retried) + 1, status, duration, record.worker, message))
         return status
 
     def outcome(self, n: int) -> str:

@@ -25,6 +25,10 @@ from pytest_executor._protocol import ChannelClosed, FdChannel
 
 _CONNECT_TIMEOUT = 60.0  # seconds for a worker's hello to reach the controller
 
+#: Report attribute with the attempts of a test that were retried on a worker, as
+#: ``[status, duration, message]`` lists; plain data, so xdist ships it with the report.
+RETRIED_ATTRIBUTE = "executor_retried_attempts"
+
 
 @final
 @dataclass

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any, final
 import pytest
 
 from pytest_executor._protocol import ChannelClosed, FdChannel
-from pytest_executor._xdist_link import Graph, connect, graph_path
-from pytest_executor.local import outcome_of
+from pytest_executor._xdist_link import RETRIED_ATTRIBUTE, Graph, connect, graph_path
+from pytest_executor.local import AttemptSummary, outcome_of, summarize_attempt
 from pytest_executor.xdist import INPUT_KEY, worker_input
 
 if TYPE_CHECKING:
     from pytest_executor.plugin import PluginState
+
+
+#: the attempts of the running item that were retried (on the item, while it runs)
+RETRIED_KEY = pytest.StashKey[list["AttemptSummary"]]()
 
 
 def plan_and_publish(session: pytest.Session, state: PluginState) -> None:
@@ -192,6 +196,22 @@ class WorkerAttempts:
         if not retries and timeout is None:
             return None
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        run_attempts(item, nextitem, retries=retries, timeout=timeout, on_thread=timeout is not None)
+        retried: list[AttemptSummary] = []
+        item.stash[RETRIED_KEY] = retried
+        try:
+            run_attempts(item, nextitem, retries=retries, timeout=timeout, on_thread=timeout is not None,
+                         before_retry=lambda reports: retried.append(summarize_attempt(reports)))
+        finally:
+            del item.stash[RETRIED_KEY]
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+            None, pytest.TestReport, pytest.TestReport]:
+        """The final attempt's reports carry the attempts before it to the controller (xdist ships them)."""
+        report = yield
+        retried = item.stash.get(RETRIED_KEY, None)
+        if retried:
+            setattr(report, RETRIED_ATTRIBUTE, list(retried))
+        return report

@@ -33,11 +33,13 @@ def run_attempts(
     retries: int = 0,
     timeout: float | None = None,
     on_thread: bool = False,
+    before_retry: Callable[[Reports], None] | None = None,
 ) -> list[Reports]:
     """Run ``item`` up to ``retries + 1`` times; return the reports of each attempt.
 
     Only the last attempt's reports are logged (``pytest_runtest_logreport``).
     The caller sends ``pytest_runtest_logstart``/``logfinish``.
+    ``before_retry`` gets the reports of each attempt that is run again.
     """
     attempts: list[Reports] = []
     for number in range(retries + 1):
@@ -47,6 +49,8 @@ def run_attempts(
         attempts.append(reports)
         if not again:
             break
+        if before_retry is not None:
+            before_retry(reports)
     return attempts
 
 
@@ -143,6 +147,16 @@ def outcome_of(reports: Reports) -> tuple[str, str]:
         if report.when == "call" and wasxfail is not None:
             status = "xpassed"
     return status, message
+
+
+AttemptSummary = tuple[str, float, str]
+"""An attempt as the job table records it: status, duration (s), message."""
+
+
+def summarize_attempt(reports: Reports) -> AttemptSummary:
+    """The status, duration and message of one attempt's reports."""
+    status, message = outcome_of(reports)
+    return status, sum(report.duration for report in reports), message
 
 
 def _first_line(report: pytest.TestReport) -> str:
