@@ -10,7 +10,8 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_retries_rerun_a_failing_test_and_keep_every_attempt(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [False, True], ids=["local", "xdist"])
+def test_retries_rerun_a_failing_test_and_keep_every_attempt(pytester: pytest.Pytester, xdist: bool) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -35,14 +36,22 @@ def test_retries_rerun_a_failing_test_and_keep_every_attempt(pytester: pytest.Py
         """
     )
     report = pytester.path / "run.json"
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--executor-report={report}", "-v")
+    args = ("-p", "no:cacheprovider", f"--executor-report={report}", "-v")
+    if xdist:  # the attempts run on an xdist worker; the controller's report must still keep them all
+        pytest.importorskip("xdist")
+        result = pytester.runpytest_subprocess("-n", "2", *args)
+    else:
+        result = pytester.runpytest(*args)
     # Only the final attempt reaches the terminal (and junit): one failure in total.
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*::test_flaky PASSED*", "*::test_always_fails FAILED*"])
+    result.stdout.fnmatch_lines(["*PASSED*", "*FAILED*test_always_fails*"] if xdist else
+                                ["*::test_flaky PASSED*", "*::test_always_fails FAILED*"])
     jobs = {job["test"].split("::")[-1]: job for job in json.loads(report.read_text())["jobs"]}
     flaky = jobs["test_flaky"]
-    assert [a["status"] for a in flaky["attempts"]] == ["failed", "failed", "passed"]
+    assert [(a["attempt"], a["status"]) for a in flaky["attempts"]] == [(1, "failed"), (2, "failed"), (3, "passed")]
     assert flaky["attempts"][0]["message"] == "AssertionError: attempt 1"
+    assert {a["worker"] for a in flaky["attempts"]} == {flaky["worker"]}
+    assert flaky["worker"].startswith("gw") == xdist
     assert [a["status"] for a in jobs["test_always_fails"]["attempts"]] == ["failed", "failed"]
     assert jobs["test_after_flaky"]["status"] == "passed"
 

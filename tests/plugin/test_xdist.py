@@ -418,36 +418,3 @@ def test_crashed_worker_fails_its_test_and_skips_its_dependents(pytester: pytest
         "SKIPPED [[]1[]] test_crash.py:*: dependency test_crash.py::test_a failed",
     ], consecutive=False)
 
-
-def test_retried_attempts_reach_the_controllers_report(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_flaky='''
-        import pytest
-        attempts = []
-
-        @pytest.fixture
-        def counted():
-            attempts.append("setup")
-            yield len(attempts)
-
-        @pytest.mark.job(retries=3)
-        def test_flaky(counted):
-            assert counted >= 3, f"attempt {counted}"
-
-        @pytest.mark.job(retries=1)
-        def test_always_fails():
-            assert False, "nope"
-
-        def test_plain():
-            pass
-        ''')
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", f"--executor-report={report}")
-    result.assert_outcomes(passed=2, failed=1)  # only the final attempts reach the terminal
-    jobs = {job["test"].split("::")[-1]: job for job in json.loads(report.read_text())["jobs"]}
-    flaky = jobs["test_flaky"]["attempts"]
-    assert [(a["attempt"], a["status"]) for a in flaky] == [(1, "failed"), (2, "failed"), (3, "passed")]
-    assert flaky[0]["message"] == "AssertionError: attempt 1"
-    assert {a["worker"] for a in flaky} == {jobs["test_flaky"]["worker"]} and flaky[0]["worker"].startswith("gw")
-    assert [a["status"] for a in jobs["test_always_fails"]["attempts"]] == ["failed", "failed"]
-    assert [a["status"] for a in jobs["test_plain"]["attempts"]] == ["passed"]
