@@ -17,7 +17,7 @@ from executor.engine import Engine
 from executor.engine.job.extend import SubprocessJob
 from executor.engine.job.extend._reaper import GRACE
 
-from _extend_helpers import processes_with, unique_sleep, wait_until
+from _extend_helpers import listening, processes_with, unique_sleep, wait_until
 
 ENGINE_SCRIPT = textwrap.dedent("""
     import sys, threading
@@ -37,6 +37,41 @@ ENGINE_SCRIPT = textwrap.dedent("""
 def sleepers(marker: str) -> list[psutil.Process]:
     """The ``sleep marker`` processes themselves (not the shell whose command line also names them)."""
     return [p for p in processes_with(marker) if p.cmdline() == ["sleep", marker]]
+
+
+WEBAPP_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from executor.engine import Engine, ProcessJob, ThreadJob
+    from executor.engine.job.extend import WebappJob
+
+    marker, base, started = sys.argv[1], sys.argv[2], sys.argv[3]
+    base_class = {"ThreadJob": ThreadJob, "ProcessJob": ProcessJob}[base]
+    engine = Engine()
+    engine.start()
+    job = WebappJob(sys.executable + " -m http.server --bind {ip} {port} # " + marker, base_class=base_class)
+    engine.submit(job)  # returns once the port answers
+    with open(started, "w") as out:
+        out.write(str(job.port))
+    threading.Event().wait()  # until killed
+""")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("base", ["ThreadJob", "ProcessJob"])
+def test_sigkilled_engine_process_leaves_no_web_server_behind(base: str, tmp_path: Path) -> None:
+    marker = unique_sleep()
+    started = tmp_path / "started"
+    engine_process = subprocess.Popen([sys.executable, "-c", WEBAPP_SCRIPT, marker, base, str(started)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: started.exists() and started.read_text().isdigit(), timeout=30)
+        port = int(started.read_text())
+        assert listening(port) and processes_with(marker)
+    finally:
+        engine_process.send_signal(signal.SIGKILL)
+        engine_process.wait()
+    assert wait_until(lambda: not processes_with(marker), timeout=GRACE + 10), processes_with(marker)
+    assert wait_until(lambda: not listening(port), timeout=10)
 
 
 def watchdogs_with(token: str) -> list[psutil.Process]:
