@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import contextvars
 import inspect
+import sys
 import threading
 import time
 import typing as T
@@ -174,6 +175,14 @@ def _stop_live_engines() -> None:
             engine.stop()
         except Exception:  # best effort at interpreter exit
             pass
+
+
+def _release_command_watchdog() -> None:
+    # The watchdog of running commands (job/extend/_reaper.py) goes with the last engine, if no
+    # command runs any more; looked up, not imported: most programs never start a command.
+    reaper = sys.modules.get("executor.engine.job.extend._reaper")
+    if reaper is not None:
+        reaper.close_idle_guard()
 
 
 class Engine:
@@ -335,6 +344,8 @@ class Engine:
             self._shutdown_now()
         self._stopping = False
         _live_engines.discard(self)
+        if not _live_engines:
+            _release_command_watchdog()
 
     async def _shutdown(self) -> None:
         tasks = self._cancel_now(list(self.jobs.pending.values()) + list(self.jobs.running.values()))

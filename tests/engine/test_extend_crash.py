@@ -96,7 +96,9 @@ def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: 
         env={**os.environ, "CRASH_TEST_TOKEN": token}, stdout=subprocess.DEVNULL)
     try:
         assert wait_until(lambda: started.exists() and len(sleepers(marker)) == 2, timeout=30)
-        assert len(watchdogs_with(token)) == 1  # one per process that started commands
+        watchdogs = watchdogs_with(token)
+        assert len(watchdogs) == 1  # one per process that started commands
+        assert watchdogs[0].ppid() != engine_process.pid  # not a child: outside the engine's process tree
     finally:
         engine_process.send_signal(signal.SIGKILL)
         engine_process.wait()
@@ -104,15 +106,35 @@ def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: 
     assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # gone with the process it watched
 
 
-def test_watchdog_is_not_a_child_and_a_finished_command_is_not_guarded_any_more(tmp_path: Path) -> None:
+STOP_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from executor.engine import Engine
+    from executor.engine.job.extend import SubprocessJob
     from executor.engine.job.extend._reaper import guard
 
+    started, stopped = sys.argv[1], sys.argv[2]
     with Engine() as engine:
-        job = SubprocessJob("true")
+        job = SubprocessJob(f"touch {started}")
         engine.submit(job)
-        engine.wait(timeout=30)
-    assert job.result() == 0
-    table = guard()._table
-    assert table is not None and table[:] == bytes(len(table))  # the group left the table once gone
-    children = psutil.Process().children(recursive=True)
-    assert not [c for c in children if "-I" in c.cmdline()]  # the watchdog sits outside our process tree
+        engine.wait()
+        table = guard()._table
+        # the command ran guarded, and its group left the table once gone
+        assert job.result() == 0 and table is not None and table[:] == bytes(len(table))
+    assert guard()._table is None  # the last engine stopped: the watchdog was let go
+    open(stopped, "w").close()
+    threading.Event().wait()  # until killed
+""")
+
+
+def test_watchdog_goes_with_the_last_engine(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    started, stopped = tmp_path / "started", tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-c", STOP_SCRIPT, str(started), str(stopped)],
+                               env={**os.environ, "CRASH_TEST_TOKEN": token})
+    try:
+        assert wait_until(lambda: stopped.exists() or process.poll() is not None, timeout=30)
+        assert process.poll() is None and started.exists()
+        assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # while its process lives on
+    finally:
+        process.kill()
+        process.wait()

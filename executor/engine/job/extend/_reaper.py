@@ -17,8 +17,9 @@ process, started on the first command:
 
 The watchdog is started through ``sh -c '... &'`` so it is not a child of this
 process (it belongs to no test's or engine's process tree) and is in a session
-of its own, out of reach of the terminal's Ctrl-C; it lives exactly as long
-as this process. A forked child (a process-pool worker) gets a watchdog of its
+of its own, out of reach of the terminal's Ctrl-C. It lives until this process
+ends, or until the last engine stops with no command running
+(:meth:`GroupGuard.close_if_idle`). A forked child (a process-pool worker) gets a watchdog of its
 own on its first command: the mapped table it inherits belongs to its parent.
 """
 
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["GRACE", "GroupGuard", "guard"]
+__all__ = ["GRACE", "GroupGuard", "close_idle_guard", "guard"]
 
 #: Seconds the watchdog gives the groups of an owner that died to exit after SIGTERM.
 GRACE = 2.0
@@ -106,6 +107,23 @@ class GroupGuard:
             _SLOT.pack_into(self._table, slot * _SLOT.size, 0)
             self._free.append(slot)
 
+    def close_if_idle(self) -> bool:
+        """Let the watchdog go if no group is registered (it exits on end-of-file); True if so.
+
+        The next command starts a new one.
+        """
+        with self._lock:
+            if self._table is None:
+                return True
+            if len(self._free) * _SLOT.size != len(self._table):
+                return False
+            table, pipe_fd = self._table, self._pipe_fd
+            self._table, self._pipe_fd, self._free = None, None, []
+        table.close()
+        if pipe_fd is not None:
+            os.close(pipe_fd)
+        return True
+
     # ------------------------------------------------------------- internals
     def _start(self) -> bool:
         table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
@@ -139,6 +157,12 @@ class GroupGuard:
 
 
 _guard: GroupGuard | None = None
+
+
+def close_idle_guard() -> None:
+    """Let this process's watchdog go if no command is running (``Engine.stop()`` of the last engine)."""
+    if _guard is not None:
+        _guard.close_if_idle()
 
 
 def guard() -> GroupGuard:
