@@ -13,8 +13,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from executor.engine import Engine
-from executor.engine.job.extend import SubprocessJob
 from executor.engine.job.extend._reaper import GRACE
 
 from _extend_helpers import listening, processes_with, unique_sleep, wait_until
