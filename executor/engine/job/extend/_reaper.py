@@ -32,6 +32,8 @@ import subprocess
 import sys
 import threading
 
+from ...log import logger
+
 __all__ = ["GRACE", "GroupGuard", "close_idle_guard", "guard"]
 
 #: Seconds the watchdog gives the groups of an owner that died to exit after SIGTERM.
@@ -86,15 +88,23 @@ class GroupGuard:
         self.enabled = hasattr(os, "memfd_create")
 
     def add(self, pgid: int) -> int:
-        """Register running group ``pgid``; the slot to :meth:`remove` it with (-1: not guarded)."""
+        """Register running group ``pgid``; the slot to :meth:`remove` it with (-1: not guarded).
+
+        Never raises: the command has started, and a guard that cannot be
+        set up must not turn it into one nobody supervises.
+        """
         if not self.enabled:
             return -1
         with self._lock:
-            if self._table is None and not self._start():
+            try:
+                if self._table is None and not self._start():
+                    return -1
+                assert self._table is not None
+                if not self._free:
+                    self._grow()
+            except (OSError, ValueError, subprocess.SubprocessError) as error:
+                logger.debug(f"command groups are not guarded against this process's death: {error!r}")
                 return -1
-            assert self._table is not None
-            if not self._free:
-                self._grow()
             slot = self._free.pop()
             _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
         return slot
@@ -138,9 +148,10 @@ class GroupGuard:
                 pass_fds=(read_fd, table_fd), start_new_session=True, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             starter.wait()
-        except OSError:
+        except (OSError, subprocess.SubprocessError) as error:
             os.close(write_fd)
             self.enabled = False  # commands still run; only the crash clean-up is lost
+            logger.debug(f"no watchdog for command groups: {error!r}")
             return False
         finally:
             os.close(read_fd)
@@ -157,6 +168,7 @@ class GroupGuard:
 
 
 _guard: GroupGuard | None = None
+_guard_lock = threading.Lock()
 
 
 def close_idle_guard() -> None:
@@ -169,15 +181,18 @@ def guard() -> GroupGuard:
     """This process's :class:`GroupGuard` (created on first use; a fresh one in a forked child)."""
     global _guard
     if _guard is None:
-        _guard = GroupGuard()
+        with _guard_lock:
+            if _guard is None:
+                _guard = GroupGuard()
     return _guard
 
 
 def _forget_parents_guard() -> None:
     # the inherited table is the parent's: writing to it would corrupt its watchdog's view, and
     # holding its pipe would keep that watchdog waiting for this child too
-    global _guard
+    global _guard, _guard_lock
     inherited, _guard = _guard, None
+    _guard_lock = threading.Lock()  # another thread may have held it at the fork
     if inherited is not None and inherited._table is not None:
         inherited._table.close()
         if inherited._pipe_fd is not None:
