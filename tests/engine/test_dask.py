@@ -209,3 +209,30 @@ def test_worker_lost_mid_job_fails_clearly_and_retries_apply(cli_cluster: str, t
     error = job.exception()
     assert job.status == "failed" and job.attempts == 2
     assert isinstance(error, DaskWorkerLostError) and "died before it finished" in str(error)
+
+
+def test_launcher_runs_a_cmd2func_command_on_a_dask_worker(dask_address: str, tmp_path: Path) -> None:
+    from cmd2func import cmd2func
+
+    from executor.engine.job.extend import SubprocessJob
+    from executor.engine.launcher import launcher
+
+    @cmd2func
+    def write(path: str) -> str:
+        return f"echo written > {path}"
+
+    out = tmp_path / "out.txt"
+
+    async def main() -> Any:
+        client = distributed.Client(dask_address, asynchronous=True)
+        async with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+            engine.dask_client = client
+            write_on_dask = launcher(write, job_type="dask", async_mode=True, engine=engine)
+            job = await write_on_dask.submit(str(out))
+            await engine.join(timeout=60)
+        await client.close()
+        return job
+
+    job = asyncio.run(main())
+    assert isinstance(job, SubprocessJob) and isinstance(job, DaskJob)  # job_type's backend, as documented
+    assert job.result() == 0 and out.read_text() == "written\n"

@@ -206,3 +206,18 @@ def test_launcher_webapp_job_type(engine: Engine) -> None:
     assert isinstance(job, WebappJob) and get(job.url) == 200
     engine.cancel(job)
     assert wait_until(lambda: not listening(T.cast(int, job.port)), timeout=10)
+
+
+def test_launcher_serves_a_cmd2func_template_as_a_web_app(engine: Engine) -> None:
+    from cmd2func import cmd2func
+
+    from executor.engine.launcher import launcher
+
+    @cmd2func
+    def http_server(directory: str) -> str:
+        return f"{sys.executable} -m http.server -d {directory} -b {{ip}} {{port}}"
+
+    job = launcher(http_server, job_type="webapp").submit(".")
+    assert isinstance(job, WebappJob) and get(job.url) == 200
+    engine.cancel(job)
+    assert wait_until(lambda: not listening(T.cast(int, job.port)), timeout=10)

@@ -116,3 +116,31 @@ def test_cmd2func_objects_make_subprocess_jobs() -> None:
 def test_bad_input(call: object, match: str) -> None:
     with pytest.raises((TypeError, ValueError), match=match):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: launcher(add, engine="my engine"), "engine must be an Engine"),
+    (lambda: launcher(add, job_type="thread", retires=3), r"unknown job option\(s\) \['retires'\].*retries"),
+    (lambda: launcher(job_type="local", nmae="x")(add), r"\['nmae'\].*name"),
+])
+def test_bad_options_are_refused_when_the_launcher_is_made(call: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_command_launchers_check_the_options_of_the_job_they_make() -> None:
+    from cmd2func import cmd2func
+
+    @cmd2func
+    def echo(text: str) -> str:
+        return f"echo {text}"
+
+    launcher(echo, record_cmd=True, target_dir="$cache_dir")  # SubprocessJob options are fine
+    with pytest.raises(TypeError, match=r"\['ready_timeout'\]"):
+        launcher(echo, ready_timeout=3)  # a WebappJob option, but this launcher makes SubprocessJobs
+
+
+def test_launcher_engine_setter_refuses_what_is_not_an_engine() -> None:
+    lau = launcher(add, job_type="local")
+    with pytest.raises(TypeError, match="engine must be an Engine"):
+        lau.engine = "engine"  # type: ignore[assignment]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import typing as T
 
 from ..job.base import Job
@@ -63,11 +64,24 @@ class LauncherBase:
         self.is_cmd = is_cmd2func(func)
         if job_type not in JOB_TYPES and not (isinstance(job_type, type) and issubclass(job_type, Job)):
             raise ValueError(f"job_type must be one of {list(JOB_TYPES)} or a Job subclass, got {job_type!r}")
+        _check_engine(engine)
         if job_type in ("local", "thread", "process") or isinstance(job_type, type):
             self.job_class: T.Optional[type[Job]] = resolve_job_type(job_type)
         else:
             self.job_class = None  # resolved on first submit (extended job types)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        _check_job_kwargs(self._made_class(), job_kwargs)
+
+    def _made_class(self) -> type[Job]:
+        """The class of the jobs this launcher makes (a command's job class for cmd2func objects)."""
+        if not (self.is_cmd or self.job_type == "subprocess"):
+            return self.job_class or resolve_job_type(self.job_type)
+        subprocess_job, webapp_job = resolve_job_type("subprocess"), resolve_job_type("webapp")
+        if self.job_type == "webapp":
+            return webapp_job
+        if isinstance(self.job_type, type) and issubclass(self.job_type, (subprocess_job, webapp_job)):
+            return self.job_type
+        return subprocess_job
 
     @property
     def engine(self) -> "Engine":
@@ -76,6 +90,7 @@ class LauncherBase:
 
     @engine.setter
     def engine(self, engine: "Engine") -> None:
+        _check_engine(engine)
         self._engine = engine
 
     def create_job(self, args: tuple, kwargs: dict) -> Job:
@@ -84,17 +99,59 @@ class LauncherBase:
             cmd = self.func.get_cmd_str(*args, **kwargs) if self.is_cmd else self.func(*args, **kwargs)  # type: ignore[attr-defined]
             if not isinstance(cmd, str):
                 raise TypeError(f"{self.__name__} must produce a command string, got {cmd!r}")  # type: ignore[attr-defined]
-            sub = resolve_job_type("subprocess")
-            extra: dict[str, T.Any] = {}
-            if self.job_type in ("local", "thread", "process"):
-                extra["base_class"] = resolve_job_type(self.job_type)
-            return T.cast(T.Any, sub)(cmd, **extra, **self.job_kwargs)
+            return self._command_job(cmd)
         job_class = self.job_class or resolve_job_type(self.job_type)
         return job_class(self.func, args=args, kwargs=kwargs, **self.job_kwargs)
+
+    def _command_job(self, cmd: str) -> Job:
+        """The job running a command line built from a call: on ``job_type``'s backend, or served as a web app."""
+        # webapp: the command is the template, the job fills in {ip} and {port}
+        job_class: T.Any = self._made_class()
+        extra: dict[str, T.Any] = {}
+        if job_class is resolve_job_type("subprocess") and self.job_type != "subprocess":
+            extra["base_class"] = resolve_job_type(self.job_type)  # run the command on that backend
+        return T.cast(Job, job_class(cmd, **extra, **self.job_kwargs))
 
     def __repr__(self) -> str:
         mode = "async" if isinstance(self, AsyncLauncher) else "sync"
         return f"<{mode} launcher {getattr(self.func, '__name__', self.func)!r} job_type={self.job_type!r}>"
+
+
+def _check_engine(engine: object) -> None:
+    from ..core import Engine
+
+    if engine is not None and not isinstance(engine, Engine):
+        raise TypeError(f"engine must be an Engine (or None for the default engine), got {engine!r}")
+
+
+def _accepted_keywords(job_class: type[Job]) -> T.Optional[set[str]]:
+    """Keyword arguments ``job_class(...)`` accepts, following ``**kwargs`` up the MRO (None: any)."""
+    names: set[str] = set()
+    for klass in job_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names.update(p.name for p in parameters
+                     if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return names - {"self"}
+    return None
+
+
+def _check_job_kwargs(job_class: type[Job], job_kwargs: dict[str, T.Any]) -> None:
+    """Refuse job options the launcher's jobs would not take, when the launcher is made rather than called."""
+    accepted = _accepted_keywords(job_class)
+    if accepted is None:
+        return
+    # what each call supplies is not an option of the launcher
+    accepted -= {"func", "args", "kwargs", "cmd", "func_or_template"}
+    unknown = sorted(set(job_kwargs) - accepted)
+    if unknown:
+        raise TypeError(
+            f"launcher got unknown job option(s) {unknown} for {job_class.__name__}; "
+            f"valid ones: {', '.join(sorted(accepted))}"
+        )
 
 
 class SyncLauncher(LauncherBase):
