@@ -236,3 +236,40 @@ def test_launcher_runs_a_cmd2func_command_on_a_dask_worker(dask_address: str, tm
     job = asyncio.run(main())
     assert isinstance(job, SubprocessJob) and isinstance(job, DaskJob)  # job_type's backend, as documented
     assert job.result() == 0 and out.read_text() == "written\n"
+
+
+def _open_schedulers() -> set[Any]:
+    return {s for s in list(distributed.Scheduler._instances) if s.status.name != "closed"}
+
+
+@pytest.mark.parametrize("then", ["stop", "cancel-then-run"])
+def test_a_job_cancelled_while_the_local_cluster_starts_does_not_abandon_it(
+        then: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from executor.engine.log import logger
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the cluster's scratch dirs go here
+    starts: list[str] = []
+    sink = logger.add(lambda message: starts.append(str(message)), filter=lambda r: "LocalCluster" in r["message"])
+    before, open_before = live_descendants(), _open_schedulers()
+    try:
+        engine = Engine(EngineSetting(cache_path=str(tmp_path / "cache")))
+        engine.dask_backend.n_workers = 1
+        engine.start()
+        try:
+            first = DaskJob(inc, args=(1,))
+            engine.submit(first)
+            engine.cancel(first)  # the cluster is still starting: the job only stops waiting for it
+            assert first.status == "cancelled"
+            if then == "cancel-then-run":
+                second = DaskJob(inc, args=(2,))
+                engine.submit(second)
+                engine.wait_job(second, timeout=60)
+                assert second.result() == 3
+        finally:
+            engine.stop()
+    finally:
+        logger.remove(sink)
+    assert len(starts) == 1, starts  # one cluster for the engine, not one per waiting job
+    assert _open_schedulers() <= open_before  # the scheduler started for the engine was closed by stop()
+    assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("executor-dask-")]

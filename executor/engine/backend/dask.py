@@ -88,6 +88,9 @@ class DaskBackend:
         self._cluster: LocalCluster | None = None
         self._scratch: str | None = None
         self._starting: asyncio.Lock | None = None
+        #: the connection or cluster start under way; owned by the backend so that cancelling
+        #: the DaskJob that asked for it does not abandon a half-started cluster
+        self._start_task: asyncio.Task[Client] | None = None
 
     @property
     def client(self) -> "Client | None":
@@ -116,12 +119,19 @@ class DaskBackend:
         async with self._starting:
             if self._client is not None and self._is_current(self._client):
                 return self._client
-            await self._release()
-            if self._user_client is not None:
-                self._client = await self._adopt(self._user_client)
-            else:
-                self._client = await self._start_local_cluster()
-            return self._client
+            if self._start_task is None or self._start_task.done():
+                await self._release()
+                self._start_task = asyncio.ensure_future(self._connect_or_start())
+            start = self._start_task
+        # shielded: a cancelled job stops waiting, the start goes on for the next job (or close())
+        return await asyncio.shield(start)
+
+    async def _connect_or_start(self) -> "Client":
+        if self._user_client is not None:
+            self._client = await self._adopt(self._user_client)
+        else:
+            self._client = await self._start_local_cluster()
+        return self._client
 
     def _is_current(self, client: "Client") -> bool:
         if client.status not in ("running", "connecting", "newly-created"):
@@ -196,7 +206,16 @@ class DaskBackend:
             shutil.rmtree(scratch, ignore_errors=True)
 
     async def close(self) -> None:
-        """Close what this backend started (its client, its LocalCluster); a user's client stays open."""
+        """Close what this backend started (its client, its LocalCluster); a user's client stays open.
+
+        A start still under way is let finish first: cancelling it half-way would
+        leave a scheduler behind that nothing closes.
+        """
+        start, self._start_task = self._start_task, None
+        if start is not None and not start.done():
+            await asyncio.wait({start})
+        if start is not None and start.done() and not start.cancelled():
+            start.exception()  # retrieved: a failed start was reported to its jobs already
         await self._release()
 
 
