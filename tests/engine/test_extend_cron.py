@@ -150,6 +150,17 @@ def test_waiting_for_a_distant_schedule_sleeps_until_it() -> None:
         (lambda: weekly(on="funday"), ValueError, "weekday"),
         (lambda: before_weekday("monday"), ValueError, "never true"),
         (lambda: after_clock(930), TypeError, "clock time"),
+        (lambda: every(float("nan")), ValueError, "period must be a finite number of seconds"),
+        (lambda: every(float("inf")), ValueError, "period must be a finite number of seconds"),
+        (lambda: between_clock("10:00", "10:00"), ValueError, "start and end are both 10:00"),
+        # the jobs a sentinel submits are checked when it is made, not when it first fires
+        (lambda: CronJob(abs, every("1s"), job_type="thread", job_kwargs={"retires": 1}), TypeError,
+         "job_kwargs.*retires"),
+        (lambda: CronJob(abs, every("1s"), job_type="thread", job_kwargs=["retries"]), TypeError,
+         "job_kwargs must be a dict"),
+        (lambda: CronJob(abs, every("1s"), job_type="thread", args="-3"), TypeError, "args must be a tuple or list"),
+        (lambda: CronJob("true", every("1s"), job_type="subprocess", job_kwargs={"target_dir": 3}), TypeError,
+         "target_dir"),
     ],
 )
 def test_bad_schedules_are_refused_clearly(call: object, error: type, match: str) -> None:

@@ -161,6 +161,11 @@ class ClockWindow(TimeCondition):
             raise ValueError("a clock window needs a start, an end or both")
         self.start = None if start is None else _schedule.parse_clock(start)
         self.end = None if end is None else _schedule.parse_clock(end)
+        if self.start is not None and self.start == self.end:
+            raise ValueError(
+                f"a clock window whose start and end are both {self.start.isoformat()} is never open: "
+                "give different times (end is excluded), or use after_clock/before_clock"
+            )
 
     def satisfy(self, engine: "Engine") -> bool:
         """Whether the current time of day is inside the window."""

@@ -8,6 +8,7 @@ can be tested exhaustively on their own.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, time, timedelta
 
@@ -49,6 +50,8 @@ def parse_period(period: str | float | int | timedelta) -> timedelta:
             f"period must be a string like '10s' or '1h30m', a number of seconds or a timedelta, "
             f"got {type(period).__name__}"
         )
+    if isinstance(period, float) and not math.isfinite(period):
+        raise ValueError(f"period must be a finite number of seconds, got {period!r}")
     result = period if isinstance(period, timedelta) else timedelta(seconds=period)
     if result <= timedelta(0):
         raise ValueError(f"period must be positive, got {period!r}")

@@ -66,11 +66,16 @@ class SentinelJob(LocalJob):
                 f"sentinel_condition must be a Condition (e.g. every('10s')), got {type(sentinel_condition).__name__}"
             )
         self.job_class = resolve_job_type(job_type)
+        if job_kwargs is not None and not isinstance(job_kwargs, T.Mapping):
+            raise TypeError(f"job_kwargs must be a dict of Job arguments, got {job_kwargs!r}")
+        if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
+            raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
         self.target = func
         self.target_args = tuple(args or ())
         self.target_kwargs = dict(kwargs or {})
         self.job_kwargs = dict(job_kwargs or {})
         _check_target(func, self.job_class)
+        self._check_jobs_can_be_made()
         if max_fires is not None and (not isinstance(max_fires, int) or isinstance(max_fires, bool) or max_fires < 1):
             raise ValueError(f"max_fires must be an int >= 1 or None, got {max_fires!r}")
         self.sentinel_condition = sentinel_condition
@@ -88,6 +93,16 @@ class SentinelJob(LocalJob):
             return self.job_class(T.cast(str, self.target), **self.job_kwargs)
         return self.job_class(T.cast(T.Callable[..., T.Any], self.target), args=self.target_args,
                               kwargs=self.target_kwargs, **self.job_kwargs)
+
+    def _check_jobs_can_be_made(self) -> None:
+        """Make one job now (and drop it), so a mistake in ``job_kwargs`` shows here, not at the first fire."""
+        try:
+            self.make_job()
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"{type(self).__name__} cannot make its {self.job_class.__name__}s from job_kwargs="
+                f"{self.job_kwargs!r}: {error}"
+            ) from None
 
     async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
         """Watch the condition until cancelled (or until ``max_fires`` jobs were submitted)."""
