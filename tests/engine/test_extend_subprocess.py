@@ -135,6 +135,16 @@ def test_redirect_out_err_to_cache_files_and_to_one_file(engine: Engine, base: t
     assert "out" not in captured.out and "err" not in captured.err
 
 
+@pytest.mark.parametrize("as_path", [str, Path])
+def test_redirect_out_err_naming_a_directory_is_refused_at_construction(tmp_path: Path, as_path: type) -> None:
+    with pytest.raises(ValueError, match="redirect_out_err .* is a directory: give a file path"):
+        SubprocessJob("echo out", redirect_out_err=as_path(tmp_path))
+    from executor.engine.job.extend import WebappJob
+
+    with pytest.raises(ValueError, match="redirect_out_err .* is a directory"):
+        WebappJob(f"{PY} -m http.server -b {{ip}} {{port}}", redirect_out_err=as_path(tmp_path))
+
+
 def test_popen_kwargs_are_passed_and_reserved_ones_refused(engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "env.txt"
     job = SubprocessJob(f"echo $GREETING > {out}", popen_kwargs={"env": {**os.environ, "GREETING": "hi"}})
