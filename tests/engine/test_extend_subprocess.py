@@ -207,6 +207,18 @@ def test_engine_stop_kills_running_commands(base: type, tmp_path: Path) -> None:
     assert wait_until(lambda: not processes_with(marker), timeout=10)
 
 
+@pytest.mark.timeout(60)
+def test_a_worker_killed_as_its_first_command_starts_leaves_no_command_behind(tmp_path: Path) -> None:
+    # the first command of a fresh worker process: its group must be guarded before the command runs
+    marker = unique_sleep()
+    with Engine(EngineSetting(cache_path=str(tmp_path / "cache"), print_traceback=False)) as engine:
+        job = SubprocessJob(f"kill -9 $PPID; sleep {marker}", base_class=ProcessJob)
+        engine.submit(job)
+        engine.wait_job(job, timeout=30)
+        assert job.status == "failed"
+        assert wait_until(lambda: not processes_with(marker), timeout=10), processes_with(marker)
+
+
 def test_processes_left_behind_by_a_finished_command_are_stopped(engine: Engine) -> None:
     marker = unique_sleep()
     job = SubprocessJob(f"sleep {marker} & echo bye")

@@ -169,6 +169,8 @@ def _start(spec: CommandSpec) -> _Started:
     costs a measurable share of starting a command as small as ``true``.
     """
     flush_std_streams()  # what Python printed before the command comes out before what it prints
+    groups = guard()
+    groups.ready()  # the watchdog runs before the command does: registering it is then instant
     with _streams(spec) as (stdout, stderr):
         read_fd = write_fd = None
         if stderr is subprocess.PIPE:
@@ -184,7 +186,7 @@ def _start(spec: CommandSpec) -> _Started:
         finally:
             if write_fd is not None:
                 os.close(write_fd)  # the child has its copy: EOF comes when the command's side closes
-    return _Started(process, read_fd, guard().add(process.pid))
+    return _Started(process, read_fd, groups.add(process.pid))
 
 
 def _failure(spec: CommandSpec, returncode: int, tail: StderrTail) -> CommandFailed:

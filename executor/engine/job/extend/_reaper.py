@@ -109,6 +109,23 @@ class GroupGuard:
             _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
         return slot
 
+    def ready(self) -> None:
+        """Start the watchdog now if it is not running (before a command starts, not after).
+
+        Starting it takes a few milliseconds; done after the command started,
+        a death of this process in that time (a pool worker killed on cancel)
+        left the command unsupervised. :meth:`add` is then a write into memory.
+        """
+        if not self.enabled or self._table is not None:
+            return
+        with self._lock:
+            if self._table is not None:
+                return
+            try:
+                self._start()
+            except (OSError, ValueError, subprocess.SubprocessError) as error:
+                logger.debug(f"command groups are not guarded against this process's death: {error!r}")
+
     def remove(self, slot: int) -> None:
         """Forget a group that is gone (``slot`` from :meth:`add`)."""
         if slot < 0 or self._table is None:
