@@ -61,6 +61,10 @@ _CONTROLLER_ONLY_OPTIONS: dict[str, Any] = {
 # A one-shot worker runs one explicit node id: cache-driven selection must not
 # drop it.
 _ONESHOT_OPTIONS: dict[str, Any] = {"lf": False, "failedfirst": False, "newfirst": False}
+# Cache entries pytest's cacheprovider saves at the end of a session from what
+# that session saw: a worker saw only its share of the run, and its save would
+# race the controller's (and undo it when it comes last).
+_CONTROLLER_CACHE_KEYS = frozenset({"cache/lastfailed", "cache/nodeids", "cache/stepwise"})
 
 
 class Task(NamedTuple):
@@ -166,6 +170,26 @@ def _register_self(config: pytest.Config) -> None:
         config.pluginmanager.consider_module(module)
 
 
+def _leave_run_cache_to_controller(config: pytest.Config) -> None:
+    """Drop this worker's writes of the run-wide cache entries (``--lf``, ``--nf``, ``--sw``).
+
+    pytest's cacheprovider skips those writes in pytest-xdist workers only
+    (they have ``workerinput``); reading them stays as it is, so a worker
+    selects with ``--lf``/``--ff`` exactly as the controller does.  Other
+    entries (a test's own ``cache.set``) are written as usual.
+    """
+    cache = getattr(config, "cache", None)
+    if cache is None:  # -p no:cacheprovider
+        return
+    write = cache.set
+
+    def set_unless_run_wide(key: str, value: object) -> None:
+        if key not in _CONTROLLER_CACHE_KEYS:
+            write(key, value)
+
+    setattr(cache, "set", set_unless_run_wide)  # noqa: B010 - mypy forbids assigning to a method
+
+
 def _limit_core_dumps() -> None:
     """A crashing test must not leave a core file in the user's directory."""
     try:
@@ -246,11 +270,12 @@ class WorkerSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Point the terminal reporter at /dev/null: the controller prints everything.
+        """Point the terminal reporter at /dev/null: the controller prints everything (and saves the run's cache).
 
         The reporter stays registered: its per-report status hooks still run
         (subtests rely on them) and ``config.get_terminal_writer()`` still works.
         """
+        _leave_run_cache_to_controller(self.config)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             from _pytest._io import TerminalWriter
