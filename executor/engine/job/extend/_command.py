@@ -25,7 +25,7 @@ import typing as T
 from dataclasses import dataclass, field
 
 from ..utils import flush_std_streams
-from ._reaper import guard
+from ._reaper import guard, spawning
 from ._process_group import (
     TERMINATE_GRACE,
     CommandFailed,
@@ -171,21 +171,33 @@ def _start(spec: CommandSpec) -> _Started:
     flush_std_streams()  # what Python printed before the command comes out before what it prints
     groups = guard()
     groups.ready()  # the watchdog runs before the command does: registering it is then instant
+    slot, claim_in_child = -1, None
+    if spec.pgid_path is not None:
+        # in a pool worker, which the engine kills on cancel: the child registers its group itself,
+        # before exec, so no instant exists where it runs unguarded (costs the vfork fast path)
+        slot, claim_in_child = groups.reserve()
     with _streams(spec) as (stdout, stderr):
         read_fd = write_fd = None
         if stderr is subprocess.PIPE:
             read_fd, write_fd = os.pipe()  # both non-inheritable: Popen dup2s the write end onto fd 2
             stderr = write_fd
         try:
+            spawning.claiming = claim_in_child is not None
             process = subprocess.Popen(spec.cmd, shell=True, start_new_session=True, cwd=spec.cwd,
-                                       stdout=stdout, stderr=stderr, **_popen_kwargs(spec))
+                                       stdout=stdout, stderr=stderr, preexec_fn=claim_in_child,
+                                       **_popen_kwargs(spec))
         except BaseException:
             if read_fd is not None:
                 os.close(read_fd)
+            groups.remove(slot)
             raise
         finally:
+            spawning.claiming = False
             if write_fd is not None:
                 os.close(write_fd)  # the child has its copy: EOF comes when the command's side closes
+    if claim_in_child is not None:
+        groups.fill(slot, process.pid)
+        return _Started(process, read_fd, slot)
     return _Started(process, read_fd, groups.add(process.pid))
 
 

@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
+import typing as T
 
 from ...log import logger
 
@@ -126,6 +127,40 @@ class GroupGuard:
             except (OSError, ValueError, subprocess.SubprocessError) as error:
                 logger.debug(f"command groups are not guarded against this process's death: {error!r}")
 
+    def reserve(self) -> tuple[int, T.Callable[[], None] | None]:
+        """A slot for a command about to start, and a function that fills it in the command's child process.
+
+        Called in the child before ``exec`` (``preexec_fn``), the function
+        writes the child's pid (its group id: it leads a new session) into the
+        shared table, so the group is guarded from its first instruction on,
+        even if this process dies before ``Popen`` returns. ``(-1, None)``:
+        not guarded. Fill the slot with :meth:`fill` (or free it with
+        :meth:`remove` if the start failed).
+        """
+        self.ready()
+        if not self.enabled:
+            return -1, None
+        with self._lock:
+            if self._table is None:
+                return -1, None
+            if not self._free:
+                self._grow()
+            slot = self._free.pop()
+            table = self._table
+        offset = slot * _SLOT.size
+
+        def claim_in_child() -> None:
+            _SLOT.pack_into(table, offset, os.getpid())
+
+        return slot, claim_in_child
+
+    def fill(self, slot: int, pgid: int) -> None:
+        """Write ``pgid`` into a slot from :meth:`reserve` (the child may have done so already)."""
+        if slot < 0 or self._table is None:
+            return
+        with self._lock:
+            _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
+
     def remove(self, slot: int) -> None:
         """Forget a group that is gone (``slot`` from :meth:`add`)."""
         if slot < 0 or self._table is None:
@@ -204,12 +239,18 @@ def guard() -> GroupGuard:
     return _guard
 
 
+#: set on a thread while it starts a command whose child claims its slot (see GroupGuard.reserve)
+spawning = threading.local()
+
+
 def _forget_parents_guard() -> None:
     # the inherited table is the parent's: writing to it would corrupt its watchdog's view, and
     # holding its pipe would keep that watchdog waiting for this child too
     global _guard, _guard_lock
     inherited, _guard = _guard, None
     _guard_lock = threading.Lock()  # another thread may have held it at the fork
+    if getattr(spawning, "claiming", False):
+        return  # a command's child, about to claim its slot in that table and exec (which drops it all)
     if inherited is not None and inherited._table is not None:
         inherited._table.close()
         if inherited._pipe_fd is not None:
