@@ -89,19 +89,23 @@ def watchdogs_with(token: str) -> list[psutil.Process]:
 def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: Path) -> None:
     marker, token = unique_sleep(), uuid.uuid4().hex
     started = tmp_path / "started"
+    temp = tmp_path / "tmp"  # the engine's temporary files: none may be left behind
+    temp.mkdir()
     engine_process = subprocess.Popen(
         [sys.executable, "-c", ENGINE_SCRIPT, marker, base, str(started)],
-        env={**os.environ, "CRASH_TEST_TOKEN": token}, stdout=subprocess.DEVNULL)
+        env={**os.environ, "CRASH_TEST_TOKEN": token, "TMPDIR": str(temp)}, stdout=subprocess.DEVNULL)
     try:
         assert wait_until(lambda: started.exists() and len(sleepers(marker)) == 2, timeout=30)
         watchdogs = watchdogs_with(token)
-        assert len(watchdogs) == 1  # one per process that started commands
-        assert watchdogs[0].ppid() != engine_process.pid  # not a child: outside the engine's process tree
+        # one per process that started commands; with ProcessJob, the engine's too (for its pgid files)
+        assert len(watchdogs) == (2 if base == "ProcessJob" else 1)
+        assert engine_process.pid not in [w.ppid() for w in watchdogs]  # outside the engine's process tree
     finally:
         engine_process.send_signal(signal.SIGKILL)
         engine_process.wait()
     assert wait_until(lambda: not processes_with(marker), timeout=GRACE + 10), processes_with(marker)
     assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # gone with the process it watched
+    assert wait_until(lambda: not list(temp.iterdir()), timeout=10), list(temp.iterdir())
 
 
 STOP_SCRIPT = textwrap.dedent("""

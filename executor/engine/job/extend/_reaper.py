@@ -30,6 +30,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import typing as T
 
@@ -42,10 +43,10 @@ GRACE = 2.0
 _SLOT = struct.Struct("=i")
 _INITIAL_SLOTS = 1024
 
-# Runs under ``python -I -S``: builtin modules only. argv: pipe fd, table fd, grace.
+# Runs under ``python -I -S``: builtin modules only. argv: pipe fd, table fd, grace, scratch dir.
 _WATCHDOG = """
 import array, os, signal, sys, time
-pipe_fd, table_fd, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+pipe_fd, table_fd, grace, scratch = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
     signal.signal(sig, signal.SIG_IGN)
 while True:
@@ -72,6 +73,15 @@ while groups and time.monotonic() < deadline:
     time.sleep(0.05)
     groups = signal_all(0)
 signal_all(signal.SIGKILL)
+try:
+    for name in os.listdir(scratch):
+        try:
+            os.unlink(os.path.join(scratch, name))
+        except OSError:
+            pass
+    os.rmdir(scratch)
+except OSError:
+    pass
 """
 
 
@@ -86,6 +96,8 @@ class GroupGuard:
         self._table: mmap.mmap | None = None
         self._free: list[int] = []
         self._pipe_fd: int | None = None  # write end, never written: its closing is the signal
+        #: a private folder for small files about running commands; the watchdog removes it
+        self._scratch: str | None = None
         self.enabled = hasattr(os, "memfd_create")
 
     def add(self, pgid: int) -> int:
@@ -161,6 +173,15 @@ class GroupGuard:
         with self._lock:
             _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
 
+    def scratch_dir(self) -> str | None:
+        """A private folder for files about this process's running commands, removed by the watchdog.
+
+        The watchdog removes it (and what is in it) when this process ends,
+        however it ends, or at :meth:`close_if_idle`. None without a watchdog.
+        """
+        self.ready()
+        return self._scratch
+
     def remove(self, slot: int) -> None:
         """Forget a group that is gone (``slot`` from :meth:`add`)."""
         if slot < 0 or self._table is None:
@@ -180,7 +201,7 @@ class GroupGuard:
             if len(self._free) * _SLOT.size != len(self._table):
                 return False
             table, pipe_fd = self._table, self._pipe_fd
-            self._table, self._pipe_fd, self._free = None, None, []
+            self._table, self._pipe_fd, self._free, self._scratch = None, None, [], None
         table.close()
         if pipe_fd is not None:
             os.close(pipe_fd)
@@ -190,25 +211,27 @@ class GroupGuard:
     def _start(self) -> bool:
         table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
         read_fd, write_fd = os.pipe()
+        scratch = tempfile.mkdtemp(prefix="executor-cmd-")
         try:
             os.ftruncate(table_fd, _INITIAL_SLOTS * _SLOT.size)
             table = mmap.mmap(table_fd, _INITIAL_SLOTS * _SLOT.size)
             # sh puts the watchdog in the background and exits: it is nobody's child here
             starter = subprocess.Popen(
-                ["/bin/sh", "-c", 'exec "$0" -I -S -c "$1" "$2" "$3" "$4" </dev/null >/dev/null 2>&1 &',
-                 sys.executable, _WATCHDOG, str(read_fd), str(table_fd), str(GRACE)],
+                ["/bin/sh", "-c", 'exec "$0" -I -S -c "$1" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>&1 &',
+                 sys.executable, _WATCHDOG, str(read_fd), str(table_fd), str(GRACE), scratch],
                 pass_fds=(read_fd, table_fd), start_new_session=True, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             starter.wait()
         except (OSError, subprocess.SubprocessError) as error:
             os.close(write_fd)
+            os.rmdir(scratch)
             self.enabled = False  # commands still run; only the crash clean-up is lost
             logger.debug(f"no watchdog for command groups: {error!r}")
             return False
         finally:
             os.close(read_fd)
             os.close(table_fd)  # the mapping and the watchdog keep the table alive
-        self._table, self._pipe_fd = table, write_fd
+        self._table, self._pipe_fd, self._scratch = table, write_fd, scratch
         self._free = list(range(_INITIAL_SLOTS - 1, -1, -1))
         return True
 

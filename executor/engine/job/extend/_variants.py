@@ -26,6 +26,7 @@ from ..process import ProcessJob
 from ..thread import ThreadJob
 from ._command import CommandSpec, read_pgid, run_command_async, run_command_blocking
 from ._process_group import stop_foreign_group
+from ._reaper import guard
 
 __all__ = ["CommandCancelled", "CommandRunner", "STANDARD_BASES", "check_redirect_out_err", "variant"]
 
@@ -166,7 +167,8 @@ class CommandRunner(Job):
     async def _command_elsewhere(self, spec_for: T.Callable[[T.Optional[str]], CommandSpec]) -> int:
         # a worker is killed on cancel before it can clean up, so the command's
         # process-group id is published in a file that this side reads
-        handle, pgid_path = tempfile.mkstemp(prefix="executor-pgid-")
+        # in the watchdog's folder: removed with it should this process die before the finally below
+        handle, pgid_path = tempfile.mkstemp(prefix="executor-pgid-", dir=guard().scratch_dir())
         os.close(handle)
         try:
             return T.cast(int, await super().run_function(run_command_blocking, (spec_for(pgid_path),), {}))
