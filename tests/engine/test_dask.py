@@ -273,3 +273,34 @@ def test_a_job_cancelled_while_the_local_cluster_starts_does_not_abandon_it(
     assert _open_schedulers() <= open_before  # the scheduler started for the engine was closed by stop()
     assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("executor-dask-")]
+
+
+ASYNC_WITHOUT_STOP = """
+import asyncio
+from executor.engine import DaskJob, Engine
+
+def add(a, b):
+    return a + b
+
+async def main():
+    engine = Engine()  # the seed's async use: no start(), no stop()
+    engine.dask_backend.n_workers = 1
+    job = DaskJob(add, args=(1, 2))
+    await engine.submit_async(job)
+    await engine.join(timeout=60)
+    print(job.result())
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_async_use_without_stop_leaves_no_scratch_folder(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    script = tmp_path / "script.py"
+    script.write_text(ASYNC_WITHOUT_STOP)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)},
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0 and done.stdout.splitlines() == ["3"], done.stderr
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("executor-dask-")]

@@ -19,6 +19,7 @@ on the engine's event loop:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import shutil
@@ -176,6 +177,7 @@ class DaskBackend:
 
         n_workers = self.n_workers or os.cpu_count() or 1
         self._scratch = tempfile.mkdtemp(prefix="executor-dask-")
+        _scratch_dirs.add(self._scratch)
         logger.info("starting a dask LocalCluster with {} worker process(es)", n_workers)
         # A worker lost mid-task fails the task at once (KilledWorker): the job's
         # own `retries` decide what happens next, not the scheduler's.
@@ -204,6 +206,7 @@ class DaskBackend:
                 await _quietly(closing)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            _scratch_dirs.discard(scratch)
 
     async def close(self) -> None:
         """Close what this backend started (its client, its LocalCluster); a user's client stays open.
@@ -217,6 +220,18 @@ class DaskBackend:
         if start is not None and start.done() and not start.cancelled():
             start.exception()  # retrieved: a failed start was reported to its jobs already
         await self._release()
+
+
+#: scratch folders of LocalClusters not closed yet: an engine used from asyncio without stop() (its
+#: loop ends, and the cluster with it, but nothing calls close()) must not leave them in the temp dir
+_scratch_dirs: set[str] = set()
+
+
+@atexit.register
+def _remove_scratch_dirs() -> None:
+    for scratch in list(_scratch_dirs):
+        shutil.rmtree(scratch, ignore_errors=True)
+    _scratch_dirs.clear()
 
 
 async def _quietly(awaitable: T.Awaitable[T.Any]) -> None:
