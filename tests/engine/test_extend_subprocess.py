@@ -174,6 +174,10 @@ def test_popen_kwargs_are_passed_and_reserved_ones_refused(engine: Engine, tmp_p
          r"popen_kwargs\['stdin'\] is an open file or descriptor of this process.*base_class=ProcessJob"),
         ({"cmd": "true", "base_class": ProcessJob, "popen_kwargs": {"stdout": 1}}, ValueError,
          r"popen_kwargs\['stdout'\] is an open file or descriptor"),
+        ({"cmd": "true", "popen_kwargs": {"bogus": 1}}, TypeError,
+         r"popen_kwargs has unknown subprocess.Popen argument\(s\) \['bogus'\]; valid ones: .*env"),
+        ({"cmd": "true", "popen_kwargs": {"env": {"A": 1}}}, TypeError, r"popen_kwargs\['env'\]\['A'\] must be a string"),
+        ({"cmd": "true", "popen_kwargs": {"env": "A=1"}}, TypeError, r"popen_kwargs\['env'\] must be a dict"),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(kwargs: dict, error: type, match: str) -> None:

@@ -147,6 +147,13 @@ def test_bad_input_is_refused_at_construction(args: tuple, kwargs: dict, error: 
         WebappJob(*args, **kwargs)
 
 
+def test_a_web_app_function_on_a_dask_worker_is_refused_naming_the_base() -> None:
+    from executor.engine import DaskJob
+
+    with pytest.raises(ValueError, match="cannot run on a DaskJob: it runs on a thread"):
+        WebappJob(run_httpd, base_class=DaskJob)
+
+
 def test_local_addresses_are_accepted() -> None:
     for ip in ("127.0.0.1", "localhost", "0.0.0.0", "::1"):
         assert WebappJob(TEMPLATE, ip=ip).ip == ip

@@ -10,13 +10,15 @@ and the small stderr tail kept for error messages.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import deque
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
 
 import psutil
 
@@ -74,6 +76,11 @@ def check_popen_kwargs(popen_kwargs: dict[str, Any] | None, in_worker_process: b
         return {}
     if not isinstance(popen_kwargs, dict):
         raise TypeError(f"popen_kwargs must be a dict of subprocess.Popen arguments, got {type(popen_kwargs).__name__}")
+    unknown = sorted(str(name) for name in popen_kwargs if name not in _popen_parameters())
+    if unknown:
+        raise TypeError(f"popen_kwargs has unknown subprocess.Popen argument(s) {unknown}; "
+                        f"valid ones: {', '.join(sorted(_popen_parameters() - RESERVED_POPEN_KWARGS))}")
+    _check_env(popen_kwargs.get("env"))
     reserved = sorted(RESERVED_POPEN_KWARGS.intersection(popen_kwargs))
     if reserved:
         raise ValueError(
@@ -94,6 +101,23 @@ def check_popen_kwargs(popen_kwargs: dict[str, Any] | None, in_worker_process: b
                     "base_class=ProcessJob the command starts in a worker process that does not have it "
                     "(use base_class=ThreadJob or LocalJob, or a shell redirection in cmd)")
     return dict(popen_kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _popen_parameters() -> frozenset[str]:
+    return frozenset(inspect.signature(subprocess.Popen).parameters)
+
+
+def _check_env(env: Any) -> None:
+    """An ``env`` must map names to strings: Popen's own error would come at run time, without the name."""
+    if env is None:
+        return
+    if not isinstance(env, Mapping):
+        raise TypeError(f"popen_kwargs['env'] must be a dict of environment variables, got {type(env).__name__}")
+    for name, value in env.items():
+        if not isinstance(name, (str, bytes)) or not isinstance(value, (str, bytes)):
+            raise TypeError(f"popen_kwargs['env'][{name!r}] must be a string, got {type(value).__name__}: {value!r} "
+                            "(environment variables are strings)")
 
 
 def _is_our_descriptor(stream: Any) -> bool:

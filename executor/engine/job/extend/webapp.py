@@ -10,6 +10,7 @@ import threading
 import typing as T
 
 from ..base import Job
+from ..local import LocalJob
 from ..process import ProcessJob
 from ..thread import ThreadJob
 from ..utils import CallOptions
@@ -234,14 +235,16 @@ def _outcome(task: "asyncio.Future[T.Any]") -> str:
 
 
 def _check_function_base(func: T.Callable[..., T.Any], base_class: object) -> None:
-    if isinstance(base_class, type) and issubclass(base_class, ThreadJob):
+    if isinstance(base_class, type) and (
+            issubclass(base_class, ThreadJob) or getattr(base_class, "resource_kind", None) == "dask"):
         raise ValueError(
-            "a web app function cannot run on a ThreadJob: a thread cannot be stopped, so the server "
-            "would keep the port; use ProcessJob (default), or a command template"
+            f"a web app function cannot run on a {base_class.__name__}: it runs on a thread (of this process "
+            "or of a dask worker) and a thread cannot be stopped, so the server would keep the port; "
+            "use ProcessJob (default), or a command template"
         )
     if isinstance(base_class, type) and issubclass(base_class, ProcessJob):
         return
-    if not inspect.iscoroutinefunction(func):
+    if isinstance(base_class, type) and issubclass(base_class, LocalJob) and not inspect.iscoroutinefunction(func):
         raise ValueError(
             "a web app function on LocalJob must be a coroutine function (it shares the engine's event "
             "loop); use ProcessJob (default) for a blocking server"
