@@ -144,3 +144,19 @@ def test_launcher_engine_setter_refuses_what_is_not_an_engine() -> None:
     lau = launcher(add, job_type="local")
     with pytest.raises(TypeError, match="engine must be an Engine"):
         lau.engine = "engine"  # type: ignore[assignment]
+
+
+def test_cmd2func_launchers_take_subprocess_job_classes_and_base_class_once() -> None:
+    from cmd2func import cmd2func
+
+    from executor.engine.job.extend import SubprocessJob
+
+    @cmd2func
+    def echo(text: str) -> str:
+        return f"echo {text}"
+
+    assert isinstance(launcher(echo, job_type=SubprocessJob).create_job(("hi",), {}), SubprocessJob)
+    on_local = launcher(echo, job_type="subprocess", base_class=LocalJob).create_job(("hi",), {})
+    assert isinstance(on_local, SubprocessJob) and isinstance(on_local, LocalJob)
+    with pytest.raises(TypeError, match="base_class= and job_type='process'"):
+        launcher(echo, job_type="process", base_class=LocalJob)

@@ -71,6 +71,11 @@ class LauncherBase:
             self.job_class = None  # resolved on first submit (extended job types)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         _check_job_kwargs(self._made_class(), job_kwargs)
+        if "base_class" in job_kwargs and (self.is_cmd or job_type == "subprocess") and job_type in ("local", "thread", "process", "dask"):
+            raise TypeError(
+                f"launcher got base_class= and job_type={job_type!r}: for commands job_type is the base class; "
+                "give one of them (job_type='subprocess' with base_class=..., or job_type alone)"
+            )
 
     def _made_class(self) -> type[Job]:
         """The class of the jobs this launcher makes (a command's job class for cmd2func objects)."""
@@ -108,7 +113,7 @@ class LauncherBase:
         # webapp: the command is the template, the job fills in {ip} and {port}
         job_class: T.Any = self._made_class()
         extra: dict[str, T.Any] = {}
-        if job_class is resolve_job_type("subprocess") and self.job_type != "subprocess":
+        if job_class is resolve_job_type("subprocess") and self.job_type not in ("subprocess", job_class):
             extra["base_class"] = resolve_job_type(self.job_type)  # run the command on that backend
         return T.cast(Job, job_class(cmd, **extra, **self.job_kwargs))
 
