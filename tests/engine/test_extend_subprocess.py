@@ -176,7 +176,8 @@ def test_popen_kwargs_are_passed_and_reserved_ones_refused(engine: Engine, tmp_p
          r"popen_kwargs\['stdout'\] is an open file or descriptor"),
         ({"cmd": "true", "popen_kwargs": {"bogus": 1}}, TypeError,
          r"popen_kwargs has unknown subprocess.Popen argument\(s\) \['bogus'\]; valid ones: .*env"),
-        ({"cmd": "true", "popen_kwargs": {"env": {"A": 1}}}, TypeError, r"popen_kwargs\['env'\]\['A'\] must be a string"),
+        ({"cmd": "true", "popen_kwargs": {"env": {"A": 1}}}, TypeError,
+         r"popen_kwargs\['env'\]\['A'\] must be a string"),
         ({"cmd": "true", "popen_kwargs": {"env": "A=1"}}, TypeError, r"popen_kwargs\['env'\] must be a dict"),
     ],
 )

@@ -71,7 +71,8 @@ class LauncherBase:
             self.job_class = None  # resolved on first submit (extended job types)
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
         _check_job_kwargs(self._made_class(), job_kwargs)
-        if "base_class" in job_kwargs and (self.is_cmd or job_type == "subprocess") and job_type in ("local", "thread", "process", "dask"):
+        runs_commands = self.is_cmd or job_type == "subprocess"
+        if "base_class" in job_kwargs and runs_commands and job_type in ("local", "thread", "process", "dask"):
             raise TypeError(
                 f"launcher got base_class= and job_type={job_type!r}: for commands job_type is the base class; "
                 "give one of them (job_type='subprocess' with base_class=..., or job_type alone)"
