@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import typing as T
 from pathlib import Path
 
 import pytest
@@ -449,6 +450,33 @@ def test_redirect_to_one_file(engine: Engine, tmp_path: Path) -> None:
     engine.submit(job)
     engine.wait_job(job, timeout=30)
     assert log.read_text() == "hello\n"
+
+
+@pytest.mark.parametrize("job_cls", [*JOB_TYPES, "SubprocessJob"])
+def test_redirect_to_a_home_relative_file_expands_the_tilde(engine: Engine, job_cls: type | str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    if job_cls == "SubprocessJob":
+        from executor.engine.job.extend import SubprocessJob
+
+        job: T.Any = SubprocessJob("echo hello", redirect_out_err="~/logs/job.log")
+    else:
+        job = T.cast(type, job_cls)(print, args=("hello",), redirect_out_err="~/logs/job.log")
+    engine.submit(job)
+    engine.wait_job(job, timeout=30)
+    assert job.status == "done", job.traceback
+    assert (home / "logs" / "job.log").read_text() == "hello\n"
+    assert list(work.iterdir()) == []  # no folder named "~" in the working directory
+
+
+@pytest.mark.parametrize("job_cls", JOB_TYPES)
+def test_redirect_to_a_directory_is_refused_when_the_job_is_made(job_cls: type, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="redirect_out_err .* is a directory: give a file path"):
+        job_cls(print, redirect_out_err=str(tmp_path))
 
 
 @pytest.mark.parametrize("job_cls", JOB_TYPES)

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import os
 import threading
 import traceback
 import typing as T
@@ -289,7 +290,7 @@ class Job:
         self.name: str = name if name is not None else getattr(func, "__name__", type(func).__name__)
         self.condition = condition
         self.wait_time_delta = float(wait_time_delta)
-        self.redirect_out_err = redirect_out_err
+        self.redirect_out_err = _redirect_target(redirect_out_err)
         self.change_dir = change_dir
         self.engine: T.Optional["Engine"] = None
         self.attempts = 0
@@ -557,3 +558,19 @@ def func_traits(func: T.Callable[..., T.Any]) -> FuncTraits:
         return _cached_traits(func)
     except TypeError:  # unhashable callable
         return _compute_traits(func)
+
+
+def _redirect_target(redirect_out_err: T.Union[bool, str, Path]) -> T.Union[bool, str]:
+    """``redirect_out_err`` as stored: True/False, or a file path with ``~`` expanded.
+
+    A path naming a directory is refused here: it could only fail when the job runs.
+    """
+    if isinstance(redirect_out_err, bool) or not str(redirect_out_err):
+        return redirect_out_err if isinstance(redirect_out_err, bool) else False
+    path = os.path.expanduser(str(redirect_out_err))
+    if os.path.isdir(path):
+        raise ValueError(
+            f"redirect_out_err {str(redirect_out_err)!r} is a directory: give a file path for stdout and stderr "
+            "(or True for stdout.txt/stderr.txt in the job's cache dir)"
+        )
+    return path

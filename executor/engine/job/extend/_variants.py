@@ -28,7 +28,7 @@ from ._command import CommandSpec, read_pgid, run_command_async, run_command_blo
 from ._process_group import stop_foreign_group
 from ._reaper import guard
 
-__all__ = ["CommandCancelled", "CommandRunner", "STANDARD_BASES", "check_redirect_out_err", "variant"]
+__all__ = ["CommandCancelled", "CommandRunner", "STANDARD_BASES", "variant"]
 
 STANDARD_BASES: tuple[type[Job], ...] = (LocalJob, ThreadJob, ProcessJob)
 _VARIANTS: dict[tuple[type, type], type] = {}
@@ -90,15 +90,6 @@ def _command_on_pool_thread(spec_for: T.Callable[[T.Optional[str]], CommandSpec]
     if launch.cancelled:  # still queued when it was cancelled: never start it
         raise CommandCancelled("the job was cancelled before its command started")
     return run_command_blocking(spec_for(None), launch.started)
-
-
-def check_redirect_out_err(redirect_out_err: object) -> None:
-    """Refuse a ``redirect_out_err`` path that names an existing directory (it must be a file)."""
-    if isinstance(redirect_out_err, (str, Path)) and str(redirect_out_err) and Path(redirect_out_err).is_dir():
-        raise ValueError(
-            f"redirect_out_err {str(redirect_out_err)!r} is a directory: give a file path for stdout and stderr "
-            "(or True for stdout.txt/stderr.txt in the job's cache dir)"
-        )
 
 
 class CommandRunner(Job):

@@ -12,7 +12,7 @@ from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
 from ._process_group import CommandFailed, check_popen_kwargs
-from ._variants import STANDARD_BASES, CommandRunner, check_redirect_out_err, variant
+from ._variants import STANDARD_BASES, CommandRunner, variant
 
 __all__ = ["CommandFailed", "SubprocessJob", "job_class_on"]
 
@@ -94,7 +94,6 @@ class SubprocessJob(CommandRunner):
         self.popen_kwargs = check_popen_kwargs(
             popen_kwargs, in_worker_process=isinstance(base_class, type) and issubclass(base_class, ProcessJob))
         job_kwargs.setdefault("name", _short_name(cmd))
-        check_redirect_out_err(redirect_out_err)
         redirect = str(redirect_out_err) if isinstance(redirect_out_err, Path) else redirect_out_err
         super().__init__(run_command_blocking, redirect_out_err=redirect, **job_kwargs)
 

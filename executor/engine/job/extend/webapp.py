@@ -16,7 +16,7 @@ from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
 from ._ports import check_local_ip, check_port, pick_free_port, port_is_free, wait_until_listening
-from ._variants import STANDARD_BASES, CommandRunner, check_redirect_out_err, variant
+from ._variants import STANDARD_BASES, CommandRunner, variant
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ...core import Engine
@@ -118,7 +118,6 @@ class WebappJob(CommandRunner):
             raise TypeError("WebappJob takes the function as its first argument, not func=")
         if not isinstance(ready_timeout, (int, float)) or isinstance(ready_timeout, bool) or ready_timeout <= 0:
             raise ValueError(f"ready_timeout must be a number of seconds > 0, got {ready_timeout!r}")
-        check_redirect_out_err(job_kwargs.get("redirect_out_err"))
         self.ip = check_local_ip(ip)
         self.requested_port = check_port(port)
         self.port: T.Optional[int] = self.requested_port
