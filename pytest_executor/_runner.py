@@ -65,12 +65,19 @@ class ItemTask:
     exclusive: bool = False
     """Nothing else may run on the same machine/host while this item runs."""
     attempt: int = 1
+    worker: str | None = None
+    """Run it on this worker if it is still alive: a retry goes where the failed
+    attempt ran, which holds that attempt's teardown until it learns its next task."""
 
 
 class Runner(Protocol):
     """A backend that runs items somewhere other than the controller's main thread."""
 
     name: str
+    defers_teardown: bool
+    """Its workers tear an item down only once they know their next task (or
+    are told to shut down): a retry is submitted as soon as the failed
+    attempt's result is known, with ``ItemTask.worker`` naming that worker."""
 
     def start(self, session: pytest.Session) -> None:
         """Start (or connect to) the workers; may return before they are ready."""

@@ -48,6 +48,8 @@ class _Remote:
     """Reports of an attempt that may still be retried, not replayed yet."""
     holding: bool = False
     retrying: bool = False
+    retry_submitted: bool = False
+    """The next attempt was handed to the runner already (see ``Runner.defers_teardown``)."""
     result_seen: bool = False
     logstart_sent: bool = False
 
@@ -336,20 +338,27 @@ class Controller:
         return runner
 
     def _submit(self, runner: Runner, node: int, attempt: int) -> None:
-        spec = self.plan.specs[node]
+        self._begin_attempt(node, attempt)
+        runner.submit(self._task(node, attempt))
+
+    def _begin_attempt(self, node: int, attempt: int) -> None:
+        """Reset the book-keeping of ``node`` for its ``attempt``-th run."""
         state = self.remote.setdefault(node, _Remote())
         state.attempt = attempt
-        state.holding = attempt <= spec.retries
+        state.holding = attempt <= self.plan.specs[node].retries
         state.retrying = False
+        state.retry_submitted = False
         state.result_seen = False
-        runner.submit(
-            ItemTask(
-                index=node,
-                nodeid=self.plan.items[node].nodeid,
-                timeout=self.timeouts[node],
-                exclusive=spec.exclusive,
-                attempt=attempt,
-            )
+
+    def _task(self, node: int, attempt: int, worker: str | None = None) -> ItemTask:
+        spec = self.plan.specs[node]
+        return ItemTask(
+            index=node,
+            nodeid=self.plan.items[node].nodeid,
+            timeout=self.timeouts[node],
+            exclusive=spec.exclusive,
+            attempt=attempt,
+            worker=worker,
         )
 
     def _skip_remote(self, node: int, reason: str) -> None:
@@ -418,7 +427,7 @@ class Controller:
             else:
                 self.plan.items[node].ihook.pytest_runtest_logreport(report=report)
         elif name == "result":
-            self._on_result(session, data["index"], data["outcome"])
+            self._on_result(session, data["index"], data["outcome"], runner, data.get("worker"))
         elif name == "done":
             self._on_done(runner, data)
         elif name == "warning":
@@ -428,13 +437,21 @@ class Controller:
         elif name == "error":
             raise pytest.UsageError(f"executor backend {runner.name!r}: {data.get('message')}")
 
-    def _on_result(self, session: pytest.Session, node: int, outcome: str) -> None:
+    def _on_result(
+        self, session: pytest.Session, node: int, outcome: str, runner: Runner, worker: str | None = None
+    ) -> None:
         state = self.remote.setdefault(node, _Remote())
         state.result_seen = True
         spec = self.plan.specs[node]
         stopping = session.shouldfail or session.shouldstop
         if outcome == "failed" and state.attempt <= spec.retries and not stopping:
             state.retrying = True
+            if runner.defers_teardown and worker:
+                # The worker finishes this attempt (its teardown, then "done") only
+                # once it knows its next task: the retry, handed to it now.  Its
+                # events come after this attempt's on the same channel.
+                state.retry_submitted = True
+                runner.submit(self._task(node, state.attempt + 1, worker=worker))
             return
         item = self.plan.items[node]
         state.holding = False
@@ -456,10 +473,13 @@ class Controller:
                 AttemptRecord(state.attempt, status, duration, data.get("worker", ""), message)
             )
             state.held.clear()
-            self._submit(runner, node, state.attempt + 1)
+            if state.retry_submitted:
+                self._begin_attempt(node, state.attempt + 1)
+            else:
+                self._submit(runner, node, state.attempt + 1)
             return
         if not state.result_seen:  # defensive: a runner that skipped "result"
-            self._on_result(self.plan.items[node].session, node, "failed")
+            self._on_result(self.plan.items[node].session, node, "failed", runner)
         item = self.plan.items[node]
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         record.start = data.get("start", record.start)

@@ -462,14 +462,12 @@ class DaskRunner(WorkerPool):
         depth = self._session_depth()
         batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
         while self._backlog:
-            candidates = [w for w in ready if w.load < depth]
-            if not candidates:
+            worker = self._choose_worker(self._backlog[0], ready, depth)
+            if worker is None:
                 break
             task = self._backlog.popleft()
-            module = task.nodeid.split("::", 1)[0]
-            worker = min(candidates, key=lambda w: (w.load, w.last_module != module))
             worker.assign(task)
-            worker.last_module = module
+            worker.last_module = task.nodeid.split("::", 1)[0]
             windex = worker.index_map[task.index] if worker.index_map is not None else task.index
             batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
         for worker, tasks in batches.values():

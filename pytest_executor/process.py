@@ -300,6 +300,8 @@ class WorkerPool:
     worker_prefix = "w"
     release_on_bye = True
     """Report ``finished`` once every worker said ``bye``, reaping the processes at cleanup."""
+    defers_teardown = True
+    """A worker tears an item down when it learns its next task (see :class:`~pytest_executor._runner.Runner`)."""
     _REAP_GRACE = 30.0
     """Seconds a worker that said ``bye`` gets to end its session at cleanup before SIGKILL."""
 
@@ -649,6 +651,24 @@ class WorkerPool:
                 message = f"worker {wid} did not collect {slot.task.nodeid!r}"
                 self._fail_slot(worker, slot, "setup", message, ("", ""))
 
+    def _choose_worker(self, task: ItemTask, ready: list[WorkerProcess], depth: int) -> WorkerProcess | None:
+        """The worker for ``task`` among ``ready`` ones, or None if all are full.
+
+        A task naming a live worker (a retry) goes there whatever its load:
+        that worker holds the failed attempt's teardown until it gets its next
+        task.  Otherwise the least loaded worker wins, and among equals the one
+        that ran the task's module last (its module fixtures are set up).
+        """
+        if task.worker is not None:
+            for worker in ready:
+                if worker.wid == task.worker:
+                    return worker
+        candidates = [w for w in ready if w.load < depth]
+        if not candidates:
+            return None
+        module = task.nodeid.split("::", 1)[0]
+        return min(candidates, key=lambda w: (w.load, w.last_module != module))
+
     def _record_duration(self, elapsed: float) -> None:
         """Keep a moving mean of item durations (setup + call) for :meth:`_depth`."""
         mean = self._mean_duration
@@ -989,15 +1009,12 @@ class ProcessRunner(WorkerPool):
             task = self._backlog[0]
             if task.exclusive and any(w.load for w in self._pool):
                 break  # an exclusive item waits until every worker is idle
-            candidates = [w for w in ready if w.load < depth]
-            if not candidates:
+            worker = self._choose_worker(task, ready, depth)
+            if worker is None:
                 break
-            module = task.nodeid.split("::", 1)[0]
-            # Balance load first; among equals keep a module on the worker that has its fixtures.
-            worker = min(candidates, key=lambda w: (w.load, w.last_module != module))
             self._backlog.popleft()
             worker.assign(task)
-            worker.last_module = module
+            worker.last_module = task.nodeid.split("::", 1)[0]
             windex = worker.index_map[task.index] if worker.index_map is not None else task.index
             batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
             if task.exclusive:

@@ -27,6 +27,7 @@ class SubprocessRunner(WorkerPool):
     oneshot = True
     worker_prefix = "s"
     release_on_bye = False  # a slot is free only once its process is gone
+    defers_teardown = False  # a one-shot worker is told to shut down with its task
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
         super().__init__(config, workers)

@@ -399,7 +399,10 @@ class WorkerSession:
                 elapsed=time.time() - self._start,
             )
             self._next = self._next_task()
-            following = self._resolve(self._next) if self._next is not None else None
+            following: Any = self._resolve(self._next) if self._next is not None else None
+            if following is item:
+                # A retry of this item: keep its class/module fixtures, tear down only the item.
+                following = item.parent
             if item.session.shouldfail or item.session.shouldstop:
                 following = None
             call_and_report(item, "teardown", nextitem=following)

@@ -297,3 +297,54 @@ def test_workers_own_their_streams_conftests_and_basetemp(pytester: pytest.Pytes
             f"*test ran in w* imported in w* tmp {basetemp}{os.sep}executor-w*{os.sep}test_*",
         ]
     )
+
+
+RETRIED = """
+import pathlib
+
+import pytest
+
+SETUPS = []
+
+
+@pytest.fixture(scope="module")
+def resource():
+    SETUPS.append("module")
+    return SETUPS
+
+
+def attempt(name):
+    counter = pathlib.Path(__file__).parent / f"attempts-{name}"
+    done = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(done + 1))
+    return done + 1
+
+
+@pytest.mark.job(retries=2)
+def test_flaky(resource):
+    assert attempt("flaky") >= 2, "first attempt fails"
+    assert resource == ["module"], "a retry keeps the module's fixtures"
+
+
+@pytest.mark.job(after="test_flaky", retries=1)
+def test_always_fails():
+    attempt("always")
+    assert False, "nope"
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_attempt_is_retried_even_when_its_worker_has_nothing_else_to_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_retried=RETRIED)
+    report = pytester.path / "run.json"
+    result = pytester.runpytest_subprocess(*PROCESS, f"--executor-report={report}", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*::test_flaky PASSED*", "*::test_always_fails FAILED*"])
+    jobs = {job["test"].split("::")[-1]: job for job in json.loads(report.read_text())["jobs"]}
+    assert [a["status"] for a in jobs["test_flaky"]["attempts"]] == ["failed", "passed"]
+    assert [a["status"] for a in jobs["test_always_fails"]["attempts"]] == ["failed", "failed"]
+    assert (pytester.path / "attempts-always").read_text() == "2"
+
