@@ -458,7 +458,13 @@ class Controller:
         for report in state.held:
             item.ihook.pytest_runtest_logreport(report=report)
         state.held.clear()
-        self.outcomes[node] = {"passed": "passed", "skipped": "skipped"}.get(outcome, "failed")
+        # The replayed reports tell an xfail from a skip and a setup error from a
+        # failure, so dependents get the skip reason of the pytest process.
+        replayed = self.collected.get(node)
+        if replayed:
+            self.outcomes[node] = outcome_of(replayed)[0]
+        else:
+            self.outcomes[node] = {"passed": "passed", "skipped": "skipped"}.get(outcome, "failed")
         if node in self.queue.running:
             self._release(self.queue.finish(node))
 

@@ -348,3 +348,45 @@ def test_a_failed_attempt_is_retried_even_when_its_worker_has_nothing_else_to_ru
     assert [a["status"] for a in jobs["test_always_fails"]["attempts"]] == ["failed", "failed"]
     assert (pytester.path / "attempts-always").read_text() == "2"
 
+
+BLOCKERS = """
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfails():
+    assert False
+
+
+def test_errors(broken):
+    pass
+
+
+@pytest.mark.job(after="test_xfails")
+def test_after_xfail():
+    pass
+
+
+@pytest.mark.job(after="test_errors")
+def test_after_error():
+    pass
+"""
+
+
+@pytest.mark.parametrize("backend", [(), PROCESS])
+def test_skip_reasons_name_what_happened_to_the_dependency_as_in_the_pytest_process(
+    pytester: pytest.Pytester, backend: tuple[str, ...]
+) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blockers=BLOCKERS)
+    result = pytester.runpytest_subprocess(*backend, "-rs")
+    result.assert_outcomes(skipped=2, xfailed=1, errors=1)
+    result.stdout.fnmatch_lines_random([
+        "SKIPPED * test_blockers.py:*: dependency test_blockers.py::test_xfails xfailed",
+        "SKIPPED * test_blockers.py:*: dependency test_blockers.py::test_errors errored",
+    ])
