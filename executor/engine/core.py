@@ -275,12 +275,12 @@ class Engine:
 
     @property
     def dask_client(self) -> T.Any:
-        """The ``distributed.Client`` DaskJobs use (None before the first DaskJob unless set)."""
+        """The ``distributed.Client`` DaskJobs use (None before the first DaskJob unless a client was set)."""
         return self.dask_backend.client
 
     @dask_client.setter
     def dask_client(self, client: T.Any) -> None:
-        """Set an asynchronous ``distributed.Client``; anything else raises ValueError."""
+        """Set an asynchronous ``distributed.Client`` or a scheduler address; anything else raises ValueError."""
         self.dask_backend.set_client(client)
 
     # -------------------------------------------------------- start / stop

@@ -143,8 +143,26 @@ def test_synchronous_or_foreign_clients_are_refused(dask_address: str) -> None:
     with distributed.Client(dask_address) as sync_client:
         with pytest.raises(ValueError, match="asynchronous"):
             engine.dask_client = sync_client
-    with pytest.raises(ValueError, match="distributed.Client"):
-        engine.dask_client = "tcp://127.0.0.1:8786"
+    with pytest.raises(ValueError, match="distributed.Client created with asynchronous=True, or a scheduler address"):
+        engine.dask_client = 8786
+    with pytest.raises(ValueError, match="'localhost' is not a scheduler address: give 'tcp://host:port'"):
+        engine.dask_client = "localhost"
+
+
+def test_sync_engine_runs_on_a_cluster_given_by_address(dask_address: str, tmp_path: Path) -> None:
+    """Sync code cannot make an asynchronous client (no running loop): the address is enough."""
+    with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+        engine.dask_client = dask_address
+        assert engine.dask_client is None  # connected on first use, on the engine's loop
+        jobs = [DaskJob(inc, args=(1,)), DaskJob(worker_address)]
+        engine.submit(*jobs)
+        assert engine.wait(timeout=60)
+        client = engine.dask_client
+        assert client is not None and client.scheduler.address == dask_address
+        assert jobs[0].result() == 2 and jobs[1].result() in client.scheduler_info()["workers"]
+    assert client.status == "closed"  # the engine's own client, closed by stop()
+    with distributed.Client(dask_address, timeout=10) as check:  # the cluster itself is left running
+        assert check.submit(inc, 41).result(timeout=30) == 42
 
 
 @pytest.fixture

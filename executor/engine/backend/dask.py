@@ -12,6 +12,9 @@ on the engine's event loop:
   it belongs to the engine's loop; a client made on another loop (the engine
   runs its own loop in a thread in sync use) is only read for its address and
   the backend connects its own client there. A synchronous client is refused.
+* ``engine.dask_client = "tcp://host:port"`` does the same from sync code,
+  where ``distributed`` cannot make an asynchronous client outside a running
+  loop: the backend connects its own client to that address on first use.
 
 ``distributed`` is imported lazily: the engine works without dask installed.
 """
@@ -31,7 +34,7 @@ from ..log import logger
 if T.TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-__all__ = ["DaskBackend", "check_async_client"]
+__all__ = ["DaskBackend", "check_async_client", "check_scheduler_address"]
 
 #: Seconds to wait for a cluster to answer before a DaskJob fails with a clear error.
 CONNECT_TIMEOUT = 10.0
@@ -52,15 +55,29 @@ def check_async_client(client: object) -> "Client":
     distributed = _import_distributed()
     if not isinstance(client, distributed.Client):
         raise ValueError(
-            f"dask_client must be a distributed.Client created with asynchronous=True, got {type(client).__name__}"
+            "dask_client must be a distributed.Client created with asynchronous=True, or a scheduler "
+            f"address such as 'tcp://127.0.0.1:8786', got {type(client).__name__}"
         )
     # `client.asynchronous` is only true inside the client's own loop: read how it was made
     if not getattr(client, "_asynchronous", client.asynchronous):
         raise ValueError(
             "dask_client must be an asynchronous client: create it with "
-            "Client(address, asynchronous=True) (the engine awaits it on its own event loop)"
+            "Client(address, asynchronous=True) (the engine awaits it on its own event loop), "
+            "or set the scheduler's address, e.g. engine.dask_client = 'tcp://127.0.0.1:8786'"
         )
     return client
+
+
+def check_scheduler_address(address: str) -> str:
+    """Return ``address`` if it looks like a dask scheduler address (``[proto://]host:port``), else raise."""
+    _, _, location = address.rpartition("://")
+    host, _, port = location.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(
+            f"dask_client {address!r} is not a scheduler address: give 'tcp://host:port' "
+            "(or an asynchronous distributed.Client)"
+        )
+    return address
 
 
 def _client_address(client: "Client") -> str | None:
@@ -84,9 +101,12 @@ class DaskBackend:
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self._user_client: Client | None = None
+        self._user_address: str | None = None
         self._client: Client | None = None
         self._owned_client = False
         self._cluster: LocalCluster | None = None
+        #: the address the owned client was connected to for ``_user_address``
+        self._connected_to: str | None = None
         self._scratch: str | None = None
         self._starting: asyncio.Lock | None = None
         #: the connection or cluster start under way; owned by the backend so that cancelling
@@ -103,13 +123,18 @@ class DaskBackend:
         """The LocalCluster this backend started, if any."""
         return self._cluster
 
-    def set_client(self, client: "Client | None") -> None:
-        """Use ``client``'s cluster from now on (``None`` = back to a lazily started LocalCluster).
+    def set_client(self, client: "Client | str | None") -> None:
+        """Use ``client``'s cluster, or the scheduler at address ``client``, from now on.
 
-        The previously used client and cluster are closed by :meth:`close`, or
-        at the next :meth:`get_client`.
+        ``None`` goes back to a lazily started LocalCluster. The previously
+        used client and cluster are closed by :meth:`close`, or at the next
+        :meth:`get_client`.
         """
-        self._user_client = None if client is None else check_async_client(client)
+        if isinstance(client, str):
+            self._user_client, self._user_address = None, check_scheduler_address(client)
+        else:
+            self._user_client = None if client is None else check_async_client(client)
+            self._user_address = None
 
     async def get_client(self) -> "Client":
         """The client to submit to, connecting or starting a cluster on first use."""
@@ -128,7 +153,10 @@ class DaskBackend:
         return await asyncio.shield(start)
 
     async def _connect_or_start(self) -> "Client":
-        if self._user_client is not None:
+        if self._user_address is not None:
+            self._client = await self._connect(self._user_address)
+            self._owned_client, self._connected_to = True, self._user_address
+        elif self._user_client is not None:
             self._client = await self._adopt(self._user_client)
         else:
             self._client = await self._start_local_cluster()
@@ -137,6 +165,8 @@ class DaskBackend:
     def _is_current(self, client: "Client") -> bool:
         if client.status not in ("running", "connecting", "newly-created"):
             return False
+        if self._user_address is not None:
+            return self._owned_client and self._connected_to == self._user_address
         if self._user_client is None:
             return self._owned_client and self._cluster is not None
         return client is self._user_client or (
@@ -198,6 +228,7 @@ class DaskBackend:
         client, cluster, scratch = self._client, self._cluster, self._scratch
         owned = self._owned_client
         self._client, self._cluster, self._scratch, self._owned_client = None, None, None, False
+        self._connected_to = None
         if client is not None and owned:
             await _quietly(client.close())
         if cluster is not None:
