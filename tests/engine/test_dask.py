@@ -53,6 +53,10 @@ def say(text: str) -> None:
     print(text)
 
 
+def fail_with(message: str) -> None:
+    raise ValueError(message)
+
+
 def gen() -> Iterator[int]:
     yield 1
 
@@ -67,7 +71,8 @@ def die(marker: str) -> None:
     os._exit(1)
 
 
-def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     before = live_descendants()
     running_dask: list[int] = []
@@ -93,6 +98,12 @@ def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch:
         from executor.engine.launcher import launcher
 
         assert launcher(inc, job_type="dask")(41) == 42  # the launcher's "dask" job type
+        failing = DaskJob(fail_with, args=("no luck",))
+        engine.submit(failing)
+        engine.wait_job(failing, timeout=60)
+        assert isinstance(failing.exception(), ValueError)
+    # the failure is the engine's to report (loguru): the cluster's workers add no log of their own
+    assert "Compute Failed" not in capfd.readouterr().err
     assert engine.dask_client is None
     assert wait_until(lambda: not new_descendants(before), timeout=20), new_descendants(before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no dask-worker-space litter

@@ -218,7 +218,9 @@ class DaskBackend:
                 processes=True,
                 asynchronous=True,
                 dashboard_address=":0",  # a free port: never collide with a user cluster on 8787
-                silence_logs=logging.ERROR,
+                # a failed task is the job's failure, reported by the engine: dask's own
+                # "Compute Failed" error log would say it twice
+                silence_logs=logging.CRITICAL,
                 local_directory=self._scratch,
             )
         self._owned_client = True
