@@ -98,7 +98,9 @@ class GroupGuard:
         self._pipe_fd: int | None = None  # write end, never written: its closing is the signal
         #: a private folder for small files about running commands; the watchdog removes it
         self._scratch: str | None = None
-        self.enabled = hasattr(os, "memfd_create")
+        # the watchdog runs ``sys.executable -c``: not possible without one, nor in a frozen app
+        # (there it would start the app itself)
+        self.enabled = hasattr(os, "memfd_create") and bool(sys.executable) and not getattr(sys, "frozen", False)
 
     def add(self, pgid: int) -> int:
         """Register running group ``pgid``; the slot to :meth:`remove` it with (-1: not guarded).
