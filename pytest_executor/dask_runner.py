@@ -390,9 +390,7 @@ class DaskRunner(WorkerPool):
             return
         for name, kwargs in self._control_decoders[remote.wid].feed(data):
             if name == "out":
-                worker.tail += kwargs["data"]
-                if len(worker.tail) > 64 * 1024:
-                    del worker.tail[: len(worker.tail) - 64 * 1024]
+                self._take_output(worker, kwargs["data"])
             elif name == "exit":
                 remote.returncode = int(kwargs["returncode"])
                 if notify:

@@ -26,6 +26,7 @@ reuses it with one-shot workers.
 from __future__ import annotations
 
 import atexit
+import codecs
 import contextlib
 import os
 import selectors
@@ -111,6 +112,11 @@ class WorkerProcess:
     """Messages sent before a remote worker connected (``write_fd`` still -1)."""
     forked: bool = False
     """Forked from the controller before it configured: waits for the ``setup`` message."""
+
+    out_decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
+    """Decodes the worker's own output for echoing (see ``WorkerPool._take_output``)."""
 
     load: int = 0
     """Tasks sent whose outcome is not known yet (kept by :meth:`assign`/:meth:`resolve`/:meth:`drop`)."""
@@ -520,12 +526,17 @@ class WorkerPool:
                 with contextlib.suppress(KeyError, ValueError):
                     self._selector.unregister(worker.out_fd)
                 return
-            worker.tail += data
-            if len(worker.tail) > _TAIL_BYTES:
-                del worker.tail[: len(worker.tail) - _TAIL_BYTES]
-            if self._forward_output:
-                sys.stdout.write(data.decode("utf-8", "replace"))
-                sys.stdout.flush()
+            self._take_output(worker, data)
+
+    def _take_output(self, worker: WorkerProcess, data: bytes) -> None:
+        """Keep the tail of a worker's own output; echo it under ``-s``/``--capture=tee-sys``."""
+        worker.tail += data
+        if len(worker.tail) > _TAIL_BYTES:
+            del worker.tail[: len(worker.tail) - _TAIL_BYTES]
+        if self._forward_output:
+            # Incremental: a character split between two reads is decoded whole.
+            sys.stdout.write(worker.out_decoder.decode(data))
+            sys.stdout.flush()
 
     def _read_channel(self, worker: WorkerProcess) -> None:
         if not worker.channel_open:

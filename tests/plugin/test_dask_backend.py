@@ -198,3 +198,13 @@ def test_cluster_started_for_the_run_leaves_the_dashboard_port_to_the_user(pytes
         result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-W", "error")
     result.assert_outcomes(passed=1)
     assert "8787" not in result.stdout.str() + result.stderr.str()
+
+
+def test_with_capture_disabled_the_sessions_output_reaches_the_terminal(
+    pytester: pytest.Pytester, dask_address: str
+) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_loud="def test_prints():\n    print('printed on a dask worker')\n")
+    result = pytester.runpytest_subprocess("--executor-backend=dask", f"--executor-dask-address={dask_address}", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*printed on a dask worker*"])
