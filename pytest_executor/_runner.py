@@ -33,6 +33,9 @@ Events a runner yields from :meth:`Runner.next_events`:
     ``config.hook.pytest_warning_recorded.call_historic(kwargs=...)`` so the
     warnings summary matches a serial run.  (Added after the first version of
     this contract; a controller that ignores unknown events stays correct.)
+``("exit", {"message": str, "returncode": int | None})``
+    a test called ``pytest.exit()`` on a worker; the controller ends the run
+    the same way (the worker's session ends too, which is not a crash).
 ``("finished", {})``
     returned by :meth:`Runner.next_events` once :meth:`Runner.finish` (or
     :meth:`Runner.kill`) completed; every later call returns it again.

@@ -655,6 +655,8 @@ class WorkerPool:
             self._after_done(worker)
         elif name == "warning":
             self._events.append(("warning", _warning_event(kwargs)))
+        elif name == "exit":
+            self._events.append(("exit", {"message": str(kwargs.get("message", "")), "returncode": kwargs.get("returncode")}))
         elif name == "missing":
             slot = self._slot(worker, kwargs["index"])
             if slot is not None:

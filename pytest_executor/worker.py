@@ -406,6 +406,12 @@ class WorkerSession:
             if item.session.shouldfail or item.session.shouldstop:
                 following = None
             call_and_report(item, "teardown", nextitem=following)
+        except pytest.exit.Exception as stop:
+            # pytest.exit() ends the whole run, not just this session: tell the
+            # controller before this session ends (which it would take for a crash).
+            self._emit("exit", message=stop.msg, returncode=stop.returncode)
+            self._flush()
+            raise
         finally:
             if hasrequest:
                 item._request = False  # type: ignore[attr-defined]

@@ -390,3 +390,20 @@ def test_skip_reasons_name_what_happened_to_the_dependency_as_in_the_pytest_proc
         "SKIPPED * test_blockers.py:*: dependency test_blockers.py::test_xfails xfailed",
         "SKIPPED * test_blockers.py:*: dependency test_blockers.py::test_errors errored",
     ])
+
+
+@pytest.mark.parametrize("backend", ["process", "subprocess"])
+def test_pytest_exit_in_a_worker_ends_the_run_as_in_the_pytest_process(pytester: pytest.Pytester, backend: str) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(
+        test_exits="""
+        import pytest
+
+        def test_exits():
+            pytest.exit("enough for today", returncode=7)
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}")
+    assert result.ret == 7
+    result.stdout.fnmatch_lines(["*_pytest.outcomes.Exit: enough for today*"])
+    result.stdout.no_fnmatch_line("*crashed*")
