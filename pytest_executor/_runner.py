@@ -36,6 +36,9 @@ Events a runner yields from :meth:`Runner.next_events`:
 ``("exit", {"message": str, "returncode": int | None})``
     a test called ``pytest.exit()`` on a worker; the controller ends the run
     the same way (the worker's session ends too, which is not a crash).
+``("interrupt", {})``
+    a test raised ``KeyboardInterrupt`` on a worker; the controller stops the
+    run as on Ctrl-C (exit code 2, every worker stopped).
 ``("finished", {})``
     returned by :meth:`Runner.next_events` once :meth:`Runner.finish` (or
     :meth:`Runner.kill`) completed; every later call returns it again.

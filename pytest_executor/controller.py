@@ -434,6 +434,8 @@ class Controller:
             self.config.hook.pytest_warning_recorded.call_historic(kwargs=data)
         elif name == "exit":  # pytest.exit() in a test: the run ends as in a serial one
             raise pytest.exit.Exception(data["message"], data["returncode"])
+        elif name == "interrupt":  # a test raised KeyboardInterrupt: the run stops as on Ctrl-C
+            raise KeyboardInterrupt
         elif name == "worker_lost":
             self._say(f"executor: worker {data.get('worker')} lost: {data.get('reason')}")
         elif name == "error":

@@ -657,6 +657,8 @@ class WorkerPool:
             self._events.append(("warning", _warning_event(kwargs)))
         elif name == "exit":
             self._events.append(("exit", {"message": str(kwargs.get("message", "")), "returncode": kwargs.get("returncode")}))
+        elif name == "interrupt":
+            self._events.append(("interrupt", {}))
         elif name == "missing":
             slot = self._slot(worker, kwargs["index"])
             if slot is not None:

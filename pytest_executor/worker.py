@@ -412,6 +412,11 @@ class WorkerSession:
             self._emit("exit", message=stop.msg, returncode=stop.returncode)
             self._flush()
             raise
+        except KeyboardInterrupt:
+            # raised by the test (as Ctrl-C would raise it): the run stops, as in the pytest process
+            self._emit("interrupt")
+            self._flush()
+            raise
         finally:
             if hasrequest:
                 item._request = False  # type: ignore[attr-defined]

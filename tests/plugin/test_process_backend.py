@@ -407,3 +407,24 @@ def test_pytest_exit_in_a_worker_ends_the_run_as_in_the_pytest_process(pytester:
     assert result.ret == 7
     result.stdout.fnmatch_lines(["*_pytest.outcomes.Exit: enough for today*"])
     result.stdout.no_fnmatch_line("*crashed*")
+
+
+@pytest.mark.parametrize("backend", ["process", "subprocess"])
+def test_keyboard_interrupt_in_a_worker_stops_the_run_as_in_the_pytest_process(pytester: pytest.Pytester,
+                                                                               backend: str) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(
+        test_interrupts="""
+        def test_interrupts():
+            raise KeyboardInterrupt
+
+        def test_never_reached():
+            pass
+        """
+    )
+    serial = pytester.runpytest_subprocess("-p", "no:executor")
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}", "--executor-workers=1")
+    assert result.ret == serial.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    result.stdout.no_fnmatch_line("*crashed*")
+    result.stdout.no_fnmatch_line("*test_never_reached*PASSED*")
