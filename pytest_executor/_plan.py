@@ -16,7 +16,7 @@ import pytest
 
 from pytest_executor.dag import DependencyCycle, NameNotFound, NodeIndex, topological_order
 from pytest_executor.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
-from pytest_executor.options import BACKENDS
+from pytest_executor.options import BACKENDS, IN_PROCESS_BACKENDS
 
 
 @final
@@ -144,3 +144,25 @@ def choose_backends(config: pytest.Config, plan: Plan) -> None:
         plan.backends.append(backend)
     if errors:
         raise _error_lines(errors)
+    _refuse_setup_display_on_workers(config, plan)
+
+
+#: pytest options that print fixture setup/teardown as it happens, from the pytest process; each
+#: implies the next (pytest sets them so), the first one set is the one the user gave
+_SETUP_DISPLAY = {"setupplan": "--setup-plan", "setuponly": "--setup-only", "setupshow": "--setup-show"}
+
+
+def _refuse_setup_display_on_workers(config: pytest.Config, plan: Plan) -> None:
+    """``--setup-show`` and friends print from the process that sets fixtures up: workers would print nothing."""
+    asked = next((flag for name, flag in _SETUP_DISPLAY.items() if config.getoption(name, False)), None)
+    remote = [(item.nodeid, backend) for item, backend in zip(plan.items, plan.backends)
+              if backend not in IN_PROCESS_BACKENDS]
+    if not asked or not remote:
+        return
+    shown = ", ".join(f"{nodeid} ({backend})" for nodeid, backend in remote[:3])
+    if len(remote) > 3:
+        shown += f" and {len(remote) - 3} more"
+    raise pytest.UsageError(
+        f"{asked} prints fixture setup from the pytest process, but tests would run on workers, "
+        f"{shown}, whose output it cannot show: use --executor-backend=local (or -p no:executor) to inspect fixtures"
+    )

@@ -215,3 +215,32 @@ def test_workers_default_and_auto_count_the_cpus_this_process_may_use(pytester: 
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*test_a.py::test_x*w0*"])
     assert " w1 " not in result.stdout.str()  # one usable CPU: one worker, whatever os.cpu_count() says
+
+
+@pytest.mark.parametrize("flag", ["--setup-show", "--setup-only", "--setup-plan"])
+def test_setup_display_options_are_refused_for_tests_on_workers(pytester: pytest.Pytester, flag: str) -> None:
+    pytester.makepyfile(
+        test_fixtures="""
+        import pytest
+
+        @pytest.fixture
+        def thing():
+            yield 1
+
+        def test_here(thing):
+            pass
+
+        @pytest.mark.job(backend="process")
+        def test_there(thing):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", flag)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: {flag} prints fixture setup from the pytest process, but tests would run on workers, "
+        "test_fixtures.py::test_there (process), whose output it cannot show: use --executor-backend=local*"
+    ])
+    shown = pytester.runpytest_subprocess("-p", "no:cacheprovider", flag, "-k", "test_here")
+    assert shown.ret == pytest.ExitCode.OK  # in the pytest process they work as usual
+    shown.stdout.fnmatch_lines(["*SETUP    F thing*"])
