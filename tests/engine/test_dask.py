@@ -62,8 +62,16 @@ def gen() -> Iterator[int]:
 
 
 def block(path: str) -> None:
+    """Say it started, then hold the worker's thread until ``path + '.release'`` exists (60 s at most).
+
+    A cancelled dask task is forgotten, but its thread runs on: the test releases it, or the
+    shared cluster's worker would stay busy for the tests after it.
+    """
     Path(path).touch()
-    time.sleep(60)
+    release = Path(path + ".release")
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def die(marker: str) -> None:
@@ -146,7 +154,10 @@ def test_cancel_cancels_the_dask_task(dask_address: str, tmp_path: Path) -> None
         await client.close()
         return status
 
-    assert asyncio.run(main()) == "cancelled"
+    try:
+        assert asyncio.run(main()) == "cancelled"
+    finally:
+        (tmp_path / "started.release").touch()  # the forgotten task's thread may end now
 
 
 def test_synchronous_or_foreign_clients_are_refused(dask_address: str) -> None:
