@@ -14,7 +14,7 @@ kills only that session, never the dask worker — and supervises it:
 
 Items are handed out as on the ``process`` backend (short ones prefetched),
 except that while a session is still starting, every ready session holds only
-the item it runs (:meth:`DaskRunner._session_depth`): sessions on a cluster
+the item it runs (:meth:`WorkerPool._ready_depth`): sessions on a cluster
 become ready one by one, and items prefetched by the first would never reach
 the next.
 
@@ -441,10 +441,10 @@ class DaskRunner(WorkerPool):
     # -- pool hooks -----------------------------------------------------------------
 
     def free_slots(self) -> int:
-        """Free prefetch capacity of the sessions (see ``_session_depth``) minus tasks not handed out yet."""
+        """Free prefetch capacity of the sessions (see ``_ready_depth``) minus tasks not handed out yet."""
         if self._killed or self._finished:
             return 0
-        depth = self._session_depth()
+        depth = self._ready_depth()
         capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
         return max(0, capacity - len(self._backlog))
 
@@ -457,7 +457,7 @@ class DaskRunner(WorkerPool):
         if self._killed or self._finished:
             return
         ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
-        depth = self._session_depth()
+        depth = self._ready_depth()
         batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
         while self._backlog:
             worker = self._choose_worker(self._backlog[0], ready, depth)
@@ -470,23 +470,6 @@ class DaskRunner(WorkerPool):
             batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
         for worker, tasks in batches.values():
             worker.send("run", tasks=tasks)
-
-    def _session_depth(self) -> int:
-        """Tasks a ready session may hold: :meth:`_depth`, but only the one it runs while another starts.
-
-        Items handed to a session are never taken back.  Sessions on a
-        cluster become ready one by one (each collects in its own process,
-        often a tenth of a second apart, more on a busy or remote host); if
-        the first one prefetched a batch meanwhile, it would queue long items
-        behind each other while the next session, ready moments later, finds
-        nothing left to take.  Holding one item each until every session that
-        can start has started keeps the rest in the backlog, for whichever
-        session is free first; a round trip per item costs little for that
-        short while.
-        """
-        if any(self._starting(worker) for worker in self._pool):
-            return 1
-        return self._depth()
 
     def _starting(self, worker: WorkerProcess) -> bool:
         """Whether ``worker``'s session will be ready soon: not ready yet, yet holding a dask thread.

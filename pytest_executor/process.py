@@ -689,6 +689,26 @@ class WorkerPool:
         mean = self._mean_duration
         self._mean_duration = elapsed if mean is None else 0.8 * mean + 0.2 * elapsed
 
+    def _ready_depth(self) -> int:
+        """Tasks a ready worker may hold: :meth:`_depth`, but only the one it runs while another starts.
+
+        Items handed to a worker are never taken back.  Workers become ready
+        one by one (a replacement after a crash, a session on a busy host); if
+        a ready one prefetched a batch meanwhile, it would queue long items
+        behind each other while the next worker, ready moments later, finds
+        nothing left to take.  Holding one item each until every worker that
+        is starting has started keeps the rest in the backlog, for whichever
+        worker is free first; a round trip per item costs little for that
+        short while.
+        """
+        if any(self._starting(worker) for worker in self._pool):
+            return 1
+        return self._depth()
+
+    def _starting(self, worker: WorkerProcess) -> bool:
+        """Whether ``worker`` will be ready soon (it is alive and collecting)."""
+        return not (worker.ready or worker.closing or worker.exited)
+
     def _depth(self) -> int:
         """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""
         mean = self._mean_duration
@@ -1010,7 +1030,7 @@ class ProcessRunner(WorkerPool):
             return 0
         if any(task.exclusive for task in self._backlog):
             return 0
-        depth = self._depth()
+        depth = self._ready_depth()
         capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
         return max(0, capacity - len(self._backlog))
 
@@ -1018,7 +1038,7 @@ class ProcessRunner(WorkerPool):
         if self._killed or self._finished or not self._backlog:
             return
         ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
-        depth = self._depth()
+        depth = self._ready_depth()
         batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
         while self._backlog and ready and self._exclusive is None:
             task = self._backlog[0]

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from _late_worker import LATE_SESSION_CONFTEST, RENDEZVOUS_SUITE
 
 distributed = pytest.importorskip("distributed")
 
@@ -103,56 +104,6 @@ def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
     _check_suite(result, pytester)
-
-
-LATE_SESSION_CONFTEST = """
-import os
-import time
-from pathlib import Path
-
-HERE = Path(__file__).parent
-
-
-def wait_for(name, who):
-    # A bounded wait on a file another process writes (polled, not timed).
-    deadline = time.monotonic() + 30
-    while not (HERE / name).exists():
-        assert time.monotonic() < deadline, f"{who}: {name} did not appear within 30 s"
-        time.sleep(0.01)
-
-
-if os.environ.get("PYTEST_EXECUTOR_WORKER"):
-    try:
-        os.close(os.open(HERE / "first-session", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        # The second session collects only once the first one runs test_a.
-        wait_for("a-started", "second session")
-"""
-
-RENDEZVOUS_SUITE = """
-import os
-
-import pytest
-from conftest import HERE, wait_for
-
-
-@pytest.mark.parametrize("n", range(6))
-def test_tiny(n):
-    pass
-
-
-def meet(me, other):
-    (HERE / f"{me}-started").write_text(os.environ["PYTEST_EXECUTOR_WORKER"])
-    wait_for(f"{other}-started", me)
-
-
-def test_a():
-    meet("a", "b")
-
-
-def test_b():
-    meet("b", "a")
-"""
 
 
 @pytest.mark.timeout(90)

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from _late_worker import LATE_SESSION_CONFTEST, RENDEZVOUS_SUITE
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -428,3 +429,16 @@ def test_keyboard_interrupt_in_a_worker_stops_the_run_as_in_the_pytest_process(p
     result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
     result.stdout.no_fnmatch_line("*crashed*")
     result.stdout.no_fnmatch_line("*test_never_reached*PASSED*")
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_ready_late_gets_work_the_ready_one_has_not_started(pytester: pytest.Pytester) -> None:
+    """While a worker still collects, the ready one holds only the item it runs (see ``_late_worker``)."""
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(LATE_SESSION_CONFTEST)
+    pytester.makepyfile(test_meet=RENDEZVOUS_SUITE)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(*PROCESS, f"--executor-report={report}")
+    result.assert_outcomes(passed=8)
+    workers = {job["test"]: job["worker"] for job in json.loads(report.read_text())["jobs"]}
+    assert {workers["test_meet.py::test_a"], workers["test_meet.py::test_b"]} == {"w0", "w1"}, workers
