@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import typing as T
@@ -78,3 +79,11 @@ def live_descendants() -> set[int]:
 def new_descendants(before: set[int]) -> set[int]:
     """Descendants alive now that were not in ``before``."""
     return live_descendants() - before
+
+
+@contextlib.contextmanager
+def leaves_no_process(timeout: float = 10.0) -> T.Iterator[None]:
+    """Assert that no process started in the block (workers of engines stopped in it included) outlives it."""
+    before = live_descendants()
+    yield
+    assert wait_until(lambda: not new_descendants(before), timeout=timeout), new_descendants(before)

@@ -16,7 +16,7 @@ from executor.engine.job.extend import CommandFailed, SubprocessJob
 from executor.engine.job.extend.subprocess import job_class_on
 from executor.engine.launcher import launcher
 
-from _extend_helpers import new_descendants, live_descendants, processes_with, unique_sleep, wait_until
+from _extend_helpers import leaves_no_process, processes_with, unique_sleep, wait_until
 
 BASES = [LocalJob, ThreadJob, ProcessJob]
 PY = sys.executable
@@ -31,9 +31,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def no_stray_processes() -> Iterator[None]:
     """Every test must leave no process it started behind (workers of stopped engines included)."""
-    before = live_descendants()
-    yield
-    assert wait_until(lambda: not new_descendants(before), timeout=10), new_descendants(before)
+    with leaves_no_process():
+        yield
 
 
 @pytest.mark.parametrize("base", BASES)

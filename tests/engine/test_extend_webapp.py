@@ -20,7 +20,7 @@ import pytest
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.extend import ServerNotReady, WebappJob
 
-from _extend_helpers import listeners, listening, live_descendants, new_descendants, wait_until
+from _extend_helpers import leaves_no_process, listeners, listening, wait_until
 
 PY = sys.executable
 TEMPLATE = f"{PY} -m http.server -b {{ip}} {{port}}"
@@ -44,9 +44,9 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
 
 @pytest.fixture(autouse=True)
 def no_stray_processes() -> Iterator[None]:
-    before = live_descendants()
-    yield
-    assert wait_until(lambda: not new_descendants(before), timeout=10), new_descendants(before)
+    """Every test must leave no process it started behind (workers of stopped engines included)."""
+    with leaves_no_process():
+        yield
 
 
 @pytest.mark.parametrize(
