@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,19 @@ def test_default_cache_dirs_stay_out_of_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with Engine() as engine:
-        recorded = SubprocessJob("true", record_cmd=True)  # writes the command to its cache dir
-        redirected = LocalJob(_write_marker, redirect_out_err=True)
-        engine.submit(recorded, redirected)
-        engine.wait(timeout=30)
-        assert recorded.status == "done" and redirected.status == "done"
-        assert (recorded.cache_dir / "command.sh").exists()
-        assert not recorded.cache_dir.is_relative_to(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    engine = Engine()
+    try:
+        with engine:
+            recorded = SubprocessJob("true", record_cmd=True)  # writes the command to its cache dir
+            redirected = LocalJob(_write_marker, redirect_out_err=True)
+            engine.submit(recorded, redirected)
+            engine.wait(timeout=30)
+            assert recorded.status == "done" and redirected.status == "done"
+            assert (recorded.cache_dir / "command.sh").exists()
+            assert not recorded.cache_dir.is_relative_to(tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        shutil.rmtree(engine.cache_dir, ignore_errors=True)  # kept by design for users; not for a test
 
 
 def test_configured_cache_path_is_used(tmp_path: Path) -> None:
