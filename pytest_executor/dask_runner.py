@@ -49,7 +49,7 @@ from pytest_executor._protocol import (
     read_available,
     write_all,
 )
-from pytest_executor.process import WorkerPool, WorkerProcess, kill_process_tree
+from pytest_executor.process import WorkerPool, WorkerProcess, Batches, kill_process_tree
 
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -444,9 +444,7 @@ class DaskRunner(WorkerPool):
         """Free prefetch capacity of the sessions (see ``_ready_depth``) minus tasks not handed out yet."""
         if self._killed or self._finished:
             return 0
-        depth = self._ready_depth()
-        capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
-        return max(0, capacity - len(self._backlog))
+        return self._free_prefetch()
 
     def _dispatch(self) -> None:
         """Hand queued tasks to the least loaded sessions, a batch per session.
@@ -456,20 +454,15 @@ class DaskRunner(WorkerPool):
         """
         if self._killed or self._finished:
             return
-        ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
+        ready = self._ready_workers()
         depth = self._ready_depth()
-        batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
+        batches: Batches = {}
         while self._backlog:
             worker = self._choose_worker(self._backlog[0], ready, depth)
             if worker is None:
                 break
-            task = self._backlog.popleft()
-            worker.assign(task)
-            worker.last_module = task.nodeid.split("::", 1)[0]
-            windex = worker.index_map[task.index] if worker.index_map is not None else task.index
-            batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
-        for worker, tasks in batches.values():
-            worker.send("run", tasks=tasks)
+            self._hand_out(worker, self._backlog.popleft(), batches)
+        self._send_batches(batches)
 
     def _starting(self, worker: WorkerProcess) -> bool:
         """Whether ``worker``'s session will be ready soon: not ready yet, yet holding a dask thread.

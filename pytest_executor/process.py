@@ -294,6 +294,10 @@ def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str
     return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
 
 
+Batches = dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]]
+"""Tasks handed out in one dispatch round, by worker id: ``(index, windex, nodeid, timeout)`` each."""
+
+
 class WorkerPool:
     """Processes running :mod:`pytest_executor.worker` sessions, driven through selectors.
 
@@ -709,6 +713,29 @@ class WorkerPool:
         """Whether ``worker`` will be ready soon (it is alive and collecting)."""
         return not (worker.ready or worker.closing or worker.exited)
 
+    def _free_prefetch(self) -> int:
+        """Free prefetch capacity of live workers (see :meth:`_ready_depth`) minus tasks not handed out yet."""
+        depth = self._ready_depth()
+        capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
+        return max(0, capacity - len(self._backlog))
+
+    def _ready_workers(self) -> list[WorkerProcess]:
+        """Workers that take tasks now."""
+        return [w for w in self._pool if w.ready and not w.closing and not w.exited]
+
+    def _hand_out(self, worker: WorkerProcess, task: ItemTask, batches: Batches) -> None:
+        """Give ``task`` (off the backlog already) to ``worker``, in the batch :meth:`_send_batches` sends it."""
+        worker.assign(task)
+        worker.last_module = task.nodeid.split("::", 1)[0]
+        windex = worker.index_map[task.index] if worker.index_map is not None else task.index
+        batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
+
+    @staticmethod
+    def _send_batches(batches: Batches) -> None:
+        """One ``run`` message per worker, with every task handed to it in this round."""
+        for worker, tasks in batches.values():
+            worker.send("run", tasks=tasks)
+
     def _depth(self) -> int:
         """Tasks a worker may hold: enough to hide the round trip, few enough to balance the tail."""
         mean = self._mean_duration
@@ -1030,16 +1057,14 @@ class ProcessRunner(WorkerPool):
             return 0
         if any(task.exclusive for task in self._backlog):
             return 0
-        depth = self._ready_depth()
-        capacity = sum(max(0, depth - w.load) for w in self._pool if not w.closing)
-        return max(0, capacity - len(self._backlog))
+        return self._free_prefetch()
 
     def _dispatch(self) -> None:
         if self._killed or self._finished or not self._backlog:
             return
-        ready = [w for w in self._pool if w.ready and not w.closing and not w.exited]
+        ready = self._ready_workers()
         depth = self._ready_depth()
-        batches: dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]] = {}
+        batches: Batches = {}
         while self._backlog and ready and self._exclusive is None:
             task = self._backlog[0]
             if task.exclusive and any(w.load for w in self._pool):
@@ -1048,14 +1073,10 @@ class ProcessRunner(WorkerPool):
             if worker is None:
                 break
             self._backlog.popleft()
-            worker.assign(task)
-            worker.last_module = task.nodeid.split("::", 1)[0]
-            windex = worker.index_map[task.index] if worker.index_map is not None else task.index
-            batches.setdefault(worker.wid, (worker, []))[1].append((task.index, windex, task.nodeid, task.timeout))
+            self._hand_out(worker, task, batches)
             if task.exclusive:
                 self._exclusive = task.index
-        for worker, tasks in batches.values():
-            worker.send("run", tasks=tasks)
+        self._send_batches(batches)
 
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         if self._killed or self._finished:
