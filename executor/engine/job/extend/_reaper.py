@@ -108,21 +108,7 @@ class GroupGuard:
         Never raises: the command has started, and a guard that cannot be
         set up must not turn it into one nobody supervises.
         """
-        if not self.enabled:
-            return -1
-        with self._lock:
-            try:
-                if self._table is None and not self._start():
-                    return -1
-                assert self._table is not None
-                if not self._free:
-                    self._grow()
-            except (OSError, ValueError, subprocess.SubprocessError) as error:
-                logger.debug(f"command groups are not guarded against this process's death: {error!r}")
-                return -1
-            slot = self._free.pop()
-            _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
-        return slot
+        return self._take_slot(pgid)
 
     def ready(self) -> None:
         """Start the watchdog now if it is not running (before a command starts, not after).
@@ -151,16 +137,10 @@ class GroupGuard:
         not guarded. Fill the slot with :meth:`fill` (or free it with
         :meth:`remove` if the start failed).
         """
-        self.ready()
-        if not self.enabled:
+        slot = self._take_slot(0)
+        table = self._table
+        if slot < 0 or table is None:
             return -1, None
-        with self._lock:
-            if self._table is None:
-                return -1, None
-            if not self._free:
-                self._grow()
-            slot = self._free.pop()
-            table = self._table
         offset = slot * _SLOT.size
 
         def claim_in_child() -> None:
@@ -210,6 +190,22 @@ class GroupGuard:
         return True
 
     # ------------------------------------------------------------- internals
+    def _take_slot(self, pgid: int) -> int:
+        """A free slot holding ``pgid`` (the watchdog started if needed); -1 if groups cannot be guarded."""
+        self.ready()
+        with self._lock:
+            if self._table is None:
+                return -1
+            try:
+                if not self._free:
+                    self._grow()
+            except (OSError, ValueError) as error:
+                logger.debug(f"command groups are not guarded against this process's death: {error!r}")
+                return -1
+            slot = self._free.pop()
+            _SLOT.pack_into(self._table, slot * _SLOT.size, pgid)
+        return slot
+
     def _start(self) -> bool:
         table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
         read_fd, write_fd = os.pipe()
