@@ -200,6 +200,14 @@ def _check_callable(obj: object, name: str, optional: bool = True) -> None:
         raise TypeError(f"{name} must be callable, got {type(obj).__name__}: {obj!r}")
 
 
+def check_call_args(args: object, kwargs: object) -> None:
+    """Refuse ``args`` that is not a tuple or list, and ``kwargs`` that is not a dict (None: none given)."""
+    if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
+        raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
+    if kwargs is not None and not isinstance(kwargs, T.Mapping):
+        raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+
+
 class Job:
     """A unit of work: a callable with arguments, run by an engine on some backend.
 
@@ -263,10 +271,7 @@ class Job:
         _check_callable(func, "func", optional=False)
         _check_callable(callback, "callback")
         _check_callable(error_callback, "error_callback")
-        if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
-            raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
-        if kwargs is not None and not isinstance(kwargs, T.Mapping):
-            raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
+        check_call_args(args, kwargs)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         if not isinstance(retry_time_delta, (int, float)) or retry_time_delta < 0:

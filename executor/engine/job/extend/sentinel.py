@@ -8,7 +8,7 @@ import typing as T
 from datetime import datetime
 
 from ...log import logger
-from ..base import Job
+from ..base import Job, check_call_args
 from ..condition import Condition, EveryPeriod
 from ..local import LocalJob
 from ._cron_conditions import ScheduleTick, arm_ticks, condition_members, consume_ticks
@@ -68,8 +68,7 @@ class SentinelJob(LocalJob):
         self.job_class = resolve_job_type(job_type)
         if job_kwargs is not None and not isinstance(job_kwargs, T.Mapping):
             raise TypeError(f"job_kwargs must be a dict of Job arguments, got {job_kwargs!r}")
-        if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
-            raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
+        check_call_args(args, kwargs)  # before they are copied: a string would pass as a tuple of letters
         self.target = func
         self.target_args = tuple(args or ())
         self.target_kwargs = dict(kwargs or {})
