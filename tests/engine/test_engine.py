@@ -238,7 +238,7 @@ def test_resubmitting_finished_job_reruns_it_and_active_job_is_an_error(engine: 
     engine.wait_job(job, timeout=30)
     engine.submit(job)
     engine.wait_job(job, timeout=30)
-    job.rerun()
+    asyncio.run_coroutine_threadsafe(job.rerun(), engine.loop).result(30)  # upstream's rerun is a coroutine
     engine.wait_job(job, timeout=30)
     assert len(calls) == 3 and job.status == "done" and job.attempts == 1
 

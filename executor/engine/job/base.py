@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import difflib
 import functools
 import inspect
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import cloudpickle
 
+from ._upstream_api import UpstreamJobAPI, append_callback, callback_list, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
     CallOptions,
@@ -50,13 +52,71 @@ class JobFuture:
     or is cancelled.
     """
 
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "_job", "_result", "_exception", "_done_callbacks", "_error_callbacks")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
+        self._job: T.Optional["Job"] = None
+        self._result: T.Any = None
+        self._exception: T.Optional[BaseException] = None
+        self._done_callbacks: list = []
+        self._error_callbacks: list = []
 
     def __repr__(self) -> str:
         return f"<JobFuture of job {self.job_id}>"
+
+    def result(self) -> T.Any:
+        """The job's result once it is done (None before), as upstream's future: it never raises."""
+        job = self._job
+        if job is not None and job.status in ("done", "running"):
+            try:
+                return job.result()
+            except InvalidStateError:
+                return None
+        return self._result if job is None else None
+
+    def set_result(self, result: T.Any) -> None:
+        """Set the result held for the job."""
+        if self._job is not None:
+            self._job._result = result
+        self._result = result
+
+    def exception(self) -> T.Optional[BaseException]:
+        """The exception of the failed job (None if it did not fail)."""
+        job = self._job
+        return job._exception if job is not None else self._exception
+
+    def set_exception(self, exception: BaseException) -> None:
+        """Set the exception held for the job."""
+        if self._job is not None:
+            self._job._exception = exception
+        self._exception = exception
+
+    @property
+    def done_callbacks(self) -> list:
+        """Callbacks run with the result when the job is done."""
+        return callback_list(self._job.callback) if self._job is not None else self._done_callbacks
+
+    @property
+    def error_callbacks(self) -> list:
+        """Callbacks run with the exception when the job failed."""
+        return callback_list(self._job.error_callback) if self._job is not None else self._error_callbacks
+
+    def add_done_callback(self, callback: T.Callable[[T.Any], T.Any]) -> None:
+        """Also call ``callback(result)`` when the job is done (coroutine functions are awaited)."""
+        _check_callable(callback, "callback", optional=False)
+        if self._job is None:
+            self._done_callbacks.append(callback)
+        else:
+            self._job.callback = append_callback(self._job.callback, callback)
+
+    def add_error_callback(self, callback: T.Callable[[BaseException], T.Any]) -> None:
+        """Also call ``callback(exception)`` when the job failed."""
+        _check_callable(callback, "callback", optional=False)
+        if self._job is None:
+            self._error_callbacks.append(callback)
+        else:
+            self._job.error_callback = append_callback(self._job.error_callback, callback)
 
 
 class GeneratorDriver:
@@ -200,6 +260,16 @@ def _check_callable(obj: object, name: str, optional: bool = True) -> None:
         raise TypeError(f"{name} must be callable, got {type(obj).__name__}: {obj!r}")
 
 
+def _check_attrs(cls: type, attrs: T.Mapping[str, T.Any]) -> None:
+    """Refuse extra attributes that look like a misspelt parameter (``retires=1``): upstream would ignore them."""
+    known = [name for name in inspect.signature(Job.__init__).parameters if name not in ("self", "attrs")]
+    for key in attrs:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        if close:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r} "
+                            f"(did you mean {close[0]!r}?); other keywords become job.attrs")
+
+
 def check_call_args(args: object, kwargs: object) -> None:
     """Refuse ``args`` that is not a tuple or list, and ``kwargs`` that is not a dict (None: none given)."""
     if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
@@ -208,7 +278,7 @@ def check_call_args(args: object, kwargs: object) -> None:
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
 
 
-class Job:
+class Job(UpstreamJobAPI):
     """A unit of work: a callable with arguments, run by an engine on some backend.
 
     Keyword arguments:
@@ -227,6 +297,7 @@ class Job:
         redirect_out_err: True → the job's stdout/stderr go to ``stdout.txt`` /
             ``stderr.txt`` in its cache dir; a path string → both go to that file.
         change_dir: True → run inside the job's cache dir; a path → run there.
+        **attrs: any other attributes of the job (kept in ``job.attrs``, as upstream).
 
     Hooks for job types (override in subclasses):
 
@@ -266,7 +337,8 @@ class Job:
         condition: T.Optional[Condition] = None,
         wait_time_delta: float = 0.01,
         redirect_out_err: T.Union[bool, str] = False,
-        change_dir: T.Union[bool, str, Path, None] = None,
+        change_dir: T.Union[bool, str, Path, None] = False,
+        **attrs: T.Any,
     ) -> None:
         _check_callable(func, "func", optional=False)
         _check_callable(callback, "callback")
@@ -284,6 +356,8 @@ class Job:
             raise TypeError(f"redirect_out_err must be a bool or a file path, got {redirect_out_err!r}")
         if change_dir is not None and not isinstance(change_dir, (bool, str, Path)):
             raise TypeError(f"change_dir must be True or a directory path, got {change_dir!r}")
+        if attrs:
+            _check_attrs(type(self), attrs)
         self.id: str = str(uuid.uuid4())
         self.func = func
         self.args: tuple = tuple(args) if args is not None else ()
@@ -297,6 +371,7 @@ class Job:
         self.wait_time_delta = float(wait_time_delta)
         self.redirect_out_err = _redirect_target(redirect_out_err)
         self.change_dir = change_dir
+        self.attrs: dict[str, T.Any] = attrs
         self.engine: T.Optional["Engine"] = None
         self.attempts = 0
         self.created_time = datetime.now()
@@ -328,6 +403,7 @@ class Job:
         future = self._future
         if future is None:
             future = self._future = JobFuture(self.id)
+            future._job = self
         return future
 
     @property
@@ -366,30 +442,41 @@ class Job:
         """Block until the job finished (sync form of :meth:`join`)."""
         self._require_engine("wait").wait_job(self, timeout=timeout)
 
-    def cancel(self) -> None:
-        """Cancel the job (pending: dropped; running: its work is stopped)."""
-        self._require_engine("cancel").cancel(self)
+    async def cancel(self) -> None:
+        """Cancel the job (pending: dropped; running: its work is stopped); ``engine.cancel(job)`` from sync code."""
+        await self._require_engine("cancel").cancel_async(self)
 
-    def rerun(self) -> None:
-        """Run a finished job again (status goes back to ``pending``)."""
+    async def rerun(self, check_status: bool = True) -> None:
+        """Run a finished job again (status goes back to ``pending``); ``engine.submit(job)`` from sync code.
+
+        ``check_status=False`` also accepts a job that is not finished: a
+        pending or running job is cancelled first.
+        """
+        engine = self._require_engine("rerun")
         if self._status not in ("done", "failed", "cancelled"):
-            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
-        self._require_engine("rerun").submit(self)
+            if check_status:
+                raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
+            if self._status in ("pending", "running"):
+                await engine.cancel_async(self)
+        await engine.submit_async(self)
 
     async def rerun_async(self) -> None:
-        """Async form of :meth:`rerun`."""
-        if self._status not in ("done", "failed", "cancelled"):
-            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
-        await self._require_engine("rerun").submit_async(self)
+        """Same as :meth:`rerun` (kept for code written against earlier versions of this engine)."""
+        await self.rerun()
+
+    @property
+    def stoped_time(self) -> T.Optional[datetime]:
+        """Upstream's name (sic) of :attr:`stop_time`."""
+        return self.stop_time
 
     def serialization(self) -> bytes:
         """The job as bytes (cloudpickle); runtime links (engine, tasks) are dropped."""
         return cloudpickle.dumps(self)
 
     @staticmethod
-    def deserialization(data: bytes) -> "Job":
+    def deserialization(bytes_: bytes) -> "Job":
         """Rebuild a job from :meth:`serialization` bytes."""
-        job = cloudpickle.loads(data)
+        job = cloudpickle.loads(bytes_)
         if not isinstance(job, Job):
             raise TypeError(f"data does not hold a Job but {type(job).__name__}")
         return job
@@ -416,9 +503,6 @@ class Job:
         self._queued = None
         self._thread_call = None
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} id={self.id} status={self._status}>"
-
     # ----------------------------------------------------------------- hooks
     def prepare(self, engine: "Engine") -> None:
         """Hook: validate against ``engine`` at submit time (raise on bad input)."""
@@ -433,8 +517,14 @@ class Job:
     async def wait_started_async(self) -> None:
         """Hook: async form of :meth:`wait_started`, awaited by ``submit_async``."""
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
-        """Hook: run one call and return its result (default: in the engine's loop)."""
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
+        """Hook: run one call and return its result (default: in the engine's loop).
+
+        Without arguments (upstream's form) it runs the job's own
+        ``func(*args, **kwargs)``.
+        """
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         result = func(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
@@ -447,6 +537,13 @@ class Job:
         return GeneratorDriver(func(*args, **kwargs))
 
     # ------------------------------------------------------- engine plumbing
+    def _call_or_own(self, func: T.Optional[T.Callable[..., T.Any]], args: T.Optional[tuple],
+                     kwargs: T.Optional[dict]) -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """The call given to ``run_function``, or the job's own when called upstream's way (no arguments)."""
+        if func is None:
+            return self.func, self.args, self.kwargs
+        return func, args if args is not None else (), kwargs if kwargs is not None else {}
+
     def _require_engine(self, what: str) -> "Engine":
         if self.engine is None:
             raise InvalidStateError(f"{what}(): job {self.id} was never submitted to an engine")
@@ -488,6 +585,8 @@ class Job:
 
     async def _execute(self, engine: "Engine") -> T.Any:
         """One attempt: returns the result, or a generator proxy for generator functions."""
+        if uses_upstream_hooks(type(self)):
+            return await run_upstream_attempt(self, engine)
         func, args, kwargs = self._resolved_call(engine)
         options = self.call_options()
         if func_traits(self.func).generator:

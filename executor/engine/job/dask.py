@@ -51,8 +51,10 @@ class DaskJob(Job):
         """Generators never reach here (see :meth:`prepare`); refuse rather than run them locally."""
         raise TypeError(f"DaskJob {self.name}: generator functions cannot run on a dask worker")
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Submit the call to the cluster and await its result; cancelling cancels the task."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         from distributed.scheduler import KilledWorker
 
         assert self.engine is not None

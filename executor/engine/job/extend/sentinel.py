@@ -103,8 +103,10 @@ class SentinelJob(LocalJob):
                 f"{self.job_kwargs!r}: {error}"
             ) from None
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Watch the condition until cancelled (or until ``max_fires`` jobs were submitted)."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         engine = self.engine
         assert engine is not None
         condition = self.sentinel_condition

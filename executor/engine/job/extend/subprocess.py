@@ -102,8 +102,10 @@ class SubprocessJob(CommandRunner):
         """Nothing to wrap around the call: the command's streams and directory are set on the process."""
         return CallOptions()
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Run the command where ``base_class`` runs things and return its return code."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         return await self.run_command(self.command_spec)
 
     def thread_call(self, func: T.Callable[..., T.Any], args: tuple,

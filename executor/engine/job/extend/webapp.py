@@ -164,8 +164,10 @@ class WebappJob(CommandRunner):
         """Templates set their streams on the process; functions get the usual options."""
         return CallOptions() if self.template is not None else super().call_options()
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Start the server, wait until it answers, then serve until cancelled (or until it exits)."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         self._ready.clear()
         self._settled.clear()
         try:
