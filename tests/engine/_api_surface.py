@@ -73,7 +73,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 def _default_text(value: object) -> T.Optional[str]:
     if value is inspect.Parameter.empty:
-        return None
+        return None  # shown as "no default" in gaps
     return _ADDRESS.sub("", repr(value))
 
 
@@ -201,6 +201,10 @@ def _params_gaps(where: str, theirs: T.Optional[list], ours: T.Optional[list]) -
     their_fixed = [p for p in theirs if p[1] not in ("VAR_KEYWORD", "VAR_POSITIONAL")]
     our_fixed = [p for p in ours if p[1] not in ("VAR_KEYWORD", "VAR_POSITIONAL")]
     for index, (name, kind, default) in enumerate(their_fixed):
+        if name.startswith("_") and index < len(our_fixed):
+            # a placeholder name ("_"): only its position counts, nobody passes it by name
+            ours_by_name[name] = our_fixed[index]
+            our_fixed[index] = [name, *our_fixed[index][1:]]
         mine = ours_by_name.get(name)
         if mine is None:
             gaps.append(f"{where}: parameter {name!r} missing")
@@ -211,12 +215,16 @@ def _params_gaps(where: str, theirs: T.Optional[list], ours: T.Optional[list]) -
         if mine[1] != kind and not (mine[1] == "POSITIONAL_OR_KEYWORD" and kind != "VAR_KEYWORD"):
             gaps.append(f"{where}: parameter {name!r} is {mine[1]}, upstream {kind}")
         if mine[2] != default:
-            gaps.append(f"{where}: parameter {name!r} default {mine[2]}, upstream {default}")
+            gaps.append(f"{where}: parameter {name!r} default {_shown(mine[2])}, upstream {_shown(default)}")
     their_names = {p[0] for p in theirs}
     for name, kind, default in our_fixed:
         if name not in their_names and default is None:
             gaps.append(f"{where}: extra parameter {name!r} has no default")
     return gaps
+
+
+def _shown(default: T.Optional[str]) -> str:
+    return "(none)" if default is None else default
 
 
 def _callable_gaps(where: str, theirs: dict[str, T.Any], ours: dict[str, T.Any]) -> list[str]:
@@ -237,6 +245,8 @@ def _member_gaps(where: str, theirs: dict[str, T.Any], ours: dict[str, T.Any]) -
         elif their["kind"] == "method":
             if mine["kind"] != "method":
                 gaps.append(f"{label}: upstream a method, ours a {mine['kind']}")
+            elif name in _DUNDERS:  # called by syntax (len, in, [], with): parameter names do not matter
+                gaps += _callable_gaps(label, {**their, "params": None}, mine)
             else:
                 gaps += _callable_gaps(label, their, mine)
         elif their["kind"] == "property" and their.get("settable"):
