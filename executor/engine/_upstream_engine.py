@@ -13,6 +13,8 @@ import typing as T
 from dataclasses import dataclass
 from pathlib import Path
 
+from .base import ExecutorObj
+
 if T.TYPE_CHECKING:  # pragma: no cover
     from .core import EngineSetting
     from .job.base import Job
@@ -36,7 +38,7 @@ class Resource:
     n_job: T.Union[int, float]
 
 
-class UpstreamEngineAPI:
+class UpstreamEngineAPI(ExecutorObj):
     """Upstream's engine methods, mixed into :class:`~executor.engine.core.Engine`."""
 
     if T.TYPE_CHECKING:  # pragma: no cover

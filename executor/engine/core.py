@@ -528,7 +528,7 @@ class Engine(UpstreamEngineAPI):
         job.attempts = 0
         job._cancel_requested = False
         job.engine = self
-        if self.jobs.get_job_by_id(job.id) is not job:
+        if self.jobs.get(job.id) is not job:
             self.jobs.add(job)
 
     # ------------------------------------------------------------ scheduling

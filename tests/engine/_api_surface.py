@@ -214,7 +214,7 @@ def _params_gaps(where: str, theirs: T.Optional[list], ours: T.Optional[list]) -
             gaps.append(f"{where}: parameter {name!r} is not at position {index}")
         if mine[1] != kind and not (mine[1] == "POSITIONAL_OR_KEYWORD" and kind != "VAR_KEYWORD"):
             gaps.append(f"{where}: parameter {name!r} is {mine[1]}, upstream {kind}")
-        if mine[2] != default:
+        if mine[2] != default and default is not None:  # a default where upstream has none only adds
             gaps.append(f"{where}: parameter {name!r} default {_shown(mine[2])}, upstream {_shown(default)}")
     their_names = {p[0] for p in theirs}
     for name, kind, default in our_fixed:

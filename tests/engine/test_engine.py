@@ -14,6 +14,7 @@ import pytest
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.condition import AfterAnother, AfterOthers, Condition
 from executor.engine.log import logger
+from executor.engine.manager import JobNotFoundError
 from executor.engine.job.utils import InvalidStateError, JobEmitError, WorkerCrashedError
 
 from _engine_helpers import add, fail, pid, pid_alive, touch_then_wait, wait_for_file, wait_until
@@ -312,7 +313,9 @@ def test_remove_cancels_and_forgets(engine: Engine) -> None:
     engine.submit(job)
     engine.remove(job)
     gate.set()
-    assert job.status == "cancelled" and engine.jobs.get_job_by_id(job.id) is None
+    assert job.status == "cancelled" and engine.jobs.get(job.id) is None
+    with pytest.raises(JobNotFoundError):  # upstream's error for an unknown id
+        engine.jobs.get_job_by_id(job.id)
 
 
 def test_wait_and_wait_job_timeouts(engine: Engine) -> None:

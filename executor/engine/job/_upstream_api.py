@@ -19,6 +19,8 @@ import typing as T
 
 from .utils import InvalidStateError, JobStatusType, OptionsCall
 
+from ..base import ExecutorObj
+
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
     from .base import Job
@@ -116,7 +118,7 @@ def callback_list(current: T.Any) -> list:
     return [] if current is None else [current]
 
 
-class UpstreamJobAPI:
+class UpstreamJobAPI(ExecutorObj):
     """Upstream's job methods, mixed into :class:`~executor.engine.job.base.Job`."""
 
     repr_attrs: T.ClassVar[list[tuple[str, T.Callable[[T.Any], T.Any]]]] = [

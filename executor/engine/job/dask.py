@@ -12,10 +12,25 @@ from .utils import call_sync, is_generator_function
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
 
-__all__ = ["DaskJob", "DaskWorkerLostError"]
+__all__ = ["DaskJob", "DaskWorkerLostError", "get_default_client"]
 
 #: Seconds given to the scheduler to drop a cancelled task before the job moves on.
 CANCEL_TIMEOUT = 5.0
+
+
+def get_default_client() -> T.Any:
+    """A new asynchronous ``distributed.Client`` on a new ``LocalCluster`` of this machine, as upstream.
+
+    Call it inside a coroutine and await the client to start both
+    (``client = await get_default_client()``); the caller owns them
+    (``await client.close(); await client.cluster.close()``).  The engine
+    does not need it: it starts its own cluster on the first DaskJob, or
+    uses the client given to ``engine.dask_client``.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(host="127.0.0.1", dashboard_address=":0", asynchronous=True)
+    return Client(cluster, asynchronous=True)
 
 
 class DaskWorkerLostError(RuntimeError):

@@ -15,6 +15,8 @@ import typing as T
 from pathlib import Path
 from dataclasses import dataclass
 
+from ..utils import CheckAttrRange, ExecutorError
+
 JobStatusType = T.Literal["created", "pending", "running", "done", "failed", "cancelled"]
 """The six statuses of a job (plain strings)."""
 
@@ -23,11 +25,36 @@ ACTIVE_STATUSES: tuple[JobStatusType, ...] = ("pending", "running")
 FINISHED_STATUSES: tuple[JobStatusType, ...] = ("done", "failed", "cancelled")
 
 
-class InvalidStateError(RuntimeError):
-    """An operation needs the job in another status (e.g. ``result()`` before ``done``)."""
+valid_job_statuses: T.List[JobStatusType] = ["pending", "running", "failed", "done", "cancelled"]
+"""The statuses of a submitted job (upstream's list)."""
 
 
-class JobEmitError(RuntimeError):
+class InvalidStateError(ExecutorError, RuntimeError):
+    """An operation needs the job in another status (e.g. ``result()`` before ``done``).
+
+    Raised as ``InvalidStateError(message)`` or, as upstream,
+    ``InvalidStateError(job, valid_status)``; ``valid_status`` lists the
+    statuses that would have been fine (None when not given).
+    """
+
+    def __init__(self, job: T.Any, valid_status: T.Optional[T.List[JobStatusType]] = None) -> None:
+        self.valid_status = valid_status
+        if isinstance(job, str):
+            message = job
+        else:
+            message = (f"job {getattr(job, 'name', '')} ({getattr(job, 'id', job)}) is "
+                       f"{getattr(job, 'status', '?')}, but should be one of {valid_status}")
+        super().__init__(message)
+
+
+class JobStatusAttr(CheckAttrRange):
+    """Upstream's status descriptor (kept for code that subclasses it); our jobs keep ``status`` read-only."""
+
+    valid_range: T.Iterable[JobStatusType] = valid_job_statuses
+    attr = "_status"
+
+
+class JobEmitError(ExecutorError, RuntimeError):
     """The engine cannot accept a job (already pending/running, unknown dependency, ...)."""
 
 
