@@ -13,6 +13,7 @@ import typing as T
 if T.TYPE_CHECKING:  # pragma: no cover
     from .core import Engine, EngineSetting
     from .job.base import Job, JobFuture
+    from .job.dask import DaskJob
     from .job.local import LocalJob
     from .job.process import ProcessJob
     from .job.thread import ThreadJob

@@ -52,6 +52,10 @@ class _PeriodOrFactory(EveryPeriod):
     def __call__(self, *args: T.Any, **kwargs: T.Any) -> Condition:
         return self._factory(*args, **kwargs)
 
+    def __repr__(self) -> str:
+        return f"EveryPeriod(period_str={self.period_str!r}, last_submitted_at={self.last_submitted_at!r}, " \
+               f"immediate={self.immediate!r})"
+
 
 def _daily(at: T.Union[str, time] = "00:00") -> DailyTick:
     """Fire every day at clock time ``at`` (``"HH:MM"`` or ``"HH:MM:SS"``)."""
