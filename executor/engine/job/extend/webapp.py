@@ -33,8 +33,8 @@ _SETTLE_MARGIN = 5.0
 TEMPLATE_FIELDS = ("ip", "port")
 
 
-class ServerNotReady(RuntimeError):
-    """The web app exited, or did not answer on its port in time."""
+class ServerNotReady(RuntimeError, OSError):
+    """The web app exited, or did not answer on its port in time (an ``IOError`` too, as upstream)."""
 
 
 def check_template(template: str) -> str:
@@ -156,8 +156,8 @@ class WebappJob(CommandRunner):
             _check_function_base(func, base_class)
         else:
             raise TypeError(
-                "func_or_template must be a function f(ip, port) or a command template string with {ip} and "
-                f"{{port}}, got {type(func_or_template).__name__}: {func_or_template!r}"
+                "web_launcher: func_or_template must be a function f(ip, port) or a command template string "
+                f"with {{ip}} and {{port}}, got {type(func_or_template).__name__}: {func_or_template!r}"
             )
         if "func" in job_kwargs:
             raise TypeError("WebappJob takes the function as its first argument, not func=")
