@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ._scheduler import Scheduler
 from ._upstream_engine import Resource, UpstreamEngineAPI, select_active
-from .job._upstream_api import uses_upstream_hooks
+from .job._upstream_api import overrides_cancel, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
 from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
@@ -889,6 +889,16 @@ class Engine(UpstreamEngineAPI):
         return list(self.jobs.pending.values()) + list(self.jobs.running.values())
 
     async def _cancel_and_wait(self, jobs: list[Job]) -> None:
+        # a job type written the upstream way may override cancel(): it runs, and ends in _cancel_own_and_wait
+        for job in [j for j in jobs if overrides_cancel(type(j))]:
+            try:
+                await job.cancel()
+            except Exception as exc:  # a broken hook must not break cancelling the others
+                logger.error(f"cancel() of job {job.name} ({job.id}) raised {exc!r}")
+        await self._cancel_own_and_wait([j for j in jobs if not overrides_cancel(type(j))])
+
+    async def _cancel_own_and_wait(self, jobs: list[Job]) -> None:
+        """Cancel jobs the engine's way and wait until their work has stopped (``Job.cancel`` ends here)."""
         tasks = self._cancel_now(jobs)
         if tasks:
             await asyncio.wait(tasks, timeout=10)

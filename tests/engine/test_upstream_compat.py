@@ -68,6 +68,16 @@ class OwnExecutorJob(Job):
         self._executor = None
 
 
+class CancelAwareJob(UpstreamStyleLocalJob):
+    """Overrides ``cancel`` as executor-engine's ThreadJob/ProcessJob do: clean up, then the base cancel."""
+
+    cancelled_while: T.ClassVar[list[str]] = []
+
+    async def cancel(self) -> None:
+        CancelAwareJob.cancelled_while.append(self.status)
+        await super().cancel()
+
+
 GPUS = {"free": 1, "most_in_use": 0, "in_use": 0}
 
 
@@ -113,6 +123,19 @@ def test_a_custom_job_with_its_own_executor_is_cleared_when_cancelled(engine: En
     engine.cancel(job)
     gate.set()
     assert job.status == "cancelled" and OwnExecutorJob.cleared == [job.id]
+
+
+def test_engine_cancel_goes_through_a_custom_jobs_own_cancel(engine: Engine) -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    running = CancelAwareJob(forever)
+    pending = CancelAwareJob(forever, condition=AfterAnother(job_id=running.id, statuses=("done",)))
+    engine.submit(running, pending)
+    on_loop(engine, running.wait_until_status("running", timeout=30))
+    engine.cancel(running, pending)
+    assert (running.status, pending.status) == ("cancelled", "cancelled")
+    assert CancelAwareJob.cancelled_while == ["running", "pending"]
 
 
 def test_a_custom_job_with_its_own_resource_runs_one_at_a_time(engine: Engine) -> None:

@@ -25,7 +25,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
     from .base import Job
 
-__all__ = ["UpstreamJobAPI", "uses_upstream_hooks", "run_upstream_attempt"]
+__all__ = ["UpstreamJobAPI", "overrides_cancel", "uses_upstream_hooks", "run_upstream_attempt"]
 
 UPSTREAM_HOOKS = ("run", "run_generator", "process_func", "resolve_args", "has_resource",
                   "consume_resource", "release_resource")
@@ -63,6 +63,11 @@ def uses_upstream_hooks(cls: type) -> bool:
         known = _own_run_function(cls) or any(not _defined_by_engine(cls, name) for name in UPSTREAM_HOOKS)
         _upstream_classes[cls] = known
     return known
+
+
+def overrides_cancel(cls: type) -> bool:
+    """True when a job class written outside the engine overrides ``cancel`` (the engine then calls it)."""
+    return not _defined_by_engine(cls, "cancel")
 
 
 async def run_upstream_attempt(job: "Job", engine: "Engine") -> T.Any:

@@ -444,7 +444,8 @@ class Job(UpstreamJobAPI):
 
     async def cancel(self) -> None:
         """Cancel the job (pending: dropped; running: its work is stopped); ``engine.cancel(job)`` from sync code."""
-        await self._require_engine("cancel").cancel_async(self)
+        engine = self._require_engine("cancel")
+        await engine._on_loop_async_coro(engine._cancel_own_and_wait, [self])
 
     async def rerun(self, check_status: bool = True) -> None:
         """Run a finished job again (status goes back to ``pending``); ``engine.submit(job)`` from sync code.
