@@ -1,4 +1,4 @@
-"""The :class:`Job` base class, :class:`JobFuture` and the generator proxies.
+"""The :class:`Job` base class (:class:`JobFuture` and the generator proxies are re-exported here).
 
 A job is data plus a few hooks; the :class:`~executor.engine.core.Engine`
 drives its life (statuses, retries, callbacks).  See :class:`Job` for the hooks
@@ -8,12 +8,10 @@ that job types override.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import difflib
 import functools
 import inspect
 import os
-import threading
 import traceback
 import typing as T
 import uuid
@@ -22,11 +20,12 @@ from pathlib import Path
 
 import cloudpickle
 
-from ._upstream_api import UpstreamJobAPI, append_callback, callback_list, run_upstream_attempt, uses_upstream_hooks
+from ._future import JobFuture, _check_callable
+from ._generators import AsyncGeneratorProxy, GeneratorDriver, GeneratorProxy, _ProxyBase
+from ._upstream_api import UpstreamJobAPI, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
     CallOptions,
-    GeneratorStepper,
     InvalidStateError,
     JobStatusType,
     OptionsCall,
@@ -42,222 +41,6 @@ __all__ = ["Job", "JobFuture", "GeneratorDriver", "GeneratorProxy", "AsyncGenera
 _RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", "_upstream", "_queued",
                   "_thread_call")
 _NO_IDS: frozenset[str] = frozenset()
-
-
-class JobFuture:
-    """A placeholder for a job's result; pass it as an argument to another job.
-
-    The receiving job waits for the upstream job to be ``done`` and gets its
-    result in place of the future; it is cancelled if the upstream job fails
-    or is cancelled.
-    """
-
-    __slots__ = ("job_id", "_job", "_result", "_exception", "_done_callbacks", "_error_callbacks")
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self._job: T.Optional["Job"] = None
-        self._result: T.Any = None
-        self._exception: T.Optional[BaseException] = None
-        self._done_callbacks: list = []
-        self._error_callbacks: list = []
-
-    def __repr__(self) -> str:
-        return f"<JobFuture of job {self.job_id}>"
-
-    def result(self) -> T.Any:
-        """The job's result once it is done (None before), as upstream's future: it never raises."""
-        job = self._job
-        if job is not None and job.status in ("done", "running"):
-            try:
-                return job.result()
-            except InvalidStateError:
-                return None
-        return self._result if job is None else None
-
-    def set_result(self, result: T.Any) -> None:
-        """Set the result held for the job."""
-        if self._job is not None:
-            self._job._result = result
-        self._result = result
-
-    def exception(self) -> T.Optional[BaseException]:
-        """The exception of the failed job (None if it did not fail)."""
-        job = self._job
-        return job._exception if job is not None else self._exception
-
-    def set_exception(self, exception: BaseException) -> None:
-        """Set the exception held for the job."""
-        if self._job is not None:
-            self._job._exception = exception
-        self._exception = exception
-
-    @property
-    def done_callbacks(self) -> list:
-        """Callbacks run with the result when the job is done."""
-        return callback_list(self._job.callback) if self._job is not None else self._done_callbacks
-
-    @property
-    def error_callbacks(self) -> list:
-        """Callbacks run with the exception when the job failed."""
-        return callback_list(self._job.error_callback) if self._job is not None else self._error_callbacks
-
-    def add_done_callback(self, callback: T.Callable[[T.Any], T.Any]) -> None:
-        """Also call ``callback(result)`` when the job is done (coroutine functions are awaited)."""
-        _check_callable(callback, "callback", optional=False)
-        if self._job is None:
-            self._done_callbacks.append(callback)
-        else:
-            self._job.callback = append_callback(self._job.callback, callback)
-
-    def add_error_callback(self, callback: T.Callable[[BaseException], T.Any]) -> None:
-        """Also call ``callback(exception)`` when the job failed."""
-        _check_callable(callback, "callback", optional=False)
-        if self._job is None:
-            self._error_callbacks.append(callback)
-        else:
-            self._job.error_callback = append_callback(self._job.error_callback, callback)
-
-
-class GeneratorDriver:
-    """Steps a job's generator wherever it lives (see :class:`GeneratorStepper`).
-
-    Subclasses route the steps to a thread or a worker process; this default
-    steps the generator in the calling thread (LocalJob).
-    """
-
-    def __init__(self, gen: T.Any) -> None:
-        self.gen = gen
-        self.stepper = GeneratorStepper(gen)
-
-    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
-        """Advance synchronously; returns ``("yield", v)`` or ``("return", v)``."""
-        return self.stepper.step(op, value)
-
-    async def astep(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
-        """Advance from a coroutine (async generators run on the caller's loop)."""
-        if not self.stepper.is_async:
-            return self.stepper.step(op, value)
-        try:
-            if op == "close":
-                await self.gen.aclose()
-                return ("return", None)
-            return ("yield", await (self.gen.asend(value) if op == "send" else self.gen.__anext__()))
-        except StopAsyncIteration:
-            return ("return", None)
-
-    def abandon(self) -> None:
-        """The job was cancelled: release whatever holds the generator."""
-
-
-class _ProxyBase:
-    """Shared machinery of the two generator proxies."""
-
-    def __init__(self, job: "Job") -> None:
-        self._job = job
-        self._driver: concurrent.futures.Future[GeneratorDriver] = concurrent.futures.Future()
-        self._lock = threading.Lock()
-        self._ended = False
-
-    def _end(self, exc: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        engine = self._job.engine
-        if engine is not None:
-            engine._generator_ended(self._job, exc)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StopIteration if isinstance(self, GeneratorProxy) else StopAsyncIteration
-        if self._job.status == "cancelled":
-            raise InvalidStateError(f"job {self._job.id} was cancelled; its generator is gone")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} of job {self._job.id}>"
-
-
-class GeneratorProxy(_ProxyBase):
-    """The result of a job made from a generator function.
-
-    Iterate it (or ``send`` to it) from any thread; the job stays ``running``
-    until the generator is exhausted, then it becomes ``done`` (or ``failed``
-    if the generator raised).
-    """
-
-    def __iter__(self) -> "GeneratorProxy":
-        return self
-
-    def __next__(self) -> T.Any:
-        return self._advance("next", None)
-
-    def send(self, value: T.Any) -> T.Any:
-        """Send ``value`` into the generator and return the next yielded value."""
-        return self._advance("send", value)
-
-    def close(self) -> None:
-        """Close the generator early; the job becomes ``done``."""
-        if not self._ended:
-            with self._lock:
-                self._driver.result().step("close")
-            self._end(None)
-
-    def _advance(self, op: str, value: T.Any) -> T.Any:
-        self._check_open()
-        with self._lock:
-            driver = self._driver.result()
-            try:
-                kind, out = driver.step(op, value)
-            except BaseException as exc:
-                self._end(exc)
-                raise
-        if kind == "return":
-            self._end(None)
-            raise StopIteration(out)
-        return out
-
-
-class AsyncGeneratorProxy(_ProxyBase):
-    """The result of a job made from an async generator function (``async for``, ``asend``)."""
-
-    def __aiter__(self) -> "AsyncGeneratorProxy":
-        return self
-
-    async def __anext__(self) -> T.Any:
-        return await self._advance("next", None)
-
-    async def asend(self, value: T.Any) -> T.Any:
-        """Send ``value`` into the generator and return the next yielded value."""
-        return await self._advance("send", value)
-
-    async def aclose(self) -> None:
-        """Close the generator early; the job becomes ``done``."""
-        if not self._ended:
-            driver = await asyncio.wrap_future(self._driver)
-            await driver.astep("close")
-            self._end(None)
-
-    async def _advance(self, op: str, value: T.Any) -> T.Any:
-        if self._ended:
-            raise StopAsyncIteration
-        self._check_open()
-        driver = await asyncio.wrap_future(self._driver)
-        try:
-            kind, out = await driver.astep(op, value)
-        except BaseException as exc:
-            self._end(exc)
-            raise
-        if kind == "return":
-            self._end(None)
-            raise StopAsyncIteration
-        return out
-
-
-def _check_callable(obj: object, name: str, optional: bool = True) -> None:
-    if obj is None and optional:
-        return
-    if not callable(obj):
-        raise TypeError(f"{name} must be callable, got {type(obj).__name__}: {obj!r}")
 
 
 def _check_attrs(cls: type, attrs: T.Mapping[str, T.Any]) -> None:
