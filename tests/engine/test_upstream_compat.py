@@ -244,10 +244,13 @@ def test_engine_cache_layout_is_upstreams(tmp_path: Path) -> None:
         assert not cache.exists()  # created when needed, not before
         assert engine.get_cache_dir() == cache and cache.is_dir()
         job = LocalJob(print, args=("out",), redirect_out_err=True)
+        failing = ThreadJob(fail, args=("went wrong",), redirect_out_err=True)
         command = SubprocessJob("echo cmd-out; echo cmd-err >&2", redirect_out_err=True)
-        engine.submit(job, command)
+        engine.submit(job, failing, command)
         engine.wait(timeout=30)
     assert (cache / job.id / "stdout.txt").read_text() == "out\n"
+    traceback = (cache / failing.id / "stderr.txt").read_text()  # a failure's traceback is captured, as upstream
+    assert traceback.startswith("Traceback (most recent call last):") and "ValueError: went wrong" in traceback
     assert (cache / command.id / "stdout.txt").read_text() == "cmd-out\n"
     assert (cache / command.id / "stderr.txt").read_text() == "cmd-err\n"
     assert (cache / command.id / "command.sh").read_text() == "echo cmd-out; echo cmd-err >&2\n"

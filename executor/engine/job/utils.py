@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 import tempfile
+import traceback
 import typing as T
 from pathlib import Path
 from dataclasses import dataclass
@@ -104,7 +105,12 @@ class OptionsCall:
 
     def __call__(self, *args: T.Any, **kwargs: T.Any) -> T.Any:
         with applied_options(self.options):
-            return self.func(*args, **kwargs)
+            try:
+                return self.func(*args, **kwargs)
+            except Exception:
+                if self.options.stderr_path is not None:  # the traceback goes to the job's stderr file, as upstream
+                    traceback.print_exc()
+                raise
 
 
 def call_sync(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
