@@ -1000,10 +1000,14 @@ class Engine(UpstreamEngineAPI):
             return False
         return True
 
-    def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> None:
-        """Block until ``job`` finished. Raises TimeoutError after ``timeout`` seconds."""
+    def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> T.Optional[T.Any]:
+        """Block until ``job`` finished; return its result if it is done (None otherwise), as upstream.
+
+        Raises TimeoutError after ``timeout`` seconds.
+        """
         _check_jobs([job])
         self._call_on_loop_async(self._join_here, [job], timeout)
+        return job.result() if job.status == "done" else None
 
     # ------------------------------------------------------ loop plumbing
     def _in_loop_thread(self) -> bool:

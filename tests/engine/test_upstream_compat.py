@@ -197,6 +197,12 @@ def test_job_runnable_resolve_args_attrs_and_serialization(engine: Engine) -> No
     assert copy.id == up.id and copy.result() == 5
 
 
+def test_wait_job_returns_the_result_as_upstream(engine: Engine) -> None:
+    good, bad = LocalJob(add, args=(20, 22)), LocalJob(fail)
+    engine.submit(good, bad)
+    assert engine.wait_job(good, timeout=30) == 42 and engine.wait_job(bad, timeout=30) is None
+
+
 def test_job_future_as_upstream(engine: Engine) -> None:
     seen: list[T.Any] = []
     errors: list[BaseException] = []
