@@ -19,6 +19,9 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .job.thread import ThreadJob
     from .manager import Jobs
 
+__version__ = "0.3.3"
+"""The executor-engine API version this engine is a drop-in for (the package's own version is pytest-executor's)."""
+
 __all__ = ["Engine", "EngineSetting", "Job", "JobFuture", "LocalJob", "ThreadJob",
            "ProcessJob", "DaskJob", "Jobs"]
 

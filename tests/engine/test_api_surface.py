@@ -18,6 +18,9 @@ SNAPSHOT = Path(__file__).parent / "data" / "upstream_api_0.3.3.json"
 
 
 def test_the_snapshot_covers_the_modules_users_import() -> None:
+    import executor.engine
+
+    assert executor.engine.__version__ == "0.3.3"  # the API version this engine is a drop-in for
     upstream = json.loads(SNAPSHOT.read_text())
     assert sorted(upstream) == sorted(MODULES)
     assert "wait_async" in upstream["executor.engine.core"]["Engine"]["members"]
