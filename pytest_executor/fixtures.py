@@ -136,7 +136,7 @@ def async_engine(
 def _cancel_quietly(job: Any) -> None:
     """Cancel a job whose event loop may be gone already."""
     try:
-        job.cancel()
+        job.engine.cancel(job)
     except RuntimeError:  # its loop is closed: nothing runs it any more
         pass
 

@@ -13,10 +13,14 @@ import typing as T
 if T.TYPE_CHECKING:  # pragma: no cover
     from .core import Engine, EngineSetting
     from .job.base import Job, JobFuture
+    from .job.dask import DaskJob
     from .job.local import LocalJob
     from .job.process import ProcessJob
     from .job.thread import ThreadJob
     from .manager import Jobs
+
+__version__ = "0.3.3"
+"""The executor-engine API version this engine is a drop-in for (the package's own version is pytest-executor's)."""
 
 __all__ = ["Engine", "EngineSetting", "Job", "JobFuture", "LocalJob", "ThreadJob",
            "ProcessJob", "DaskJob", "Jobs"]

@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ._scheduler import Scheduler
+from ._upstream_engine import Resource, UpstreamEngineAPI, select_active
+from .job._upstream_api import overrides_cancel, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
 from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
@@ -39,7 +41,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .backend.thread import ThreadBackend
     from .job.thread import ThreadJob
 
-__all__ = ["Engine", "EngineSetting"]
+__all__ = ["Engine", "EngineSetting", "Resource"]
 
 _FINISHED = frozenset(FINISHED_STATUSES)
 _CHUNK = 256
@@ -61,7 +63,7 @@ def _defining_class(cls: type, name: str) -> type:
 def _class_fast_path(cls: type[Job]) -> int:
     from .job.thread import ThreadJob
 
-    if cls._execute is not Job._execute:
+    if cls._execute is not Job._execute or uses_upstream_hooks(cls):
         return 0
     if issubclass(cls, ThreadJob) and cls.thread_call is not ThreadJob.thread_call:
         # its thread_call covers the attempt, unless run_function/call_options were overridden below it
@@ -185,7 +187,7 @@ def _release_command_watchdog() -> None:
         reaper.close_idle_guard()
 
 
-class Engine:
+class Engine(UpstreamEngineAPI):
     """Runs jobs: ``submit`` them, ``wait``/``join`` for them, ``cancel`` them.
 
     Sync use: ``with Engine() as engine: engine.submit(job); engine.wait()``.
@@ -200,6 +202,7 @@ class Engine:
             raise TypeError(f"jobs must be a Jobs manager, got {type(jobs).__name__}")
         self.id = str(uuid.uuid4())
         self.setting = setting if setting is not None else EngineSetting()
+        self.setup_by_setting()
         base = Path(self.setting.cache_path) if self.setting.cache_path else default_cache_root() / self.id
         self._cache_dir = base.absolute()
         if jobs is None:
@@ -237,6 +240,15 @@ class Engine:
     def loop(self) -> T.Optional[asyncio.AbstractEventLoop]:
         """The event loop the engine runs on (None before start / first async submit)."""
         return self._loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on ``loop`` (upstream's way to choose the loop); not while the engine runs on another one."""
+        if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop must be an asyncio event loop, got {type(loop).__name__}")
+        if self._thread is not None or (self._loop is not None and self._loop.is_running() and loop is not self._loop):
+            raise RuntimeError("the engine runs on an event loop already; set engine.loop before start()")
+        self._loop = loop
 
     @property
     def is_running(self) -> bool:
@@ -516,7 +528,7 @@ class Engine:
         job.attempts = 0
         job._cancel_requested = False
         job.engine = self
-        if self.jobs.get_job_by_id(job.id) is not job:
+        if self.jobs.get(job.id) is not job:
             self.jobs.add(job)
 
     # ------------------------------------------------------------ scheduling
@@ -765,9 +777,21 @@ class Engine:
         if pump:
             self._pump()
 
+    def _finish_attempt(self, job: Job, status: JobStatusType, value: T.Any) -> None:
+        """End the running attempt from a job's ``on_done``/``on_failed`` (upstream's hooks)."""
+        if job.status != "running":
+            return
+        if status == "done":
+            job._result = value
+            self._sched.finished(job)
+            self._finish(job, "done")
+            self._pump()
+        else:
+            self._attempt_failed(job, value)
+
     def _report_failure(self, job: Job, exc: BaseException, why: str) -> None:
         where = f" ({why})" if why else ""
-        if self.setting.print_traceback:
+        if self.print_traceback:
             logger.error(f"job {job.name} ({job.id}) failed{where}:\n{job.traceback}")
         else:
             logger.debug(f"job {job.name} ({job.id}) failed{where}: {exc!r}")
@@ -865,6 +889,16 @@ class Engine:
         return list(self.jobs.pending.values()) + list(self.jobs.running.values())
 
     async def _cancel_and_wait(self, jobs: list[Job]) -> None:
+        # a job type written the upstream way may override cancel(): it runs, and ends in _cancel_own_and_wait
+        for job in [j for j in jobs if overrides_cancel(type(j))]:
+            try:
+                await job.cancel()
+            except Exception as exc:  # a broken hook must not break cancelling the others
+                logger.error(f"cancel() of job {job.name} ({job.id}) raised {exc!r}")
+        await self._cancel_own_and_wait([j for j in jobs if not overrides_cancel(type(j))])
+
+    async def _cancel_own_and_wait(self, jobs: list[Job]) -> None:
+        """Cancel jobs the engine's way and wait until their work has stopped (``Job.cancel`` ends here)."""
         tasks = self._cancel_now(jobs)
         if tasks:
             await asyncio.wait(tasks, timeout=10)
@@ -890,6 +924,8 @@ class Engine:
                 proxy = job._proxy
                 if proxy is not None and proxy._driver.done() and proxy._driver.exception() is None:
                     proxy._driver.result().abandon()
+                if type(job).clear_context is not Job.clear_context:
+                    _clear_context(job)
                 self._finish(job, "cancelled")
         if not self._pumping:
             self._pump()
@@ -947,24 +983,31 @@ class Engine:
             raise TimeoutError(f"jobs still unfinished after {timeout} s")
 
     def wait(self, timeout: T.Optional[float] = None, time_delta: float = 0.2,
-             select_jobs: T.Optional[T.Callable[[Job], bool]] = None) -> bool:
+             select_jobs: T.Optional[T.Callable[..., T.Any]] = None) -> bool:
         """Block until all jobs (or those ``select_jobs`` picks) finished; False on timeout.
+
+        ``select_jobs``: upstream's ``select_jobs(engine.jobs) -> list of jobs``,
+        or a predicate taking one job.
 
         ``time_delta`` is accepted for compatibility and unused: waiting is event-driven.
         """
         jobs = None
         if select_jobs is not None:
-            jobs = [j for j in self._active_jobs() if select_jobs(j)]
+            jobs = select_active(self._active_jobs(), self.jobs, select_jobs)
         try:
             self._call_on_loop_async(self._join_here, jobs, timeout)
         except TimeoutError:
             return False
         return True
 
-    def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> None:
-        """Block until ``job`` finished. Raises TimeoutError after ``timeout`` seconds."""
+    def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> T.Optional[T.Any]:
+        """Block until ``job`` finished; return its result if it is done (None otherwise), as upstream.
+
+        Raises TimeoutError after ``timeout`` seconds.
+        """
         _check_jobs([job])
         self._call_on_loop_async(self._join_here, [job], timeout)
+        return job.result() if job.status == "done" else None
 
     # ------------------------------------------------------ loop plumbing
     def _in_loop_thread(self) -> bool:
@@ -1077,9 +1120,19 @@ def _check_jobs(jobs: T.Iterable[object]) -> None:
 
 def _safe_callback(job: Job, fn: T.Callable[[T.Any], T.Any], value: T.Any) -> None:
     try:
-        fn(value)
+        outcome = fn(value)
+        if outcome is not None and inspect.isawaitable(outcome):  # a coroutine callback: awaited, as upstream
+            asyncio.ensure_future(outcome)
     except Exception as exc:  # a broken callback must not break the engine
         logger.error(f"callback {fn!r} of job {job.name} ({job.id}) raised {exc!r}")
+
+
+def _clear_context(job: Job) -> None:
+    """Run a job's ``clear_context`` hook (its running attempt was cancelled)."""
+    try:
+        job.clear_context()
+    except Exception as exc:  # a broken hook must not break cancelling the others
+        logger.error(f"clear_context of job {job.name} ({job.id}) raised {exc!r}")
 
 
 __all__ += ["InvalidStateError", "JobEmitError"]

@@ -15,23 +15,117 @@ import typing as T
 from pathlib import Path
 
 from .job.base import Job
-from .job.utils import JOB_STATUSES, JobStatusType
+from .job.utils import JOB_STATUSES, JobStatusType, valid_job_statuses
+from .utils import ExecutorError
 from .log import logger
 
-__all__ = ["Jobs", "JobStore", "JobStatusType"]
+__all__ = ["Jobs", "JobStore", "JobNotFoundError", "JobStatusType"]
 
 DB_NAME = "jobs.sqlite"
 
 
+class JobNotFoundError(ExecutorError, KeyError):
+    """No job with this id (``Jobs.get_job_by_id``); a ``KeyError`` too."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r} in this jobs manager")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class JobStore(T.Mapping[str, Job]):
-    """A read-only live view of the jobs in one status: ``len``, ``in``, iteration over ids, ``.values()``."""
+    """The jobs in one status: ``len``, ``in``, iteration over ids, ``values()``/``keys()``/``items()`` (lists).
 
-    def __init__(self, status: JobStatusType, data: dict[str, Job]) -> None:
+    The stores of a :class:`Jobs` manager (``jobs.pending``, ...) are live
+    views kept by the manager.  ``JobStore(cache_path)`` alone is a store of
+    its own (as upstream), persisted in ``cache_path`` when one is given.
+    """
+
+    def __init__(self, cache_path: T.Union[str, Path, None] = None, *, status: str = "",
+                 data: T.Optional[dict[str, Job]] = None, owner: T.Optional["Jobs"] = None) -> None:
         self.status = status
-        self._data = data
+        self._data: dict[str, Job] = data if data is not None else {}
+        self._owner = owner
+        self._own_cache: T.Optional[_SqliteStore] = None
+        if cache_path is not None and owner is None:
+            self._own_cache = _SqliteStore(Path(cache_path) / DB_NAME)
 
-    def __getitem__(self, job_id: str) -> Job:
-        return self._data[job_id]
+    @classmethod
+    def load_from_cache(cls, path: T.Union[str, Path]) -> "JobStore":
+        """A store persisted in ``path``, with the jobs it holds loaded."""
+        store = cls(path)
+        store.update_from_cache()
+        return store
+
+    @property
+    def mem(self) -> dict[str, Job]:
+        """The jobs, by id (the live dict: do not change it directly)."""
+        return self._data
+
+    @property
+    def cache(self) -> T.Optional["_SqliteStore"]:
+        """The persistent store behind this one (None: in memory only)."""
+        return self._owner._store if self._owner is not None else self._own_cache
+
+    def update_from_cache(self, clear_old: bool = False) -> None:
+        """Load the persisted jobs of this store (``clear_old``: forget the others first)."""
+        if self._owner is not None:
+            self._owner.update_from_cache(clear_old)
+            return
+        if clear_old:
+            self._data.clear()
+        if self._own_cache is not None:
+            for job_id, _status, data in self._own_cache.load():
+                self._data[job_id] = Job.deserialization(data)
+
+    def get_from_cache(self, key: str) -> Job:
+        """The job ``key`` as persisted (raises :class:`JobNotFoundError` if it is not)."""
+        cache = self.cache
+        if cache is None:
+            raise RuntimeError("this job store has no persistent cache")
+        for job_id, _status, data in cache.load():
+            if job_id == key:
+                return Job.deserialization(data)
+        raise JobNotFoundError(key)
+
+    def set_to_cache(self, key: str, val: Job) -> None:
+        """Persist job ``val`` (no-op without a cache)."""
+        cache = self.cache
+        if cache is not None:
+            cache.save(val)
+
+    def __getitem__(self, key: str) -> Job:
+        return self._data[key]
+
+    def __setitem__(self, key: str, val: Job) -> None:
+        if self._owner is not None:
+            self._owner._put(val, self.status)
+            return
+        self._data[key] = val
+        self.set_to_cache(key, val)
+
+    def pop(self, key: str) -> Job:
+        """Remove job ``key`` from the store and return it."""
+        job = self._data[key]
+        if self._owner is not None:
+            self._owner._drop([job])
+        else:
+            del self._data[key]
+            if self._own_cache is not None:
+                self._own_cache.delete([key])
+        return job
+
+    def clear(self) -> None:
+        """Remove every job of this store."""
+        if self._owner is not None:
+            self._owner._drop(list(self._data.values()))
+        else:
+            keys = list(self._data)
+            self._data.clear()
+            if self._own_cache is not None:
+                self._own_cache.delete(keys)
 
     def __iter__(self) -> T.Iterator[str]:
         return iter(list(self._data))
@@ -44,9 +138,17 @@ class JobStore(T.Mapping[str, Job]):
             key = key.id
         return key in self._data
 
-    def values(self) -> T.ValuesView[Job]:
-        """The jobs (a snapshot, safe while the engine keeps running)."""
-        return dict(self._data).values()
+    def values(self) -> list[Job]:  # type: ignore[override]
+        """The jobs (a list, as upstream: ``jobs.running.values() + jobs.pending.values()`` works)."""
+        return list(self._data.values())
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        """The job ids (a list)."""
+        return list(self._data)
+
+    def items(self) -> list[tuple[str, Job]]:  # type: ignore[override]
+        """``(id, job)`` pairs (a list)."""
+        return list(self._data.items())
 
     def __repr__(self) -> str:
         return f"<JobStore {self.status}: {len(self._data)} jobs>"
@@ -113,24 +215,38 @@ class Jobs:
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self._all: dict[str, Job] = {}
         self._by_status: dict[str, dict[str, Job]] = {s: {} for s in JOB_STATUSES}
-        self.created = JobStore("created", self._by_status["created"])
-        self.pending = JobStore("pending", self._by_status["pending"])
-        self.running = JobStore("running", self._by_status["running"])
-        self.done = JobStore("done", self._by_status["done"])
-        self.failed = JobStore("failed", self._by_status["failed"])
-        self.cancelled = JobStore("cancelled", self._by_status["cancelled"])
+        self.set_attrs_for_read()
         self._store: T.Optional[_SqliteStore] = None
         if cache_type == "diskcache":
             assert self.cache_path is not None
             self._store = _SqliteStore(self.cache_path / DB_NAME)
             self._reload()
 
+    created: JobStore
+    pending: JobStore
+    running: JobStore
+    done: JobStore
+    failed: JobStore
+    cancelled: JobStore
+    valid_statuses: T.ClassVar[list[JobStatusType]] = list(valid_job_statuses)
+    """The statuses of submitted jobs (upstream's list; ``created`` jobs have a view too)."""
+
+    def set_attrs_for_read(self) -> None:
+        """(Re)make the per-status views ``created``, ``pending``, ``running``, ``done``, ``failed``, ``cancelled``."""
+        for status in JOB_STATUSES:
+            setattr(self, status, JobStore(status=status, data=self._by_status[status], owner=self))
+
     # ------------------------------------------------------------- queries
-    def get_job_by_id(self, job_id: str) -> T.Optional[Job]:
+    def get_job_by_id(self, job_id: str) -> Job:
+        """The job with this id; raises :class:`JobNotFoundError` (a KeyError) if there is none."""
+        job = self._all.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def get(self, job_id: str) -> T.Optional[Job]:
         """The job with this id, or None."""
         return self._all.get(job_id)
-
-    get = get_job_by_id
 
     def all_jobs(self) -> list[Job]:
         """Every job, in insertion order."""
@@ -184,6 +300,51 @@ class Jobs:
                 if store is not None:
                     store.save(job)
 
+    def move_job_store(self, job: Job, new_status: JobStatusType,
+                       old_status: T.Optional[JobStatusType] = None) -> None:
+        """Give ``job`` status ``new_status`` and re-index it (``old_status``: the one it is indexed under)."""
+        old = old_status if old_status is not None else job.status
+        if old == new_status:
+            return
+        job._status = new_status
+        self.moved(job, old)
+
+    def set_engine(self, engine: T.Any) -> None:
+        """Attach every job to ``engine`` (e.g. after reloading them from the store)."""
+        for job in self._all.values():
+            job.engine = engine
+
+    def clear(self, statuses: T.Iterable[JobStatusType]) -> None:
+        """Forget the jobs in the given statuses (pending/running ones must be cancelled first)."""
+        statuses = list(statuses)
+        for status in statuses:
+            if status not in self._by_status:
+                raise ValueError(f"unknown job status {status!r}; valid: {list(JOB_STATUSES)}")
+        active = [s for s in statuses if s in ("pending", "running") and self._by_status[s]]
+        if active:
+            raise ValueError(f"jobs are still {' and '.join(active)}: cancel them before clearing them")
+        self._drop([job for status in statuses for job in self._by_status[status].values()])
+
+    def update_from_cache(self, clear_old: bool = True) -> None:
+        """Reload the jobs from the persistent store (``clear_old``: forget the finished jobs held in memory first)."""
+        if self._store is None:
+            return
+        if clear_old:
+            for job in [j for j in self._all.values() if j.status not in ("pending", "running")]:
+                self._all.pop(job.id, None)
+                self._by_status[job.status].pop(job.id, None)
+        self._reload()
+
+    def _put(self, job: Job, status: str) -> None:
+        """Index ``job`` under ``status`` (a store's ``__setitem__``)."""
+        old = self._all.get(job.id)
+        if old is not None:
+            self._by_status[old.status].pop(job.id, None)
+        self._all[job.id] = job
+        self._by_status[status][job.id] = job
+        if self._store is not None:
+            self._store.save(job)
+
     def save(self, job: Job) -> None:
         """Persist a job's current state (no-op without a store)."""
         if self._store is not None and job.id in self._all:
@@ -236,8 +397,13 @@ class Jobs:
             except Exception as exc:
                 logger.warning(f"cannot reload job {job_id} from {self._store.path}: {exc!r}")
                 continue
+            held = self._all.get(job.id)
+            if held is not None and held.status in ("pending", "running"):
+                continue  # live in memory: the stored copy is older
             if job.status in ("pending", "running"):
                 job._status = "cancelled"
+            if held is not None:
+                self._by_status[held.status].pop(job.id, None)
             self._all[job.id] = job
             self._by_status[job.status][job.id] = job
             if job.status != status:

@@ -82,7 +82,7 @@ def test_timepoints() -> None:
 
 def test_every_period() -> None:
     engine = FakeEngine()
-    c = EveryPeriod(period_str="1h")
+    c = EveryPeriod(period_str="1h", immediate=True)
     assert c.satisfy(engine)  # type: ignore[arg-type]  # immediate
     assert not c.satisfy(engine)  # type: ignore[arg-type]
     assert c.next_change(time.time()) == pytest.approx(time.time() + 3600, abs=5)

@@ -14,6 +14,7 @@ import pytest
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.condition import AfterAnother, AfterOthers, Condition
 from executor.engine.log import logger
+from executor.engine.manager import JobNotFoundError
 from executor.engine.job.utils import InvalidStateError, JobEmitError, WorkerCrashedError
 
 from _engine_helpers import add, fail, pid, pid_alive, touch_then_wait, wait_for_file, wait_until
@@ -238,7 +239,7 @@ def test_resubmitting_finished_job_reruns_it_and_active_job_is_an_error(engine: 
     engine.wait_job(job, timeout=30)
     engine.submit(job)
     engine.wait_job(job, timeout=30)
-    job.rerun()
+    asyncio.run_coroutine_threadsafe(job.rerun(), engine.loop).result(30)  # upstream's rerun is a coroutine
     engine.wait_job(job, timeout=30)
     assert len(calls) == 3 and job.status == "done" and job.attempts == 1
 
@@ -312,7 +313,9 @@ def test_remove_cancels_and_forgets(engine: Engine) -> None:
     engine.submit(job)
     engine.remove(job)
     gate.set()
-    assert job.status == "cancelled" and engine.jobs.get_job_by_id(job.id) is None
+    assert job.status == "cancelled" and engine.jobs.get(job.id) is None
+    with pytest.raises(JobNotFoundError):  # upstream's error for an unknown id
+        engine.jobs.get_job_by_id(job.id)
 
 
 def test_wait_and_wait_job_timeouts(engine: Engine) -> None:

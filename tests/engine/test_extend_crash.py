@@ -27,7 +27,9 @@ ENGINE_SCRIPT = textwrap.dedent("""
     engine = Engine()
     engine.start()
     # a grandchild in the background, one in the foreground, and the shell: all in the command's group
-    engine.submit(SubprocessJob(f"(sleep {marker} &); touch {started}; sleep {marker}", base_class=base_class))
+    # record_cmd=False: a recorded command.sh is the user's (kept); this test checks the engine's own temp files
+    engine.submit(SubprocessJob(f"(sleep {marker} &); touch {started}; sleep {marker}", base_class=base_class,
+                                record_cmd=False))
     threading.Event().wait()  # until killed
 """)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from executor.engine import Engine, EngineSetting, LocalJob, ThreadJob
-from executor.engine.manager import Jobs
+from executor.engine.manager import JobNotFoundError, Jobs
 
 from _engine_helpers import add, fail, wait_for_file
 
@@ -30,7 +30,9 @@ def test_status_views_follow_the_jobs() -> None:
         assert len(jobs.running) == 1 and running.id in jobs.running and running in jobs.running
         assert list(jobs.pending) == [pending.id] and list(jobs.pending.values()) == [pending]
         assert len(jobs.done) == 1 and len(jobs.failed) == 1 and len(jobs) == 4
-        assert jobs.get_job_by_id(done.id) is done and jobs.get_job_by_id("nope") is None
+        assert jobs.get_job_by_id(done.id) is done and jobs.get("nope") is None
+        with pytest.raises(JobNotFoundError, match="no job with id 'nope'"):
+            jobs.get_job_by_id("nope")
         assert set(jobs) == {running, pending, done, failed}
         engine.cancel(running)
         assert len(jobs.cancelled) == 2  # the dependent was cancelled with it

@@ -14,8 +14,9 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .local import LocalJob
     from .process import ProcessJob
     from .thread import ThreadJob
+    from .dask import DaskJob
 
-__all__ = ["Job", "JobFuture", "LocalJob", "ThreadJob", "ProcessJob"]
+__all__ = ["Job", "JobFuture", "LocalJob", "ThreadJob", "ProcessJob", "DaskJob"]
 
 _WHERE = {"Job": ".base", "JobFuture": ".base", "LocalJob": ".local",
           "ThreadJob": ".thread", "ProcessJob": ".process", "DaskJob": ".dask"}
@@ -23,5 +24,11 @@ _WHERE = {"Job": ".base", "JobFuture": ".base", "LocalJob": ".local",
 
 def __getattr__(name: str) -> T.Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,4 @@
-"""The :class:`Job` base class, :class:`JobFuture` and the generator proxies.
+"""The :class:`Job` base class (:class:`JobFuture` and the generator proxies are re-exported here).
 
 A job is data plus a few hooks; the :class:`~executor.engine.core.Engine`
 drives its life (statuses, retries, callbacks).  See :class:`Job` for the hooks
@@ -8,11 +8,10 @@ that job types override.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import difflib
 import functools
 import inspect
 import os
-import threading
 import traceback
 import typing as T
 import uuid
@@ -21,10 +20,12 @@ from pathlib import Path
 
 import cloudpickle
 
+from ._future import JobFuture, _check_callable
+from ._generators import AsyncGeneratorProxy, GeneratorDriver, GeneratorProxy, _ProxyBase
+from ._upstream_api import UpstreamJobAPI, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
     CallOptions,
-    GeneratorStepper,
     InvalidStateError,
     JobStatusType,
     OptionsCall,
@@ -42,162 +43,14 @@ _RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", 
 _NO_IDS: frozenset[str] = frozenset()
 
 
-class JobFuture:
-    """A placeholder for a job's result; pass it as an argument to another job.
-
-    The receiving job waits for the upstream job to be ``done`` and gets its
-    result in place of the future; it is cancelled if the upstream job fails
-    or is cancelled.
-    """
-
-    __slots__ = ("job_id",)
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-
-    def __repr__(self) -> str:
-        return f"<JobFuture of job {self.job_id}>"
-
-
-class GeneratorDriver:
-    """Steps a job's generator wherever it lives (see :class:`GeneratorStepper`).
-
-    Subclasses route the steps to a thread or a worker process; this default
-    steps the generator in the calling thread (LocalJob).
-    """
-
-    def __init__(self, gen: T.Any) -> None:
-        self.gen = gen
-        self.stepper = GeneratorStepper(gen)
-
-    def step(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
-        """Advance synchronously; returns ``("yield", v)`` or ``("return", v)``."""
-        return self.stepper.step(op, value)
-
-    async def astep(self, op: str, value: T.Any = None) -> tuple[str, T.Any]:
-        """Advance from a coroutine (async generators run on the caller's loop)."""
-        if not self.stepper.is_async:
-            return self.stepper.step(op, value)
-        try:
-            if op == "close":
-                await self.gen.aclose()
-                return ("return", None)
-            return ("yield", await (self.gen.asend(value) if op == "send" else self.gen.__anext__()))
-        except StopAsyncIteration:
-            return ("return", None)
-
-    def abandon(self) -> None:
-        """The job was cancelled: release whatever holds the generator."""
-
-
-class _ProxyBase:
-    """Shared machinery of the two generator proxies."""
-
-    def __init__(self, job: "Job") -> None:
-        self._job = job
-        self._driver: concurrent.futures.Future[GeneratorDriver] = concurrent.futures.Future()
-        self._lock = threading.Lock()
-        self._ended = False
-
-    def _end(self, exc: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        engine = self._job.engine
-        if engine is not None:
-            engine._generator_ended(self._job, exc)
-
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StopIteration if isinstance(self, GeneratorProxy) else StopAsyncIteration
-        if self._job.status == "cancelled":
-            raise InvalidStateError(f"job {self._job.id} was cancelled; its generator is gone")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} of job {self._job.id}>"
-
-
-class GeneratorProxy(_ProxyBase):
-    """The result of a job made from a generator function.
-
-    Iterate it (or ``send`` to it) from any thread; the job stays ``running``
-    until the generator is exhausted, then it becomes ``done`` (or ``failed``
-    if the generator raised).
-    """
-
-    def __iter__(self) -> "GeneratorProxy":
-        return self
-
-    def __next__(self) -> T.Any:
-        return self._advance("next", None)
-
-    def send(self, value: T.Any) -> T.Any:
-        """Send ``value`` into the generator and return the next yielded value."""
-        return self._advance("send", value)
-
-    def close(self) -> None:
-        """Close the generator early; the job becomes ``done``."""
-        if not self._ended:
-            with self._lock:
-                self._driver.result().step("close")
-            self._end(None)
-
-    def _advance(self, op: str, value: T.Any) -> T.Any:
-        self._check_open()
-        with self._lock:
-            driver = self._driver.result()
-            try:
-                kind, out = driver.step(op, value)
-            except BaseException as exc:
-                self._end(exc)
-                raise
-        if kind == "return":
-            self._end(None)
-            raise StopIteration(out)
-        return out
-
-
-class AsyncGeneratorProxy(_ProxyBase):
-    """The result of a job made from an async generator function (``async for``, ``asend``)."""
-
-    def __aiter__(self) -> "AsyncGeneratorProxy":
-        return self
-
-    async def __anext__(self) -> T.Any:
-        return await self._advance("next", None)
-
-    async def asend(self, value: T.Any) -> T.Any:
-        """Send ``value`` into the generator and return the next yielded value."""
-        return await self._advance("send", value)
-
-    async def aclose(self) -> None:
-        """Close the generator early; the job becomes ``done``."""
-        if not self._ended:
-            driver = await asyncio.wrap_future(self._driver)
-            await driver.astep("close")
-            self._end(None)
-
-    async def _advance(self, op: str, value: T.Any) -> T.Any:
-        if self._ended:
-            raise StopAsyncIteration
-        self._check_open()
-        driver = await asyncio.wrap_future(self._driver)
-        try:
-            kind, out = await driver.astep(op, value)
-        except BaseException as exc:
-            self._end(exc)
-            raise
-        if kind == "return":
-            self._end(None)
-            raise StopAsyncIteration
-        return out
-
-
-def _check_callable(obj: object, name: str, optional: bool = True) -> None:
-    if obj is None and optional:
-        return
-    if not callable(obj):
-        raise TypeError(f"{name} must be callable, got {type(obj).__name__}: {obj!r}")
+def _check_attrs(cls: type, attrs: T.Mapping[str, T.Any]) -> None:
+    """Refuse extra attributes that look like a misspelt parameter (``retires=1``): upstream would ignore them."""
+    known = [name for name in inspect.signature(Job.__init__).parameters if name not in ("self", "attrs")]
+    for key in attrs:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        if close:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r} "
+                            f"(did you mean {close[0]!r}?); other keywords become job.attrs")
 
 
 def check_call_args(args: object, kwargs: object) -> None:
@@ -208,7 +61,7 @@ def check_call_args(args: object, kwargs: object) -> None:
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
 
 
-class Job:
+class Job(UpstreamJobAPI):
     """A unit of work: a callable with arguments, run by an engine on some backend.
 
     Keyword arguments:
@@ -227,6 +80,7 @@ class Job:
         redirect_out_err: True → the job's stdout/stderr go to ``stdout.txt`` /
             ``stderr.txt`` in its cache dir; a path string → both go to that file.
         change_dir: True → run inside the job's cache dir; a path → run there.
+        **attrs: any other attributes of the job (kept in ``job.attrs``, as upstream).
 
     Hooks for job types (override in subclasses):
 
@@ -266,7 +120,8 @@ class Job:
         condition: T.Optional[Condition] = None,
         wait_time_delta: float = 0.01,
         redirect_out_err: T.Union[bool, str] = False,
-        change_dir: T.Union[bool, str, Path, None] = None,
+        change_dir: T.Union[bool, str, Path, None] = False,
+        **attrs: T.Any,
     ) -> None:
         _check_callable(func, "func", optional=False)
         _check_callable(callback, "callback")
@@ -284,6 +139,8 @@ class Job:
             raise TypeError(f"redirect_out_err must be a bool or a file path, got {redirect_out_err!r}")
         if change_dir is not None and not isinstance(change_dir, (bool, str, Path)):
             raise TypeError(f"change_dir must be True or a directory path, got {change_dir!r}")
+        if attrs:
+            _check_attrs(type(self), attrs)
         self.id: str = str(uuid.uuid4())
         self.func = func
         self.args: tuple = tuple(args) if args is not None else ()
@@ -297,6 +154,7 @@ class Job:
         self.wait_time_delta = float(wait_time_delta)
         self.redirect_out_err = _redirect_target(redirect_out_err)
         self.change_dir = change_dir
+        self.attrs: dict[str, T.Any] = attrs
         self.engine: T.Optional["Engine"] = None
         self.attempts = 0
         self.created_time = datetime.now()
@@ -328,6 +186,7 @@ class Job:
         future = self._future
         if future is None:
             future = self._future = JobFuture(self.id)
+            future._job = self
         return future
 
     @property
@@ -366,30 +225,42 @@ class Job:
         """Block until the job finished (sync form of :meth:`join`)."""
         self._require_engine("wait").wait_job(self, timeout=timeout)
 
-    def cancel(self) -> None:
-        """Cancel the job (pending: dropped; running: its work is stopped)."""
-        self._require_engine("cancel").cancel(self)
+    async def cancel(self) -> None:
+        """Cancel the job (pending: dropped; running: its work is stopped); ``engine.cancel(job)`` from sync code."""
+        engine = self._require_engine("cancel")
+        await engine._on_loop_async_coro(engine._cancel_own_and_wait, [self])
 
-    def rerun(self) -> None:
-        """Run a finished job again (status goes back to ``pending``)."""
+    async def rerun(self, check_status: bool = True) -> None:
+        """Run a finished job again (status goes back to ``pending``); ``engine.submit(job)`` from sync code.
+
+        ``check_status=False`` also accepts a job that is not finished: a
+        pending or running job is cancelled first.
+        """
+        engine = self._require_engine("rerun")
         if self._status not in ("done", "failed", "cancelled"):
-            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
-        self._require_engine("rerun").submit(self)
+            if check_status:
+                raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
+            if self._status in ("pending", "running"):
+                await engine.cancel_async(self)
+        await engine.submit_async(self)
 
     async def rerun_async(self) -> None:
-        """Async form of :meth:`rerun`."""
-        if self._status not in ("done", "failed", "cancelled"):
-            raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
-        await self._require_engine("rerun").submit_async(self)
+        """Same as :meth:`rerun` (kept for code written against earlier versions of this engine)."""
+        await self.rerun()
+
+    @property
+    def stoped_time(self) -> T.Optional[datetime]:
+        """Upstream's name (sic) of :attr:`stop_time`."""
+        return self.stop_time
 
     def serialization(self) -> bytes:
         """The job as bytes (cloudpickle); runtime links (engine, tasks) are dropped."""
         return cloudpickle.dumps(self)
 
     @staticmethod
-    def deserialization(data: bytes) -> "Job":
+    def deserialization(bytes_: bytes) -> "Job":
         """Rebuild a job from :meth:`serialization` bytes."""
-        job = cloudpickle.loads(data)
+        job = cloudpickle.loads(bytes_)
         if not isinstance(job, Job):
             raise TypeError(f"data does not hold a Job but {type(job).__name__}")
         return job
@@ -416,9 +287,6 @@ class Job:
         self._queued = None
         self._thread_call = None
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} id={self.id} status={self._status}>"
-
     # ----------------------------------------------------------------- hooks
     def prepare(self, engine: "Engine") -> None:
         """Hook: validate against ``engine`` at submit time (raise on bad input)."""
@@ -433,8 +301,14 @@ class Job:
     async def wait_started_async(self) -> None:
         """Hook: async form of :meth:`wait_started`, awaited by ``submit_async``."""
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
-        """Hook: run one call and return its result (default: in the engine's loop)."""
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
+        """Hook: run one call and return its result (default: in the engine's loop).
+
+        Without arguments (upstream's form) it runs the job's own
+        ``func(*args, **kwargs)``.
+        """
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         result = func(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
@@ -447,6 +321,13 @@ class Job:
         return GeneratorDriver(func(*args, **kwargs))
 
     # ------------------------------------------------------- engine plumbing
+    def _call_or_own(self, func: T.Optional[T.Callable[..., T.Any]], args: T.Optional[tuple],
+                     kwargs: T.Optional[dict]) -> tuple[T.Callable[..., T.Any], tuple, dict]:
+        """The call given to ``run_function``, or the job's own when called upstream's way (no arguments)."""
+        if func is None:
+            return self.func, self.args, self.kwargs
+        return func, args if args is not None else (), kwargs if kwargs is not None else {}
+
     def _require_engine(self, what: str) -> "Engine":
         if self.engine is None:
             raise InvalidStateError(f"{what}(): job {self.id} was never submitted to an engine")
@@ -488,6 +369,8 @@ class Job:
 
     async def _execute(self, engine: "Engine") -> T.Any:
         """One attempt: returns the result, or a generator proxy for generator functions."""
+        if uses_upstream_hooks(type(self)):
+            return await run_upstream_attempt(self, engine)
         func, args, kwargs = self._resolved_call(engine)
         options = self.call_options()
         if func_traits(self.func).generator:

@@ -28,7 +28,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
 
 __all__ = [
-    "Condition", "AfterAnother", "AfterOthers", "AllSatisfied", "AnySatisfied",
+    "Condition", "AfterAnother", "AfterOthers", "Combination", "AllSatisfied", "AnySatisfied",
     "TimeCondition", "AfterTimepoint", "BeforeTimepoint", "EveryPeriod",
     "AfterClock", "BeforeClock", "AfterWeekday", "BeforeWeekday", "parse_period",
 ]
@@ -145,7 +145,9 @@ class AfterOthers(Condition):
 
 
 @dataclass
-class _Combined(Condition):
+class Combination(Condition):
+    """Base of conditions made of sub-conditions (``conditions``): :class:`AllSatisfied`, :class:`AnySatisfied`."""
+
     conditions: T.List[Condition]
 
     def __post_init__(self) -> None:
@@ -169,7 +171,7 @@ class _Combined(Condition):
 
 
 @dataclass
-class AllSatisfied(_Combined):
+class AllSatisfied(Combination):
     """Satisfied when every condition in ``conditions`` is."""
 
     def satisfy(self, engine: "Engine") -> bool:
@@ -178,7 +180,7 @@ class AllSatisfied(_Combined):
 
 
 @dataclass
-class AnySatisfied(_Combined):
+class AnySatisfied(Combination):
     """Satisfied when at least one condition in ``conditions`` is."""
 
     def satisfy(self, engine: "Engine") -> bool:
@@ -268,12 +270,13 @@ def parse_period(period: str) -> timedelta:
 class EveryPeriod(TimeCondition):
     """Satisfied once every ``period_str`` (e.g. ``"1h"``); each success restarts the period.
 
-    With ``immediate=True`` the first check succeeds at once.
+    With ``immediate=True`` the first check succeeds at once (default
+    False, as upstream: the first success comes one period after the first check).
     """
 
     period_str: str
     last_submitted_at: T.Optional[datetime] = None
-    immediate: bool = True
+    immediate: bool = False
 
     def __post_init__(self) -> None:
         self._period = parse_period(self.period_str)

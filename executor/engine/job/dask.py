@@ -12,10 +12,25 @@ from .utils import call_sync, is_generator_function
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
 
-__all__ = ["DaskJob", "DaskWorkerLostError"]
+__all__ = ["DaskJob", "DaskWorkerLostError", "get_default_client"]
 
 #: Seconds given to the scheduler to drop a cancelled task before the job moves on.
 CANCEL_TIMEOUT = 5.0
+
+
+def get_default_client() -> T.Any:
+    """A new asynchronous ``distributed.Client`` on a new ``LocalCluster`` of this machine, as upstream.
+
+    Call it inside a coroutine and await the client to start both
+    (``client = await get_default_client()``); the caller owns them
+    (``await client.close(); await client.cluster.close()``).  The engine
+    does not need it: it starts its own cluster on the first DaskJob, or
+    uses the client given to ``engine.dask_client``.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(host="127.0.0.1", dashboard_address=":0", asynchronous=True)
+    return Client(cluster, asynchronous=True)
 
 
 class DaskWorkerLostError(RuntimeError):
@@ -51,8 +66,10 @@ class DaskJob(Job):
         """Generators never reach here (see :meth:`prepare`); refuse rather than run them locally."""
         raise TypeError(f"DaskJob {self.name}: generator functions cannot run on a dask worker")
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Submit the call to the cluster and await its result; cancelling cancels the task."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         from distributed.scheduler import KilledWorker
 
         assert self.engine is not None

@@ -72,15 +72,16 @@ class ProcessJob(Job):
     resource_kind = "process"
     accepts_engine = False
 
-    def __init__(self, *args: T.Any, **kwargs: T.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.worker_pid: T.Optional[int] = None
+    worker_pid: T.Optional[int] = None
+    """Pid of the worker process that ran (or runs) the latest attempt."""
 
     def _remember_worker(self, worker: "Worker") -> None:
         self.worker_pid = worker.pid
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Run the call in a worker of the engine's process pool."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         assert self.engine is not None
         return await self.engine.process_pool.run(func, args, kwargs, on_worker=self._remember_worker)
 

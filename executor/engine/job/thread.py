@@ -49,8 +49,10 @@ class ThreadJob(Job):
 
     resource_kind = "thread"
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Run the call on the engine's thread pool."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         assert self.engine is not None
         return await self.engine.thread_backend.run(func, args, kwargs)
 

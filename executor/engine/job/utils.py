@@ -11,9 +11,12 @@ import inspect
 import os
 import sys
 import tempfile
+import traceback
 import typing as T
 from pathlib import Path
 from dataclasses import dataclass
+
+from ..utils import CheckAttrRange, ExecutorError
 
 JobStatusType = T.Literal["created", "pending", "running", "done", "failed", "cancelled"]
 """The six statuses of a job (plain strings)."""
@@ -23,11 +26,36 @@ ACTIVE_STATUSES: tuple[JobStatusType, ...] = ("pending", "running")
 FINISHED_STATUSES: tuple[JobStatusType, ...] = ("done", "failed", "cancelled")
 
 
-class InvalidStateError(RuntimeError):
-    """An operation needs the job in another status (e.g. ``result()`` before ``done``)."""
+valid_job_statuses: T.List[JobStatusType] = ["pending", "running", "failed", "done", "cancelled"]
+"""The statuses of a submitted job (upstream's list)."""
 
 
-class JobEmitError(RuntimeError):
+class InvalidStateError(ExecutorError, RuntimeError):
+    """An operation needs the job in another status (e.g. ``result()`` before ``done``).
+
+    Raised as ``InvalidStateError(message)`` or, as upstream,
+    ``InvalidStateError(job, valid_status)``; ``valid_status`` lists the
+    statuses that would have been fine (None when not given).
+    """
+
+    def __init__(self, job: T.Any, valid_status: T.Optional[T.List[JobStatusType]] = None) -> None:
+        self.valid_status = valid_status
+        if isinstance(job, str):
+            message = job
+        else:
+            message = (f"job {getattr(job, 'name', '')} ({getattr(job, 'id', job)}) is "
+                       f"{getattr(job, 'status', '?')}, but should be one of {valid_status}")
+        super().__init__(message)
+
+
+class JobStatusAttr(CheckAttrRange):
+    """Upstream's status descriptor (kept for code that subclasses it); our jobs keep ``status`` read-only."""
+
+    valid_range: T.Iterable[JobStatusType] = valid_job_statuses
+    attr = "_status"
+
+
+class JobEmitError(ExecutorError, RuntimeError):
     """The engine cannot accept a job (already pending/running, unknown dependency, ...)."""
 
 
@@ -77,7 +105,12 @@ class OptionsCall:
 
     def __call__(self, *args: T.Any, **kwargs: T.Any) -> T.Any:
         with applied_options(self.options):
-            return self.func(*args, **kwargs)
+            try:
+                return self.func(*args, **kwargs)
+            except Exception:
+                if self.options.stderr_path is not None:  # the traceback goes to the job's stderr file, as upstream
+                    traceback.print_exc()
+                raise
 
 
 def call_sync(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:

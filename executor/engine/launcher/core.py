@@ -7,13 +7,14 @@ returns the result; an async launcher does the same with ``await``.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
 import typing as T
 
 from ..job.base import Job
-from .default import get_default_engine, is_auto_created
+from .default import get_default_engine, is_auto_created, set_default_engine
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
@@ -44,6 +45,28 @@ def resolve_job_type(job_type: T.Union[str, type]) -> type[Job]:
     raise ValueError(f"job_type must be one of {list(JOB_TYPES)} or a Job subclass, got {job_type!r}")
 
 
+class _JobTypeClasses(T.Mapping[str, type]):
+    """``job_type`` name → job class (upstream's ``job_type_classes``), importing extended types on demand."""
+
+    def __getitem__(self, key: str) -> type:
+        if key not in JOB_TYPES:
+            raise KeyError(key)
+        return resolve_job_type(key)
+
+    def __iter__(self) -> T.Iterator[str]:
+        return iter(JOB_TYPES)
+
+    def __len__(self) -> int:
+        return len(JOB_TYPES)
+
+
+job_type_classes: T.Mapping[str, type] = _JobTypeClasses()
+"""``job_type`` name → job class."""
+
+__all__ = ["launcher", "SyncLauncher", "AsyncLauncher", "LauncherBase", "get_default_engine",
+           "set_default_engine", "job_type_classes", "resolve_job_type", "JOB_TYPES"]
+
+
 def is_cmd2func(obj: object) -> bool:
     """True for a ``cmd2func`` wrapper (it builds a command line from the call's arguments)."""
     # a cmd2func made from a function has no __signature__: its get_cmd_str is what counts
@@ -51,14 +74,39 @@ def is_cmd2func(obj: object) -> bool:
 
 
 class LauncherBase:
-    """Shared parts of :class:`SyncLauncher` and :class:`AsyncLauncher`."""
+    """Shared parts of :class:`SyncLauncher` and :class:`AsyncLauncher`.
 
-    def __init__(self, func: T.Callable[..., T.Any], engine: T.Optional["Engine"] = None,
-                 job_type: T.Union[str, type] = "process", **job_kwargs: T.Any) -> None:
+    Args (upstream's, in its order):
+        target_func: the function or ``cmd2func`` object.
+        engine: the engine jobs go to (default: :func:`get_default_engine` at call time).
+        job_type: a job type name or a Job subclass.  A ``cmd2func`` object
+            makes SubprocessJobs (WebappJobs with ``"webapp"``), so the
+            launcher reports ``job_type="subprocess"`` as upstream; a
+            ``job_type`` of ``"local"``, ``"thread"``, ``"dask"`` or a Job class
+            becomes the command job's ``base_class``.
+        name: the launcher's name, also the name of its jobs (default: the function's).
+        description: a description (default: the function's docstring).
+        tags: labels of the launcher.
+        job_attrs: keyword arguments for every job (``retries``, ``condition``, ...).
+        **job_kwargs: more job keyword arguments (merged over ``job_attrs``).
+    """
+
+    def __init__(self, target_func: T.Callable[..., T.Any], engine: T.Optional["Engine"] = None,
+                 job_type: T.Union[str, type] = "process", name: T.Optional[str] = None,
+                 description: T.Optional[str] = None, tags: T.Optional[T.List[str]] = None,
+                 job_attrs: T.Optional[dict] = None, **job_kwargs: T.Any) -> None:
+        func = target_func
         if not callable(func):
             raise TypeError(f"launcher needs a callable, got {type(func).__name__}: {func!r}")
+        if job_attrs is not None and not isinstance(job_attrs, dict):
+            raise TypeError(f"job_attrs must be a dict of job keyword arguments, got {job_attrs!r}")
         self.func = func
+        self.name: str = str(name or getattr(func, "__name__", None) or type(func).__name__)
+        self.description: T.Optional[str] = description or getattr(func, "__doc__", None)
+        self.tags: T.List[str] = list(tags or [])
+        job_kwargs = {**(job_attrs or {}), **job_kwargs}
         self.job_type = job_type
+        self._backend = job_type
         self.job_kwargs = job_kwargs
         self._engine = engine
         self.is_cmd = is_cmd2func(func)
@@ -69,7 +117,7 @@ class LauncherBase:
             self.job_class: T.Optional[type[Job]] = resolve_job_type(job_type)
         else:
             self.job_class = None  # resolved on first submit (extended job types)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         _check_job_kwargs(self._made_class(), job_kwargs)
         runs_commands = self.is_cmd or job_type == "subprocess"
         if "base_class" in job_kwargs and runs_commands and job_type in ("local", "thread", "process", "dask"):
@@ -77,16 +125,46 @@ class LauncherBase:
                 f"launcher got base_class= and job_type={job_type!r}: for commands job_type is the base class; "
                 "give one of them (job_type='subprocess' with base_class=..., or job_type alone)"
             )
+        if self.is_cmd and job_type != "webapp":
+            self.job_type = "subprocess"  # what upstream reports for cmd2func objects
+
+    @property
+    def target_func(self) -> T.Callable[..., T.Any]:
+        """The launched function (upstream's name for :attr:`func`)."""
+        return self.func
+
+    @property
+    def job_attrs(self) -> dict:
+        """Keyword arguments given to every job, ``name`` included (as upstream)."""
+        return {"name": self.name, **self.job_kwargs}
+
+    @property
+    def desc(self) -> T.Optional[inspect.Signature]:
+        """The launched function's signature (upstream: a ``funcdesc`` description)."""
+        try:
+            return inspect.signature(self.func)
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def async_mode(self) -> bool:
+        """True for an :class:`AsyncLauncher`."""
+        return False
+
+    def __call__(self, *args: T.Any, **kwargs: T.Any) -> T.Any:
+        """Submit one job and return its result (see the subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement __call__")
 
     def _made_class(self) -> type[Job]:
         """The class of the jobs this launcher makes (a command's job class for cmd2func objects)."""
-        if not (self.is_cmd or self.job_type == "subprocess"):
-            return self.job_class or resolve_job_type(self.job_type)
+        backend = self._backend
+        if not (self.is_cmd or backend == "subprocess"):
+            return self.job_class or resolve_job_type(backend)
         subprocess_job, webapp_job = resolve_job_type("subprocess"), resolve_job_type("webapp")
-        if self.job_type == "webapp":
+        if backend == "webapp":
             return webapp_job
-        if isinstance(self.job_type, type) and issubclass(self.job_type, (subprocess_job, webapp_job)):
-            return self.job_type
+        if isinstance(backend, type) and issubclass(backend, (subprocess_job, webapp_job)):
+            return backend
         return subprocess_job
 
     @property
@@ -99,24 +177,28 @@ class LauncherBase:
         _check_engine(engine)
         self._engine = engine
 
-    def create_job(self, args: tuple, kwargs: dict) -> Job:
-        """Build the job for one call."""
-        if self.is_cmd or self.job_type == "subprocess":
+    def create_job(self, args: tuple, kwargs: dict, **attrs: T.Any) -> Job:
+        """Build the job for one call (``attrs``: more job keyword arguments for this one)."""
+        options = {"name": self.name, **self.job_kwargs, **attrs}
+        if self.is_cmd or self._backend == "subprocess":
             cmd = self.func.get_cmd_str(*args, **kwargs) if self.is_cmd else self.func(*args, **kwargs)  # type: ignore[attr-defined]
             if not isinstance(cmd, str):
+                cmd = next(iter(cmd), None) if hasattr(cmd, "__iter__") else cmd  # a generator of commands
+            if not isinstance(cmd, str):
                 raise TypeError(f"{self.__name__} must produce a command string, got {cmd!r}")  # type: ignore[attr-defined]
-            return self._command_job(cmd)
-        job_class = self.job_class or resolve_job_type(self.job_type)
-        return job_class(self.func, args=args, kwargs=kwargs, **self.job_kwargs)
+            return self._command_job(cmd, options)
+        job_class = self.job_class or resolve_job_type(self._backend)
+        return job_class(self.func, args=args, kwargs=kwargs, **options)
 
-    def _command_job(self, cmd: str) -> Job:
+    def _command_job(self, cmd: str, options: dict[str, T.Any]) -> Job:
         """The job running a command line built from a call: on ``job_type``'s backend, or served as a web app."""
         # webapp: the command is the template, the job fills in {ip} and {port}
         job_class: T.Any = self._made_class()
         extra: dict[str, T.Any] = {}
-        if job_class is resolve_job_type("subprocess") and self.job_type not in ("subprocess", job_class):
-            extra["base_class"] = resolve_job_type(self.job_type)  # run the command on that backend
-        return T.cast(Job, job_class(cmd, **extra, **self.job_kwargs))
+        backend = self._backend
+        if job_class is resolve_job_type("subprocess") and backend not in ("subprocess", "process", job_class):
+            extra["base_class"] = resolve_job_type(backend)  # run the command on that backend
+        return T.cast(Job, job_class(cmd, **extra, **options))
 
     def __repr__(self) -> str:
         mode = "async" if isinstance(self, AsyncLauncher) else "sync"
@@ -131,7 +213,10 @@ def _check_engine(engine: object) -> None:
 
 
 def _accepted_keywords(job_class: type[Job]) -> T.Optional[set[str]]:
-    """Keyword arguments ``job_class(...)`` accepts, following ``**kwargs`` up the MRO (None: any)."""
+    """Keyword arguments ``job_class(...)`` accepts, following ``**kwargs`` up the MRO (None: any).
+
+    ``Job``'s own ``**attrs`` (extra job attributes, as upstream) does not count as "any".
+    """
     names: set[str] = set()
     for klass in job_class.__mro__:
         init = klass.__dict__.get("__init__")
@@ -140,9 +225,22 @@ def _accepted_keywords(job_class: type[Job]) -> T.Optional[set[str]]:
         parameters = inspect.signature(init).parameters.values()
         names.update(p.name for p in parameters
                      if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        if klass is Job or not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             return names - {"self"}
     return None
+
+
+def _other_job_options(job_class: type[Job]) -> set[str]:
+    """Options of the other built-in job types (given to ``job_class``, they are a mistake, not an attribute)."""
+    names: set[str] = set()
+    for job_type in JOB_TYPES:
+        try:
+            other = resolve_job_type(job_type)
+        except ImportError:  # dask not installed
+            continue
+        if not issubclass(job_class, other):
+            names |= _accepted_keywords(other) or set()
+    return names
 
 
 def _check_job_kwargs(job_class: type[Job], job_kwargs: dict[str, T.Any]) -> None:
@@ -153,6 +251,9 @@ def _check_job_kwargs(job_class: type[Job], job_kwargs: dict[str, T.Any]) -> Non
     # what each call supplies is not an option of the launcher
     accepted -= {"func", "args", "kwargs", "cmd", "func_or_template"}
     unknown = sorted(set(job_kwargs) - accepted)
+    # Job takes any other keyword as an attribute (job.attrs), as upstream; refuse only likely mistakes
+    others = _other_job_options(job_class) - accepted
+    unknown = [k for k in unknown if k in others or difflib.get_close_matches(k, accepted, n=1, cutoff=0.7)]
     if unknown:
         raise TypeError(
             f"launcher got unknown job option(s) {unknown} for {job_class.__name__}; "
@@ -181,7 +282,8 @@ class SyncLauncher(LauncherBase):
 
     def to_async(self) -> "AsyncLauncher":
         """The async launcher of the same function and options."""
-        return AsyncLauncher(self.func, self._engine, self.job_type, **self.job_kwargs)
+        return AsyncLauncher(self.func, self._engine, self._backend, self.name, self.description, self.tags,
+                             dict(self.job_kwargs))
 
 
 class AsyncLauncher(LauncherBase):
@@ -200,26 +302,21 @@ class AsyncLauncher(LauncherBase):
             raise T.cast(BaseException, job.exception())
         return job.result()
 
+    @property
+    def async_mode(self) -> bool:
+        """True for an :class:`AsyncLauncher`."""
+        return True
+
     def to_sync(self) -> SyncLauncher:
         """The sync launcher of the same function and options."""
-        return SyncLauncher(self.func, self._engine, self.job_type, **self.job_kwargs)
+        return SyncLauncher(self.func, self._engine, self._backend, self.name, self.description, self.tags,
+                            dict(self.job_kwargs))
 
 
-@T.overload
-def launcher(func: T.Callable[..., T.Any], *, engine: T.Optional["Engine"] = ...,
-             job_type: T.Union[str, type] = ..., async_mode: bool = ...,
-             **job_kwargs: T.Any) -> T.Union[SyncLauncher, AsyncLauncher]: ...
-
-
-@T.overload
-def launcher(func: None = ..., *, engine: T.Optional["Engine"] = ...,
-             job_type: T.Union[str, type] = ..., async_mode: bool = ...,
-             **job_kwargs: T.Any) -> T.Callable[[T.Callable[..., T.Any]], T.Union[SyncLauncher, AsyncLauncher]]: ...
-
-
-def launcher(func: T.Optional[T.Callable[..., T.Any]] = None, *, engine: T.Optional["Engine"] = None,
-             job_type: T.Union[str, type] = "process", async_mode: bool = False,
-             **job_kwargs: T.Any) -> T.Any:
+def launcher(func: T.Optional[T.Callable[..., T.Any]] = None, engine: T.Optional["Engine"] = None,
+             async_mode: bool = False, job_type: T.Union[str, type] = "process", name: T.Optional[str] = None,
+             description: T.Optional[str] = None, tags: T.Optional[T.List[str]] = None,
+             job_attrs: T.Optional[dict] = None, **job_kwargs: T.Any) -> T.Any:
     """Decorate a function (or a ``cmd2func`` object) into a launcher.
 
     Args:
@@ -229,6 +326,8 @@ def launcher(func: T.Optional[T.Callable[..., T.Any]] = None, *, engine: T.Optio
             ``"webapp"``, ``"dask"`` or a Job subclass.  ``cmd2func`` objects
             always make SubprocessJobs (run on ``job_type``'s backend).
         async_mode: make an :class:`AsyncLauncher` (``await``-able) instead.
+        name, description, tags: of the launcher (``name`` also names its jobs).
+        job_attrs: keyword arguments for every job, as a dict (upstream's form).
         **job_kwargs: passed to every job (``retries``, ``name``, ``condition``, ...).
     """
     if not isinstance(async_mode, bool):
@@ -236,7 +335,7 @@ def launcher(func: T.Optional[T.Callable[..., T.Any]] = None, *, engine: T.Optio
 
     def decorate(f: T.Callable[..., T.Any]) -> T.Union[SyncLauncher, AsyncLauncher]:
         cls = AsyncLauncher if async_mode else SyncLauncher
-        return cls(f, engine, job_type, **job_kwargs)
+        return cls(f, engine, job_type, name, description, tags, job_attrs, **job_kwargs)
 
     if func is None:
         return decorate

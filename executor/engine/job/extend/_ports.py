@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 import psutil
 
 __all__ = [
+    "NonLocalAddress",
     "check_local_ip",
     "check_port",
     "pick_free_port",
@@ -30,6 +31,14 @@ def _local_interface_addresses() -> set[str]:
     return addresses
 
 
+class NonLocalAddress(ValueError, NotImplementedError):
+    """A web app was asked to serve on an address that is not this machine's.
+
+    A ``ValueError`` (bad argument) and, as in executor-engine 0.3.3 (which
+    "only supports launching on the local machine"), a ``NotImplementedError``.
+    """
+
+
 def check_local_ip(ip: object) -> str:
     """Return ``ip`` if it is an address of this machine, else raise a ``ValueError``.
 
@@ -44,10 +53,10 @@ def check_local_ip(ip: object) -> str:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        raise ValueError(f"ip {ip!r} is not an IP address: use a local one such as '127.0.0.1'") from None
+        raise NonLocalAddress(f"ip {ip!r} is not an IP address: use a local one such as '127.0.0.1'") from None
     if address.is_loopback or address.is_unspecified or str(address) in _local_interface_addresses():
         return ip
-    raise ValueError(
+    raise NonLocalAddress(
         f"ip {ip!r} is not an address of this machine: web-app jobs run their server locally, "
         "use '127.0.0.1', 'localhost', '0.0.0.0' or a local interface address"
     )

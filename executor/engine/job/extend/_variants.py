@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import threading
+import inspect
 import typing as T
 from pathlib import Path
 
@@ -174,3 +175,9 @@ class CommandRunner(Job):
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+
+
+def signature_of_init(cls: type) -> inspect.Signature:
+    """The constructor signature of a class whose ``__new__`` takes ``*args, **kwargs`` (for ``inspect``)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    return inspect.Signature(parameters)

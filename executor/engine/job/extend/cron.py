@@ -15,50 +15,82 @@ nothing between two fire times. Times are the machine's local time.
 from __future__ import annotations
 
 import typing as T
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 
 from ..base import Job
-from ..condition import Condition
+from ..condition import AfterTimepoint, AllSatisfied, BeforeTimepoint, Condition, EveryPeriod
 from ._cron_conditions import ClockWindow, DailyTick, EveryTick, HourlyTick, WeekdayWindow, WeeklyTick
 from .sentinel import SentinelJob
 
 __all__ = [
-    "CronJob", "after_clock", "after_weekday", "before_clock", "before_weekday", "between_clock",
-    "between_weekday", "daily", "every", "hourly", "weekly",
+    "CronJob", "EveryPeriod", "after_clock", "after_timepoint", "after_weekday", "before_clock",
+    "before_timepoint", "before_weekday", "between_clock", "between_timepoint", "between_weekday", "daily",
+    "every", "hourly", "weekly",
 ]
 
 
-def every(period: T.Union[str, float, int, timedelta], immediate: bool = True) -> EveryTick:
-    """Fire every ``period`` (``"10s"``, ``"1h30m"``, seconds, a timedelta), counted from when the job starts.
+def every(period_str: T.Union[str, float, int, timedelta], last_submitted_at: T.Optional[datetime] = None,
+          immediate: bool = False) -> T.Union[EveryTick, EveryPeriod]:
+    """Fire every ``period_str`` (``"10s"``, ``"1h30m"``, seconds, a timedelta), counted from when the job starts.
 
-    ``immediate=True`` (default) also fires at the start.
+    ``immediate=True`` also fires at the start.  Upstream's ``every`` is
+    ``EveryPeriod`` itself: with ``last_submitted_at`` this returns one.
     """
-    return EveryTick(period, immediate=immediate)
+    if last_submitted_at is not None:
+        return EveryPeriod(T.cast(str, period_str), last_submitted_at, immediate)
+    return EveryTick(period_str, immediate=immediate)
 
 
-def daily(at: T.Union[str, time] = "00:00") -> DailyTick:
+class _PeriodOrFactory(EveryPeriod):
+    """Upstream's ``daily``/``hourly``/``weekly`` are EveryPeriod values ("1d", "1h", "7d"); ours are
+    also callable, making a tick at a clock time (``daily(at="02:30")``)."""
+
+    def __init__(self, period_str: str, factory: T.Callable[..., Condition]) -> None:
+        super().__init__(period_str)
+        self._factory = factory
+
+    def __call__(self, *args: T.Any, **kwargs: T.Any) -> Condition:
+        return self._factory(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"EveryPeriod(period_str={self.period_str!r}, last_submitted_at={self.last_submitted_at!r}, " \
+               f"immediate={self.immediate!r})"
+
+
+def _daily(at: T.Union[str, time] = "00:00") -> DailyTick:
     """Fire every day at clock time ``at`` (``"HH:MM"`` or ``"HH:MM:SS"``)."""
     return DailyTick(at)
 
 
-def hourly(at: T.Union[str, int] = ":00") -> HourlyTick:
+def _hourly(at: T.Union[str, int] = ":00") -> HourlyTick:
     """Fire every hour at ``at`` past the hour (``":15"``, ``":15:30"`` or minutes as an int)."""
     return HourlyTick(at)
 
 
-def weekly(on: T.Union[str, int] = "monday", at: T.Union[str, time] = "00:00") -> WeeklyTick:
+def _weekly(on: T.Union[str, int] = "monday", at: T.Union[str, time] = "00:00") -> WeeklyTick:
     """Fire every week on day ``on`` (``"monday"``, ``"mon"`` or 0..6) at clock time ``at``."""
     return WeeklyTick(on, at)
 
 
-def after_clock(at: T.Union[str, time]) -> ClockWindow:
-    """True each day from clock time ``at`` until midnight."""
-    return ClockWindow(at, None)
+daily = _PeriodOrFactory("1d", _daily)
+"""Every day (an ``EveryPeriod("1d")``, as upstream); ``daily(at="02:30")``: every day at 02:30."""
+hourly = _PeriodOrFactory("1h", _hourly)
+"""Every hour (an ``EveryPeriod("1h")``); ``hourly(at=":15")``: every hour at quarter past."""
+weekly = _PeriodOrFactory("7d", _weekly)
+"""Every week (an ``EveryPeriod("7d")``); ``weekly(on="fri", at="18:00")``: every Friday at 18:00."""
+
+after_timepoint = AfterTimepoint
+before_timepoint = BeforeTimepoint
 
 
-def before_clock(at: T.Union[str, time]) -> ClockWindow:
-    """True each day from midnight until clock time ``at``."""
-    return ClockWindow(None, at)
+def after_clock(time_str: T.Union[str, time]) -> ClockWindow:
+    """True each day from clock time ``time_str`` until midnight."""
+    return ClockWindow(time_str, None)
+
+
+def before_clock(time_str: T.Union[str, time]) -> ClockWindow:
+    """True each day from midnight until clock time ``time_str``."""
+    return ClockWindow(None, time_str)
 
 
 def between_clock(start: T.Union[str, time], end: T.Union[str, time]) -> ClockWindow:
@@ -66,23 +98,28 @@ def between_clock(start: T.Union[str, time], end: T.Union[str, time]) -> ClockWi
     return ClockWindow(start, end)
 
 
-def after_weekday(day: T.Union[str, int]) -> WeekdayWindow:
-    """True from weekday ``day`` to Sunday."""
-    return WeekdayWindow(day, None)
+def after_weekday(weekday_str: T.Union[str, int]) -> WeekdayWindow:
+    """True from weekday ``weekday_str`` to Sunday."""
+    return WeekdayWindow(weekday_str, None)
 
 
-def before_weekday(day: T.Union[str, int]) -> WeekdayWindow:
-    """True from Monday to the day before weekday ``day``."""
-    window = WeekdayWindow(None, day)
+def before_weekday(weekday_str: T.Union[str, int]) -> WeekdayWindow:
+    """True from Monday to the day before weekday ``weekday_str``."""
+    window = WeekdayWindow(None, weekday_str)
     if window.last == 0:
         raise ValueError("before_weekday('monday') is never true: the week starts on Monday")
     window.last = T.cast(int, window.last) - 1
     return window
 
 
-def between_weekday(first: T.Union[str, int], last: T.Union[str, int]) -> WeekdayWindow:
-    """True from weekday ``first`` to ``last`` included (``"fri"``-``"mon"`` spans the weekend)."""
-    return WeekdayWindow(first, last)
+def between_weekday(start: T.Union[str, int], end: T.Union[str, int]) -> WeekdayWindow:
+    """True from weekday ``start`` to ``end`` included (``"fri"``-``"mon"`` spans the weekend)."""
+    return WeekdayWindow(start, end)
+
+
+def between_timepoint(start: datetime, end: datetime) -> AllSatisfied:
+    """True after ``start`` and before ``end``."""
+    return AllSatisfied([BeforeTimepoint(end), AfterTimepoint(start)])
 
 
 class CronJob(SentinelJob):
@@ -90,23 +127,26 @@ class CronJob(SentinelJob):
 
     Args:
         func: what each submitted job runs.
-        time_period: a schedule built with :func:`every`, :func:`daily`,
-            :func:`hourly`, :func:`weekly`, optionally combined with windows
-            (``&``/``|``), or any other Condition.
+        time_condition: the time period: a schedule built with :func:`every`,
+            :func:`daily`, :func:`hourly`, :func:`weekly`, optionally combined
+            with windows (``&``/``|``), or any other Condition.
         job_type: the type of the submitted jobs (``"process"`` by default).
-        **kwargs: as for :class:`SentinelJob` (``args``, ``kwargs``,
-            ``job_kwargs``, ``max_fires``, ``name``, ...).
+        time_delta, sentinel_attrs, **attrs: as for :class:`SentinelJob`
+            (``**attrs`` also takes ``args``, ``kwargs``, ``job_kwargs``, ``max_fires``).
     """
 
     def __init__(
         self,
         func: T.Union[T.Callable[..., T.Any], str],
-        time_period: Condition,
+        time_condition: Condition,
         job_type: T.Union[str, type[Job]] = "process",
-        **kwargs: T.Any,
+        time_delta: float = 0.01,
+        sentinel_attrs: T.Optional[dict] = None,
+        **attrs: T.Any,
     ) -> None:
-        if not isinstance(time_period, Condition):
+        if not isinstance(time_condition, Condition):
             raise TypeError(
-                f"time_period must be a schedule such as every('1h') or daily(at='12:00'), got {time_period!r}"
+                "CronJob time_condition: the time_period must be a schedule such as every('1h') or "
+                f"daily(at='12:00'), got {time_condition!r}"
             )
-        super().__init__(func, time_period, job_type=job_type, **kwargs)
+        super().__init__(func, time_condition, job_type, time_delta, sentinel_attrs, **attrs)

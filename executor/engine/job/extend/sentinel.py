@@ -34,11 +34,14 @@ class SentinelJob(LocalJob):
             conditions fire when they turn from false to true.
         job_type: ``"local"``, ``"thread"``, ``"process"`` (default),
             ``"dask"``, ``"subprocess"`` or a Job subclass.
+        time_delta: re-check period of opaque (custom) conditions, in seconds
+            (the sentinel's ``wait_time_delta``).
+        sentinel_attrs: :class:`Job` arguments of the sentinel itself (``name``, ...).
         args, kwargs: arguments of ``func`` in each submitted job.
         job_kwargs: more keyword arguments for each submitted job (``retries``, ...).
         max_fires: stop (``done``) after submitting this many jobs; None = until cancelled.
-        **sentinel_kwargs: :class:`Job` arguments of the sentinel itself
-            (``name``, ``wait_time_delta``: re-check period for opaque conditions, ...).
+        **attrs: more keyword arguments for each submitted job (as upstream;
+            merged with ``job_kwargs``).
 
     The sentinel runs on the engine loop and takes one ``max_jobs`` slot.
     It never polls what it can be told: it sleeps until the condition's next
@@ -53,13 +56,23 @@ class SentinelJob(LocalJob):
         func: T.Union[T.Callable[..., T.Any], str],
         sentinel_condition: Condition,
         job_type: T.Union[str, type[Job]] = "process",
+        time_delta: float = 0.01,
+        sentinel_attrs: T.Optional[dict] = None,
         args: T.Optional[T.Sequence[T.Any]] = None,
         kwargs: T.Optional[T.Mapping[str, T.Any]] = None,
         job_kwargs: T.Optional[T.Mapping[str, T.Any]] = None,
         max_fires: T.Optional[int] = None,
-        **sentinel_kwargs: T.Any,
+        **attrs: T.Any,
     ) -> None:
         from ...launcher.core import resolve_job_type
+
+        if sentinel_attrs is not None and not isinstance(sentinel_attrs, dict):
+            raise TypeError(f"sentinel_attrs must be a dict of Job arguments for the sentinel, got {sentinel_attrs!r}")
+        sentinel_kwargs: dict[str, T.Any] = {"wait_time_delta": time_delta, **(sentinel_attrs or {})}
+        if attrs:
+            if job_kwargs is not None and not isinstance(job_kwargs, T.Mapping):
+                raise TypeError(f"job_kwargs must be a dict of Job arguments, got {job_kwargs!r}")
+            job_kwargs = {**(job_kwargs or {}), **attrs}
 
         if not isinstance(sentinel_condition, Condition):
             raise TypeError(
@@ -103,8 +116,10 @@ class SentinelJob(LocalJob):
                 f"{self.job_kwargs!r}: {error}"
             ) from None
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Watch the condition until cancelled (or until ``max_fires`` jobs were submitted)."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         engine = self.engine
         assert engine is not None
         condition = self.sentinel_condition

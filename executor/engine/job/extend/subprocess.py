@@ -7,12 +7,13 @@ import typing as T
 from pathlib import Path
 
 from ..base import Job
+from ..condition import Condition
 from ..process import ProcessJob
 from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
 from ._process_group import CommandFailed, check_popen_kwargs
-from ._variants import STANDARD_BASES, CommandRunner, variant
+from ._variants import STANDARD_BASES, CommandRunner, signature_of_init, variant
 
 __all__ = ["CommandFailed", "SubprocessJob", "job_class_on"]
 
@@ -31,9 +32,11 @@ class SubprocessJob(CommandRunner):
     Args:
         cmd: the shell command line.
         record_cmd: write the command to ``command.sh`` in the job's cache dir
-            as it starts. Off by default (executor-engine 0.3.3 has it on):
-            a file per command is disk work no feature needs unless asked
-            for, and on some disks it costs as much as starting the command.
+            as it starts (on by default, as in executor-engine 0.3.3; the
+            cache dir is under ``EngineSetting.cache_path`` or a private
+            temporary dir, never the working directory). ``record_cmd=False``
+            saves that disk work, which on some disks costs as much as
+            starting the command.
         base_class: where the command is supervised and which concurrency
             limit it counts against: :class:`ThreadJob` (default: a pool
             thread starts and watches it, ``max_thread_jobs``),
@@ -52,8 +55,9 @@ class SubprocessJob(CommandRunner):
         redirect_out_err: False (default): the command writes to the engine
             process's stdout and stderr; True: to ``stdout.txt`` /
             ``stderr.txt`` in the job's cache dir; a path: both to that file.
-        **job_kwargs: the other :class:`Job` arguments (``name``,
-            ``condition``, ``retries``, ``callback``, ...).
+        callback, error_callback, retries, retry_time_delta, name, condition,
+        wait_time_delta: as for :class:`Job` (upstream's order of arguments).
+        **job_kwargs: the other :class:`Job` arguments; unknown ones become ``job.attrs``.
 
     The command runs in its own process group: cancelling the job (or
     stopping the engine) stops the whole group, and processes the command
@@ -62,19 +66,36 @@ class SubprocessJob(CommandRunner):
     stops the group (see ``_reaper``).
     """
 
+    repr_attrs = [
+        ("status", lambda self: self.status),
+        ("id", lambda self: self.id),
+        ("cmd", lambda self: self.cmd),
+        ("target_dir", lambda self: self.target_dir),
+        ("base_class", lambda self: getattr(self.base_class, "__name__", self.base_class)),
+        ("condition", lambda self: self.condition),
+        ("retry_remain", lambda self: self.retry_remain),
+    ]
+
     def __new__(cls, *args: T.Any, **kwargs: T.Any) -> "SubprocessJob":
         if cls is SubprocessJob:
-            cls = job_class_on(kwargs.get("base_class", ThreadJob))
+            cls = job_class_on(kwargs.get("base_class", args[2] if len(args) > 2 else ThreadJob))
         return T.cast("SubprocessJob", super().__new__(cls))
 
     def __init__(
         self,
         cmd: str,
-        record_cmd: bool = False,
+        record_cmd: bool = True,
         base_class: type[Job] = ThreadJob,
+        callback: T.Optional[T.Callable[[T.Any], T.Any]] = None,
+        error_callback: T.Optional[T.Callable[[BaseException], T.Any]] = None,
+        retries: int = 0,
+        retry_time_delta: float = 0.0,
+        name: T.Optional[str] = None,
+        condition: T.Optional[Condition] = None,
+        wait_time_delta: float = 0.01,
+        redirect_out_err: bool | str | Path = False,
         target_dir: str | Path = CURRENT_DIR,
         popen_kwargs: dict[str, T.Any] | None = None,
-        redirect_out_err: bool | str | Path = False,
         **job_kwargs: T.Any,
     ) -> None:
         if not isinstance(cmd, str) or not cmd.strip():
@@ -93,17 +114,22 @@ class SubprocessJob(CommandRunner):
         self.target_dir = str(target_dir)
         self.popen_kwargs = check_popen_kwargs(
             popen_kwargs, in_worker_process=isinstance(base_class, type) and issubclass(base_class, ProcessJob))
-        job_kwargs.setdefault("name", _short_name(cmd))
         redirect = str(redirect_out_err) if isinstance(redirect_out_err, Path) else redirect_out_err
-        super().__init__(run_command_blocking, redirect_out_err=redirect, **job_kwargs)
+        super().__init__(run_command_blocking, callback=callback, error_callback=error_callback, retries=retries,
+                         retry_time_delta=retry_time_delta, name=name if name is not None else _short_name(cmd),
+                         condition=condition, wait_time_delta=wait_time_delta, redirect_out_err=redirect,
+                         **job_kwargs)
+        self.attrs.update(cmd=cmd, target_dir=self.target_dir)
 
     # ---------------------------------------------------------------- hooks
     def call_options(self) -> CallOptions:
         """Nothing to wrap around the call: the command's streams and directory are set on the process."""
         return CallOptions()
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Run the command where ``base_class`` runs things and return its return code."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         return await self.run_command(self.command_spec)
 
     def thread_call(self, func: T.Callable[..., T.Any], args: tuple,
@@ -149,3 +175,6 @@ def job_class_on(base_class: object) -> type[SubprocessJob]:
 
 for _base in STANDARD_BASES:
     job_class_on(_base)
+
+
+SubprocessJob.__signature__ = signature_of_init(SubprocessJob)  # type: ignore[attr-defined]

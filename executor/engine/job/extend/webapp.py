@@ -10,18 +10,22 @@ import threading
 import typing as T
 
 from ..base import Job
+from ..condition import Condition
 from ..local import LocalJob
 from ..process import ProcessJob
 from ..thread import ThreadJob
 from ..utils import CallOptions
 from ._command import CommandSpec, run_command_blocking
-from ._ports import check_local_ip, check_port, pick_free_port, port_is_free, wait_until_listening
-from ._variants import STANDARD_BASES, CommandRunner, variant
+from ._ports import NonLocalAddress, check_local_ip, check_port, pick_free_port, port_is_free, wait_until_listening
+from ._variants import STANDARD_BASES, CommandRunner, signature_of_init, variant
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ...core import Engine
 
-__all__ = ["ServerNotReady", "WebappJob", "check_template"]
+__all__ = ["LauncherFunc", "NonLocalAddress", "ServerNotReady", "WebappJob", "check_template"]
+
+LauncherFunc = T.Callable[[str, int], None]
+"""A web app function: serves on ``(ip, port)`` until stopped."""
 
 #: extra seconds ``submit`` waits past ``ready_timeout`` (the attempt itself gives up at ready_timeout)
 _SETTLE_MARGIN = 5.0
@@ -29,8 +33,8 @@ _SETTLE_MARGIN = 5.0
 TEMPLATE_FIELDS = ("ip", "port")
 
 
-class ServerNotReady(RuntimeError):
-    """The web app exited, or did not answer on its port in time."""
+class ServerNotReady(RuntimeError, OSError):
+    """The web app exited, or did not answer on its port in time (an ``IOError`` too, as upstream)."""
 
 
 def check_template(template: str) -> str:
@@ -58,11 +62,13 @@ class WebappJob(CommandRunner):
     """A job that runs a web server on ``ip``:``port`` until it is cancelled.
 
     Args:
-        func_or_template: a function ``f(ip, port)`` that serves forever, or a
+        web_launcher: a function ``f(ip, port)`` that serves forever, or a
             shell command template with ``{ip}`` and ``{port}``, e.g.
             ``"python -m http.server -b {ip} {port}"``.
         ip: a local address to serve on (loopback, ``0.0.0.0`` or an
-            interface of this machine).
+            interface of this machine; another address raises a
+            :class:`NonLocalAddress`, a ``ValueError`` and, as upstream, a
+            ``NotImplementedError``).
         port: the port; None picks a free one (read it from ``job.port``
             once the job runs).
         base_class: :class:`ProcessJob` (default; the server lives in a worker
@@ -70,7 +76,13 @@ class WebappJob(CommandRunner):
             (templates: the command is watched from the event loop; functions
             must then be coroutine functions) or :class:`ThreadJob`
             (templates only: a thread cannot be stopped).
-        ready_timeout: seconds the server has to answer on its port.
+        check_times, check_delta: upstream's readiness budget: the server
+            must answer on its port within ``check_times * check_delta``
+            seconds (6 by default).  Ours checks continuously within that time.
+        callback, error_callback, retries, retry_time_delta, name, condition,
+        wait_time_delta, redirect_out_err: as for :class:`Job` (upstream's order).
+        ready_timeout: seconds the server has to answer on its port (overrides
+            ``check_times * check_delta``).
         **job_kwargs: the other :class:`Job` arguments; ``args``/``kwargs``
             go to the function after ``ip`` and ``port``.
 
@@ -81,20 +93,53 @@ class WebappJob(CommandRunner):
     stopping the engine) stops the server and frees the port.
     """
 
+    repr_attrs = [
+        ("status", lambda self: self.status),
+        ("id", lambda self: self.id),
+        ("addr", lambda self: f"{self.ip}:{self.port}"),
+        ("base_class", lambda self: getattr(self.base_class, "__name__", self.base_class)),
+        ("condition", lambda self: self.condition),
+        ("retry_remain", lambda self: self.retry_remain),
+    ]
+
     def __new__(cls, *args: T.Any, **kwargs: T.Any) -> "WebappJob":
         if cls is WebappJob:
-            cls = job_class_on(kwargs.get("base_class", ProcessJob))
+            cls = job_class_on(kwargs.get("base_class", args[3] if len(args) > 3 else ProcessJob))
         return T.cast("WebappJob", super().__new__(cls))
 
     def __init__(
         self,
-        func_or_template: T.Union[str, T.Callable[..., T.Any]],
+        web_launcher: T.Union[str, T.Callable[..., T.Any], None] = None,
         ip: str = "127.0.0.1",
         port: T.Optional[int] = None,
         base_class: type[Job] = ProcessJob,
-        ready_timeout: float = 60.0,
+        check_times: int = 6,
+        check_delta: float = 1.0,
+        callback: T.Optional[T.Callable[[T.Any], T.Any]] = None,
+        error_callback: T.Optional[T.Callable[[BaseException], T.Any]] = None,
+        retries: int = 0,
+        retry_time_delta: float = 0.0,
+        name: T.Optional[str] = None,
+        condition: T.Optional[Condition] = None,
+        wait_time_delta: float = 0.01,
+        redirect_out_err: T.Union[bool, str] = False,
+        ready_timeout: T.Optional[float] = None,
         **job_kwargs: T.Any,
     ) -> None:
+        func_or_template = job_kwargs.pop("func_or_template", web_launcher)  # this engine's earlier name
+        if func_or_template is None:
+            raise TypeError("WebappJob needs web_launcher: a function f(ip, port) or a template with {ip} and {port}")
+        for key, value in (("check_times", check_times), ("check_delta", check_delta)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{key} must be a number > 0, got {value!r}")
+        if ready_timeout is None:
+            ready_timeout = check_times * check_delta
+        self.check_times, self.check_delta = check_times, check_delta
+        job_kwargs.update(callback=callback, error_callback=error_callback, retries=retries,
+                          retry_time_delta=retry_time_delta, condition=condition, wait_time_delta=wait_time_delta,
+                          redirect_out_err=redirect_out_err)
+        if name is not None:
+            job_kwargs["name"] = name
         kwargs = dict(job_kwargs.pop("kwargs", None) or {})
         # the launcher passes call arguments as kwargs: ip/port among them choose the address
         ip = kwargs.pop("ip", ip)
@@ -111,8 +156,8 @@ class WebappJob(CommandRunner):
             _check_function_base(func, base_class)
         else:
             raise TypeError(
-                "func_or_template must be a function f(ip, port) or a command template string with {ip} and "
-                f"{{port}}, got {type(func_or_template).__name__}: {func_or_template!r}"
+                "web_launcher: func_or_template must be a function f(ip, port) or a command template string "
+                f"with {{ip}} and {{port}}, got {type(func_or_template).__name__}: {func_or_template!r}"
             )
         if "func" in job_kwargs:
             raise TypeError("WebappJob takes the function as its first argument, not func=")
@@ -126,6 +171,9 @@ class WebappJob(CommandRunner):
         self._ready = threading.Event()
         self._settled = threading.Event()
         super().__init__(func, kwargs=kwargs, **job_kwargs)
+        self.web_launcher = func_or_template
+        if self.template is not None:
+            self.attrs["cmd"] = self.template
 
     # --------------------------------------------------------------- public
     @property
@@ -164,8 +212,10 @@ class WebappJob(CommandRunner):
         """Templates set their streams on the process; functions get the usual options."""
         return CallOptions() if self.template is not None else super().call_options()
 
-    async def run_function(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
+    async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
+                           kwargs: T.Optional[dict] = None) -> T.Any:
         """Start the server, wait until it answers, then serve until cancelled (or until it exits)."""
+        func, args, kwargs = self._call_or_own(func, args, kwargs)
         self._ready.clear()
         self._settled.clear()
         try:
@@ -257,3 +307,6 @@ def job_class_on(base_class: object) -> type[WebappJob]:
 
 for _base in STANDARD_BASES:
     job_class_on(_base)
+
+
+WebappJob.__signature__ = signature_of_init(WebappJob)  # type: ignore[attr-defined]
