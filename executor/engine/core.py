@@ -432,8 +432,12 @@ class Engine:
         Raises:
             RuntimeError: the engine was never started (use ``with Engine()``,
                 ``start()``, or ``await submit_async`` inside a running loop).
-            JobEmitError: a job is already pending/running, or a condition
-                names an unknown job.
+            JobEmitError: a job is already pending/running.
+
+        A condition naming a job id that is not submitted (yet) is no error:
+        the job stays pending, visible in ``engine.jobs.pending``, until that
+        job is submitted and reaches the awaited status (then it is woken at
+        once, no polling), or until it is cancelled.
         """
         _check_jobs(jobs)
         loop = self._loop
@@ -460,7 +464,7 @@ class Engine:
         batch = {job.id: job for job in jobs}
         if len(batch) != len(jobs):
             raise JobEmitError("the same job was given twice to one submit()")
-        conditions = [self._plan(job, batch) for job in jobs]  # all valid before any is registered
+        conditions = [self._plan(job) for job in jobs]  # all valid before any is registered
         now = time.time()
         submitted = datetime.now()  # one submit() call: one submission time
         # Jobs without conditions go in chunks (registered, pending, started), so that a
@@ -480,7 +484,7 @@ class Engine:
                         poll_interval=job.wait_time_delta, cancel_on=job._upstream)
             self._pump()
 
-    def _plan(self, job: Job, batch: dict[str, Job]) -> T.Optional[Condition]:
+    def _plan(self, job: Job) -> T.Optional[Condition]:
         """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
         status = job._status
         if status == "pending" or status == "running":
@@ -494,12 +498,6 @@ class Engine:
         if upstream:
             after = AfterOthers(job_ids=sorted(upstream), statuses=("done",))
             condition = after if condition is None else AllSatisfied(conditions=[condition, after])
-        if condition is not None:
-            unknown = sorted(i for i in condition.waits_for()
-                             if i not in batch and self.jobs.get(i) is None)
-            if unknown:
-                raise JobEmitError(f"job {job.name} ({job.id}) depends on unknown job id(s) {unknown}; "
-                                   "submit those jobs first or in the same submit() call")
         if job.id in upstream:
             raise JobEmitError(f"job {job.id} cannot take its own future as an argument")
         job.prepare(self)
@@ -915,14 +913,17 @@ class Engine:
     # ---------------------------------------------------------------- wait
     async def join(self, jobs: T.Optional[T.Sequence[Job]] = None,
                    timeout: T.Optional[float] = None) -> None:
-        """Wait until the given jobs (default: all) are finished.
+        """Wait until the given jobs (default: all) are finished, or ``timeout`` seconds passed.
 
-        Raises:
-            TimeoutError: ``timeout`` seconds passed first.
+        As upstream, a timeout is no error: ``join`` returns and the jobs keep
+        their status (check ``job.status`` or ``engine.jobs.pending``).
         """
         if jobs is not None:
             _check_jobs(jobs)
-        await self._on_loop_async_coro(self._join_here, jobs, timeout)
+        try:
+            await self._on_loop_async_coro(self._join_here, jobs, timeout)
+        except TimeoutError:
+            pass
 
     async def _join_here(self, jobs: T.Optional[T.Sequence[Job]], timeout: T.Optional[float]) -> None:
         assert self._loop is not None

@@ -568,13 +568,6 @@ def test_submit_on_never_started_engine_raises() -> None:
         engine.submit(LocalJob(add, args=(1, 2)))
 
 
-def test_unknown_job_id_in_condition_is_an_error_at_submit(engine: Engine) -> None:
-    job = LocalJob(add, args=(1, 2), condition=AfterAnother(job_id="no-such-job"))
-    with pytest.raises(JobEmitError, match="unknown job id"):
-        engine.submit(job)
-    assert job.status == "created" and job.id not in engine.jobs
-
-
 def test_result_on_unfinished_job_is_an_error(engine: Engine) -> None:
     job = LocalJob(add, args=(1, 2))
     with pytest.raises(InvalidStateError, match="created"):
