@@ -325,7 +325,12 @@ class Engine:
         loop.run_forever()
 
     def stop(self) -> None:
-        """Cancel what is still pending or running, shut the pools down, end the loop thread."""
+        """Cancel what is still pending or running, shut the pools down, end the loop thread.
+
+        Worker processes of cancelled ProcessJobs are killed.  Running
+        ThreadJobs cannot be killed (no Python thread can): they are abandoned,
+        not waited for; their daemon threads end when their functions return.
+        """
         loop, thread = self._loop, self._thread
         if thread is not None and loop is not None:
             if threading.get_ident() == self._loop_thread_id:
@@ -894,15 +899,23 @@ class Engine:
         return tasks
 
     def _stop_thread_call(self, job: "ThreadJob", tasks: list[asyncio.Task]) -> None:
-        """Run the job's ``cancel_thread_call`` hook; its stopping coroutine joins ``tasks``."""
+        """Run the job's ``cancel_thread_call`` hook; its stopping coroutine joins ``tasks``.
+
+        Without one, the call is abandoned: a thread cannot be killed, so
+        neither ``cancel`` nor ``stop`` waits for it (see ``ThreadBackend.abandon``).
+        """
+        call = job._thread_call
         try:
             stopping = job.cancel_thread_call()
         except Exception as exc:  # a broken hook must not break cancelling the others
             logger.error(f"cancel_thread_call of job {job.name} ({job.id}) raised {exc!r}")
+            stopping = None
+        if stopping is None:
+            if call is not None and self._thread_backend is not None:
+                self._thread_backend.abandon(call)
             return
-        if stopping is not None:
-            assert self._loop is not None
-            tasks.append(self._loop.create_task(stopping))
+        assert self._loop is not None
+        tasks.append(self._loop.create_task(stopping))
 
     def remove(self, job: Job) -> None:
         """Cancel the job if active, then forget it."""
