@@ -393,7 +393,9 @@ class Engine:
         backend, self._dask_backend = self._dask_backend, None
         loop = self._loop
         if backend is not None and loop is not None and not loop.is_closed() and loop.is_running():
-            loop.create_task(backend.close())
+            from .backend.dask import close_soon
+
+            close_soon(backend, loop)
 
     def __enter__(self) -> "Engine":
         self.start()
