@@ -125,12 +125,12 @@ class EngineSetting:
             process, if it is single-threaded at that moment (before the
             engine's own thread starts), so that the first ProcessJobs do not
             wait for a new interpreter (a cold pool then starts as fast as a
-            forked ``ProcessPoolExecutor``).  None (default): only when
-            ``max_process_jobs`` is set, a sign that ProcessJobs will run.
-            An idle forked zygote is cheap but not free (the engine process
-            pays copy-on-write page faults while it lives), hence not for
-            every engine.  Otherwise, and in async use without ``start()``,
-            the pool starts its zygote with ``python -c`` on first use.
+            forked ``ProcessPoolExecutor``).  None (default) and True: do so
+            whenever it is safe (the fork costs about a millisecond; the idle
+            zygote only holds memory pages the engine process shares with
+            it).  False: never; the pool then starts its zygote with
+            ``python -c`` on first use, as it does when forking is unsafe
+            (other threads alive, not Linux) and in async use without ``start()``.
     """
 
     max_thread_jobs: T.Optional[int] = None
@@ -308,10 +308,7 @@ class Engine:
         from the loop thread (where forking is unsafe) means an interpreter
         start plus imports, tens of milliseconds on the first ProcessJob.
         """
-        wanted = self.setting.fork_zygote
-        if wanted is None:
-            wanted = self.setting.max_process_jobs is not None
-        if not wanted or self._spare_zygote is not None:
+        if self.setting.fork_zygote is False or self._spare_zygote is not None:
             return
         from .backend.process import can_fork_zygote, fork_zygote
 
