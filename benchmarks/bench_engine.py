@@ -140,9 +140,13 @@ PROGRAM = textwrap.dedent('''
         return elapsed
 
 
+    def nap(seconds):  # a Python function: the peer reads its __code__
+        time.sleep(seconds)
+
+
     def thread_jobs(n, seconds, max_jobs):
         with Engine(EngineSetting(max_jobs=max_jobs)) as engine:
-            jobs = [ThreadJob(time.sleep, args=(seconds,)) for _ in range(n)]
+            jobs = [ThreadJob(nap, args=(seconds,)) for _ in range(n)]
             t0 = time.perf_counter()
             engine.submit(*jobs)
             wait_all(engine)

@@ -256,6 +256,7 @@ def test_late_result_of_a_cancelled_thread_call_does_not_finish_its_rerun(tmp_pa
     with Engine(EngineSetting(max_thread_jobs=2, cache_path=str(tmp_path))) as engine:
         job = ThreadJob(attempt)
         engine.submit(job)
+        assert wait_until(lambda: len(calls) == 1)  # a call cancelled before its thread took it never runs
         engine.cancel(job)
         engine.submit(job)  # the first call still blocks its thread; the rerun gets the other one
         wait_until(lambda: len(calls) == 2)
