@@ -130,7 +130,9 @@ class EngineSetting:
             zygote only holds memory pages the engine process shares with
             it).  False: never; the pool then starts its zygote with
             ``python -c`` on first use, as it does when forking is unsafe
-            (other threads alive, not Linux) and in async use without ``start()``.
+            (other threads alive, not Linux).  In async use without ``start()``
+            the zygote is forked on the first ProcessJob, if the loop's thread
+            is the only one then.
     """
 
     max_thread_jobs: T.Optional[int] = None
@@ -260,6 +262,8 @@ class Engine:
             from .backend.process import ProcessPool
 
             assert self._loop is not None, "the process pool needs the engine loop"
+            if self._thread is None:  # async use: no start(); the caller's thread may be the only one
+                self._fork_spare_zygote()
             spare, self._spare_zygote = self._spare_zygote, None
             self._process_pool = ProcessPool(self.setting.limit_for("process") or 32, self._loop, spare)
         return self._process_pool

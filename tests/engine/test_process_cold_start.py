@@ -21,38 +21,56 @@ from _engine_helpers import touch_then_wait, wait_for_file
 pytestmark = pytest.mark.timeout(90)
 
 PLAIN_ENGINE_SCRIPT = textwrap.dedent("""
-    import json, os, sys
+    import asyncio, json, os, sys
     from executor.engine import Engine, ProcessJob
 
     def parent_of(pid):
         with open(f"/proc/{pid}/stat") as f:
             return int(f.read().rsplit(")", 1)[-1].split()[1])
 
-    if __name__ == "__main__":
-        report = {}
+    def inspect(engine, jobs, report):
+        zygote = engine.process_pool.zygote_pid
+        with open(f"/proc/{zygote}/cmdline", "rb") as f:
+            report["zygote_is_a_fork_of_this_process"] = f.read() == open("/proc/self/cmdline", "rb").read()
+        report["workers_children_of_zygote"] = all(parent_of(j.result()) == zygote for j in jobs)
+        report["processes"] = [zygote, *engine.process_pool.pids]
+
+    def sync_use(report):
         with Engine() as engine:  # no settings at all
             report["forked_at_start"] = engine._spare_zygote is not None
             jobs = [ProcessJob(os.getpid) for _ in range(20)]
             engine.submit(*jobs)
             engine.wait(timeout=60)
-            zygote = engine.process_pool.zygote_pid
-            with open(f"/proc/{zygote}/cmdline", "rb") as f:
-                report["zygote_is_a_fork_of_this_process"] = f.read() == open("/proc/self/cmdline", "rb").read()
-            report["workers_children_of_zygote"] = all(parent_of(j.result()) == zygote for j in jobs)
-            report["processes"] = [zygote, *engine.process_pool.pids]
+            inspect(engine, jobs, report)
+
+    async def async_use(report):
+        engine = Engine()  # no start(): the zygote is forked on the first ProcessJob
+        jobs = [ProcessJob(os.getpid) for _ in range(20)]
+        await engine.submit_async(*jobs)
+        await engine.join(timeout=60)
+        inspect(engine, jobs, report)
+        engine.stop()
+
+    if __name__ == "__main__":
+        report = {}
+        if sys.argv[1] == "sync":
+            sync_use(report)
+        else:
+            asyncio.run(async_use(report))
         report["left"] = [p for p in report["processes"] if os.path.exists(f"/proc/{p}")]
         print(json.dumps(report))
 """)
 
 
-def test_plain_engine_forks_its_zygote_at_start_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("use", ["sync", "async"])
+def test_plain_engine_forks_its_zygote_and_leaves_nothing(tmp_path: Path, use: str) -> None:
     script = tmp_path / "plain.py"
     script.write_text(PLAIN_ENGINE_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=80,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run([sys.executable, str(script), use], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=80, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["forked_at_start"] is True
+    assert report.get("forked_at_start", True) is True
     assert report["zygote_is_a_fork_of_this_process"] is True
     assert report["workers_children_of_zygote"] is True
     assert report["left"] == []
