@@ -426,16 +426,12 @@ class ProcessPool:
     async def request(self, worker: Worker, payload: bytes) -> tuple:
         """Send one request to ``worker`` and await its reply tuple."""
         fut: asyncio.Future[tuple] = self.loop.create_future()
-        fut.add_done_callback(self._replied)
         worker.waiter = fut
         try:
             send_frame(worker.sock, payload)
         except OSError as exc:
             self._lost(worker, f"cannot send to worker: {exc}")
         return await fut
-
-    def _replied(self, _: "asyncio.Future[tuple]") -> None:
-        self._replies += 1
 
     def kill(self, worker: Worker) -> None:
         """Kill a worker (and its process group) and fork a replacement if the pool is open."""
@@ -598,6 +594,7 @@ class ProcessPool:
             self._lost(worker, "")
             return
         fut, worker.waiter = worker.waiter, None
+        self._replies += 1
         try:
             reply = cloudpickle.loads(data)
         except BaseException as exc:
