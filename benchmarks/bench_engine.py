@@ -7,14 +7,19 @@ Run from the project root with the dev virtualenv::
 It measures the performance targets of DESIGN §4 and prints one table of
 medians with the ratios against the targets:
 
-(a) 2000 LocalJobs submit+wait (and 200, for the "10x jobs costs <= 11x time" scaling);
+(a) 2000 LocalJobs submit+wait (and 200 and 20000, for the "10x jobs costs <= 11x time" scaling);
 (b) 100 tiny ProcessJobs on 2 workers, "cold" (the engine is started, its
     process pool is not: pool start included) and "warm" (pool already up),
     against a raw ``concurrent.futures.ProcessPoolExecutor(2)`` started and
     measured the same way (default ``fork`` context; ``forkserver`` and
     ``spawn`` shown for reference: they are the thread-safe start methods);
+    and "plain cold": a plain ``Engine()`` (no settings) from construction to
+    the end of ``stop()``, against a raw pool from construction to the end of
+    its shutdown, both clocks started at the same point (before the engine or
+    pool exists);
 (c) process CPU-seconds while 500 jobs wait 1 s on an ``AfterTimepoint``;
-(d) submit -> running latency of one job (until its function starts), LocalJob and ThreadJob.
+(d) submit -> running latency of one job (until its function starts), LocalJob and ThreadJob;
+(e) 100 ThreadJobs sleeping 50 ms with ``max_jobs=20`` (ideal: 5 rounds of 50 ms = 0.25 s).
 
 Every measurement runs in a fresh interpreter executing the same small
 program (written to a temporary directory): once with this project's
@@ -107,7 +112,7 @@ PROGRAM = textwrap.dedent('''
         return elapsed
 
 
-    def raw_pool(n, warm, method):
+    def raw_pool(n, warm, method, with_shutdown=False):
         ctx = multiprocessing.get_context(method)
         t0 = time.perf_counter()
         with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
@@ -117,7 +122,36 @@ PROGRAM = textwrap.dedent('''
             futures = [pool.submit(tiny, i) for i in range(n)]
             results = [f.result() for f in futures]
             elapsed = time.perf_counter() - t0
+        if with_shutdown:
+            elapsed = time.perf_counter() - t0
         assert results == [i + 1 for i in range(n)]
+        return elapsed
+
+
+    def plain_engine_cold(n):
+        """A plain Engine(): construction, start, n tiny ProcessJobs and stop() all inside the clock."""
+        t0 = time.perf_counter()
+        with Engine() as engine:
+            jobs = [ProcessJob(tiny, args=(i,)) for i in range(n)]
+            engine.submit(*jobs)
+            wait_all(engine)
+        elapsed = time.perf_counter() - t0
+        assert [j.result() for j in jobs] == [i + 1 for i in range(n)]
+        return elapsed
+
+
+    def nap(seconds):  # a Python function: the peer reads its __code__
+        time.sleep(seconds)
+
+
+    def thread_jobs(n, seconds, max_jobs):
+        with Engine(EngineSetting(max_jobs=max_jobs)) as engine:
+            jobs = [ThreadJob(nap, args=(seconds,)) for _ in range(n)]
+            t0 = time.perf_counter()
+            engine.submit(*jobs)
+            wait_all(engine)
+            elapsed = time.perf_counter() - t0
+            assert all(j.status == "done" for j in jobs)
         return elapsed
 
 
@@ -171,12 +205,23 @@ PROGRAM = textwrap.dedent('''
         logger.remove()
         sample("local_2000", local_jobs, 2000)
         sample("local_200", local_jobs, 200)
+        if config["local_20000"]:
+            sample("local_20000", local_jobs, 20000, times=config["big_repeat"])
+        # the plain-engine row first: the cold rows must not profit from a pool another row left warm
+        if config["raw"]:  # interleaved with ours, so that both see the same load
+            results["plain_cold"], results["raw_fork_cold_shutdown"] = [], []
+            for _ in range(config["process_repeat"]):
+                results["plain_cold"].append(plain_engine_cold(n_proc))
+                results["raw_fork_cold_shutdown"].append(raw_pool(n_proc, False, "fork", True))
+        else:
+            sample("plain_cold", plain_engine_cold, n_proc, times=config["process_repeat"])
         sample("process_cold", process_jobs, n_proc, False, times=config["process_repeat"])
         sample("process_warm", process_jobs, n_proc, True, times=config["process_repeat"])
         if config["raw"]:
             for method in ("fork", "forkserver", "spawn"):
                 sample(f"raw_{method}_cold", raw_pool, n_proc, False, method)
             sample("raw_fork_warm", raw_pool, n_proc, True, "fork")
+        sample("threads_100x50ms", thread_jobs, 100, 0.05, 20, times=config["idle_repeat"])
         sample("idle_cpu_500", idle_cpu, 500, times=config["idle_repeat"])
         for cls in (LocalJob, ThreadJob):
             lat, running = latencies(cls, config["latency_rounds"])
@@ -324,11 +369,27 @@ def build_rows(ours: dict, peer: dict | None, n_proc: int) -> list[Row]:
     rows.append(Row("    200 LocalJobs (10x jobs -> time ratio)", fmt_ms(o200), fmt_ms(p200),
                     fmt_ratio(p200, o200), "", f"{scale:.2f}x" if scale else "-",
                     "2000 vs 200 <= 11x", verdict(None if scale is None else scale <= 11)))
-    for mode, raw_key in (("cold", "raw_fork_cold"), ("warm", "raw_fork_warm")):
+    o20k = median(ours, "local_20000")
+    big = None if o20k is None or o2000 is None else o20k / o2000
+    rows.append(Row("    20000 LocalJobs (vs 2000: time ratio)", fmt_ms(o20k), "(not run)", "", "",
+                    f"{big:.2f}x" if big else "-", "20000 vs 2000 <= 11x",
+                    verdict(None if big is None else big <= 11)))
+    mine, theirs = median(ours, "plain_cold"), p("plain_cold")
+    raw = median(ours, "raw_fork_cold_shutdown")
+    rows.append(Row(f"(b) {n_proc} tiny ProcessJobs, plain Engine(), cold, stop() included", fmt_ms(mine),
+                    fmt_ms(theirs), fmt_ratio(theirs, mine), f"raw PPE(2) fork + shutdown {fmt_ms(raw)}",
+                    fmt_ratio(mine, raw), "<= 1.5x raw",
+                    verdict(None if mine is None or raw is None else mine / raw <= 1.5)))
+    for mode, raw_key in (("cold", "raw_fork_cold"), ("warm", "raw_fork_cold")):
         mine, theirs, raw = median(ours, f"process_{mode}"), p(f"process_{mode}"), median(ours, raw_key)
+        bound = 1.5 if mode == "cold" else 1.0  # warm: against the cold raw pool (DESIGN §4)
         rows.append(Row(f"(b) {n_proc} tiny ProcessJobs, 2 workers, {mode}", fmt_ms(mine), fmt_ms(theirs),
-                        fmt_ratio(theirs, mine), f"raw PPE(2) fork {fmt_ms(raw)}", fmt_ratio(mine, raw),
-                        "<= 1.5x raw", verdict(None if mine is None or raw is None else mine / raw <= 1.5)))
+                        fmt_ratio(theirs, mine), f"raw PPE(2) fork, cold {fmt_ms(raw)}", fmt_ratio(mine, raw),
+                        f"<= {bound}x raw", verdict(None if mine is None or raw is None else mine / raw <= bound)))
+        if mode == "warm":
+            other = median(ours, "raw_fork_warm")
+            rows.append(Row("", "", "", "", f"raw PPE(2) fork, warm {fmt_ms(other)}", fmt_ratio(mine, other),
+                            "(reference)", ""))
         if mode == "cold":
             for method in ("forkserver", "spawn"):
                 other = median(ours, f"raw_{method}_cold")
@@ -338,6 +399,9 @@ def build_rows(ours: dict, peer: dict | None, n_proc: int) -> list[Row]:
     rows.append(Row("(c) 500 jobs pending 1 s on AfterTimepoint", fmt_cpu(ocpu), fmt_cpu(pcpu),
                     fmt_ratio(pcpu, ocpu), "", "", "<= 0.05 CPU-s",
                     verdict(None if ocpu is None else ocpu <= 0.05)))
+    othr, pthr = median(ours, "threads_100x50ms"), p("threads_100x50ms")
+    rows.append(Row("(e) 100 ThreadJobs of 50 ms, max_jobs=20", fmt_ms(othr), fmt_ms(pthr), fmt_ratio(pthr, othr),
+                    "ideal 250.0 ms", "", "<= 280 ms", verdict(None if othr is None else othr <= 0.28)))
     for cls in ("LocalJob", "ThreadJob"):
         olat, plat = median(ours, f"latency_{cls}"), p(f"latency_{cls}")
         running = median(ours, f"running_on_return_{cls}")
@@ -366,6 +430,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one sample per measurement (rough numbers, fast)")
     parser.add_argument("--skip-peer", action="store_true", help=f"do not measure {PEER_PACKAGE}=={PEER_VERSION}")
     parser.add_argument("--rebuild-peer", action="store_true", help="recreate the peer's cached virtualenv")
+    parser.add_argument("--peer-python", type=Path, default=None,
+                        help=f"an interpreter that has {PEER_PACKAGE}=={PEER_VERSION} installed (default: the cached virtualenv)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="samples per measurement (default 5; 1 with --quick); the table shows medians")
     args = parser.parse_args(argv)
@@ -379,14 +445,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 5)
     config = {"repeat": repeat, "process_repeat": repeat, "idle_repeat": min(repeat, 3),
-              "process_jobs": 100, "latency_rounds": 50 if args.quick else 200, "raw": True}
-    peer_python = None if args.skip_peer else ensure_peer_venv(args.rebuild_peer)
+              "process_jobs": 100, "latency_rounds": 50 if args.quick else 200, "raw": True,
+              "local_20000": True, "big_repeat": min(repeat, 3)}
+    if args.skip_peer:
+        peer_python = None
+    elif args.peer_python is not None:
+        if not args.peer_python.exists():
+            raise SystemExit(f"--peer-python {args.peer_python} does not exist")
+        peer_python = args.peer_python
+    else:
+        peer_python = ensure_peer_venv(args.rebuild_peer)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         workdir = Path(tmp)
         ours = measure(sys.executable, workdir, config, "ours", clean_env(str(ROOT)))
         peer = None
         if peer_python is not None:
-            peer_config = {**config, "raw": False, "process_repeat": min(repeat, 3)}
+            peer_config = {**config, "raw": False, "process_repeat": min(repeat, 3), "local_20000": False}
             peer = measure(peer_python, workdir, peer_config, f"{PEER_PACKAGE} {PEER_VERSION}", clean_env(None))
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, medians of {repeat} samples "
           f"(idle CPU: {config['idle_repeat']}; peer ProcessJobs: {min(repeat, 3)}; "

@@ -16,6 +16,11 @@ A waiting job is re-evaluated only when something it declared may have changed:
 Jobs whose condition holds wait in per-kind FIFO queues until a slot is free
 under both the global limit and their kind's limit; they start in submission
 order across kinds.
+
+A job with nothing to evaluate (no condition, no upstream job) gets no entry
+object: its key and sequence number wait in plain queues and dicts.  A large
+submit then allocates no container per job, so it triggers no cyclic garbage
+collection (which would walk every job the caller just created).
 """
 
 from __future__ import annotations
@@ -83,6 +88,11 @@ class Scheduler(T.Generic[K]):
         self._seq = itertools.count()
         self._cancelled: list[tuple[K, str]] = []
         self._failed: list[tuple[K, BaseException]] = []
+        # jobs without anything to evaluate ("plain"): per kind, queued keys and their sequence numbers
+        self._plain_keys: dict[str, deque[K]] = {}
+        self._plain_seqs: dict[str, deque[int]] = {}
+        self._plain_ready: dict[K, int] = {}  # key -> sequence number of its queue slot
+        self._plain_running: dict[K, str] = {}  # key -> kind
 
     # ----------------------------------------------------------------- events
     def add(
@@ -98,21 +108,28 @@ class Scheduler(T.Generic[K]):
         not_before: float | None = None,
     ) -> None:
         """Register a pending job; it is evaluated now (or at ``not_before``)."""
-        if key in self._entries:
+        if key in self._entries or key in self._plain_ready or key in self._plain_running:
             raise ValueError(f"job {job_id} is already scheduled")
+        if condition is None and not cancel_on and (not_before is None or not_before <= now):
+            self._add_plain(key, kind)  # nothing to evaluate: ready at once
+            return
         entry = _Entry(key, job_id, kind, condition, poll_interval if poll_interval > 1e-4 else 1e-4,
                        cancel_on if type(cancel_on) is frozenset else frozenset(cancel_on), next(self._seq))
         self._entries[key] = entry
         if not_before is not None and not_before > now:
             self._push_timer(not_before, entry)
-        elif condition is None and not entry.cancel_on:  # nothing to evaluate: ready at once
-            entry.state = "ready"
-            queue = self._ready.get(kind)
-            if queue is None:
-                queue = self._ready[kind] = deque()
-            queue.append(entry)
         else:
             self._evaluate(entry, now)
+
+    def _add_plain(self, key: K, kind: str) -> None:
+        keys = self._plain_keys.get(kind)
+        if keys is None:
+            keys = self._plain_keys[kind] = deque()
+            self._plain_seqs[kind] = deque()
+        seq = next(self._seq)
+        keys.append(key)
+        self._plain_seqs[kind].append(seq)
+        self._plain_ready[key] = seq
 
     @property
     def watching_any(self) -> bool:
@@ -142,15 +159,21 @@ class Scheduler(T.Generic[K]):
 
     def finished(self, key: K) -> None:
         """A running job ended (or left its slot): free the slot."""
-        entry = self._entries.pop(key, None)
-        if entry is None or entry.state != "running":
-            return
-        entry.state = "gone"
+        kind = self._plain_running.pop(key, None)
+        if kind is None:
+            entry = self._entries.get(key)
+            if entry is None or entry.state != "running":
+                return
+            del self._entries[key]
+            entry.state = "gone"
+            kind = entry.kind
         self._running_total -= 1
-        self._running[entry.kind] -= 1
+        self._running[kind] -= 1
 
     def discard(self, key: K) -> bool:
         """Forget a waiting or ready job (cancelled/removed); False if unknown or running."""
+        if self._plain_ready.pop(key, None) is not None:  # its queue slot is skipped when reached
+            return True
         entry = self._entries.get(key)
         if entry is None or entry.state == "running":
             return False
@@ -165,21 +188,47 @@ class Scheduler(T.Generic[K]):
         started: list[K] = []
         while self._max_total is None or self._running_total < self._max_total:
             best: deque[_Entry[K]] | None = None
+            best_seq = -1
+            plain_kind: str | None = None
             for kind, queue in self._ready.items():
                 while queue and queue[0].state != "ready":
                     queue.popleft()
                 if not queue or not self._has_room(kind):
                     continue
-                if best is None or queue[0].seq < best[0].seq:
-                    best = queue
-            if best is None:
+                if best is None or queue[0].seq < best_seq:
+                    best, best_seq = queue, queue[0].seq
+            for kind, seqs in self._plain_seqs.items():
+                self._skip_stale_plain(kind)
+                if not seqs or not self._has_room(kind):
+                    continue
+                if (best is None and plain_kind is None) or seqs[0] < best_seq:
+                    plain_kind, best_seq = kind, seqs[0]
+            if plain_kind is not None and (best is None or best_seq != best[0].seq):
+                key = self._take_plain(plain_kind)
+            elif best is not None:
+                entry = best.popleft()
+                entry.state = "running"
+                key, plain_kind = entry.key, entry.kind
+            else:
                 break
-            entry = best.popleft()
-            entry.state = "running"
             self._running_total += 1
-            self._running[entry.kind] = self._running.get(entry.kind, 0) + 1
-            started.append(entry.key)
+            self._running[plain_kind] = self._running.get(plain_kind, 0) + 1
+            started.append(key)
         return started
+
+    def _skip_stale_plain(self, kind: str) -> None:
+        """Drop queue slots of plain jobs discarded (or rescheduled) since they were queued."""
+        keys, seqs, ready = self._plain_keys[kind], self._plain_seqs[kind], self._plain_ready
+        while keys and ready.get(keys[0]) != seqs[0]:
+            keys.popleft()
+            seqs.popleft()
+
+    def _take_plain(self, kind: str) -> K:
+        key = self._plain_keys[kind].popleft()
+        self._plain_seqs[kind].popleft()
+        del self._plain_ready[key]
+        self._plain_running[key] = kind
+        return key
 
     def take_cancelled(self) -> list[tuple[K, str]]:
         """Jobs to cancel, with the reason (a dependency failed, or it can never start)."""
@@ -201,6 +250,10 @@ class Scheduler(T.Generic[K]):
     # ------------------------------------------------------------ inspection
     def state_of(self, key: K) -> str | None:
         """``waiting``, ``ready``, ``running`` or None when unknown."""
+        if key in self._plain_ready:
+            return "ready"
+        if key in self._plain_running:
+            return "running"
         entry = self._entries.get(key)
         return None if entry is None else entry.state
 

@@ -127,12 +127,14 @@ class EngineSetting:
             process, if it is single-threaded at that moment (before the
             engine's own thread starts), so that the first ProcessJobs do not
             wait for a new interpreter (a cold pool then starts as fast as a
-            forked ``ProcessPoolExecutor``).  None (default): only when
-            ``max_process_jobs`` is set, a sign that ProcessJobs will run.
-            An idle forked zygote is cheap but not free (the engine process
-            pays copy-on-write page faults while it lives), hence not for
-            every engine.  Otherwise, and in async use without ``start()``,
-            the pool starts its zygote with ``python -c`` on first use.
+            forked ``ProcessPoolExecutor``).  None (default) and True: do so
+            whenever it is safe (the fork costs about a millisecond; the idle
+            zygote only holds memory pages the engine process shares with
+            it).  False: never; the pool then starts its zygote with
+            ``python -c`` on first use, as it does when forking is unsafe
+            (other threads alive, not Linux).  In async use without ``start()``
+            the zygote is forked on the first ProcessJob, if the loop's thread
+            is the only one then.
     """
 
     max_thread_jobs: T.Optional[int] = None
@@ -272,6 +274,8 @@ class Engine(UpstreamEngineAPI):
             from .backend.process import ProcessPool
 
             assert self._loop is not None, "the process pool needs the engine loop"
+            if self._thread is None:  # async use: no start(); the caller's thread may be the only one
+                self._fork_spare_zygote()
             spare, self._spare_zygote = self._spare_zygote, None
             self._process_pool = ProcessPool(self.setting.limit_for("process") or 32, self._loop, spare)
         return self._process_pool
@@ -320,10 +324,7 @@ class Engine(UpstreamEngineAPI):
         from the loop thread (where forking is unsafe) means an interpreter
         start plus imports, tens of milliseconds on the first ProcessJob.
         """
-        wanted = self.setting.fork_zygote
-        if wanted is None:
-            wanted = self.setting.max_process_jobs is not None
-        if not wanted or self._spare_zygote is not None:
+        if self.setting.fork_zygote is False or self._spare_zygote is not None:
             return
         from .backend.process import can_fork_zygote, fork_zygote
 
@@ -337,7 +338,12 @@ class Engine(UpstreamEngineAPI):
         loop.run_forever()
 
     def stop(self) -> None:
-        """Cancel what is still pending or running, shut the pools down, end the loop thread."""
+        """Cancel what is still pending or running, shut the pools down, end the loop thread.
+
+        Worker processes of cancelled ProcessJobs are killed.  Running
+        ThreadJobs cannot be killed (no Python thread can): they are abandoned,
+        not waited for; their daemon threads end when their functions return.
+        """
         loop, thread = self._loop, self._thread
         if thread is not None and loop is not None:
             if threading.get_ident() == self._loop_thread_id:
@@ -400,7 +406,9 @@ class Engine(UpstreamEngineAPI):
         backend, self._dask_backend = self._dask_backend, None
         loop = self._loop
         if backend is not None and loop is not None and not loop.is_closed() and loop.is_running():
-            loop.create_task(backend.close())
+            from .backend.dask import close_soon
+
+            close_soon(backend, loop)
 
     def __enter__(self) -> "Engine":
         self.start()
@@ -444,8 +452,12 @@ class Engine(UpstreamEngineAPI):
         Raises:
             RuntimeError: the engine was never started (use ``with Engine()``,
                 ``start()``, or ``await submit_async`` inside a running loop).
-            JobEmitError: a job is already pending/running, or a condition
-                names an unknown job.
+            JobEmitError: a job is already pending/running.
+
+        A condition naming a job id that is not submitted (yet) is no error:
+        the job stays pending, visible in ``engine.jobs.pending``, until that
+        job is submitted and reaches the awaited status (then it is woken at
+        once, no polling), or until it is cancelled.
         """
         _check_jobs(jobs)
         loop = self._loop
@@ -472,7 +484,7 @@ class Engine(UpstreamEngineAPI):
         batch = {job.id: job for job in jobs}
         if len(batch) != len(jobs):
             raise JobEmitError("the same job was given twice to one submit()")
-        conditions = [self._plan(job, batch) for job in jobs]  # all valid before any is registered
+        conditions = [self._plan(job) for job in jobs]  # all valid before any is registered
         now = time.time()
         submitted = datetime.now()  # one submit() call: one submission time
         # Jobs without conditions go in chunks (registered, pending, started), so that a
@@ -492,7 +504,7 @@ class Engine(UpstreamEngineAPI):
                         poll_interval=job.wait_time_delta, cancel_on=job._upstream)
             self._pump()
 
-    def _plan(self, job: Job, batch: dict[str, Job]) -> T.Optional[Condition]:
+    def _plan(self, job: Job) -> T.Optional[Condition]:
         """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
         status = job._status
         if status == "pending" or status == "running":
@@ -506,12 +518,6 @@ class Engine(UpstreamEngineAPI):
         if upstream:
             after = AfterOthers(job_ids=sorted(upstream), statuses=("done",))
             condition = after if condition is None else AllSatisfied(conditions=[condition, after])
-        if condition is not None:
-            unknown = sorted(i for i in condition.waits_for()
-                             if i not in batch and self.jobs.get(i) is None)
-            if unknown:
-                raise JobEmitError(f"job {job.name} ({job.id}) depends on unknown job id(s) {unknown}; "
-                                   "submit those jobs first or in the same submit() call")
         if job.id in upstream:
             raise JobEmitError(f"job {job.id} cannot take its own future as an argument")
         job.prepare(self)
@@ -932,15 +938,23 @@ class Engine(UpstreamEngineAPI):
         return tasks
 
     def _stop_thread_call(self, job: "ThreadJob", tasks: list[asyncio.Task]) -> None:
-        """Run the job's ``cancel_thread_call`` hook; its stopping coroutine joins ``tasks``."""
+        """Run the job's ``cancel_thread_call`` hook; its stopping coroutine joins ``tasks``.
+
+        Without one, the call is abandoned: a thread cannot be killed, so
+        neither ``cancel`` nor ``stop`` waits for it (see ``ThreadBackend.abandon``).
+        """
+        call = job._thread_call
         try:
             stopping = job.cancel_thread_call()
         except Exception as exc:  # a broken hook must not break cancelling the others
             logger.error(f"cancel_thread_call of job {job.name} ({job.id}) raised {exc!r}")
+            stopping = None
+        if stopping is None:
+            if call is not None and self._thread_backend is not None:
+                self._thread_backend.abandon(call)
             return
-        if stopping is not None:
-            assert self._loop is not None
-            tasks.append(self._loop.create_task(stopping))
+        assert self._loop is not None
+        tasks.append(self._loop.create_task(stopping))
 
     def remove(self, job: Job) -> None:
         """Cancel the job if active, then forget it."""
@@ -951,14 +965,17 @@ class Engine(UpstreamEngineAPI):
     # ---------------------------------------------------------------- wait
     async def join(self, jobs: T.Optional[T.Sequence[Job]] = None,
                    timeout: T.Optional[float] = None) -> None:
-        """Wait until the given jobs (default: all) are finished.
+        """Wait until the given jobs (default: all) are finished, or ``timeout`` seconds passed.
 
-        Raises:
-            TimeoutError: ``timeout`` seconds passed first.
+        As upstream, a timeout is no error: ``join`` returns and the jobs keep
+        their status (check ``job.status`` or ``engine.jobs.pending``).
         """
         if jobs is not None:
             _check_jobs(jobs)
-        await self._on_loop_async_coro(self._join_here, jobs, timeout)
+        try:
+            await self._on_loop_async_coro(self._join_here, jobs, timeout)
+        except TimeoutError:
+            pass
 
     async def _join_here(self, jobs: T.Optional[T.Sequence[Job]], timeout: T.Optional[float]) -> None:
         assert self._loop is not None

@@ -362,7 +362,13 @@ def zygote_main() -> None:
     fd, parent_pid = int(sys.argv[1]), int(sys.argv[2])
     extra = [p for p in sys.argv[3:] if p not in sys.path]
     sys.path[:0] = extra
-    run_zygote(fd, parent_pid)
+    code = 0
+    try:
+        run_zygote(fd, parent_pid)
+    except BaseException:  # pragma: no cover - nothing to report to: the engine sees EOF
+        code = 1
+    finally:
+        os._exit(code)  # no interpreter teardown: the engine waits for this exit at stop()
 
 
 def run_zygote(fd: int, parent_pid: int) -> None:

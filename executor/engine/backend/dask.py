@@ -34,7 +34,7 @@ from ..log import logger
 if T.TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-__all__ = ["DaskBackend", "check_async_client", "check_scheduler_address"]
+__all__ = ["DaskBackend", "check_async_client", "check_scheduler_address", "close_soon"]
 
 #: Seconds to wait for a cluster to answer before a DaskJob fails with a clear error.
 CONNECT_TIMEOUT = 10.0
@@ -208,23 +208,27 @@ class DaskBackend:
         n_workers = self.n_workers or os.cpu_count() or 1
         self._scratch = tempfile.mkdtemp(prefix="executor-dask-")
         _scratch_dirs.add(self._scratch)
+        _quiet_scratch_removal()
         logger.info("starting a dask LocalCluster with {} worker process(es)", n_workers)
         # A worker lost mid-task fails the task at once (KilledWorker): the job's
         # own `retries` decide what happens next, not the scheduler's.
+        # The client starts the cluster itself, hence owns it: ``await engine.dask_client.close()``
+        # (upstream's way to release dask) closes the cluster too, not only the connection.
         with dask.config.set({"distributed.scheduler.allowed-failures": 0, "temporary-directory": self._scratch}):
-            self._cluster = await distributed.LocalCluster(
+            client = await distributed.Client(
+                asynchronous=True,
                 n_workers=n_workers,
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
-                asynchronous=True,
                 dashboard_address=":0",  # a free port: never collide with a user cluster on 8787
                 # a failed task is the job's failure, reported by the engine: dask's own
                 # "Compute Failed" error log would say it twice
                 silence_logs=logging.CRITICAL,
                 local_directory=self._scratch,
             )
+        self._cluster = client.cluster
         self._owned_client = True
-        return await distributed.Client(self._cluster, asynchronous=True)
+        return T.cast("Client", client)
 
     async def _release(self) -> None:
         client, cluster, scratch = self._client, self._cluster, self._scratch
@@ -255,9 +259,66 @@ class DaskBackend:
         await self._release()
 
 
+_closing: set["asyncio.Task[None]"] = set()
+"""Closes started by :func:`close_soon`, referenced until they end."""
+
+
+def close_soon(backend: DaskBackend, loop: asyncio.AbstractEventLoop) -> None:
+    """Close ``backend`` on ``loop`` without awaiting it (a sync ``stop()`` inside a running loop).
+
+    Once started, the close goes on even if the task is cancelled (``asyncio.run``
+    cancels every task when its main coroutine returns).  A loop that ends
+    before the task ever ran leaves the cluster to the client, which closes it
+    at exit; ``async with Engine()`` awaits the close instead.
+    """
+    task = loop.create_task(_close_despite_cancel(backend))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def _close_despite_cancel(backend: DaskBackend) -> None:
+    closing = asyncio.ensure_future(backend.close())
+    while not closing.done():
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            continue  # the loop is ending: finish closing first
+    if not closing.cancelled():
+        closing.exception()  # retrieved: closing is best effort
+
+
 #: scratch folders of LocalClusters not closed yet: an engine used from asyncio without stop() (its
 #: loop ends, and the cluster with it, but nothing calls close()) must not leave them in the temp dir
 _scratch_dirs: set[str] = set()
+
+
+class _OwnScratchFilter(logging.Filter):
+    """Drops distributed's "Failed to remove" errors about our own scratch folders.
+
+    The engine removes a LocalCluster's scratch folder itself once the cluster
+    is closed; a scheduler or worker folder whose ``distributed`` finalizer runs
+    after that (garbage collection, interpreter exit) finds it gone and would
+    log an error about a folder that was removed as intended.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a removal error about a path under one of our scratch folders."""
+        if "Failed to remove" not in str(record.msg):
+            return True
+        text = record.getMessage()
+        return not any(scratch in text for scratch in _scratch_roots)
+
+
+_scratch_roots: set[str] = set()
+"""Every scratch folder a backend of this process made (kept: finalizers may run late)."""
+_scratch_filter = _OwnScratchFilter()
+
+
+def _quiet_scratch_removal() -> None:
+    _scratch_roots.update(_scratch_dirs)
+    diskutils = logging.getLogger("distributed.diskutils")
+    if _scratch_filter not in diskutils.filters:
+        diskutils.addFilter(_scratch_filter)
 
 
 @atexit.register

@@ -20,7 +20,11 @@ cloudpickle sends ``__main__`` functions and lambdas by value, so workers never
 need the main script.
 
 The pool grows lazily up to ``max_workers`` and keeps its workers for the
-engine's life.  Replies of workers and of the zygote are read by the event
+engine's life: at once up to one worker per CPU, beyond that only while jobs
+wait and no worker has finished a job for :data:`GROW_DELAY` seconds.  Short
+jobs are served faster by the workers there are than by forking more (each
+fork costs CPU the jobs need); long or sleepy ones get a worker each,
+:data:`GROW_DELAY` late.  Replies of workers and of the zygote are read by the event
 loop (``add_reader``): no helper thread.  A cancelled job's worker is killed
 (with its process group) and a fresh one is forked in its place; a worker that
 dies unexpectedly fails its job with
@@ -55,6 +59,8 @@ from ..log import logger
 from ._process_worker import RECORD, forked_zygote_main, load_libc, recv_frame, send_frame
 
 _BOOT = "from executor.engine.backend._process_worker import zygote_main; zygote_main()"
+GROW_DELAY = 0.05
+"""Seconds without any finished job, while jobs wait, before the pool forks more workers (beyond one per CPU)."""
 _EXIT_CODE_WAIT = 1.0
 """Seconds to wait for the exit code of a worker whose socket closed (it is killed after)."""
 
@@ -325,6 +331,11 @@ class ProcessPool:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers
         self.loop = loop
+        self._eager_workers = min(max_workers, os.cpu_count() or 1)
+        self._grow_timer: asyncio.TimerHandle | None = None
+        self._replies = 0  # replies of workers so far: the progress _grow looks for
+        self._replies_at_arm = 0
+        self._growing = 0  # workers forked for the waiting callers, not ready yet
         self._spare = spare  # adopted by the first zygote, if still alive then
         self._zygote: Zygote | None = None
         self._workers: list[Worker] = []
@@ -382,7 +393,7 @@ class ProcessPool:
             worker = self._idle.popleft()
             if worker.alive:
                 return worker
-        if len(self._workers) < self.max_workers:
+        if len(self._workers) < self._eager_workers:
             worker = self._start_worker()
             try:
                 await asyncio.shield(worker.ready)
@@ -392,6 +403,8 @@ class ProcessPool:
             return worker
         fut: asyncio.Future[Worker] = self.loop.create_future()
         self._queue.append(fut)
+        if len(self._workers) < self.max_workers and self._grow_timer is None:
+            self._arm_growth()
         try:
             return await fut
         except asyncio.CancelledError:
@@ -444,6 +457,9 @@ class ProcessPool:
     def shutdown(self) -> None:
         """Stop every worker: idle ones exit on EOF, busy ones are killed; reap them and the zygote."""
         self._closed = True
+        if self._grow_timer is not None:
+            self._grow_timer.cancel()
+            self._grow_timer = None
         for fut in self._queue:
             if not fut.done():
                 fut.cancel()
@@ -530,6 +546,29 @@ class ProcessPool:
         else:
             self._refill()
 
+    def _arm_growth(self) -> None:
+        self._replies_at_arm = self._replies
+        self._grow_timer = self.loop.call_later(GROW_DELAY, self._grow)
+
+    def _grow(self) -> None:
+        """Jobs still wait: if no worker came back meanwhile, fork one for each waiting job."""
+        self._grow_timer = None
+        if self._closed:
+            return
+        waiting = sum(not fut.done() for fut in self._queue)
+        if not waiting or len(self._workers) >= self.max_workers:
+            return
+        if self._replies == self._replies_at_arm:  # no worker made progress: more workers help
+            for _ in range(min(waiting - self._growing, self.max_workers - len(self._workers))):
+                self._growing += 1
+                worker = self._start_worker()
+                worker.ready.add_done_callback(self._grown)
+                self._release_when_ready(worker)
+        self._arm_growth()  # look again while callers wait
+
+    def _grown(self, _: "asyncio.Future[None]") -> None:
+        self._growing -= 1
+
     def _release_when_ready(self, worker: Worker) -> None:
         def ready(fut: "asyncio.Future[None]") -> None:
             if not fut.cancelled() and fut.exception() is None:
@@ -555,6 +594,7 @@ class ProcessPool:
             self._lost(worker, "")
             return
         fut, worker.waiter = worker.waiter, None
+        self._replies += 1
         try:
             reply = cloudpickle.loads(data)
         except BaseException as exc:

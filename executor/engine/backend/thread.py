@@ -5,6 +5,12 @@ or a chained asyncio future per call: the worker appends it to a deque and,
 unless a wake-up is already pending, schedules one drain on the loop
 (``call_soon_threadsafe``).  Calls finishing before the loop wakes up are
 drained by that same callback.
+
+Python threads cannot be killed.  A call whose job was cancelled is
+*abandoned* (:meth:`ThreadBackend.abandon`): its thread leaves the pool (a
+new one takes its place when needed), finishes the call on its own as a
+daemon thread, drops the result and ends; ``shutdown`` does not wait for it.
+A call abandoned before a thread took it never runs.
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ class ThreadBackend:
         self._completed: collections.deque[tuple[ThreadCall, bool, T.Any]] = collections.deque()
         self._wake_pending = False
         self._closed = False
+        # which worker runs which call, so that abandon() can let the right thread go
+        self._lock = threading.Lock()
+        self._busy: dict[threading.Thread, ThreadCall] = {}
+        self._abandoned: set[threading.Thread] = set()
+        self._dropped: set[int] = set()  # id()s of queued calls abandoned before they started
 
     # ---------------------------------------------------------------- calls
     def call(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
@@ -93,8 +104,12 @@ class ThreadBackend:
         if loop is not self._loop:  # not the engine loop: hand back through a thread-safe future
             return await asyncio.wrap_future(self.submit(func, *args, **kwargs))
         fut = loop.create_future()
-        self.call(func, args, kwargs, _settle_future, fut)
-        return await fut
+        item = self.call(func, args, kwargs, _settle_future, fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.abandon(item)
+            raise
 
     def submit(self, fn: T.Callable[..., T.Any], *args: T.Any, **kwargs: T.Any) -> concurrent.futures.Future:
         """Run ``fn(*args, **kwargs)`` in a worker, returning a concurrent future (usable from any thread)."""
@@ -102,19 +117,45 @@ class ThreadBackend:
         self.call(fn, args, kwargs, _settle_concurrent, cf)
         return cf
 
+    def abandon(self, call: ThreadCall) -> None:
+        """Stop waiting for ``call``: its thread leaves the pool and ends after the call returns.
+
+        A call no thread has taken yet is dropped.  Neither case blocks:
+        ``shutdown`` does not wait for an abandoned call.
+        """
+        with self._lock:
+            for thread, item in self._busy.items():
+                if item is call:
+                    self._abandoned.add(thread)
+                    if thread in self._threads:
+                        self._threads.remove(thread)
+                    return
+            self._dropped.add(id(call))
+
     # -------------------------------------------------------------- workers
     def _start_worker(self) -> None:
         thread = threading.Thread(target=self._work, daemon=True,
                                   name=f"executor-job_{len(self._threads)}")
-        self._threads.append(thread)
+        with self._lock:
+            self._threads.append(thread)
         thread.start()
 
     def _work(self) -> None:
-        calls, completed = self._calls, self._completed
+        calls, completed, lock = self._calls, self._completed, self._lock
+        me = threading.current_thread()
         while True:
             item = calls.get()
             if item is None:
                 return
+            with lock:
+                if self._dropped and id(item) in self._dropped:
+                    self._dropped.discard(id(item))
+                    item = None
+                else:
+                    self._busy[me] = item
+            if item is None:  # abandoned before it started
+                self._idle.release()
+                continue
             func, args, kwargs, on_done, _ = item
             try:
                 value = func(*args, **kwargs)
@@ -130,6 +171,11 @@ class ThreadBackend:
                 if not self._wake_pending:
                     self._wake()
             del item, func, args, kwargs, value  # drop references before idling
+            with lock:
+                del self._busy[me]
+                if me in self._abandoned:  # replaced already: not a pool thread any more
+                    self._abandoned.discard(me)
+                    return
             self._idle.release()
 
     def _wake(self) -> None:
@@ -158,7 +204,11 @@ class ThreadBackend:
 
     # ------------------------------------------------------------- shutdown
     def shutdown(self) -> None:
-        """Drop queued calls and wait for the running ones (threads cannot be killed)."""
+        """Drop queued calls, end the idle threads and wait for calls still running.
+
+        Abandoned calls (see :meth:`abandon`) are not waited for: their
+        threads cannot be killed, they end by themselves once the call returns.
+        """
         self._closed = True
         while True:
             try:
@@ -172,9 +222,11 @@ class ThreadBackend:
                         target.cancel()
                     except RuntimeError:  # its loop is closed: nobody awaits it any more
                         pass
-        for _ in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._calls.put(None)
-        for thread in self._threads:
+        for thread in threads:
             if thread is not threading.current_thread():
                 thread.join()
         self._threads.clear()

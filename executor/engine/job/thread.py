@@ -32,8 +32,12 @@ class ThreadGeneratorDriver(GeneratorDriver):
 class ThreadJob(Job):
     """A job run on a pool thread; limited by ``EngineSetting.max_thread_jobs``.
 
-    A running thread cannot be interrupted: cancelling a running ThreadJob
-    marks it cancelled at once and drops whatever the call returns later.
+    Python threads cannot be killed or interrupted: cancelling a running
+    ThreadJob (directly, or by ``engine.stop()`` / leaving ``with Engine()``)
+    marks it cancelled at once and *abandons* its thread.  Neither ``cancel``
+    nor ``stop`` waits for it; the thread (a daemon) leaves the pool, runs the
+    function to its end, drops the result and exits.  A function that must
+    stop early has to check a flag or event of its own.
 
     A class keeping this ``run_function`` (and the base ``_execute``/``call_options``)
     takes the engine's fast path for plain calls: no Task per attempt, the
