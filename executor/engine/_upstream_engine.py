@@ -53,6 +53,11 @@ class UpstreamEngineAPI(ExecutorObj):
 
         def _active_jobs(self) -> list[Job]: ...
 
+        async def _on_loop_async_coro(self, func: T.Callable[..., T.Any], *args: T.Any) -> T.Any: ...
+
+        async def _join_here(self, jobs: T.Optional[T.Sequence[Job]],
+                             timeout: T.Optional[float]) -> None: ...
+
     def setup_by_setting(self) -> None:
         """(Re)read ``self.setting``: resource counters and ``print_traceback``."""
         setting = self.setting
@@ -92,7 +97,8 @@ class UpstreamEngineAPI(ExecutorObj):
         """
         jobs = None if select_jobs is None else select_active(self._active_jobs(), self.jobs, select_jobs)
         try:
-            await self.join(jobs, timeout=timeout)
+            # join() swallows the timeout (as upstream); its inner wait tells us which it was
+            await self._on_loop_async_coro(self._join_here, jobs, timeout)
         except TimeoutError:
             return False
         return True
