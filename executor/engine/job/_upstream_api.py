@@ -17,9 +17,8 @@ import asyncio
 import inspect
 import typing as T
 
-from .utils import InvalidStateError, JobStatusType, OptionsCall
-
 from ..base import ExecutorObj
+from .utils import InvalidStateError, JobStatusType, OptionsCall
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
@@ -78,6 +77,8 @@ async def run_upstream_attempt(job: "Job", engine: "Engine") -> T.Any:
     afterwards, so that a rerun starts from what was submitted.
     """
     cls = type(job)
+    # the engine's scheduler already gave the job a slot; a job type's own resource hooks are asked on top,
+    # re-checked every wait_time_delta (an opaque resource tells nobody when it frees up)
     own_resources = any(not _defined_by_engine(cls, name) for name in _RESOURCE_HOOKS)
     consumed = False
     saved = (job.func, job.args, job.kwargs)
