@@ -17,7 +17,9 @@ time on, so the job starts then.
 
 from __future__ import annotations
 
+import contextlib
 import typing as T
+from contextvars import ContextVar
 from datetime import datetime, time, timedelta
 
 from ..condition import AllSatisfied, AnySatisfied, Condition, TimeCondition
@@ -27,7 +29,22 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ...core import Engine
 
 __all__ = ["ClockWindow", "EveryTick", "HourlyTick", "DailyTick", "ScheduleTick", "WeekdayWindow", "WeeklyTick",
-           "arm_ticks", "condition_members", "consume_ticks", "contains_ticks"]
+           "arm_ticks", "checked_at", "condition_members", "consume_ticks", "contains_ticks"]
+
+# The time a sentinel's check runs "at": the ticks' satisfy() must see the same
+# instant as the sentinel's own is-due and consume steps, or a tick falling due
+# between them is fired without being consumed.
+_check_time: ContextVar[T.Optional[datetime]] = ContextVar("executor_engine_check_time", default=None)
+
+
+@contextlib.contextmanager
+def checked_at(now: datetime) -> T.Iterator[None]:
+    """Evaluate ticks inside this block as if the clock read ``now``."""
+    token = _check_time.set(now)
+    try:
+        yield
+    finally:
+        _check_time.reset(token)
 
 
 class ScheduleTick(TimeCondition):
@@ -66,7 +83,7 @@ class ScheduleTick(TimeCondition):
 
     def satisfy(self, engine: "Engine") -> bool:
         """True from the fire time until :meth:`consume` is called."""
-        return self.is_due(datetime.now())
+        return self.is_due(_check_time.get() or datetime.now())
 
     def next_change(self, now: float) -> float | None:
         """The fire time, or None while a fire is due (only consuming it changes the value)."""

@@ -11,7 +11,7 @@ from ...log import logger
 from ..base import Job, check_call_args
 from ..condition import Condition, EveryPeriod
 from ..local import LocalJob
-from ._cron_conditions import ScheduleTick, arm_ticks, condition_members, consume_ticks
+from ._cron_conditions import ScheduleTick, arm_ticks, checked_at, condition_members, consume_ticks
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ...core import Engine
@@ -186,10 +186,11 @@ def _check(condition: Condition, engine: "Engine") -> tuple[bool, bool]:
     """Evaluate the condition once: (its value, whether a schedule fired at this check)."""
     now = datetime.now()
     members = list(condition_members(condition))
-    ticked = any(isinstance(m, ScheduleTick) and m.is_due(now) for m in members)
+    ticked = _tick_due(condition, now)
     periods = [m for m in members if isinstance(m, EveryPeriod)]
     before = [p.last_submitted_at for p in periods]
-    value = bool(condition.satisfy(engine))
+    with checked_at(now):
+        value = bool(condition.satisfy(engine))
     # the engine's EveryPeriod restarts its period inside satisfy(): a restart is a tick
     ticked = ticked or any(p.last_submitted_at != b for p, b in zip(periods, before))
     # spent (or missed) fire times are skipped, not replayed at the next check
@@ -199,6 +200,9 @@ def _check(condition: Condition, engine: "Engine") -> tuple[bool, bool]:
 
 def _next_wake_delay(condition: Condition, poll_interval: float) -> T.Optional[float]:
     now = time.time()
+    if _tick_due(condition, datetime.fromtimestamp(now)):
+        # a fire time passed while the last fire was being submitted: check again at once
+        return _MIN_PAUSE
     times = []
     when = condition.next_change(now)
     if when is not None:
@@ -208,3 +212,7 @@ def _next_wake_delay(condition: Condition, poll_interval: float) -> T.Optional[f
     if not times:
         return None
     return max(min(times) - now, _MIN_PAUSE)
+
+
+def _tick_due(condition: Condition, now: datetime) -> bool:
+    return any(isinstance(m, ScheduleTick) and m.is_due(now) for m in condition_members(condition))
