@@ -51,6 +51,8 @@ _PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes, t
 _INLINE, _ON_THREAD, _OWN_THREAD_CALL = 1, 2, 3
 """Fast paths of an attempt (see :func:`_fast_path`); 0 means a Task runs ``job._execute``.
 ``_OWN_THREAD_CALL`` (per class only): ``_ON_THREAD`` whatever the job's options and function."""
+_PROCESS_JOB_MODULE = "executor.engine.job.process"
+"""Loaded once the program imported ProcessJob: a sign that ProcessJobs will run (see ``fork_zygote``)."""
 _fast_classes: dict[type, int] = {}
 """Per job class: the fast path its plain calls may take (0: none, the class runs them its own way)."""
 
@@ -127,10 +129,12 @@ class EngineSetting:
             process, if it is single-threaded at that moment (before the
             engine's own thread starts), so that the first ProcessJobs do not
             wait for a new interpreter (a cold pool then starts as fast as a
-            forked ``ProcessPoolExecutor``).  None (default) and True: do so
-            whenever it is safe (the fork costs about a millisecond; the idle
-            zygote only holds memory pages the engine process shares with
-            it).  False: never; the pool then starts its zygote with
+            forked ``ProcessPoolExecutor``).  True: whenever it is safe.
+            None (default): whenever it is safe and ProcessJobs may run, i.e.
+            ``max_process_jobs`` is set or :class:`ProcessJob` has been
+            imported by then (a fork and, at ``stop()``, reaping the unused
+            zygote cost an engine that never runs a ProcessJob a few
+            milliseconds).  False: never; the pool then starts its zygote with
             ``python -c`` on first use, as it does when forking is unsafe
             (other threads alive, not Linux).  In async use without ``start()``
             the zygote is forked on the first ProcessJob, if the loop's thread
@@ -324,7 +328,10 @@ class Engine(UpstreamEngineAPI):
         from the loop thread (where forking is unsafe) means an interpreter
         start plus imports, tens of milliseconds on the first ProcessJob.
         """
-        if self.setting.fork_zygote is False or self._spare_zygote is not None:
+        wanted = self.setting.fork_zygote
+        if wanted is None:
+            wanted = self.setting.max_process_jobs is not None or _PROCESS_JOB_MODULE in sys.modules
+        if not wanted or self._spare_zygote is not None:
             return
         from .backend.process import can_fork_zygote, fork_zygote
 

@@ -89,3 +89,27 @@ def test_jobs_that_hold_their_worker_get_a_worker_each_beyond_one_per_cpu(tmp_pa
         Path(release).write_text("")
         assert engine.wait(timeout=60)
         assert {j.result() for j in jobs} == pids
+
+
+NO_PROCESS_JOBS_SCRIPT = textwrap.dedent("""
+    import json, os
+    import psutil
+    from executor.engine import Engine, LocalJob
+
+    if __name__ == "__main__":
+        with Engine() as engine:
+            job = LocalJob(os.getpid)
+            engine.submit(job)
+            engine.wait_job(job, timeout=30)
+            children = [p.pid for p in psutil.Process().children()]
+            print(json.dumps({"forked": engine._spare_zygote is not None, "children": children}))
+""")
+
+
+def test_an_engine_of_a_program_without_process_jobs_forks_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "local_only.py"
+    script.write_text(NO_PROCESS_JOBS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=80,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"forked": False, "children": []}
