@@ -7,12 +7,18 @@ bounds; nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
+
+NEEDS_DASK = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="needs the dask extra: pip install -e '.[dask]'"
+)
+"""The guard of the dask cases, as ``pytest.importorskip("distributed")`` guards the dask test modules."""
 
 FAST = ("--executor-benchmark-max-time=0.02", "--executor-benchmark-min-rounds=3")
 """Keep every benchmark of these tests to a few rounds."""
@@ -433,7 +439,7 @@ def overlaps(intervals: dict[str, list[float]], name: str) -> list[str]:
     [
         pytest.param(("--executor-backend=process", "--executor-workers=2"), id="process"),
         # A LocalCluster of 2 single-threaded workers on this host, started by the plugin.
-        pytest.param(("--executor-backend=dask", "--executor-workers=2"), id="dask"),
+        pytest.param(("--executor-backend=dask", "--executor-workers=2"), id="dask", marks=NEEDS_DASK),
         pytest.param(("--executor-backend=thread",), id="thread"),
         pytest.param(("--executor-backend=local",), id="local"),
     ],
