@@ -140,6 +140,7 @@ def test_exitfirst_stops_every_worker(pytester: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 1 and "passed" not in outcomes
     assert not (pytester.path / "slow-finished").exists()
+    assert not (pytester.path / "never-started").exists()
     pids = {int(path.read_text()) for path in pytester.path.glob("slow-*.pid")}
     assert pids
     _assert_all_gone(pids)
