@@ -169,12 +169,20 @@ def test_svg_timeline_is_valid_xml_with_one_rect_per_job(
     assert ("test_svg.py::test_base", "test_svg.py::test_next") in deps
 
 
-@pytest.mark.parametrize("value", ["run.png", "timeline", " "])
-def test_bad_timeline_path_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+SUFFIX_ERROR = "must end with .html (interactive page) or .svg (static picture)"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("run.png", f"'run.png' {SUFFIX_ERROR}"), ("timeline", f"'timeline' {SUFFIX_ERROR}"), (" ", "the path is empty")],
+)
+def test_bad_timeline_path_is_a_usage_error(pytester: pytest.Pytester, value: str, message: str) -> None:
     pytester.makepyfile(test_x="def test_x(): pass")
     result = pytester.runpytest_subprocess(f"--executor-timeline={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--executor-timeline*"])
+    result.stderr.fnmatch_lines([
+        f"ERROR: --executor-timeline: {message} (option --executor-timeline / ini executor_timeline)"
+    ])
     assert "Traceback" not in result.stderr.str()
 
 
