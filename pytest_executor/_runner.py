@@ -31,8 +31,8 @@ Events a runner yields from :meth:`Runner.next_events`:
 ``("warning", {"warning_message": warnings.WarningMessage, "when": "runtest", "nodeid": str, "location": tuple | None})``
     a warning recorded while a test ran on a worker; replayed with
     ``config.hook.pytest_warning_recorded.call_historic(kwargs=...)`` so the
-    warnings summary matches a serial run.  (Added after the first version of
-    this contract; a controller that ignores unknown events stays correct.)
+    warnings summary matches a serial run.  Like any event kind, a controller
+    may ignore it and stay correct, which keeps new kinds compatible.
 ``("exit", {"message": str, "returncode": int | None})``
     a test called ``pytest.exit()`` on a worker; the controller ends the run
     the same way (the worker's session ends too, which is not a crash).

@@ -90,7 +90,7 @@ class Controller:
             plan.order,
             plan.deps,
             exclusive={n for n, spec in enumerate(plan.specs) if spec.exclusive},
-            max_running=settings.get("max_jobs"),
+            max_running=settings.get("max-jobs"),
         )
         self.outcomes: dict[int, str] = {}
         self.collected: dict[int, list[pytest.TestReport]] = {}

@@ -291,7 +291,9 @@ PARENT_SCRIPT = textwrap.dedent("""
     fork_zygote = sys.argv[2] == "forked"
 
     def hold(path):
-        Path(path).write_text(str(os.getpid()))
+        # written then renamed: the test reads the file as soon as it exists
+        Path(path + ".tmp").write_text(str(os.getpid()))
+        os.rename(path + ".tmp", path)
         time.sleep(600)
 
     with Engine(EngineSetting(max_process_jobs=2, fork_zygote=fork_zygote)) as engine:

@@ -7,12 +7,18 @@ bounds; nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
+
+NEEDS_DASK = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="needs the dask extra: pip install -e '.[dask]'"
+)
+"""The guard of the dask cases, as ``pytest.importorskip("distributed")`` guards the dask test modules."""
 
 FAST = ("--executor-benchmark-max-time=0.02", "--executor-benchmark-min-rounds=3")
 """Keep every benchmark of these tests to a few rounds."""
@@ -365,6 +371,7 @@ def test_gc_can_be_disabled_during_rounds(pytester: pytest.Pytester) -> None:
 
 
 RECORDER = """
+import contextlib
 import json
 import os
 import time
@@ -375,6 +382,16 @@ LOG = Path(os.environ["BENCH_LOG"])
 
 def record(name, start):
     (LOG / f"{name}.json").write_text(json.dumps([start, time.time(), os.getpid()]))
+
+
+@contextlib.contextmanager
+def running(name):
+    flag = LOG / f"{name}.running"  # there exactly while the block runs
+    flag.touch()
+    try:
+        yield
+    finally:
+        flag.unlink()
 """
 
 WAITER = """
@@ -383,10 +400,10 @@ from recorder import LOG, record
 
 
 def test_waiter():
-    # Runs first and waits for a test of the other module: proves two workers run at once.
+    # Runs first and waits until a test of the other module is running: proves two workers run at once.
     start = time.time()
     deadline = time.monotonic() + 30
-    while not any(LOG.glob("plain_*.json")):
+    while not any(LOG.glob("plain_*.running")):
         assert time.monotonic() < deadline, "no other test ran alongside test_waiter"
         time.sleep(0.005)
     record("waiter", start)
@@ -396,13 +413,14 @@ EXCLUSIVE_SUITE = """
 import time
 
 import pytest
-from recorder import record
+from recorder import record, running
 
 
 @pytest.mark.parametrize("n", range(4))
 def test_plain(n):
     start = time.time()
-    time.sleep(0.03)
+    with running(f"plain_{n}"):
+        time.sleep(0.03)
     record(f"plain_{n}", start)
 
 
@@ -416,7 +434,8 @@ def test_bench(job_benchmark, n):
 @pytest.mark.parametrize("n", range(4, 6))
 def test_more_plain(n):
     start = time.time()
-    time.sleep(0.03)
+    with running(f"plain_{n}"):
+        time.sleep(0.03)
     record(f"plain_{n}", start)
 """
 
@@ -432,8 +451,9 @@ def overlaps(intervals: dict[str, list[float]], name: str) -> list[str]:
     "backend_args",
     [
         pytest.param(("--executor-backend=process", "--executor-workers=2"), id="process"),
+        pytest.param(("--executor-backend=subprocess", "--executor-workers=2"), id="subprocess"),
         # A LocalCluster of 2 single-threaded workers on this host, started by the plugin.
-        pytest.param(("--executor-backend=dask", "--executor-workers=2"), id="dask"),
+        pytest.param(("--executor-backend=dask", "--executor-workers=2"), id="dask", marks=NEEDS_DASK),
         pytest.param(("--executor-backend=thread",), id="thread"),
         pytest.param(("--executor-backend=local",), id="local"),
     ],

@@ -86,9 +86,10 @@ def _check_suite(result: pytest.RunResult, pytester: pytest.Pytester) -> None:
             "*Timeout: test_suite.py::test_hangs did not finish within 1 s on worker d*",
             "PASSED test_suite.py::test_after_pass",
             "PASSED test_suite.py::test_last",
-            "dask *8*",
         ]
     )
+    # jobs passed failed error skipped xfailed xpassed cancelled attempts busy workers
+    result.stdout.re_match_lines([r"dask +8 +3 +3 +0 +1 +1 +0 +0 +8 +\S+s +\d+$"])
     assert [path.name.startswith("ran-on-d") for path in pytester.path.glob("ran-on-*")] == [True]
 
 
@@ -141,9 +142,9 @@ def test_cluster_started_for_the_run_leaves_the_dashboard_port_to_the_user(pytes
     with socket.socket() as users_dashboard:
         try:
             users_dashboard.bind(("", 8787))
+            users_dashboard.listen()
         except OSError:
-            pytest.skip("port 8787 is taken already: cannot play the user's dashboard")
-        users_dashboard.listen()
+            pass  # another program holds 8787 already, which is the situation this test sets up
         pytester.makeini(INNER_INI)
         pytester.makepyfile(test_one="def test_one():\n    pass\n")
         result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-W", "error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -205,16 +206,45 @@ def test_bad_backend_from_the_select_hook(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*test_*.py::test_x: pytest_executor_select_backend returned 'cloud'; valid backends: *"])
 
 
+ANNOUNCE_WORKERS = """
+import os
+from pathlib import Path
+
+
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_EXECUTOR_WORKER")
+    if worker:
+        Path(str(config.rootpath), f"started-{worker}").touch()
+"""
+
+WAIT_FOR_A_SECOND_WORKER = """
+import time
+from pathlib import Path
+
+
+def test_x():
+    # Holds its worker for a while so that a second worker, if one was started,
+    # announces itself and takes the other tests; with one worker it only waits.
+    deadline = time.monotonic() + 3
+    while len(list(Path(__file__).parent.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+
+
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux) to restrict the CPUs")
 @pytest.mark.parametrize("workers", [[], ["--executor-workers=auto"]])
 def test_workers_default_and_auto_count_the_cpus_this_process_may_use(pytester: pytest.Pytester,
                                                                        workers: list[str]) -> None:
-    pytester.makepyfile(**{f"test_{name}": "def test_x(): pass" for name in "abcd"})
+    pytester.makeconftest(ANNOUNCE_WORKERS)
+    pytester.makepyfile(test_a=WAIT_FOR_A_SECOND_WORKER, **{f"test_{name}": "def test_x(): pass" for name in "bcd"})
+    report = pytester.path / "report.json"
     result = pytester.run("taskset", "-c", "0", sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                          "--executor-backend=process", "--executor-table=all", *workers)
+                          "--executor-backend=process", f"--executor-report={report}", *workers)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*test_a.py::test_x*w0*"])
-    assert " w1 " not in result.stdout.str()  # one usable CPU: one worker, whatever os.cpu_count() says
+    # one usable CPU: one worker, whatever os.cpu_count() says
+    assert sorted(path.name for path in pytester.path.glob("started-*")) == ["started-w0"]
+    jobs = json.loads(report.read_text())["jobs"]
+    assert {job["worker"] for job in jobs} == {"w0"} and len(jobs) == 4
 
 
 @pytest.mark.parametrize("flag", ["--setup-show", "--setup-only", "--setup-plan"])

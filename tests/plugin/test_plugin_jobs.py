@@ -9,6 +9,12 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
+WORKER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:xdist.looponfail -p no:cacheprovider
+"""
+"""Inner sessions on worker backends: only the plugins they need, so workers start quickly."""
+
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["local", "xdist"])
 def test_retries_rerun_a_failing_test_and_keep_every_attempt(pytester: pytest.Pytester, xdist: bool) -> None:
@@ -44,8 +50,14 @@ def test_retries_rerun_a_failing_test_and_keep_every_attempt(pytester: pytest.Py
         result = pytester.runpytest(*args)
     # Only the final attempt reaches the terminal (and junit): one failure in total.
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*PASSED*", "*FAILED*test_always_fails*"] if xdist else
-                                ["*::test_flaky PASSED*", "*::test_always_fails FAILED*"])
+    if xdist:  # -v under xdist: "[gw0] [ 33%] PASSED test_x.py::test_flaky", in completion order
+        result.stdout.fnmatch_lines_random([
+            "[[]gw?[]] [[]*[]] PASSED *::test_flaky*",
+            "[[]gw?[]] [[]*[]] FAILED *::test_always_fails*",
+            "[[]gw?[]] [[]*[]] PASSED *::test_after_flaky*",
+        ])
+    else:
+        result.stdout.fnmatch_lines(["*::test_flaky PASSED*", "*::test_always_fails FAILED*"])
     jobs = {job["test"].split("::")[-1]: job for job in json.loads(report.read_text())["jobs"]}
     flaky = jobs["test_flaky"]
     assert [(a["attempt"], a["status"]) for a in flaky["attempts"]] == [(1, "failed"), (2, "failed"), (3, "passed")]
@@ -142,6 +154,69 @@ def test_exclusive_and_max_jobs_accepted(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("-p", "no:cacheprovider", "--executor-max-jobs=1").assert_outcomes(passed=2)
+
+
+HELD_IN_PAIRS = """
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+TOTAL = 6
+
+
+def count(pattern):
+    return len(list(HERE.glob(pattern)))
+
+
+@pytest.mark.parametrize("n", range(TOTAL))
+@pytest.mark.job(backend="process")
+def test_on_process(n):
+    hold(f"p{n}")
+
+
+@pytest.mark.parametrize("n", range(TOTAL))
+@pytest.mark.job(backend="subprocess")
+def test_on_subprocess(n):
+    hold(f"s{n}")
+
+
+def hold(name):
+    mine = HERE / f"running-{name}"
+    mine.touch()
+    try:
+        # Wait for a partner (unless every other test is done): proves two run at once.
+        deadline = time.monotonic() + 30
+        while count("running-*") < 2 and count("done-*") < 2 * TOTAL - 1:
+            assert time.monotonic() < deadline, "no other test ran alongside this one"
+            time.sleep(0.01)
+        # Then watch a while: with the limit broken a third test would start now.
+        peak, window = count("running-*"), time.monotonic() + 0.3
+        while time.monotonic() < window:
+            peak = max(peak, count("running-*"))
+            time.sleep(0.01)
+        (HERE / f"peak-{name}").write_text(str(peak))
+    finally:
+        mine.unlink()
+        (HERE / f"done-{name}").touch()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_max_jobs_bounds_the_tests_running_at_once_across_worker_backends(pytester: pytest.Pytester) -> None:
+    """Two pools of two workers each, ``--executor-max-jobs=2``: never more than two tests at once."""
+    pytester.makeini(WORKER_INI)
+    pytester.makepyfile(test_held=HELD_IN_PAIRS)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "--executor-workers=2", "--executor-max-jobs=2", f"--executor-report={report}"
+    )
+    result.assert_outcomes(passed=12)
+    peaks = [int(path.read_text()) for path in pytester.path.glob("peak-*")]
+    assert len(peaks) == 12 and max(peaks) == 2, peaks  # two at once, never three
+    jobs = json.loads(report.read_text())["jobs"]
+    assert {(job["backend"], job["worker"][0]) for job in jobs} == {("process", "w"), ("subprocess", "s")}
 
 
 def test_hooks_see_every_job(pytester: pytest.Pytester) -> None:

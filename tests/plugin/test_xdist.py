@@ -1,8 +1,7 @@
 """Acceptance tests of the pytest-xdist integration (real ``pytest -n`` sessions).
 
-Every inner test appends ``start``/``end`` lines with a timestamp and its xdist
-worker to a log file; the assertions read the log, so ordering is checked on
-what really happened, not on scheduler internals.
+The inner tests log when and where they ran (:mod:`_xdist_log`); the assertions
+read the log, so ordering is checked on what really happened.
 """
 
 from __future__ import annotations
@@ -11,25 +10,14 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _xdist_log import Log, write_suite
 
 pytest.importorskip("xdist")
 
 pytestmark = pytest.mark.timeout(120)
-
-LOGGER = '''
-import os, time
-
-LOG = {log!r}
-
-
-def note(name, event):
-    with open(LOG, "a") as stream:
-        stream.write(f"{{time.time():.6f}} {{os.environ.get('PYTEST_XDIST_WORKER', 'main')}} {{event}} {{name}}\\n")
-'''
 
 CHAIN_SUITE = '''
 import pytest
@@ -80,47 +68,6 @@ def test_engine_fixture(engine):
     engine.wait_job(job)
     assert job.result() == 42
 '''
-
-
-@dataclass
-class Span:
-    """When and where one inner test ran."""
-
-    worker: str
-    start: float = 0.0
-    end: float = 0.0
-
-
-@dataclass
-class Log:
-    """The inner tests' log, parsed."""
-
-    spans: dict[str, Span] = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, path: Path) -> Log:
-        log = cls()
-        for line in path.read_text().splitlines():
-            stamp, worker, event, name = line.split(" ", 3)
-            span = log.spans.setdefault(name, Span(worker))
-            setattr(span, event, float(stamp))
-        return log
-
-    def before(self, first: str, then: str) -> bool:
-        return self.spans[first].end <= self.spans[then].start
-
-    def overlaps(self, name: str) -> list[str]:
-        mine = self.spans[name]
-        return [
-            other for other, span in self.spans.items()
-            if other != name and span.start < mine.end and mine.start < span.end
-        ]
-
-
-def write_suite(pytester: pytest.Pytester, **modules: str) -> Path:
-    log = pytester.path / "run.log"
-    pytester.makepyfile(logger=LOGGER.format(log=str(log)), **modules)
-    return log
 
 
 @pytest.mark.parametrize("workers", ["2", "4"])
@@ -380,8 +327,11 @@ def test_stop_at_first_failure_releases_tests_waiting_on_the_stopped_worker(
     pytester.makepyfile(test_stop=STOP_SUITE)
     result = pytester.runpytest_subprocess("-n", "2", "-x", "-p", "no:cacheprovider", "-rs")
     assert result.ret == pytest.ExitCode.INTERRUPTED  # xdist's answer to -x
-    result.stdout.fnmatch_lines(["*stopping after 1 failures*", "*1 failed*"])
-    assert "test_z" not in [line.split("::")[-1] for line in result.stdout.lines if "PASSED" in line]
+    result.assert_outcomes(failed=1, passed=1, skipped=1)  # test_fail, test_y, test_x
+    result.stdout.fnmatch_lines([
+        "SKIPPED [[]1[]] test_stop.py:*: dependency test_stop.py::test_z did not run",
+        "*stopping after 1 failures*",
+    ], consecutive=False)
 
 
 CRASH_SUITE = '''
