@@ -59,11 +59,13 @@ def take_over(config: pytest.Config) -> None:
         config.pluginmanager.unregister(plugin, PLUGIN)
 
 
+_SCOPE_TYPES: Final[dict[str, type[Node]]] = {
+    "session": pytest.Session, "package": pytest.Package, "module": pytest.Module, "class": pytest.Class,
+}
+
+
 def _scope_node(item: pytest.Item, scope: str) -> Node | None:
-    kind: type[Node] = {
-        "session": pytest.Session, "package": pytest.Package, "module": pytest.Module, "class": pytest.Class,
-    }[scope]
-    return item.getparent(kind)
+    return item.getparent(_SCOPE_TYPES[scope])
 
 
 def default_name(nodeid: str, scope: str) -> str:
