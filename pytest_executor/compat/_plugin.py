@@ -29,7 +29,7 @@ class _Translator(Protocol):
 
 TRANSLATORS: Final[tuple[_Translator, ...]] = (_dependency, _order, _rerun, _timeout)
 """In this order: pytest-order must see the ``after=`` edges pytest-dependency added."""
-ACT_BESIDE: Final = frozenset({_dependency.PLUGIN, _order.PLUGIN})
+ACT_BESIDE: Final = frozenset({_dependency.PLUGIN, _order.PLUGIN, _rerun.PLUGIN})
 """Plugins whose markers we translate even when they are installed (see each module)."""
 NAMES_ELSEWHERE: Final = frozenset({_dependency.PLUGIN, _order.PLUGIN})
 """Translators that name other tests: not run where only one test is collected."""

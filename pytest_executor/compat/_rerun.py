@@ -6,9 +6,11 @@ final attempt is reported, every attempt is kept in the job table and JSON
 report.  ``reruns_delay`` and the other rerun conditions of the plugin are
 accepted and not used.
 
-With the plugin installed it keeps doing the reruns itself, in whichever
-process runs the test (the pytest process or a worker); we translate nothing,
-so no test is rerun twice.
+With the plugin installed we translate all the same, and the executor's
+retries win: a test with ``job(retries=)`` runs through the executor's own run
+protocol (in the pytest process and in workers alike), so the plugin's rerun
+loop never sees it and no test is rerun twice.  Its ``R`` progress letters are
+not shown; the job table counts the attempts.
 """
 
 from __future__ import annotations
