@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 import pytest
 
-from . import _dependency, _order, _rerun, _timeout, foreign_plugin_loaded
+from . import _benchmark, _dependency, _order, _rerun, _timeout, foreign_plugin_loaded
 
 
 class _Translator(Protocol):
@@ -27,7 +27,7 @@ class _Translator(Protocol):
     def translate(self, config: pytest.Config, items: list[pytest.Item]) -> None: ...
 
 
-TRANSLATORS: Final[tuple[_Translator, ...]] = (_dependency, _order, _rerun, _timeout)
+TRANSLATORS: Final[tuple[_Translator, ...]] = (_dependency, _order, _rerun, _timeout, _benchmark)
 """In this order: pytest-order must see the ``after=`` edges pytest-dependency added."""
 ACT_BESIDE: Final = frozenset({_dependency.PLUGIN, _order.PLUGIN, _rerun.PLUGIN})
 """Plugins whose markers we translate even when they are installed (see each module)."""
@@ -62,6 +62,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     oneshot = os.environ.get("PYTEST_EXECUTOR_ONESHOT") == "1"
     for translator in TRANSLATORS:
         if translator.PLUGIN in loaded and translator.PLUGIN not in ACT_BESIDE:
+            if translator is _benchmark:
+                _benchmark.make_exclusive(config, items)
             continue
         if oneshot and translator.PLUGIN in NAMES_ELSEWHERE:
             continue  # a subprocess worker holds one test; the controller resolved its names
