@@ -32,7 +32,8 @@ def parse_columns(text: str) -> tuple[str, ...]:
     labels = tuple(label.strip().lower() for label in text.split(",") if label.strip())
     unknown = [label for label in labels if label not in COLUMNS]
     if unknown or not labels:
-        raise ValueError(f"unknown column(s) {', '.join(unknown) or text!r}; valid: {', '.join(COLUMNS)}")
+        shown = ", ".join(unknown) if unknown else repr(text)
+        raise ValueError(f"unknown column(s) {shown}; valid: {', '.join(COLUMNS)}")
     return labels
 
 

@@ -132,11 +132,18 @@ def translate(config: pytest.Config, items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.job_benchmark(**mapped))
     if errors:
         raise pytest.UsageError("invalid benchmark markers:\n  " + "\n  ".join(errors))
+    if _xdist_distributes(config):
+        make_exclusive(config, items)
+
+
+def _xdist_distributes(config: pytest.Config) -> bool:
+    """pytest-xdist runs tests on several workers (``-n N``), here or as one of them."""
+    return hasattr(config, "workerinput") or bool(config.getoption("numprocesses", None))
 
 
 def make_exclusive(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With the real plugin: its tests run alone when the executor schedules the run."""
-    if bench_plugin.executor_schedules(config, items):
+    """Benchmarks run alone when the executor schedules the run or xdist distributes it."""
+    if bench_plugin.executor_schedules(config, items) or _xdist_distributes(config):
         for item in items:
             if uses_fixture(item) and not any("exclusive" in m.kwargs for m in item.iter_markers("job")):
                 add_job(item, exclusive=True)
