@@ -290,7 +290,7 @@ def test_beside_installed_plugins(pytester: pytest.Pytester, with_foreign: Path,
     """With the real plugins loaded: no false skip, no double rerun, order kept, in parallel."""
     pytester.makepyfile(test_dep=DEPENDENCY_SUITE, test_order=ORDER_SUITE, test_retry=RETRY_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark", "-rs", "--reruns", "1", *mode_args)
-    result.stdout.fnmatch_lines(["plugins: *dependency-*", "*rerunfailures-*"])
+    result.stdout.fnmatch_lines(["plugins: dependency-*, rerunfailures-*, order-*"])
     result.assert_outcomes(passed=15, failed=3, skipped=2)
     assert (pytester.path / "flaky.count").read_text() == "3"
 
