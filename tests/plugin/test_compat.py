@@ -290,7 +290,8 @@ def test_beside_installed_plugins(pytester: pytest.Pytester, with_foreign: Path,
     """With the real plugins loaded: no false skip, no double rerun, order kept, in parallel."""
     pytester.makepyfile(test_dep=DEPENDENCY_SUITE, test_order=ORDER_SUITE, test_retry=RETRY_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark", "-rs", "--reruns", "1", *mode_args)
-    result.stdout.fnmatch_lines(["plugins: dependency-*, rerunfailures-*, order-*"])
+    header = next(line for line in result.outlines if line.startswith("plugins: "))
+    assert {"dependency", "rerunfailures", "order"} <= {entry.split("-")[0] for entry in header[9:].split(", ")}
     result.assert_outcomes(passed=15, failed=3, skipped=2)
     assert (pytester.path / "flaky.count").read_text() == "3"
 
@@ -308,3 +309,18 @@ def test_pytest_benchmark_compare_reads_our_json(pytester: pytest.Pytester, with
     lines = done.stdout.splitlines()
     assert any(line.startswith("test_sorted ") for line in lines), done.stdout
     assert any(line.startswith("test_parse ") and line.split()[-1] == "4" for line in lines), done.stdout
+
+
+def test_installed_pytest_benchmark_keeps_its_fixture_and_runs_exclusively(
+    pytester: pytest.Pytester, with_foreign: Path
+) -> None:
+    """The real plugin measures (its own table); its tests are exclusive jobs of the executor."""
+    pytester.makepyfile(test_bench=BENCHMARK_SUITE)
+    result = run(pytester, "--benchmark-max-time=0.01", "--executor-backend=local", "--executor-report=report.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*benchmark*: 1 tests*", "Name (time in *"])
+    assert "job_benchmark: " not in result.stdout.str()
+    jobs = {job["test"]: job for job in json.loads((pytester.path / "report.json").read_text())["jobs"]}
+    assert {test: job["exclusive"] for test, job in jobs.items()} == {
+        "test_bench.py::test_sorted": True, "test_bench.py::test_parse": True, "test_bench.py::test_plain": False,
+    }
