@@ -18,6 +18,7 @@ plugins").  The hooks live in :mod:`._plugin`.
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 from typing import Final
 
@@ -37,6 +38,7 @@ def order_only(item: pytest.Item) -> frozenset[str]:
     return item.stash.get(ORDER_ONLY_KEY, frozenset())
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_point_names() -> frozenset[str]:
     return frozenset(entry.name for entry in metadata.entry_points(group="pytest11"))
 

@@ -115,6 +115,11 @@ def uses_fixture(item: pytest.Item) -> bool:
     return FIXTURE in getattr(item, "fixturenames", ())
 
 
+def needed(config: pytest.Config, markers: frozenset[str]) -> bool:
+    """Always: tests using the fixture are found by their fixture names, not markers."""
+    return True
+
+
 def translate(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``benchmark`` markers become ``job_benchmark`` markers; reject unknown keywords."""
     errors = []

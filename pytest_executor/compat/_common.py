@@ -9,6 +9,22 @@ import pytest
 JOB: str = "job"
 
 
+def marker_names(items: list[pytest.Item]) -> frozenset[str]:
+    """Names of all markers on the items and their parents, each node looked at once.
+
+    Lets a translator return at once when its markers appear nowhere (the common case).
+    """
+    names: set[str] = set()
+    seen: set[int] = set()
+    for item in items:
+        node: Any = item
+        while node is not None and id(node) not in seen:
+            seen.add(id(node))
+            names.update(mark.name for mark in node.own_markers)
+            node = node.parent
+    return frozenset(names)
+
+
 def job_sets(item: pytest.Item, keyword: str) -> bool:
     """True when a ``job`` marker on any level of ``item`` sets ``keyword`` already."""
     return any(keyword in mark.kwargs for mark in item.iter_markers(JOB))

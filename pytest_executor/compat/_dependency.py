@@ -86,6 +86,11 @@ def _names_in(item: pytest.Item, scope: str) -> str:
     return str(name) if name else default_name(item.nodeid, scope)
 
 
+def needed(config: pytest.Config, markers: frozenset[str]) -> bool:
+    """Only tests marked ``dependency`` can depend on others."""
+    return MARKER in markers
+
+
 def translate(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add ``job(after=...)`` for every resolved ``depends=`` name; skip on unknown ones."""
     automark = bool(config.getini("automark_dependency"))

@@ -65,10 +65,13 @@ def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_DOC)
 
 
+def needed(config: pytest.Config, markers: frozenset[str]) -> bool:
+    """Only ``order`` markers order."""
+    return MARKER in markers
+
+
 def translate(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add order-only ``job(after=...)`` edges for every ``order`` marker."""
-    if not any(item.get_closest_marker(MARKER) is not None for item in items):
-        return
     scope = config.getoption("order_scope", None) or "session"
     if scope not in SCOPES:
         raise pytest.UsageError(f"--order-scope={scope!r} is not one of {', '.join(SCOPES)}")

@@ -14,6 +14,7 @@ from typing import Final, Protocol
 
 import pytest
 
+from ._common import marker_names
 from . import _benchmark, _dependency, _order, _rerun, _timeout, foreign_plugin_loaded
 
 
@@ -23,6 +24,8 @@ class _Translator(Protocol):
     def add_options(self, parser: pytest.Parser) -> None: ...
 
     def configure(self, config: pytest.Config) -> None: ...
+
+    def needed(self, config: pytest.Config, markers: frozenset[str]) -> bool: ...
 
     def translate(self, config: pytest.Config, items: list[pytest.Item]) -> None: ...
 
@@ -60,6 +63,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Translate foreign markers into ``job`` markers on every collected test."""
     loaded = config.stash.get(_LOADED_KEY, frozenset())
     oneshot = os.environ.get("PYTEST_EXECUTOR_ONESHOT") == "1"
+    markers = marker_names(items)
     for translator in TRANSLATORS:
         if translator.PLUGIN in loaded and translator.PLUGIN not in ACT_BESIDE:
             if translator is _benchmark:
@@ -67,4 +71,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if oneshot and translator.PLUGIN in NAMES_ELSEWHERE:
             continue  # a subprocess worker holds one test; the controller resolved its names
-        translator.translate(config, items)
+        if translator.needed(config, markers):
+            translator.translate(config, items)

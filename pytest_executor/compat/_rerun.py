@@ -47,6 +47,11 @@ def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_DOC)
 
 
+def needed(config: pytest.Config, markers: frozenset[str]) -> bool:
+    """A ``flaky`` marker somewhere, or reruns for every test."""
+    return "flaky" in markers or _global_reruns(config) is not None
+
+
 def reruns_of(item: pytest.Item, default: int | None) -> int | None:
     """The reruns a test asks for: its closest ``flaky`` marker, else the global setting."""
     mark = item.get_closest_marker("flaky")

@@ -40,6 +40,11 @@ def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_DOC)
 
 
+def needed(config: pytest.Config, markers: frozenset[str]) -> bool:
+    """A ``timeout`` marker somewhere, or a timeout for every test."""
+    return PLUGIN in markers or _global_timeout(config) is not None
+
+
 def translate(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give every test with a timeout a ``job(timeout=)`` marker; reject bad values."""
     default = _global_timeout(config)
