@@ -15,6 +15,8 @@ settings.load_profile("pytest-executor")
 
 
 ASYNCIO_SCOPE_UNSET = 'ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset'
+FOREIGN_PLUGINS_OFF = "-p no:benchmark -p no:dependency -p no:pytest_order -p no:rerunfailures"
+"""The plugins the dev extra installs for tests/plugin/test_compat.py: off in every other session."""
 
 
 @pytest.fixture
@@ -24,8 +26,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     The inner sessions run in a bare temporary rootdir, without this project's
     ini, where pytest-asyncio would warn once per session that the setting is
     unset (the demo suite's ini ignores it the same way). pytester clears
-    PYTEST_ADDOPTS when it starts, hence set here.
+    PYTEST_ADDOPTS when it starts, hence set here; so are the foreign plugins
+    of :data:`FOREIGN_PLUGINS_OFF` switched off.
     """
     # a warning filter, not the ini key: sessions run with -p no:asyncio would call the key unknown
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}'")
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}' {FOREIGN_PLUGINS_OFF}")
     return pytester

@@ -1,10 +1,10 @@
 """Suites written for pytest-dependency, pytest-order, pytest-rerunfailures, pytest-timeout and
 pytest-benchmark run unchanged: serially, on the process and dask backends, and under ``-n 2``.
 
-The foreign plugins are not installed in this project's environment (each would load into
-every session of the suite), so these runs use our own honouring of their markers; the
-tests at the end install the real plugins into a private directory of the session and
-check that we work beside them, and that pytest-benchmark's ``compare`` reads our JSON.
+The dev extra installs those plugins, but every test session switches them off
+(``tests/conftest.py``), so most runs here use our own honouring of their markers; the
+tests at the end load the real plugins and check that we work beside them, and that
+pytest-benchmark's ``compare`` command reads our JSON.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 distributed = pytest.importorskip("distributed")
 
 MODES = ["local", "process", "dask", "xdist"]
-FOREIGN = ("pytest-dependency>=0.6", "pytest-order>=1.2", "pytest-rerunfailures>=14", "pytest-benchmark>=4", "py-cpuinfo")
 
 
 @pytest.fixture(scope="module")
@@ -264,29 +262,19 @@ def test_benchmark_autosave_then_compare(pytester: pytest.Pytester) -> None:
 # -- the real plugins, installed ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def foreign_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real plugins, pip-installed into a private directory (used through PYTHONPATH)."""
-    target = tmp_path_factory.mktemp("foreign-plugins")
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-         "--target", str(target), *FOREIGN],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"the package index is unreachable, cannot install {', '.join(FOREIGN)}: {done.stderr[-300:]}")
-    return target
-
-
 @pytest.fixture
-def with_foreign(foreign_plugins: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Sessions started from now on load the real plugins."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(foreign_plugins), os.environ.get("PYTHONPATH")])))
-    return foreign_plugins
+def with_foreign(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions started from now on load the real plugins (the dev extra installs them)."""
+    for module in ("pytest_dependency", "pytest_order", "pytest_rerunfailures", "pytest_benchmark"):
+        pytest.importorskip(module, reason="installed by the dev extra")
+    addopts = os.environ.get("PYTEST_ADDOPTS", "")
+    for name in ("benchmark", "dependency", "pytest_order", "rerunfailures"):
+        addopts = addopts.replace(f"-p no:{name}", "")
+    monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
 
 
 @pytest.mark.parametrize("mode_args", ["process", "xdist"], indirect=True)
-def test_beside_installed_plugins(pytester: pytest.Pytester, with_foreign: Path, mode_args: list[str]) -> None:
+def test_beside_installed_plugins(pytester: pytest.Pytester, with_foreign: None, mode_args: list[str]) -> None:
     """With the real plugins loaded: no false skip, no double rerun, order kept, in parallel."""
     pytester.makepyfile(test_dep=DEPENDENCY_SUITE, test_order=ORDER_SUITE, test_retry=RETRY_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark", "-rs", "--reruns", "1", *mode_args)
@@ -296,7 +284,7 @@ def test_beside_installed_plugins(pytester: pytest.Pytester, with_foreign: Path,
     assert (pytester.path / "flaky.count").read_text() == "3"
 
 
-def test_pytest_benchmark_compare_reads_our_json(pytester: pytest.Pytester, with_foreign: Path) -> None:
+def test_pytest_benchmark_compare_reads_our_json(pytester: pytest.Pytester, with_foreign: None) -> None:
     """pytest-benchmark's own ``compare`` command loads the file ``--benchmark-json`` wrote."""
     pytester.makepyfile(test_bench=BENCHMARK_SUITE)
     run(pytester, "-p", "no:benchmark", "--benchmark-json=out.json", "--benchmark-max-time=0.01").assert_outcomes(passed=3)
@@ -312,7 +300,7 @@ def test_pytest_benchmark_compare_reads_our_json(pytester: pytest.Pytester, with
 
 
 def test_installed_pytest_benchmark_keeps_its_fixture_and_runs_exclusively(
-    pytester: pytest.Pytester, with_foreign: Path
+    pytester: pytest.Pytester, with_foreign: None
 ) -> None:
     """The real plugin measures (its own table); its tests are exclusive jobs of the executor."""
     pytester.makepyfile(test_bench=BENCHMARK_SUITE)
