@@ -7,6 +7,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
+
 # Hypothesis keeps its example database and caches under the system's temporary
 # directory, not in the working directory: the suite leaves nothing behind.
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "pytest-executor-hypothesis"))
@@ -15,8 +17,6 @@ settings.load_profile("pytest-executor")
 
 
 ASYNCIO_SCOPE_UNSET = 'ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset'
-FOREIGN_PLUGINS_OFF = "-p no:benchmark -p no:dependency -p no:pytest_order -p no:rerunfailures"
-"""The plugins the dev extra installs for tests/plugin/test_compat.py: off in every other session."""
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     ini, where pytest-asyncio would warn once per session that the setting is
     unset (the demo suite's ini ignores it the same way). pytester clears
     PYTEST_ADDOPTS when it starts, hence set here; so are the foreign plugins
-    of :data:`FOREIGN_PLUGINS_OFF` switched off.
+    of :mod:`tests.foreign_plugins` switched off.
     """
     # a warning filter, not the ini key: sessions run with -p no:asyncio would call the key unknown
     monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}' {FOREIGN_PLUGINS_OFF}")

@@ -312,3 +312,23 @@ def test_installed_pytest_benchmark_keeps_its_fixture_and_runs_exclusively(
     assert {test: job["exclusive"] for test, job in jobs.items()} == {
         "test_bench.py::test_sorted": True, "test_bench.py::test_parse": True, "test_bench.py::test_plain": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("dependency(depends=['test_a'], scope='file')",
+         "test_bad.py::test_bad: dependency(scope='file') is not one of session, package, module, class"),
+        ("order('soon')", "test_bad.py::test_bad: order('soon') is neither an integer nor one of first, *"),
+        ("flaky(reruns=-1)", "test_bad.py::test_bad: flaky(reruns=-1) must be an integer >= 0"),
+        ("timeout('long')", "test_bad.py::test_bad: timeout('long') must be a number of seconds >= 0"),
+    ],
+)
+def test_bad_foreign_marker_is_a_usage_error_naming_test_and_argument(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    """A mistake in a foreign marker stops the run at collection, as one in ``job()`` does."""
+    pytester.makepyfile(test_bad=f"import pytest\n\n@pytest.mark.{marker}\ndef test_bad():\n    pass\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"  {message}"])
