@@ -332,3 +332,41 @@ def test_bad_foreign_marker_is_a_usage_error_naming_test_and_argument(
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"  {message}"])
+
+
+def test_order_scope_module_and_dependency_options(pytester: pytest.Pytester) -> None:
+    """``--order-scope=module`` orders within each file; ``automark_dependency`` and
+    ``--ignore-unknown-dependency`` change which names are known, as in pytest-dependency."""
+    pytester.makeini("[pytest]\nautomark_dependency = true\n")
+    pytester.makepyfile(
+        test_one="""
+import pytest
+
+@pytest.mark.order("last")
+def test_one_last(request):
+    assert (request.config.rootpath / "one-first").exists()
+
+def test_one_first(request):
+    (request.config.rootpath / "one-first").touch()
+""",
+        test_two="""
+import pytest
+
+def test_plain():                      # known through automark_dependency
+    pass
+
+@pytest.mark.dependency(depends=["test_plain"])
+def test_needs_plain():
+    pass
+
+@pytest.mark.dependency(depends=["test_missing"])
+def test_needs_missing():
+    pass
+""",
+    )
+    result = run(pytester, "--order-scope=module", "--ignore-unknown-dependency", "--executor-table=all")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["test_one.py::test_one_last * test_one_first", "test_two.py::test_needs_plain * test_plain"])
+    skipping = run(pytester, "--order-scope=module", "-k", "needs_missing")
+    skipping.assert_outcomes(skipped=1, deselected=4)
+    skipping.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_two.py:*: test_needs_missing depends on test_missing"])
