@@ -30,6 +30,7 @@ from _pytest.runner import CallInfo
 
 from pytest_executor._plan import Plan
 from pytest_executor._runner import ItemTask, Runner
+from pytest_executor.compat import order_only
 from pytest_executor.local import outcome_of, run_attempts
 from pytest_executor.options import IN_PROCESS_BACKENDS
 from pytest_executor.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
@@ -573,11 +574,12 @@ def blocked_reason(
     Shared by the controller and the xdist worker so both word it identically.
     """
     reasons = []
+    soft = order_only(plan.items[node])  # pytest-order edges wait, never skip
     for dep in plan.deps.get(node, ()):
         outcome = outcomes.get(dep, "cancelled")
-        if outcome not in OK_STATUSES:
+        if outcome not in OK_STATUSES and plan.items[dep].nodeid not in soft:
             reasons.append(f"{plan.items[dep].nodeid} {_VERBS.get(outcome, outcome)}")
-    for nodeid in plan.missing.get(node, ()):
+    for nodeid in (n for n in plan.missing.get(node, ()) if n not in soft):
         reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
     if gates_failed and node in gates_failed:
         return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"

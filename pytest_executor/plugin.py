@@ -26,6 +26,7 @@ from pytest_executor.options import add_options, any_option_set, validate_option
 
 pytest_plugins = [
     "pytest_executor.benchmark._plugin",  # the job_benchmark fixture and its hooks
+    "pytest_executor.compat._plugin",  # markers and options of other plugins, as job markers
     "pytest_executor.runners",  # starts process/dask workers at session start
 ]
 

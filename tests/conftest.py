@@ -7,6 +7,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
+
 # Hypothesis keeps its example database and caches under the system's temporary
 # directory, not in the working directory: the suite leaves nothing behind.
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "pytest-executor-hypothesis"))
@@ -24,8 +26,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     The inner sessions run in a bare temporary rootdir, without this project's
     ini, where pytest-asyncio would warn once per session that the setting is
     unset (the demo suite's ini ignores it the same way). pytester clears
-    PYTEST_ADDOPTS when it starts, hence set here.
+    PYTEST_ADDOPTS when it starts, hence set here; so are the foreign plugins
+    of :mod:`tests.foreign_plugins` switched off.
     """
     # a warning filter, not the ini key: sessions run with -p no:asyncio would call the key unknown
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}'")
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}' {FOREIGN_PLUGINS_OFF}")
     return pytester

@@ -71,6 +71,10 @@ class BenchmarkRun:
     """Where the baseline comes from (time, commit, Python, machine), for the summary."""
     regressions: list[Regression] = field(default_factory=list)
     saved_to: str | None = None
+    sort: str | None = None
+    """Order of the table within a group (``_table.SORT_KEYS``); default: mean."""
+    columns: tuple[str, ...] | None = None
+    """Columns of the table (``_table.COLUMNS`` labels); default: all."""
 
 
 RUN_KEY: Final = pytest.StashKey[BenchmarkRun]()
@@ -343,7 +347,7 @@ class ResultsPlugin:
         writer = terminalreporter
         count = len(run.records)
         writer.write_sep("-", f"job_benchmark: {count} benchmark{'s' if count != 1 else ''}")
-        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "")
+        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "", run.sort, run.columns)
         for line in table.splitlines():
             writer.write_line(line)
         writer.write_line("times are per call; outliers: beyond 1 stddev;beyond 1.5 IQR")

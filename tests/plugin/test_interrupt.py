@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
+
 pytestmark = pytest.mark.timeout(90)
 
 INNER_INI = """
@@ -70,7 +72,7 @@ def _assert_all_gone(pids: set[int]) -> None:
 
 def _spawn_pytest(path: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ)
-    env.pop("PYTEST_ADDOPTS", None)
+    env["PYTEST_ADDOPTS"] = FOREIGN_PLUGINS_OFF
     env.pop("PYTEST_EXECUTOR_WORKER", None)
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", *args],

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
 from tests.plugin.vt_screen import Screen
 
 pytestmark = pytest.mark.timeout(90)
@@ -132,7 +133,7 @@ class PtyRun:
 
 def terminal_env(release: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
-    env.update(TERM="xterm-256color", RELEASE_FILE=str(release), COLUMNS=str(COLUMNS))
+    env.update(PYTEST_ADDOPTS=FOREIGN_PLUGINS_OFF, TERM="xterm-256color", RELEASE_FILE=str(release), COLUMNS=str(COLUMNS))
     env.pop("NO_COLOR", None)
     return env
 
