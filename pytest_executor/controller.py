@@ -577,8 +577,11 @@ def blocked_reason(
         outcome = outcomes.get(dep, "cancelled")
         if outcome not in OK_STATUSES:
             reasons.append(f"{plan.items[dep].nodeid} {_VERBS.get(outcome, outcome)}")
-    for nodeid in plan.missing.get(node, ()):
-        reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
+    missing = plan.missing.get(node, ())
+    reasons.extend(f"{nodeid} was not selected" for nodeid in missing)
     if gates_failed and node in gates_failed:
         return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"
-    return "dependency " + "; ".join(reasons) if reasons else None
+    if not reasons:
+        return None
+    hint = f" (use --executor-with-deps to run {'it' if len(missing) == 1 else 'them'})" if missing else ""
+    return "dependency " + "; ".join(reasons) + hint

@@ -98,9 +98,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         plan_on_worker(session, state)
         return
-    from pytest_executor._plan import build_plan, choose_backends
+    from pytest_executor._plan import choose_backends, plan_session
 
-    plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
+    plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     if plan.pulled_in:
         session.items[:] = plan.items
         _undeselect(config, plan.pulled_in)
@@ -137,8 +137,8 @@ def _undeselect(config: pytest.Config, items: list[pytest.Item]) -> None:
         deselected[:] = [item for item in deselected if id(item) not in pulled]
     state = config.stash[STATE_KEY]
     state.notes.append(
-        f"executor: --executor-with-deps added {len(items)} deselected "
-        f"dependenc{'y' if len(items) == 1 else 'ies'}: "
+        f"executor: --executor-with-deps added {len(items)} "
+        f"dependenc{'y' if len(items) == 1 else 'ies'} not selected: "
         + ", ".join(item.nodeid for item in items)
     )
 

@@ -303,7 +303,7 @@ def test_only_composes_with_dependencies_and_with_deps(pytester: pytest.Pytester
     )
     alone = pytester.runpytest(*FAST, "--executor-benchmark-only", "-rs")
     alone.assert_outcomes(skipped=1, deselected=1)
-    alone.stdout.fnmatch_lines(["SKIPPED * dependency *::test_prepare was deselected (use --executor-with-deps*"])
+    alone.stdout.fnmatch_lines(["SKIPPED * dependency *::test_prepare was not selected (use --executor-with-deps*"])
     pulled = pytester.runpytest(*FAST, "--executor-benchmark-only", "--executor-with-deps")
     pulled.assert_outcomes(passed=2)
 
