@@ -16,7 +16,7 @@ its module- and class-scoped fixtures with the tests of the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import final
@@ -159,10 +159,14 @@ class _Everything:
 def _as_initial_path(session: pytest.Session, path: Path) -> Iterator[None]:
     """Collect ``path`` as if given on the command line: ``--ignore``, ``norecursedirs`` and
     ``python_files`` do not hide a test that an ``after=`` names explicitly."""
-    initial: Sequence[frozenset[Path]] = (session._initialpaths, session._initialpaths_with_parents)
-    session._initialpaths = initial[0] | {path}
-    session._initialpaths_with_parents = initial[1] | {path, *path.parents}
+    # Private attributes of pytest's Session; the second one exists from pytest 8 on.
+    names = [name for name in ("_initialpaths", "_initialpaths_with_parents") if hasattr(session, name)]
+    saved = {name: getattr(session, name) for name in names}
+    extra = {"_initialpaths": {path}, "_initialpaths_with_parents": {path, *path.parents}}
+    for name in names:
+        setattr(session, name, frozenset(saved[name]) | extra[name])
     try:
         yield
     finally:
-        session._initialpaths, session._initialpaths_with_parents = initial
+        for name, value in saved.items():
+            setattr(session, name, value)
