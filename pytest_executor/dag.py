@@ -27,8 +27,13 @@ class NameNotFound(LookupError):
     def __init__(self, name: str, suggestions: Sequence[str]) -> None:
         self.name = name
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {', '.join(map(repr, suggestions))}?" if suggestions else ""
-        super().__init__(f"{name!r} matches no test{hint}")
+        # quoted, not repr(): the node ids' own backslash escapes show as pytest prints them
+        hint = f"; did you mean {', '.join(map(_quote, suggestions))}?" if suggestions else ""
+        super().__init__(f"{_quote(name)} matches no test{hint}")
+
+
+def _quote(name: str) -> str:
+    return f"'{name}'"
 
 
 class DependencyCycle(ValueError):

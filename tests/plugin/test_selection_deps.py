@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)  # up to four real runs with worker processes each, on a loaded machine
 
 INI = """
 [pytest]
