@@ -209,11 +209,12 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
         wait=float(getattr(record, "wait", 0.0) or 0.0),
         after=tuple(getattr(record, "after", ()) or ()),
         backend=str(getattr(record, "backend", "") or ""),
+        exclusive=bool(getattr(record, "exclusive", False)),
     )
 
 
 def critical_path_lines(path: CriticalPath) -> list[str]:
-    """The terminal summary of a run's critical path.
+    """The terminal summary of a run's critical path and of where its wall time went.
 
     A long chain is shortened to its longest jobs, in chain order; each run of
     left-out jobs becomes one line with their count and total time.
@@ -222,8 +223,11 @@ def critical_path_lines(path: CriticalPath) -> list[str]:
         return []
     lines = [
         f"critical path: {len(path.chain)} job{'s' if len(path.chain) != 1 else ''}, "
-        f"{format_seconds(path.busy)} busy of {format_seconds(path.wall)} wall; "
-        f"ideal with unlimited workers: {format_seconds(path.ideal)}"
+        f"{format_seconds(path.busy)} busy (ideal wall time with unlimited workers)",
+        f"wall {format_seconds(path.wall)} = {format_seconds(path.busy)} busy"
+        f" + {format_seconds(path.waiting_worker)} waiting for a free worker",
+        f"  + {format_seconds(path.waiting_exclusive)} waiting for an exclusive slot"
+        f" + {format_seconds(path.scheduling)} scheduling",
     ]
     shown = _longest(path.chain, _MAX_CHAIN_LINES)
     hidden: list[JobSpan] = []

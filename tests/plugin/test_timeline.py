@@ -95,7 +95,7 @@ def test_html_timeline_of_demo_suite_in_headless_chromium(
     )
     assert result.ret in (0, 1), result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["critical path: * job*, * busy of * wall; ideal with unlimited workers: *",
+        ["critical path: * job*, * busy (ideal wall time with unlimited workers)",
          f"executor timeline: {html}"]
     )
     jobs = ran_jobs(report)
