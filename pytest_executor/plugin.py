@@ -177,7 +177,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run is None or config.option.collectonly:
         return
     settings = config.stash[STATE_KEY].settings
-    text = render_table(run, settings["table"] or "summary")
+    width = terminalreporter._tw.fullwidth if hasattr(terminalreporter, "_tw") else None
+    text = render_table(run, settings["table"] or "summary", width, full=config.option.verbose > 0)
     if text:
         terminalreporter.write_sep("-", "executor jobs")
         for line in text.splitlines():
