@@ -355,6 +355,9 @@ class ResultsPlugin:
             writer.write_sep("-", f"job_benchmark: {len(run.regressions)} regression(s) vs {run.compare!r}", red=True)
             for regression in run.regressions:
                 writer.write_line(f"REGRESSION {regression.describe()}", red=True)
+            # pytest's final line counts every key of the reporter's stats: "… 1 benchmark regression"
+            key = "benchmark regression" if len(run.regressions) == 1 else "benchmark regressions"
+            writer.stats.setdefault(key, []).extend(run.regressions)
 
 
 def ordered_records(run: BenchmarkRun) -> list[dict[str, Any]]:
