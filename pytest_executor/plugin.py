@@ -121,6 +121,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pulled_in=[item.nodeid for item in plan.pulled_in],
     )
     config.pluginmanager.register(controller, "executor-controller")
+    from pytest_executor.options import IN_PROCESS_BACKENDS
+
+    if any(backend not in IN_PROCESS_BACKENDS for backend in plan.backends):
+        from pytest_executor._grouped_progress import GroupedProgress
+
+        GroupedProgress.install(config, (item.nodeid for item in plan.items))
     from pytest_executor._run_view import RunView
 
     table = state.settings["table"] or "summary"
