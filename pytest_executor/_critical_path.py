@@ -6,7 +6,9 @@ timeline picture, the terminal summary and the unit tests share one answer.
 * **The critical path** is the chain of ``after=`` dependencies with the largest
   total duration: what the run would take with as many workers as jobs and no
   overhead (the *ideal* wall time).  Without dependencies it is the longest
-  test.  Jobs that merely ran one after another on a worker are not chained:
+  test, or the longest group where the scheduler keeps a group's tests
+  together (a module under xdist's ``--dist loadfile``): those run in sequence
+  whatever the number of workers.  Jobs that merely ran one after another on a worker are not chained:
   they did not have to.
 * **The rest of the wall time** is accounted for along that chain as it really
   ran: before each of its jobs started, it either waited for a free worker, or
@@ -46,6 +48,8 @@ class JobSpan:
     backend: str = ""
     exclusive: bool = False
     """The job ran alone (``job(exclusive=True)``, benchmarks)."""
+    group: str = ""
+    """Jobs sharing a non-empty group are kept together, one after another (xdist ``--dist loadfile``...)."""
 
     @property
     def duration(self) -> float:
@@ -142,15 +146,21 @@ def _overlap(start: float, stop: float, spans: Sequence[JobSpan]) -> float:
 
 
 def longest_dependency_chain(by_id: Mapping[str, JobSpan]) -> tuple[JobSpan, ...]:
-    """The ``after=`` chain with the largest total duration, in run order."""
+    """The chain of ``after=`` dependencies (and kept-together groups) with the largest total duration."""
+    edges = {nodeid: _known_deps(span, by_id) for nodeid, span in by_id.items()}
+    order = _topological_order(edges)  # a real run has no cycle; a ValueError names one
+    grouped = _with_group_edges(by_id, edges)
+    try:
+        edges, order = grouped, _topological_order(grouped)
+    except ValueError:  # only with contradicting clocks: the groups' order is then not trusted
+        pass
     best: dict[str, tuple[float, str | None]] = {}  # nodeid -> (length, predecessor)
-    for nodeid in _topological_order(by_id):
-        span = by_id[nodeid]
+    for nodeid in order:
         length, via = 0.0, None
-        for dep in _known_deps(span, by_id):
+        for dep in edges[nodeid]:
             if best[dep][0] > length:
                 length, via = best[dep][0], dep
-        best[nodeid] = (length + span.duration, via)
+        best[nodeid] = (length + by_id[nodeid].duration, via)
     if not best:
         return ()
     end: str | None = max(best, key=lambda n: (best[n][0], n))
@@ -160,6 +170,20 @@ def longest_dependency_chain(by_id: Mapping[str, JobSpan]) -> tuple[JobSpan, ...
         end = best[end][1]
     chain.reverse()
     return tuple(chain)
+
+
+def _with_group_edges(by_id: Mapping[str, JobSpan], edges: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """``edges`` plus, in each kept-together group, an edge from every job to the one before it."""
+    groups: dict[str, list[JobSpan]] = {}
+    for span in by_id.values():
+        if span.group:
+            groups.setdefault(span.group, []).append(span)
+    extra = {nodeid: list(deps) for nodeid, deps in edges.items()}
+    for members in groups.values():
+        members.sort(key=lambda s: (s.start, s.stop, s.nodeid))
+        for before, after in zip(members, members[1:]):
+            extra[after.nodeid].append(before.nodeid)
+    return extra
 
 
 def _index(spans: Iterable[JobSpan]) -> dict[str, JobSpan]:
@@ -176,14 +200,14 @@ def _known_deps(span: JobSpan, by_id: Mapping[str, JobSpan]) -> list[str]:
     return [dep for dep in span.after if dep in by_id and dep != span.nodeid]
 
 
-def _topological_order(by_id: Mapping[str, JobSpan]) -> list[str]:
+def _topological_order(edges: Mapping[str, list[str]]) -> list[str]:
     """Dependencies before dependents; ``ValueError`` naming a cycle if there is one."""
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    for root in by_id:
+    for root in edges:
         if state.get(root):
             continue
-        stack: list[tuple[str, list[str]]] = [(root, _known_deps(by_id[root], by_id))]
+        stack: list[tuple[str, list[str]]] = [(root, list(edges[root]))]
         state[root] = 1
         while stack:
             nodeid, pending = stack[-1]
@@ -199,5 +223,5 @@ def _topological_order(by_id: Mapping[str, JobSpan]) -> list[str]:
                 raise ValueError("dependency cycle: " + " -> ".join(cycle))
             if not state.get(dep):
                 state[dep] = 1
-                stack.append((dep, _known_deps(by_id[dep], by_id)))
+                stack.append((dep, list(edges[dep])))
     return order

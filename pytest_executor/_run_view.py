@@ -213,6 +213,7 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
         after=tuple(getattr(record, "after", ()) or ()),
         backend=str(getattr(record, "backend", "") or ""),
         exclusive=bool(getattr(record, "exclusive", False)),
+        group=str(getattr(record, "group", "") or ""),
     )
 
 

@@ -60,6 +60,8 @@ class JobRecord:
     retries: int = 0
     timeout: float | None = None
     exclusive: bool = False
+    group: str = ""
+    """Tests sharing a group run one after another on one worker (xdist ``--dist loadfile``...)."""
     status: str = "created"
     worker: str = ""
     attempts: list[AttemptRecord] = field(default_factory=list)

@@ -114,3 +114,16 @@ def test_large_run_is_linear_enough() -> None:
     result = critical_path(spans)
     assert ids(result.chain) == [f"t{i}" for i in range(0, 4000, 10)]
     assert result.wall == 2000.0
+
+
+def test_a_kept_together_group_is_one_link_of_the_path() -> None:
+    # --dist loadfile: the module's tests ran in sequence, whatever the number of workers
+    spans = [
+        JobSpan("m.py::a", "gw0", "passed", 0, 1, group="m.py"),
+        JobSpan("m.py::b", "gw0", "passed", 1, 2, group="m.py"),
+        JobSpan("m.py::c", "gw0", "passed", 2, 3, group="m.py"),
+        JobSpan("n.py::long", "gw1", "passed", 0, 2.5, group="n.py"),
+    ]
+    result = critical_path(spans)
+    assert ids(result.chain) == ["m.py::a", "m.py::b", "m.py::c"]
+    assert result.ideal == 3.0
