@@ -7,7 +7,7 @@ two spaces between them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pytest_executor.dag import split_param
 
@@ -67,12 +67,18 @@ def fit_columns(
     return rows
 
 
-def render_simple(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A left-aligned table like tabulate's ``simple`` format, without its header padding."""
+def render_simple(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> str:
+    """A table like tabulate's ``simple`` format, without its header padding.
+
+    Columns are left-aligned, those in ``right`` right-aligned.
+    """
     widths = [max([len(headers[i]), *(len(row[i]) for row in rows)]) for i in range(len(headers))]
     gap = " " * _GAP
+    rightward = set(right)
 
     def line(cells: Sequence[str]) -> str:
-        return gap.join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+        return gap.join(
+            cell.rjust(w) if i in rightward else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([line(headers), gap.join("-" * w for w in widths), *(line(row) for row in rows)])

@@ -343,7 +343,8 @@ class ResultsPlugin:
         writer = terminalreporter
         count = len(run.records)
         writer.write_sep("-", f"job_benchmark: {count} benchmark{'s' if count != 1 else ''}")
-        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "")
+        width = None if self.config.option.verbose > 0 else getattr(getattr(writer, "_tw", None), "fullwidth", None)
+        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "", width)
         for line in table.splitlines():
             writer.write_line(line)
         writer.write_line("times are per call; outliers: beyond 1 stddev;beyond 1.5 IQR")

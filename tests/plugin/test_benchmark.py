@@ -41,7 +41,8 @@ def test_statistics_of_a_known_sleep_are_plausible(pytester: pytest.Pytester) ->
             assert stats.min >= 0.005 and stats.rounds >= 3 and stats.iterations == 1
         """
     )
-    result = pytester.runpytest(*FAST, "--executor-benchmark-save=run1", "--junitxml=junit.xml")
+    # -v: every column, however narrow the terminal
+    result = pytester.runpytest(*FAST, "-v", "--executor-benchmark-save=run1", "--junitxml=junit.xml")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [

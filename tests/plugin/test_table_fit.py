@@ -54,3 +54,20 @@ def test_tables_fit_80_columns_and_verbose_shows_everything(
         ["test_quite_a_long_module_name_for_the_table.py::test_after_every_instance_of_the_long_parametrised_test"
          " * process * w? * passed * 1 * *s * *s * test_factorial_grows_with_a_rather_long_descriptive_name[[]0[]],*"]
     )
+
+
+def test_benchmark_table_keeps_the_columns_that_fit_and_names_the_others() -> None:
+    from pytest_executor.benchmark._table import render_benchmarks
+
+    stats = {"min": 1e-6, "max": 3e-6, "mean": 2e-6, "stddev": 5e-7, "median": 2e-6, "iqr": 1e-7,
+             "ops": 5e5, "rounds": 100, "iterations": 1000, "iqr_outliers": 1, "stddev_outliers": 2,
+             "q1": 1.9e-6, "q3": 2e-6, "total": 2e-4}
+    records = [{"name": "tests/test_sorting.py::test_sorting_a_reasonably_long_benchmark_name[1000]", "stats": stats}]
+    wide = render_benchmarks(records, None)
+    assert wide.splitlines()[0].split() == [
+        "benchmark", "min", "max", "mean", "stddev", "median", "IQR", "outliers", "ops/s", "rounds", "iterations"]
+    narrow = render_benchmarks(records, None, width=80).splitlines()
+    assert all(len(line) <= 80 for line in narrow)
+    assert narrow[0].split() == ["benchmark", "min", "mean", "stddev", "median", "ops/s", "rounds"]
+    assert narrow[2].startswith("…")
+    assert narrow[-1] == "(left out to fit the terminal, -v shows them: max, IQR, outliers, iterations)"
