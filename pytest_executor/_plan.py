@@ -161,8 +161,14 @@ def plan_session(session: pytest.Session, deselected: Sequence[pytest.Item], *, 
     """:func:`build_plan` for a session's items, collecting the files ``after=`` names point into."""
     from pytest_executor._collect_more import FileCollector
 
-    files = FileCollector(session, [*session.items, *deselected])
-    return build_plan(session.items, deselected, with_deps=with_deps, collect_file=files.collect)
+    files: list[FileCollector] = []  # built on first use: most runs never look outside the run
+
+    def collect_file(relpath: str) -> list[pytest.Item]:
+        if not files:
+            files.append(FileCollector(session, [*session.items, *deselected]))
+        return files[0].collect(relpath)
+
+    return build_plan(session.items, deselected, with_deps=with_deps, collect_file=collect_file)
 
 
 def _merge_pulled(selected: int, links: dict[int, list[int]], pulled: set[int]) -> list[int]:
