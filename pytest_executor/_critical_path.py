@@ -1,33 +1,29 @@
-"""Which jobs bounded a run's wall time, and how short it could have been.
+"""Which jobs bound a run's wall time, and where the rest of the wall time went.
 
 Pure computation over plain :class:`JobSpan` records (no pytest, no I/O), so the
 timeline picture, the terminal summary and the unit tests share one answer.
 
-Two questions are answered:
-
-* **The bounding chain** — walk back from the job that finished last; at each
-  step, the job's predecessor is whichever of its gates finished last before it
-  started: one of its ``after=`` dependencies, or the job that ran before it on
-  the same worker.  Those are the only two things that can hold a job back, so
-  the chain explains the wall time link by link (gaps between links are
-  scheduling overhead or a worker that was busy elsewhere).
-* **The ideal wall time** — the longest chain of ``after=`` dependencies,
-  weighted by the recorded durations: what the run would take with as many
-  workers as jobs and no overhead.
+* **The critical path** is the chain of ``after=`` dependencies with the largest
+  total duration: what the run would take with as many workers as jobs and no
+  overhead (the *ideal* wall time).  Without dependencies it is the longest
+  test, or the longest group where the scheduler keeps a group's tests
+  together (a module under xdist's ``--dist loadfile``): those run in sequence
+  whatever the number of workers.  Jobs that merely ran one after another on a worker are not chained:
+  they did not have to.
+* **The rest of the wall time** is accounted for along that chain as it really
+  ran: before each of its jobs started, it either waited for a free worker, or
+  for an exclusive job to finish (an exclusive job runs alone), or the
+  scheduler was slow to start it; after its last job, other jobs were still
+  running because they had started late for lack of workers.  So
+  ``busy + waiting for a worker + waiting for an exclusive slot + scheduling
+  == wall``.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import final
-
-# Clocks of different processes are compared, and reports round their times:
-# a predecessor that "stopped" a hair after its successor started still gated it.
-_CLOCK_SLACK = 1e-3
-
 
 @final
 @dataclass(frozen=True)
@@ -50,6 +46,10 @@ class JobSpan:
     after: tuple[str, ...] = field(default=())
     """Node ids of the jobs this one waited for (``@pytest.mark.job(after=...)``)."""
     backend: str = ""
+    exclusive: bool = False
+    """The job ran alone (``job(exclusive=True)``, benchmarks)."""
+    group: str = ""
+    """Jobs sharing a non-empty group are kept together, one after another (xdist ``--dist loadfile``...)."""
 
     @property
     def duration(self) -> float:
@@ -63,27 +63,33 @@ class CriticalPath:
     """The answer for one run; see the module docstring."""
 
     chain: tuple[JobSpan, ...]
-    """Jobs that bounded the wall time, in the order they ran."""
+    """The critical path: the heaviest ``after=`` chain, in the order it ran."""
     wall: float
     """Seconds from the first job's start to the last job's stop."""
     ideal: float
-    """Wall time with unlimited workers: the longest dependency chain's duration."""
+    """Wall time with unlimited workers: the chain's total duration."""
     ideal_chain: tuple[JobSpan, ...]
-    """The dependency chain that sets :attr:`ideal`, in order."""
+    """Same as :attr:`chain` (kept for callers that name it so)."""
+    waiting_worker: float = 0.0
+    """Wall seconds the chain (then the jobs after it) waited for a free worker."""
+    waiting_exclusive: float = 0.0
+    """Wall seconds the chain waited while an exclusive job ran alone."""
+    scheduling: float = 0.0
+    """The rest of the wall time: the chain's jobs were ready, nothing held them."""
 
     @property
     def busy(self) -> float:
-        """Seconds the bounding chain's jobs spent running (the rest is waiting)."""
+        """Seconds the chain's jobs spent running."""
         return sum(span.duration for span in self.chain)
 
     @property
     def nodeids(self) -> frozenset[str]:
-        """Node ids on the bounding chain, for highlighting."""
+        """Node ids on the critical path, for highlighting."""
         return frozenset(span.nodeid for span in self.chain)
 
 
 def critical_path(spans: Sequence[JobSpan]) -> CriticalPath:
-    """Compute the bounding chain, the wall time and the ideal wall time of a run.
+    """Compute the critical path, the wall time and where the wall time went.
 
     Raises ``ValueError`` on duplicate node ids or a dependency cycle, which a
     real run cannot produce.
@@ -91,51 +97,70 @@ def critical_path(spans: Sequence[JobSpan]) -> CriticalPath:
     by_id = _index(spans)
     if not by_id:
         return CriticalPath(chain=(), wall=0.0, ideal=0.0, ideal_chain=())
-    wall = max(s.stop for s in spans) - min(s.start for s in spans)
-    ideal_chain = longest_dependency_chain(by_id)
+    begin, end = min(s.start for s in spans), max(s.stop for s in spans)
+    chain = longest_dependency_chain(by_id)
+    worker, exclusive = _waiting(chain, [s for s in spans if s.exclusive], begin, end)
+    wall = max(0.0, end - begin)
+    busy = sum(s.duration for s in chain)
     return CriticalPath(
-        chain=bounding_chain(by_id),
-        wall=max(0.0, wall),
-        ideal=sum(s.duration for s in ideal_chain),
-        ideal_chain=ideal_chain,
+        chain=chain,
+        wall=wall,
+        ideal=busy,
+        ideal_chain=chain,
+        waiting_worker=worker,
+        waiting_exclusive=exclusive,
+        scheduling=max(0.0, wall - busy - worker - exclusive),
     )
 
 
-def bounding_chain(by_id: Mapping[str, JobSpan]) -> tuple[JobSpan, ...]:
-    """The chain of gates ending at the last job to finish (see module docstring)."""
-    if not by_id:
-        return ()
-    gates = _gates(by_id)
-    # The last job to stop ends the run; among equals prefer the later start
-    # (the shorter job), so zero-length jobs don't hide the real last one.
-    current = max(by_id.values(), key=lambda s: (s.stop, s.start, s.nodeid))
-    chain = [current]
-    seen = {current.nodeid}
-    while True:
-        ready = [
-            g for g in gates[current.nodeid] if g.stop <= current.start + _CLOCK_SLACK
-        ]
-        if not ready:
-            break
-        current = max(ready, key=lambda s: (s.stop, s.start, s.nodeid))
-        if current.nodeid in seen:  # only reachable with inconsistent clocks
-            break
-        seen.add(current.nodeid)
-        chain.append(current)
-    chain.reverse()
-    return tuple(chain)
+def _waiting(
+    chain: Sequence[JobSpan], exclusive: Sequence[JobSpan], begin: float, end: float
+) -> tuple[float, float]:
+    """Seconds the chain waited for a free worker and for exclusive jobs (see module docstring)."""
+    windows: list[tuple[float, float, str]] = []  # (from, to, the chain job that waited)
+    for span in chain:
+        ready = span.start - span.wait
+        previous = windows[-1][1] if windows else begin
+        windows.append((max(previous, ready, begin), span.start, span.nodeid))
+    windows.append((chain[-1].stop, end, ""))  # other jobs, started late, still running
+    worker = alone = 0.0
+    for start, stop, nodeid in windows:
+        if stop <= start:
+            continue
+        blocked = _overlap(start, stop, [s for s in exclusive if s.nodeid != nodeid])
+        alone += blocked
+        worker += stop - start - blocked
+    return worker, alone
+
+
+def _overlap(start: float, stop: float, spans: Sequence[JobSpan]) -> float:
+    """Seconds of ``[start, stop]`` covered by at least one of ``spans``."""
+    pieces = sorted((max(start, s.start), min(stop, s.stop)) for s in spans)
+    covered, reach = 0.0, start
+    for low, high in pieces:
+        low = max(low, reach)
+        if high > low:
+            covered += high - low
+            reach = high
+    return covered
 
 
 def longest_dependency_chain(by_id: Mapping[str, JobSpan]) -> tuple[JobSpan, ...]:
-    """The ``after=`` chain with the largest total duration, in run order."""
+    """The chain of ``after=`` dependencies (and kept-together groups) with the largest total duration."""
+    edges = {nodeid: _known_deps(span, by_id) for nodeid, span in by_id.items()}
+    order = _topological_order(edges)  # a real run has no cycle; a ValueError names one
+    grouped = _with_group_edges(by_id, edges)
+    try:
+        edges, order = grouped, _topological_order(grouped)
+    except ValueError:  # only with contradicting clocks: the groups' order is then not trusted
+        pass
     best: dict[str, tuple[float, str | None]] = {}  # nodeid -> (length, predecessor)
-    for nodeid in _topological_order(by_id):
-        span = by_id[nodeid]
+    for nodeid in order:
         length, via = 0.0, None
-        for dep in _known_deps(span, by_id):
+        for dep in edges[nodeid]:
             if best[dep][0] > length:
                 length, via = best[dep][0], dep
-        best[nodeid] = (length + span.duration, via)
+        best[nodeid] = (length + by_id[nodeid].duration, via)
     if not best:
         return ()
     end: str | None = max(best, key=lambda n: (best[n][0], n))
@@ -145,6 +170,20 @@ def longest_dependency_chain(by_id: Mapping[str, JobSpan]) -> tuple[JobSpan, ...
         end = best[end][1]
     chain.reverse()
     return tuple(chain)
+
+
+def _with_group_edges(by_id: Mapping[str, JobSpan], edges: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """``edges`` plus, in each kept-together group, an edge from every job to the one before it."""
+    groups: dict[str, list[JobSpan]] = {}
+    for span in by_id.values():
+        if span.group:
+            groups.setdefault(span.group, []).append(span)
+    extra = {nodeid: list(deps) for nodeid, deps in edges.items()}
+    for members in groups.values():
+        members.sort(key=lambda s: (s.start, s.stop, s.nodeid))
+        for before, after in zip(members, members[1:]):
+            extra[after.nodeid].append(before.nodeid)
+    return extra
 
 
 def _index(spans: Iterable[JobSpan]) -> dict[str, JobSpan]:
@@ -161,36 +200,14 @@ def _known_deps(span: JobSpan, by_id: Mapping[str, JobSpan]) -> list[str]:
     return [dep for dep in span.after if dep in by_id and dep != span.nodeid]
 
 
-def _gates(by_id: Mapping[str, JobSpan]) -> dict[str, list[JobSpan]]:
-    """For each job: its known dependencies plus its predecessor on the same worker."""
-    gates: dict[str, list[JobSpan]] = {
-        nodeid: [by_id[d] for d in _known_deps(span, by_id)]
-        for nodeid, span in by_id.items()
-    }
-    lanes: dict[str, list[JobSpan]] = defaultdict(list)
-    for span in by_id.values():
-        lanes[span.worker].append(span)
-    for lane in lanes.values():
-        lane.sort(key=lambda s: (s.start, s.stop, s.nodeid))
-        # A worker may run jobs concurrently (threads): the gate is the latest
-        # job on it that had already stopped when this one started.
-        stops: list[tuple[float, int]] = []  # (stop, position in lane), sorted
-        for i, span in enumerate(lane):
-            at = bisect.bisect_right(stops, (span.start + _CLOCK_SLACK, len(lane)))
-            if at:
-                gates[span.nodeid].append(lane[stops[at - 1][1]])
-            bisect.insort(stops, (span.stop, i))
-    return gates
-
-
-def _topological_order(by_id: Mapping[str, JobSpan]) -> list[str]:
+def _topological_order(edges: Mapping[str, list[str]]) -> list[str]:
     """Dependencies before dependents; ``ValueError`` naming a cycle if there is one."""
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    for root in by_id:
+    for root in edges:
         if state.get(root):
             continue
-        stack: list[tuple[str, list[str]]] = [(root, _known_deps(by_id[root], by_id))]
+        stack: list[tuple[str, list[str]]] = [(root, list(edges[root]))]
         state[root] = 1
         while stack:
             nodeid, pending = stack[-1]
@@ -206,5 +223,5 @@ def _topological_order(by_id: Mapping[str, JobSpan]) -> list[str]:
                 raise ValueError("dependency cycle: " + " -> ".join(cycle))
             if not state.get(dep):
                 state[dep] = 1
-                stack.append((dep, _known_deps(by_id[dep], by_id)))
+                stack.append((dep, list(edges[dep])))
     return order

@@ -8,13 +8,14 @@ Every problem found is reported at once as one :class:`pytest.UsageError`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import final
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, final
 
 import pytest
 
-from pytest_executor.dag import DependencyCycle, NameNotFound, NodeIndex, topological_order
+from pytest_executor._collect_more import CollectFailed
+from pytest_executor.dag import DependencyCycle, NameNotFound, NodeIndex, find_cycles, topological_order
 from pytest_executor.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
 from pytest_executor.options import BACKENDS, IN_PROCESS_BACKENDS
 
@@ -32,26 +33,53 @@ class Plan:
     deps: dict[int, list[int]]
     """Node -> nodes it runs after."""
     missing: dict[int, list[str]]
-    """Node -> node ids of deselected tests it runs after (they will not run)."""
+    """Node -> node ids of tests it runs after that are not in the run (not selected)."""
     order: list[int]
     """A topological order keeping ``session.items`` order where it can."""
     pulled_in: list[pytest.Item] = field(default_factory=list)
-    """Deselected tests added back by ``--executor-with-deps``."""
+    """Tests outside the selection added by ``--executor-with-deps``."""
     backends: list[str] = field(default_factory=list)
     """Backend of each node (filled by :func:`choose_backends`)."""
+
+
+AFTER_KEY: Final = pytest.StashKey[list[str]]()
+"""Extra ``after=`` names of an item, added with :func:`add_after`."""
+
+
+def add_after(item: pytest.Item, names: Iterable[str]) -> None:
+    """Make ``item`` run after ``names``, exactly as if its ``job`` marker listed them.
+
+    The one entry point for turning other plugins' markers (pytest-dependency,
+    pytest-order...) into dependencies: call it before planning (at collection,
+    e.g. in ``pytest_collection_modifyitems``).  The names follow the
+    ``after=`` rules (a rootdir-relative node id always works); they are
+    resolved, pulled in by ``--executor-with-deps``, skipped when not selected
+    and checked for cycles like the marker's own.
+    """
+    item.stash.setdefault(AFTER_KEY, []).extend(names)
 
 
 def _error_lines(errors: list[str]) -> pytest.UsageError:
     return pytest.UsageError("invalid job markers:\n  " + "\n  ".join(errors))
 
 
+CollectFile = Callable[[str], "list[pytest.Item]"]
+"""Collects the tests of a rootdir-relative file not (fully) collected yet; see :mod:`._collect_more`."""
+
+
 def build_plan(
-    items: Sequence[pytest.Item], deselected: Sequence[pytest.Item], *, with_deps: bool
+    items: Sequence[pytest.Item],
+    deselected: Sequence[pytest.Item],
+    *,
+    with_deps: bool,
+    collect_file: CollectFile | None = None,
 ) -> Plan:
     """Resolve markers and ``after=`` names of ``items``; order them.
 
-    ``deselected`` tests can be named by ``after=``; with ``with_deps`` the ones
-    selected tests depend on (transitively) are pulled back into the run.
+    ``deselected`` tests can be named by ``after=``, and so can tests of files
+    the run did not collect: ``collect_file`` is asked for the files a name
+    may point into (only those).  With ``with_deps`` the tests that selected
+    tests depend on (transitively) are pulled into the run.
     """
     selected_ids = {id(item) for item in items}
     universe = list(items) + [item for item in deselected if id(item) not in selected_ids]
@@ -60,17 +88,33 @@ def build_plan(
     specs: dict[int, JobSpec] = {}
     links: dict[int, list[int]] = {}
 
+    def load(relpath: str) -> bool:
+        if collect_file is None:
+            return False
+        try:
+            more = collect_file(relpath)
+        except CollectFailed as error:
+            errors.append(str(error))
+            return False
+        universe.extend(more)
+        index.add(item.nodeid for item in more)
+        return bool(more)
+
     def visit(node: int) -> None:
         try:
-            spec = specs[node] = universe[node].stash[SPEC_KEY] = job_spec(universe[node])
+            spec = job_spec(universe[node])
         except MarkerError as error:
             specs[node] = JobSpec()
-            errors.append(f"{universe[node].nodeid}: {error}")
+            errors.extend(f"{universe[node].nodeid}: {problem}" for problem in error.problems)
             return
+        extra = universe[node].stash.get(AFTER_KEY, [])
+        if extra:
+            spec = replace(spec, after=tuple(dict.fromkeys([*spec.after, *extra])))
+        specs[node] = universe[node].stash[SPEC_KEY] = spec
         found: list[int] = []
         for name in spec.after:
             try:
-                found.extend(index.resolve(node, name))
+                found.extend(index.resolve(node, name, load))
             except NameNotFound as error:
                 errors.append(f"{universe[node].nodeid}: job(after={name!r}): {error}")
         links[node] = list(dict.fromkeys(found))
@@ -96,10 +140,11 @@ def build_plan(
     order: list[int] = []
     try:
         order = topological_order(len(run), deps)
-    except DependencyCycle as cycle:
+    except DependencyCycle:
         # among the names that did resolve: reported with the other mistakes, all at once
-        names = " -> ".join(run_items[n].nodeid for n in cycle.cycle)
-        errors.append(f"dependency cycle in job(after=...): {names} (each runs after the next)")
+        for cycle in find_cycles(len(run), deps):
+            names = " -> ".join(run_items[n].nodeid for n in cycle)
+            errors.append(f"dependency cycle in job(after=...): {names} (each runs after the next)")
     if errors:
         raise _error_lines(errors)
     return Plan(
@@ -110,6 +155,20 @@ def build_plan(
         order=order,
         pulled_in=[universe[n] for n in sorted(pulled)],
     )
+
+
+def plan_session(session: pytest.Session, deselected: Sequence[pytest.Item], *, with_deps: bool) -> Plan:
+    """:func:`build_plan` for a session's items, collecting the files ``after=`` names point into."""
+    from pytest_executor._collect_more import FileCollector
+
+    files: list[FileCollector] = []  # built on first use: most runs never look outside the run
+
+    def collect_file(relpath: str) -> list[pytest.Item]:
+        if not files:
+            files.append(FileCollector(session, [*session.items, *deselected]))
+        return files[0].collect(relpath)
+
+    return build_plan(session.items, deselected, with_deps=with_deps, collect_file=collect_file)
 
 
 def _merge_pulled(selected: int, links: dict[int, list[int]], pulled: set[int]) -> list[int]:

@@ -23,6 +23,7 @@ from typing import Any, final
 
 import pytest
 
+from pytest_executor._fit import shorten_left
 from pytest_executor._critical_path import CriticalPath, JobSpan, critical_path
 from pytest_executor._progress import LiveProgress, start_live_progress
 from pytest_executor._timeline import format_seconds, write_timeline
@@ -140,7 +141,9 @@ class RunView:
         """Critical-path lines after the job table; where the timeline went."""
         spans = self.spans()
         if self._summary and spans:
-            for line in critical_path_lines(critical_path(spans)):
+            full = self._config.option.verbose > 0
+            width = None if full else getattr(getattr(terminalreporter, "_tw", None), "fullwidth", None)
+            for line in critical_path_lines(critical_path(spans), width):
                 terminalreporter.write_line(line)
         if self._written is not None:
             terminalreporter.write_line(f"executor timeline: {self._written}")
@@ -209,21 +212,27 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
         wait=float(getattr(record, "wait", 0.0) or 0.0),
         after=tuple(getattr(record, "after", ()) or ()),
         backend=str(getattr(record, "backend", "") or ""),
+        exclusive=bool(getattr(record, "exclusive", False)),
+        group=str(getattr(record, "group", "") or ""),
     )
 
 
-def critical_path_lines(path: CriticalPath) -> list[str]:
-    """The terminal summary of a run's critical path.
+def critical_path_lines(path: CriticalPath, width: int | None = None) -> list[str]:
+    """The terminal summary of a run's critical path and of where its wall time went.
 
     A long chain is shortened to its longest jobs, in chain order; each run of
-    left-out jobs becomes one line with their count and total time.
+    left-out jobs becomes one line with their count and total time.  With a
+    ``width``, node ids are shortened from the left to fit it.
     """
     if not path.chain:
         return []
     lines = [
         f"critical path: {len(path.chain)} job{'s' if len(path.chain) != 1 else ''}, "
-        f"{format_seconds(path.busy)} busy of {format_seconds(path.wall)} wall; "
-        f"ideal with unlimited workers: {format_seconds(path.ideal)}"
+        f"{format_seconds(path.busy)} busy (ideal wall time with unlimited workers)",
+        f"wall {format_seconds(path.wall)} = {format_seconds(path.busy)} busy"
+        f" + {format_seconds(path.waiting_worker)} waiting for a free worker",
+        f"  + {format_seconds(path.waiting_exclusive)} waiting for an exclusive slot"
+        f" + {format_seconds(path.scheduling)} scheduling",
     ]
     shown = _longest(path.chain, _MAX_CHAIN_LINES)
     hidden: list[JobSpan] = []
@@ -235,9 +244,9 @@ def critical_path_lines(path: CriticalPath) -> list[str]:
             lines.append(_elided(hidden))
             hidden = []
         arrow = "  " if i == 0 else "→ "
-        lines.append(
-            f"  {arrow}{span.nodeid} ({span.worker}, {format_seconds(span.duration)})"
-        )
+        tail = f" ({span.worker}, {format_seconds(span.duration)})"
+        nodeid = span.nodeid if width is None else shorten_left(span.nodeid, max(20, width - 4 - len(tail)))
+        lines.append(f"  {arrow}{nodeid}{tail}")
     if hidden:
         lines.append(_elided(hidden))
     return lines

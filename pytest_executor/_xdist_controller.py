@@ -69,6 +69,7 @@ class Recorder:
         )
         _show_run(config)
         self.records: list[JobRecord] = []
+        dist = config.getoption("dist", "no")
         for n, nodeid in enumerate(collection):
             record = JobRecord(
                 test=nodeid,
@@ -77,6 +78,7 @@ class Recorder:
                 retries=graph.retries.get(n, 0),
                 timeout=graph.timeouts.get(n),
                 exclusive=n in graph.exclusive,
+                group=scope_key(nodeid, dist) if dist in GROUPED_MODES else "",
             )
             if not graph.deps.get(n):
                 record.ready = self.run.started

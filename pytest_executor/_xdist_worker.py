@@ -30,14 +30,14 @@ def plan_and_publish(session: pytest.Session, state: PluginState) -> None:
     its own controller.  Planning errors are shipped, not raised: the controller
     raises them once, exactly as a serial run would.
     """
-    from pytest_executor._plan import build_plan
+    from pytest_executor._plan import plan_session
 
     config = session.config
     settings = worker_input(config).get(INPUT_KEY)
     if not settings:  # the controller runs without our integration (should not happen)
         return
     try:
-        plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
+        plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     except pytest.UsageError as error:
         Graph(error=str(error)).dump(graph_path(settings["dir"], worker_input(config)["workerid"]))
         return

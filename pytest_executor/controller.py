@@ -579,8 +579,11 @@ def blocked_reason(
         outcome = outcomes.get(dep, "cancelled")
         if outcome not in OK_STATUSES and plan.items[dep].nodeid not in soft:
             reasons.append(f"{plan.items[dep].nodeid} {_VERBS.get(outcome, outcome)}")
-    for nodeid in (n for n in plan.missing.get(node, ()) if n not in soft):
-        reasons.append(f"{nodeid} was deselected (use --executor-with-deps to run it)")
+    missing = [nodeid for nodeid in plan.missing.get(node, ()) if nodeid not in soft]
+    reasons.extend(f"{nodeid} was not selected" for nodeid in missing)
     if gates_failed and node in gates_failed:
         return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"
-    return "dependency " + "; ".join(reasons) if reasons else None
+    if not reasons:
+        return None
+    hint = f" (use --executor-with-deps to run {'it' if len(missing) == 1 else 'them'})" if missing else ""
+    return "dependency " + "; ".join(reasons) + hint

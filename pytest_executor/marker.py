@@ -8,7 +8,7 @@ that sets it wins; the ``after`` lists of all markers merge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, final
 
@@ -32,7 +32,11 @@ KEYWORDS: Final = ("backend", "after", "condition", "retries", "timeout", "exclu
 
 
 class MarkerError(ValueError):
-    """A ``job`` marker argument is invalid; the message names the argument."""
+    """``job`` marker arguments are invalid; each of :attr:`problems` names its argument."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 @final
@@ -58,33 +62,37 @@ def job_spec(item: pytest.Item) -> JobSpec:
     """Merge the ``job`` markers of ``item``; raise :class:`MarkerError` on bad input."""
     chosen: dict[str, Any] = {}
     after: list[str] = []
+    problems: list[str] = []
     marked = False
     for mark in item.iter_markers(MARKER):  # closest first
         marked = True
         if mark.args:
-            raise MarkerError(
-                f"job() takes keyword arguments only, got positional {mark.args!r}"
-            )
+            problems.append(f"job() takes keyword arguments only, got positional {mark.args!r}")
         for key, value in mark.kwargs.items():
             if key not in KEYWORDS:
-                raise MarkerError(
-                    f"job() got an unknown keyword {key!r}; valid keywords: {', '.join(KEYWORDS)}"
-                )
-            if key == "after":
-                after.extend(_names(value))
+                problems.append(f"job() got an unknown keyword {key!r}; valid keywords: {', '.join(KEYWORDS)}")
+            elif key == "after":
+                try:
+                    after.extend(_names(value))
+                except MarkerError as error:
+                    problems.extend(error.problems)
             else:
                 chosen.setdefault(key, value)
     if not marked:
         return JobSpec()
-    return JobSpec(
-        backend=_backend(chosen.get("backend")),
-        after=tuple(dict.fromkeys(after)),
-        condition=_condition(chosen.get("condition")),
-        retries=_retries(chosen.get("retries", 0)),
-        timeout=_timeout(chosen.get("timeout")),
-        exclusive=_exclusive(chosen.get("exclusive", False)),
-        marked=True,
-    )
+    checks: dict[str, tuple[Callable[[Any], Any], Any]] = {
+        "backend": (_backend, None), "condition": (_condition, None), "retries": (_retries, 0),
+        "timeout": (_timeout, None), "exclusive": (_exclusive, False),
+    }
+    values: dict[str, Any] = {}
+    for key, (check, default) in checks.items():  # every bad argument at once, not the first
+        try:
+            values[key] = check(chosen.get(key, default))
+        except MarkerError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise MarkerError(*problems)
+    return JobSpec(after=tuple(dict.fromkeys(after)), marked=True, **values)
 
 
 def _names(value: object) -> list[str]:

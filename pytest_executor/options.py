@@ -166,7 +166,8 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "with-deps",
-        "Also run deselected tests that selected tests depend on (job(after=)).",
+        "Also run tests outside the selection that selected tests depend on (job(after=)), "
+        "collecting the files they live in if needed.",
         parse_bool,
         default=False,
         flag=True,

@@ -99,9 +99,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         plan_on_worker(session, state)
         return
-    from pytest_executor._plan import build_plan, choose_backends
+    from pytest_executor._plan import choose_backends, plan_session
 
-    plan = build_plan(session.items, state.deselected, with_deps=state.settings["with-deps"])
+    plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     if plan.pulled_in:
         session.items[:] = plan.items
         _undeselect(config, plan.pulled_in)
@@ -122,6 +122,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pulled_in=[item.nodeid for item in plan.pulled_in],
     )
     config.pluginmanager.register(controller, "executor-controller")
+    from pytest_executor.options import IN_PROCESS_BACKENDS
+
+    if any(backend not in IN_PROCESS_BACKENDS for backend in plan.backends):
+        from pytest_executor._grouped_progress import GroupedProgress
+
+        GroupedProgress.install(config, (item.nodeid for item in plan.items))
     from pytest_executor._run_view import RunView
 
     table = state.settings["table"] or "summary"
@@ -138,8 +144,8 @@ def _undeselect(config: pytest.Config, items: list[pytest.Item]) -> None:
         deselected[:] = [item for item in deselected if id(item) not in pulled]
     state = config.stash[STATE_KEY]
     state.notes.append(
-        f"executor: --executor-with-deps added {len(items)} deselected "
-        f"dependenc{'y' if len(items) == 1 else 'ies'}: "
+        f"executor: --executor-with-deps added {len(items)} "
+        f"dependenc{'y' if len(items) == 1 else 'ies'} not selected: "
         + ", ".join(item.nodeid for item in items)
     )
 
@@ -178,7 +184,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if run is None or config.option.collectonly:
         return
     settings = config.stash[STATE_KEY].settings
-    text = render_table(run, settings["table"] or "summary")
+    width = terminalreporter._tw.fullwidth if hasattr(terminalreporter, "_tw") else None
+    text = render_table(run, settings["table"] or "summary", width, full=config.option.verbose > 0)
     if text:
         terminalreporter.write_sep("-", "executor jobs")
         for line in text.splitlines():

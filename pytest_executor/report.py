@@ -31,6 +31,8 @@ OK_STATUSES: Final = frozenset({"passed", "xpassed"})
 """Outcomes that let dependents run."""
 
 TABLE_HEADERS: Final = ("test", "backend", "worker", "status", "attempts", "duration", "wait", "after")
+NARROW_HEADERS: Final = ("test", "backend", "worker", "status", "tries", "time", "wait", "after")
+"""The same columns with shorter headers, for tables fitted to the terminal width."""
 
 
 @dataclass
@@ -58,6 +60,8 @@ class JobRecord:
     retries: int = 0
     timeout: float | None = None
     exclusive: bool = False
+    group: str = ""
+    """Tests sharing a group run one after another on one worker (xdist ``--dist loadfile``...)."""
     status: str = "created"
     worker: str = ""
     attempts: list[AttemptRecord] = field(default_factory=list)
@@ -147,9 +151,15 @@ def job_rows(jobs: Iterable[JobRecord]) -> list[list[str]]:
     ]
 
 
-def summary_rows(jobs: Sequence[JobRecord]) -> tuple[list[str], list[list[str]]]:
-    """Headers and one row per backend (plus a total): counts, attempts, busy time."""
-    shown = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "cancelled")
+def summary_rows(jobs: Sequence[JobRecord], *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row per backend (plus a total): counts, attempts, busy time.
+
+    ``compact`` leaves out the status columns that would be all zeros.
+    """
+    shown: tuple[str, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "cancelled")
+    if compact:
+        occurring = count_statuses(jobs)
+        shown = tuple(status for status in shown if occurring.get(status))
     headers = ["backend", "jobs", *shown, "attempts", "busy", "workers"]
     groups: dict[str, list[JobRecord]] = {}
     for job in jobs:
@@ -171,21 +181,49 @@ def summary_rows(jobs: Sequence[JobRecord]) -> tuple[list[str], list[list[str]]]
     return headers, rows
 
 
-def render_table(run: RunRecord, mode: str) -> str:
-    """The job table for ``--executor-table=mode`` (``""`` for ``none``/no jobs)."""
+def render_table(run: RunRecord, mode: str, width: int | None = None, *, full: bool = False) -> str:
+    """The job table for ``--executor-table=mode`` (``""`` for ``none``/no jobs).
+
+    With a ``width`` the table fits it: the summary shows only the statuses that
+    occur, long ``after`` lists fold parametrised instances (``test_x[…] ×5``)
+    and are cut, and node ids are shortened from the left.  ``full`` (``-v``)
+    keeps every cell whole.
+    """
     from tabulate import tabulate
+
+    from pytest_executor._fit import abbreviate_names, fit_columns, render_simple
 
     jobs = list(run.jobs.values())
     if mode == "none" or not jobs:
         return ""
     if mode == "summary":
         headers, rows = summary_rows(jobs)
+        text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        if width is None or full or _fits(text, width):
+            return text
+        headers, rows = summary_rows(jobs, compact=True)
         return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     if mode == "failed":
         jobs = [job for job in jobs if job.status in ("failed", "error", "cancelled")]
         if not jobs:
             return "no failed jobs"
-    return tabulate(job_rows(jobs), headers=TABLE_HEADERS, tablefmt="simple", disable_numparse=True)
+    rows = job_rows(jobs)
+    text = tabulate(rows, headers=TABLE_HEADERS, tablefmt="simple", disable_numparse=True)
+    if width is None or full or _fits(text, width):
+        return text
+    for row, job in zip(rows, jobs):
+        row[-1] = abbreviate_names([_short(dep, job.test) for dep in job.after])
+    headers = list(NARROW_HEADERS)
+    if len({job.backend for job in jobs}) == 1:  # the summary names it; the width goes to the ids
+        headers.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    last = len(headers) - 1
+    rows = fit_columns(headers, rows, width, shrink=[(last, "right", 16), (0, "left", 24), (last, "right", 5)])
+    return render_simple(headers, rows)
+
+
+def _fits(text: str, width: int) -> bool:
+    return all(len(line) <= width for line in text.splitlines())
 
 
 def write_json(run: RunRecord, path: str | os.PathLike[str], exitstatus: int | None) -> None:

@@ -63,6 +63,7 @@ class _Calls:
 
     def sync_round(self, iterations: int) -> int:
         """One timed round of plain calls."""
+        __tracebackhide__ = True  # a failing benchmarked function shows its own frames, not ours
         func, args, kwargs = self.func, self.args, self.kwargs
         result = None
         start = self.clock()
@@ -78,11 +79,13 @@ class _Calls:
 
     def async_round(self, iterations: int) -> int:
         """One round on the private loop; the clock runs inside the loop around the awaits."""
+        __tracebackhide__ = True
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(self._timed_awaits(iterations))
 
     async def _timed_awaits(self, iterations: int) -> int:
+        __tracebackhide__ = True
         func, args, kwargs = self.func, self.args, self.kwargs
         result = None
         start = self.clock()
@@ -149,6 +152,7 @@ class JobBenchmark:
 
     def __call__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Calibrate, measure ``func(*args, **kwargs)`` and return its (last) result."""
+        __tracebackhide__ = True
         self._check_usable(func)
         return self._off_running_loop(self._measure_auto, func, args, kwargs)
 
@@ -170,6 +174,7 @@ class JobBenchmark:
         kwargs)`` for it; ``teardown(*args, **kwargs)`` runs untimed after each
         round.  ``setup`` needs ``iterations=1`` (it prepares exactly one call).
         """
+        __tracebackhide__ = True
         self._check_usable(func)
         self._check_count("rounds", rounds, 1)
         self._check_count("iterations", iterations, 1)
@@ -210,12 +215,14 @@ class JobBenchmark:
         An ``async def`` test has a running loop; ``run_until_complete`` cannot
         nest, so the benchmark gets its own thread (and loop) while the test waits.
         """
+        __tracebackhide__ = True
         if not _in_running_loop():
             return measure(*arguments)
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="job_benchmark") as pool:
             return pool.submit(measure, *arguments).result()
 
     def _measure_auto(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
         calls = _Calls(func, args, kwargs, self._clock)
         is_async = is_async_callable(func)
         try:
@@ -230,6 +237,7 @@ class JobBenchmark:
         return calls.result
 
     def _calibrated_rounds(self, run_round: RunRound) -> tuple[list[int], int]:
+        __tracebackhide__ = True
         settings = self.settings
         resolution = clock_resolution_ns(self._clock)
         iterations, round_ns = calibrate_iterations(run_round, int(settings.min_time * 1e9), resolution)
@@ -250,15 +258,18 @@ class JobBenchmark:
         kwargs: dict[str, Any],
         plan: tuple[int, int, int, Callable[[], object] | None, Callable[..., object] | None],
     ) -> Any:
+        __tracebackhide__ = True
         rounds, iterations, warmup_rounds, setup, teardown = plan
         calls = _Calls(func, args, kwargs, self._clock)
         is_async = is_async_callable(func)
 
         def before_round() -> None:
+            __tracebackhide__ = True
             if setup is not None:
                 calls.set_arguments(setup())
 
         def after_round() -> None:
+            __tracebackhide__ = True
             if teardown is not None:
                 teardown(*calls.args, **calls.kwargs)
 

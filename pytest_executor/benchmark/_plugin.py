@@ -347,7 +347,9 @@ class ResultsPlugin:
         writer = terminalreporter
         count = len(run.records)
         writer.write_sep("-", f"job_benchmark: {count} benchmark{'s' if count != 1 else ''}")
-        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "", run.sort, run.columns)
+        width = None if self.config.option.verbose > 0 else getattr(getattr(writer, "_tw", None), "fullwidth", None)
+        table = render_benchmarks(list(run.records.values()), run.baseline, run.compare or "", run.sort, run.columns,
+                                  width)
         for line in table.splitlines():
             writer.write_line(line)
         writer.write_line("times are per call; outliers: beyond 1 stddev;beyond 1.5 IQR")
@@ -359,6 +361,9 @@ class ResultsPlugin:
             writer.write_sep("-", f"job_benchmark: {len(run.regressions)} regression(s) vs {run.compare!r}", red=True)
             for regression in run.regressions:
                 writer.write_line(f"REGRESSION {regression.describe()}", red=True)
+            # pytest's final line counts every key of the reporter's stats: "… 1 benchmark regression"
+            key = "benchmark regression" if len(run.regressions) == 1 else "benchmark regressions"
+            writer.stats.setdefault(key, []).extend(run.regressions)
 
 
 def ordered_records(run: BenchmarkRun) -> list[dict[str, Any]]:

@@ -80,6 +80,7 @@ def calibrate_iterations(run_round: RunRound, min_time_ns: int, resolution_ns: i
     step predicts the iterations needed from the last duration, with headroom,
     and at least doubles them, so a handful of rounds suffice.
     """
+    __tracebackhide__ = True  # a failing benchmarked function shows its own frames, not ours
     target = max(min_time_ns, resolution_ns * 10)
     iterations = 1
     while True:
@@ -99,6 +100,7 @@ def plan_rounds(round_ns: int, settings: TimingSettings) -> int:
 @contextmanager
 def gc_paused(disable: bool) -> Iterator[None]:
     """Disable the garbage collector for the block when asked, restoring its state."""
+    __tracebackhide__ = True
     was_enabled = gc.isenabled()
     if disable and was_enabled:
         gc.disable()
@@ -124,6 +126,7 @@ def measure_rounds(
     ``before_round``/``after_round`` run outside the timed region (pedantic
     ``setup``/``teardown``); warmup rounds call them too.
     """
+    __tracebackhide__ = True
     for _ in range(warmup_rounds):
         _one_round(run_round, iterations, before_round, after_round)
     durations: list[int] = []
@@ -139,6 +142,7 @@ def _one_round(
     before_round: Callable[[], None] | None,
     after_round: Callable[[], None] | None,
 ) -> int:
+    __tracebackhide__ = True
     if before_round is not None:
         before_round()
     duration = run_round(iterations)

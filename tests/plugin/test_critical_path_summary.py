@@ -30,7 +30,9 @@ def test_summary_names_the_chain_after_the_table(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(
         [
             "*executor jobs*",
-            "critical path: 3 jobs, * busy of * wall; ideal with unlimited workers: *",
+            "critical path: 3 jobs, * busy (ideal wall time with unlimited workers)",
+            "wall * = * busy + * waiting for a free worker",
+            "  + * waiting for an exclusive slot + * scheduling",
             "    test_chain.py::test_first (main/thread, *)",
             "  → test_chain.py::test_second (main/thread, *)",
             "  → test_chain.py::test_third (main/thread, *)",
@@ -62,13 +64,14 @@ def test_long_chains_keep_their_longest_jobs_in_order() -> None:
         for i in range(25)
     )
     lines = critical_path_lines(CriticalPath(chain=chain, wall=250, ideal=5, ideal_chain=chain[3:4]))
-    assert lines[0] == (
-        "critical path: 25 jobs, 33.00 s busy of 4m 10s wall; "
-        "ideal with unlimited workers: 5.00 s"
-    )
-    shown = [line.split()[-4] for line in lines[1:] if "(w0," in line]
+    assert lines[:3] == [
+        "critical path: 25 jobs, 33.00 s busy (ideal wall time with unlimited workers)",
+        "wall 4m 10s = 33.00 s busy + 0.0 ms waiting for a free worker",
+        "  + 0.0 ms waiting for an exclusive slot + 0.0 ms scheduling",
+    ]
+    shown = [line.split()[-4] for line in lines[3:] if "(w0," in line]
     assert shown == ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t20"]
-    assert lines[1] == "    t0 (w0, 1.00 s)"
+    assert lines[3] == "    t0 (w0, 1.00 s)"
     assert "  → t3 (w0, 5.00 s)" in lines
     assert lines[-3:] == [
         "  … 11 shorter jobs (11.00 s)",
@@ -80,7 +83,7 @@ def test_long_chains_keep_their_longest_jobs_in_order() -> None:
 def test_short_chains_are_listed_whole() -> None:
     chain = tuple(JobSpan(f"t{i}", "w0", "passed", i, i + 1) for i in range(3))
     lines = critical_path_lines(CriticalPath(chain=chain, wall=3, ideal=1, ideal_chain=chain[:1]))
-    assert lines[1:] == ["    t0 (w0, 1.00 s)", "  → t1 (w0, 1.00 s)", "  → t2 (w0, 1.00 s)"]
+    assert lines[3:] == ["    t0 (w0, 1.00 s)", "  → t1 (w0, 1.00 s)", "  → t2 (w0, 1.00 s)"]
 
 
 def test_empty_chain_prints_nothing() -> None:

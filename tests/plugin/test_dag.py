@@ -10,7 +10,9 @@ from pytest_executor.dag import (
     NodeIndex,
     containers,
     directories,
+    escape_param,
     find_cycle,
+    find_cycles,
     prerequisites,
     split_param,
     topological_order,
@@ -92,3 +94,51 @@ def test_cycles_are_reported_with_their_path() -> None:
 
 def test_prerequisites_are_transitive() -> None:
     assert prerequisites([3], {3: [2], 2: [1], 1: [], 0: []}) == {1, 2}
+
+
+def test_suggestions_rank_by_similarity_once_per_test_and_never_the_test_itself() -> None:
+    index = NodeIndex(IDS)
+    # from test_setup (0): the module's own test_setup and its scopes are never offered
+    suggestions = index.suggest(0, "test_setup")
+    assert "test_setup" not in suggestions and "tests/test_a.py" not in suggestions
+    assert suggestions[0] == "TestFlow::test_setup"
+    # every test once, in its shortest spelling that still means it
+    many = index.suggest(4, "test_paramm", limit=10)
+    assert len(many) == len(set(many))
+    assert many[:3] == ["test_param", "test_param[1]", "test_param[2]"]
+    # test_setup written in TestFlow means TestFlow::test_setup: the module's is spelled longer
+    assert index.suggest(4, "tests/test_a.py::test_setupp")[0] == "test_a.py::test_setup"
+
+
+def test_non_ascii_parametrize_ids_match_their_escaped_node_ids() -> None:
+    index = NodeIndex(["t.py::test_x[caf\\xe9]", "t.py::test_x[plain]", "t.py::test_y"])
+    assert escape_param("test_x[café]") == "test_x[caf\\xe9]"
+    assert escape_param("test_café") == "test_café"  # names are not escaped, only ids
+    assert index.resolve(2, "test_x[café]") == [0]
+    assert index.resolve(2, "test_x[caf\\xe9]") == [0]
+    with pytest.raises(NameNotFound) as info:
+        index.resolve(2, "test_x[cafè]")
+    assert info.value.suggestions[0] == "test_x[caf\\xe9]"
+
+
+def test_every_independent_cycle_is_found() -> None:
+    # 0 <-> 1, 2 -> 3 -> 4 -> 2, 5 depends on a cycle without being in one, 6 on itself
+    deps = {0: [1], 1: [0], 2: [3], 3: [4], 4: [2], 5: [0], 6: [6]}
+    assert find_cycles(7, deps) == [[0, 1, 0], [2, 3, 4, 2], [6, 6]]
+    assert find_cycles(3, {1: [0], 2: [1]}) == []
+
+
+def test_resolve_loads_the_file_of_a_closer_key_before_a_farther_match() -> None:
+    index = NodeIndex(["sub/test_a.py::test_x", "test_b.py::test_y"])
+    loaded: list[str] = []
+
+    def load(path: str) -> bool:
+        loaded.append(path)
+        if path == "sub/test_b.py":
+            index.add(["sub/test_b.py::test_y"])
+            return True
+        return False
+
+    # test_b.py::test_y relative to sub/ exists (not collected yet): it wins over the rootdir's
+    assert index.nodeids[index.resolve(0, "test_b.py::test_y", load)[0]] == "sub/test_b.py::test_y"
+    assert loaded == ["sub/test_a.py", "sub/test_b.py"]

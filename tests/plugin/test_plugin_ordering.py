@@ -129,7 +129,7 @@ def test_deselected_dependency_skips_the_dependent(pytester: pytest.Pytester) ->
     result = pytester.runpytest("-k", "top or unrelated", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1, deselected=1)
     result.stdout.fnmatch_lines(
-        ["SKIPPED * dependency test_sel.py::test_base was deselected (use --executor-with-deps*"]
+        ["SKIPPED * dependency test_sel.py::test_base was not selected (use --executor-with-deps*"]
     )
 
 
@@ -141,7 +141,7 @@ def test_with_deps_pulls_deselected_dependencies_back(pytester: pytest.Pytester)
     result.assert_outcomes(passed=2, deselected=1)
     result.stdout.fnmatch_lines(
         [
-            "executor: --executor-with-deps added 1 deselected dependency: test_sel.py::test_base",
+            "executor: --executor-with-deps added 1 dependency not selected: test_sel.py::test_base",
             "test_sel.py::test_base PASSED*",
             "test_sel.py::test_top PASSED*",
         ]

@@ -30,7 +30,7 @@ def test_blocked():
 
 def test_table_all_lists_every_job_with_its_columns(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--executor-table=all")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--executor-table=all", "-v")  # -v: never shortened
     result.stdout.fnmatch_lines(
         [
             "*- executor jobs -*",
@@ -52,10 +52,11 @@ def test_table_failed_and_summary_and_none(pytester: pytest.Pytester) -> None:
     summary.stdout.fnmatch_lines(
         [
             "*- executor jobs -*",
-            "backend * jobs * passed * failed * error * skipped *",
+            "backend * jobs * passed * failed * skipped * attempts * busy * workers",  # statuses that occur
+            "local * 4 * 2 * 1 * 1 * 4 * *s * 1",
         ]
     )
-    summary.stdout.re_match_lines([r"local +4 +2 +1 +0 +1 +"])  # jobs passed failed error skipped
+    summary.stdout.re_match_lines([r"local +4 +2 +1 +1 +4 +"])  # jobs passed failed skipped attempts
     none = pytester.runpytest("-p", "no:cacheprovider", "--executor-table=none")
     none.stdout.no_fnmatch_line("*executor jobs*")
 
