@@ -40,6 +40,7 @@ from typing import Any, final
 
 import pytest
 
+from pytest_executor._hello import MAX_LINE, check_hello, hello_line, line_complete
 from pytest_executor._protocol import (
     ENV_CHANNEL,
     ENV_LIFELINE,
@@ -54,14 +55,6 @@ from pytest_executor.process import WorkerPool, WorkerProcess, Batches, kill_pro
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-_HELLO = b"PYTEST-EXECUTOR"
-
-
-def hello_line(token: str, role: str, wid: str) -> bytes:
-    """The plain-text first line of a connection to the controller."""
-    return b" ".join((_HELLO, token.encode(), role.encode(), wid.encode())) + b"\n"
-
-
 def host_session(address: str, token: str, wid: str, argv: list[str], cwd: str, env: dict[str, str]) -> int:
     """Dask task: run one pytest worker session here and supervise it until it ends.
 
@@ -194,7 +187,9 @@ class DaskRunner(WorkerPool):
         self.address: str | None = get_option(config, "dask-address")
         self.requested: int | None = get_option(config, "workers")
         super().__init__(config, self.requested or 2)
-        self._token = secrets.token_hex(16)
+        self._run_id = secrets.token_hex(4)
+        self._tokens: dict[str, str] = {}
+        """Each session's own random token: a session can only ever claim its own connections."""
         self._cluster: Any = None
         self._client: Any = None
         self._futures: list[Any] = []
@@ -238,7 +233,9 @@ class DaskRunner(WorkerPool):
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",  # a free port: never take 8787 from a cluster of the user's
+                # loopback only, on a free port: never on the network, never 8787 of a user cluster
+                dashboard_address="127.0.0.1:0",
+                security=True,  # temporary TLS certificates: other local users cannot connect
                 silence_logs=logging.ERROR,
             )
             self._client = Client(self._cluster, set_as_default=False)
@@ -274,7 +271,8 @@ class DaskRunner(WorkerPool):
         address = f"{host}:{port}"
         argv = self._worker_argv(wid, None)
         env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
-        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{self._token}"})
+        token = self._tokens[wid] = secrets.token_hex(16)
+        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{token}"})
         remote = RemoteProcess(self, wid)
         worker = WorkerProcess(wid, remote, -1, -1, -1, -1, None, False)
         self._pool.append(worker)
@@ -284,12 +282,12 @@ class DaskRunner(WorkerPool):
         future = self._client.submit(
             host_session,
             address,
-            self._token,
+            token,
             wid,
             argv,
             str(self.config.invocation_params.dir),
             env,
-            key=f"pytest-executor-session-{wid}-{self._token[:8]}",
+            key=f"pytest-executor-session-{wid}-{self._run_id}",
             workers=[dask_worker],
             allow_other_workers=False,
             pure=False,
@@ -324,30 +322,26 @@ class DaskRunner(WorkerPool):
     def _read_hello(self, fd: int) -> None:
         conn, buffered = self._pending_hello[fd]
         try:
-            data = conn.recv(256)
+            data = conn.recv(MAX_LINE)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         buffered += data
-        if data and b"\n" not in buffered and len(buffered) < 256:
+        if data and not line_complete(buffered):
             self._pending_hello[fd] = (conn, buffered)
             return
         del self._pending_hello[fd]
         self._selector.unregister(conn)
-        line, _, rest = buffered.partition(b"\n")
-        parts = line.decode("ascii", "replace").split()
-        worker = self._by_wid.get(parts[3]) if len(parts) == 4 else None
-        if (
-            worker is None
-            or parts[0] != _HELLO.decode()
-            or not secrets.compare_digest(parts[1], self._token)
-            or worker.exited
-        ):
+        worker = self._claim(buffered)
+        if worker is None:
             conn.close()  # not ours: never unpickle what it sends
             return
+        hello = check_hello(buffered, self._tokens[worker.wid])
+        assert hello is not None
+        rest = hello.rest
         fd = conn.detach()
-        if parts[2] == "supervisor":
+        if hello.role == "supervisor":
             remote: RemoteProcess = worker.proc
             remote.control_fd = fd
             self._selector.register(fd, selectors.EVENT_READ, ("control", worker))
@@ -362,6 +356,27 @@ class DaskRunner(WorkerPool):
             worker.outbox.clear()
             for name, kwargs in worker.decoder.feed(rest):
                 self._on_message(worker, name, kwargs)
+
+    def _claim(self, buffered: bytes) -> WorkerProcess | None:
+        """The session a valid hello in ``buffered`` opens a connection for, if it may.
+
+        The token is the session's own; each of its two connections
+        (``supervisor``, ``session``) can be opened once.
+        """
+        line = buffered.partition(b"\n")[0].split(b" ")
+        wid = line[3].decode("ascii", "replace") if len(line) == 4 else ""
+        worker = self._by_wid.get(wid)
+        token = self._tokens.get(wid)
+        if worker is None or token is None or worker.exited:
+            return None
+        hello = check_hello(buffered, token)
+        if hello is None:
+            return None
+        if hello.role == "supervisor" and worker.proc.control_fd < 0:
+            return worker
+        if hello.role == "session" and worker.read_fd < 0:
+            return worker
+        return None
 
     def _read_control(self, remote: RemoteProcess, notify: bool = True) -> None:
         """Read the supervisor stream; with ``notify``, account for an exit it reports."""
@@ -484,6 +499,7 @@ class DaskRunner(WorkerPool):
 
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         self._by_wid.pop(worker.wid, None)
+        self._tokens.pop(worker.wid, None)
         if self._killed or self._finished:
             return
         if (not self._finishing or self._backlog) and len(self._pool) < self.workers:
