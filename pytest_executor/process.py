@@ -286,10 +286,11 @@ def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str
     Values are read (and validated, with an error naming the option) through
     :mod:`pytest_executor.options`, which owns them, or through ``get``.
     """
-    from pytest_executor.options import get_option
+    from pytest_executor.options import check_workers_cap, get_option
 
     get = get or get_option
     count = get(config, "workers") or usable_cpu_count()
+    check_workers_cap(int(count), get(config, "workers-max"))  # before a single fork
     max_jobs = get(config, "max-jobs")
     return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
 
