@@ -71,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
         worker=bool(os.environ.get(WORKER_ENV)),
     )
     _check_report_path(config.stash[STATE_KEY].settings["report"])
+    if not config.stash[STATE_KEY].worker and not hasattr(config, "workerinput"):
+        from pytest_executor._signals import sigterm_as_interrupt
+
+        config.add_cleanup(sigterm_as_interrupt())  # the controller cleans up on SIGTERM as on Ctrl-C
     if config.pluginmanager.hasplugin("xdist"):  # optional integration, imported lazily
         from pytest_executor.xdist import register
 

@@ -1,0 +1,120 @@
+"""Faults of the controller: SIGTERM cleans up like Ctrl-C; a SIGKILLed run's directories are reaped later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.timeout(150)
+
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:cacheprovider -p no:timeout
+"""
+
+XDIST_BLOCKING = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def test_first():
+    pass
+
+
+@pytest.mark.job(after="test_first")
+def test_blocks():
+    (HERE / f"started-{os.getpid()}").write_text("x")
+    time.sleep(120)
+"""
+
+
+def _wait_for(predicate: object, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _spawn(path: Path, tmpdir: Path, *args: str) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env["TMPDIR"] = str(tmpdir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args], cwd=path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _run_dirs(tmpdir: Path) -> list[Path]:
+    return sorted(tmpdir.glob("pytest-executor-xdist-*"))
+
+
+def test_sigterm_of_an_xdist_controller_cleans_up_like_ctrl_c(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blocking=XDIST_BLOCKING)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    try:
+        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        assert len(_run_dirs(tmp_path)) == 1
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output, output
+    assert _run_dirs(tmp_path) == []
+    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the workers to end", timeout=20)
+
+
+def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blocking=XDIST_BLOCKING)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    try:
+        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.kill()  # SIGKILL: nothing of ours runs
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _run_dirs(tmp_path)
+    assert len(left) == 1  # what SIGKILL cannot avoid
+    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the orphaned workers to end", timeout=60)
+    alive_owner = tmp_path / f"pytest-executor-xdist-{os.getpid()}-{int(psutil.Process().create_time())}-keep"
+    alive_owner.mkdir()  # a running controller's directory is never touched
+    for started in pytester.path.glob("started-*"):
+        started.unlink()
+    pytester.makepyfile(test_blocking="import pytest\n\ndef test_first():\n    pass\n\n"
+                        "@pytest.mark.job(after='test_first')\ndef test_second():\n    pass\n")
+    again = _spawn(pytester.path, tmp_path, "-n", "2")
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    assert _run_dirs(tmp_path) == [alive_owner]
