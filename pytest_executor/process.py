@@ -198,21 +198,10 @@ def exit_reason(returncode: int | None) -> str:
 
 
 def kill_process_tree(pid: int) -> None:
-    """SIGKILL a worker, its process group and every descendant psutil can still see."""
-    descendants = []
-    try:
-        import psutil
+    """SIGKILL a worker, its process group and every descendant (see :mod:`pytest_executor._reaper`)."""
+    from pytest_executor._reaper import kill_tree
 
-        descendants = psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil missing, or the process is already gone
-        pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    for child in descendants:
-        with contextlib.suppress(Exception):
-            child.kill()
+    kill_tree(pid)
 
 
 def _option_takes_value(config: pytest.Config) -> dict[str, bool]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -118,3 +120,90 @@ def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
     output, _ = again.communicate(timeout=120)
     assert again.returncode == 0, output
     assert _run_dirs(tmp_path) == [alive_owner]
+
+
+DETACHING = """
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DAEMON = '''
+import os, sys, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(300)
+'''
+
+
+def test_detaches_a_daemon():
+    import subprocess
+    target = HERE / f"daemon-{os.getpid()}.pid"
+    subprocess.run([sys.executable, "-c", DAEMON, str(target)], check=True)
+    while not target.exists() or not target.read_text():
+        time.sleep(0.01)
+    if os.environ.get("BLOCK"):
+        (HERE / "started").write_text("x")
+        time.sleep(120)
+"""
+
+
+def _daemon_pids(path: Path) -> list[int]:
+    return [int(p.read_text()) for p in path.glob("daemon-*.pid") if p.read_text()]
+
+
+@pytest.fixture
+def no_daemon_left(pytester: pytest.Pytester) -> Iterator[None]:
+    """Even when a test fails, kill the daemons its inner run detached."""
+    yield
+    for pid in _daemon_pids(pytester.path):
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if "time.sleep(300)" in " ".join(process.cmdline()):
+                process.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+@pytest.mark.parametrize("backend", ["process", "subprocess", "dask"])
+@pytest.mark.usefixtures("no_daemon_left")
+def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp_path: Path, backend: str) -> None:
+    if backend == "dask":
+        pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_detach=DETACHING)
+    proc = _spawn(pytester.path, tmp_path, f"--executor-backend={backend}", "--executor-workers=1")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    daemons = _daemon_pids(pytester.path)
+    assert len(daemons) == 1
+    _wait_for(lambda: not any(_alive(pid) for pid in daemons), "the detached daemon to be killed", timeout=20)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+@pytest.mark.usefixtures("no_daemon_left")
+def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_detach=DETACHING)
+    env_block = dict(os.environ, BLOCK="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--executor-backend=process", "--executor-workers=1"],
+        cwd=pytester.path, env={k: v for k, v in env_block.items() if not k.startswith("PYTEST_")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: (pytester.path / "started").exists(), "the test to detach its daemon")
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    daemons = _daemon_pids(pytester.path)
+    assert len(daemons) == 1
+    _wait_for(lambda: not any(_alive(pid) for pid in [*daemons, *tree]), "the worker and its daemon to end", timeout=30)
