@@ -247,6 +247,24 @@ class DaskRunner(WorkerPool):
         if self.address and not self.requested:
             self.workers = len(self._dask_workers)
 
+    def _live_host(self, preferred: str) -> str:
+        """``preferred`` if that dask worker is still there, else the live one hosting fewest sessions."""
+        try:
+            workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # the scheduler is unreachable: the loose restriction still lets dask choose
+            return preferred
+        if preferred in workers or not workers:
+            return preferred
+        for address, info in workers.items():
+            self._threads.setdefault(address, int(info.get("nthreads") or 1))
+        self._dask_workers = sorted(workers)
+        hosting = {address: 0 for address in workers}
+        for other in self._pool:
+            host = self._host_of.get(other.wid)
+            if host in hosting and not other.exited:
+                hosting[host] += 1
+        return min(sorted(hosting), key=hosting.__getitem__)
+
     def _controller_host(self) -> str:
         if not self.address:
             return "127.0.0.1"
@@ -289,7 +307,9 @@ class DaskRunner(WorkerPool):
             env,
             key=f"pytest-executor-session-{wid}-{self._run_id}",
             workers=[dask_worker],
-            allow_other_workers=False,
+            # Loose: if that dask worker dies (its nanny restarts it on a new address),
+            # the session runs on another one instead of waiting for a worker that is gone.
+            allow_other_workers=True,
             pure=False,
         )
         self._futures.append(future)
@@ -503,8 +523,9 @@ class DaskRunner(WorkerPool):
         if self._killed or self._finished:
             return
         if (not self._finishing or self._backlog) and len(self._pool) < self.workers:
-            # The host task of the dead session has ended, freeing its dask worker's thread.
-            self._spawn_remote(self._host_of[worker.wid])
+            # The host task of the dead session has ended, freeing its dask worker's thread
+            # (or the dask worker itself died: then the replacement goes to a live one).
+            self._spawn_remote(self._live_host(self._host_of[worker.wid]))
         self._shutdown_idle()
         self._check_finished()
 

@@ -207,3 +207,38 @@ def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pyte
     daemons = _daemon_pids(pytester.path)
     assert len(daemons) == 1
     _wait_for(lambda: not any(_alive(pid) for pid in [*daemons, *tree]), "the worker and its daemon to end", timeout=30)
+
+
+KILLS_ITS_DASK_WORKER = """
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.mark.job(retries=0)
+def test_kills_its_dask_worker():
+    os.kill(os.getppid(), signal.SIGKILL)  # the session's parent is the dask worker process
+    time.sleep(60)  # the session dies with its host (lifeline) long before
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_independent(n):
+    pass
+"""
+
+
+def test_a_sigkilled_dask_worker_never_stalls_the_run(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_dask_kill=KILLS_ITS_DASK_WORKER)
+    proc = _spawn(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA")
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "FAILED test_dask_kill.py::test_kills_its_dask_worker" in output, output
+    assert "= 1 failed, 6 passed in " in output, output
