@@ -242,3 +242,54 @@ def test_a_sigkilled_dask_worker_never_stalls_the_run(pytester: pytest.Pytester,
             proc.wait()
     assert "FAILED test_dask_kill.py::test_kills_its_dask_worker" in output, output
     assert "= 1 failed, 6 passed in " in output, output
+
+
+CRASH_IN_EXCLUSIVE = """
+import os
+import pytest
+
+
+def test_a():
+    pass
+
+
+@pytest.mark.job(after="test_a")
+def test_b():
+    pass
+
+
+@pytest.mark.job(exclusive=True)
+def test_exclusive_crash():
+    os._exit(3)
+
+
+@pytest.mark.job(exclusive=True)
+def test_exclusive_next():
+    pass
+
+
+@pytest.mark.job(after="test_exclusive_crash")
+def test_after_crash():
+    pass
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_independent(n):
+    pass
+"""
+
+
+def test_xdist_worker_crash_with_after_and_exclusive_never_hangs(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A test re-sent after a crash never waits for a test that already waits for it."""
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI + "    -p no:randomly\n")
+    pytester.makepyfile(test_crash=CRASH_IN_EXCLUSIVE)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2", "-rA")
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "FAILED test_crash.py::test_exclusive_crash" in output, output
+    assert "= 1 failed, 11 passed, 1 skipped in " in output, output
