@@ -40,99 +40,21 @@ from typing import Any, final
 
 import pytest
 
-from pytest_executor._hello import MAX_LINE, check_hello, hello_line, line_complete
+from pytest_executor._dask_host import host_session
+from pytest_executor._hello import MAX_LINE, check_hello, line_complete
 from pytest_executor._protocol import (
     ENV_CHANNEL,
-    ENV_LIFELINE,
     ENV_WORKER,
     FrameDecoder,
     encode,
     read_available,
     write_all,
 )
-from pytest_executor.process import WorkerPool, WorkerProcess, Batches, kill_process_tree
+from pytest_executor.process import WorkerPool, WorkerProcess, Batches
 
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-def host_session(address: str, token: str, wid: str, argv: list[str], cwd: str, env: dict[str, str]) -> int:
-    """Dask task: run one pytest worker session here and supervise it until it ends.
-
-    Returns the session's exit code (negative: killed by that signal).
-    """
-    host, _, port = address.rpartition(":")
-    supervisor = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT)
-    supervisor.settimeout(None)
-    supervisor.sendall(hello_line(token, "supervisor", wid))
-    life_r, life_w = os.pipe()
-    out_r, out_w = os.pipe()
-    child_env = {**os.environ, **env, ENV_LIFELINE: str(life_r)}
-    child_env.pop("PYTEST_CURRENT_TEST", None)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=subprocess.STDOUT,
-            pass_fds=(life_r,),
-            start_new_session=True,
-        )
-    finally:
-        os.close(life_r)
-        os.close(out_w)
-    try:
-        return _supervise(proc, supervisor, out_r)
-    finally:
-        kill_process_tree(proc.pid)
-        proc.wait()
-        os.close(life_w)  # the session's lifeline: it dies with its host
-        os.close(out_r)
-        supervisor.close()
-
-
-def _supervise(proc: subprocess.Popen[bytes], supervisor: socket.socket, out_r: int) -> int:
-    """Forward output, obey kill/abort, report the exit status."""
-    decoder = FrameDecoder()
-    selector = selectors.DefaultSelector()
-    selector.register(out_r, selectors.EVENT_READ, "out")
-    selector.register(supervisor, selectors.EVENT_READ, "control")
-    send_fd = supervisor.fileno()
-    try:
-        while proc.poll() is None:
-            for key, _ in selector.select(0.5):
-                if key.data == "out":
-                    data = os.read(out_r, 1 << 16)
-                    if data:
-                        write_all(send_fd, encode("out", {"data": data}))
-                    else:
-                        selector.unregister(out_r)
-                    continue
-                data = supervisor.recv(1 << 16)
-                if not data:  # the controller is gone
-                    kill_process_tree(proc.pid)
-                    return proc.wait()
-                for name, _kwargs in decoder.feed(data):
-                    if name == "kill":
-                        kill_process_tree(proc.pid)
-                    elif name == "abort":
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(proc.pid, signal.SIGABRT)
-        returncode = proc.wait()
-        os.set_blocking(out_r, False)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while data := os.read(out_r, 1 << 16):
-                write_all(send_fd, encode("out", {"data": data}))
-        write_all(send_fd, encode("exit", {"returncode": returncode}))
-        return returncode
-    except OSError:
-        kill_process_tree(proc.pid)
-        return proc.wait()
-    finally:
-        selector.close()
-
-
 @final
 class RemoteProcess:
     """The controller's view of a session hosted on a dask worker (a ``Popen`` look-alike)."""
@@ -191,6 +113,8 @@ class DaskRunner(WorkerPool):
         self._tokens: dict[str, str] = {}
         """Each session's own random token: a session can only ever claim its own connections."""
         self._cluster: Any = None
+        self._scratch: str | None = None
+        """The private scratch directory of the LocalCluster we start."""
         self._client: Any = None
         self._futures: list[Any] = []
         self._listener: socket.socket | None = None
@@ -229,7 +153,12 @@ class DaskRunner(WorkerPool):
                     f"within {_CONNECT_TIMEOUT:g} s ({error})"
                 ) from None
         else:
+            import tempfile
+
+            # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
+            self._scratch = tempfile.mkdtemp(prefix="pytest-executor-dask-")
             self._cluster = LocalCluster(
+                local_directory=self._scratch,
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
@@ -551,6 +480,11 @@ class DaskRunner(WorkerPool):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=5)
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 __all__ = ["DaskRunner", "host_session"]
