@@ -134,18 +134,14 @@ class Rendezvous:
 
     def _listen(self) -> tuple[socket.socket, str]:
         if hasattr(socket, "AF_UNIX"):
-            for directory in (self.directory, _short_private_directory()):
-                if directory is None:
-                    continue
-                path = os.path.join(directory, "link")
-                if len(path.encode()) < _MAX_UNIX_PATH:
-                    if directory != self.directory:
-                        self._socket_directory = directory
-                    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    server.bind(path)
-                    return server, f"unix:{path}"
-                if directory != self.directory:
-                    shutil.rmtree(directory, ignore_errors=True)
+            directory: str | None = self.directory
+            if len(os.path.join(self.directory, "link").encode()) >= _MAX_UNIX_PATH:
+                directory = self._socket_directory = _short_private_directory()
+            path = os.path.join(directory, "link") if directory is not None else ""
+            if directory is not None and len(path.encode()) < _MAX_UNIX_PATH:
+                server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                server.bind(path)
+                return server, f"unix:{path}"
         server = socket.create_server(("127.0.0.1", 0))
         return server, f"tcp:127.0.0.1:{server.getsockname()[1]}"
 

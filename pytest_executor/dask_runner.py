@@ -142,8 +142,6 @@ class DaskRunner(WorkerPool):
             raise pytest.UsageError(
                 f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
             ) from None
-        import logging
-
         if self.address:
             try:
                 self._client = Client(self.address, timeout=_CONNECT_TIMEOUT, set_as_default=False)
@@ -155,18 +153,12 @@ class DaskRunner(WorkerPool):
         else:
             import tempfile
 
+            import dask
+
             # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
             self._scratch = tempfile.mkdtemp(prefix="pytest-executor-dask-")
-            self._cluster = LocalCluster(
-                local_directory=self._scratch,
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                # loopback only, on a free port: never on the network, never 8787 of a user cluster
-                dashboard_address="127.0.0.1:0",
-                security=True,  # temporary TLS certificates: other local users cannot connect
-                silence_logs=logging.ERROR,
-            )
+            with dask.config.set({"temporary-directory": self._scratch}):
+                self._cluster = self._start_local_cluster(LocalCluster)
             self._client = Client(self._cluster, set_as_default=False)
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
         self._dask_workers = sorted(workers)
@@ -175,6 +167,20 @@ class DaskRunner(WorkerPool):
             raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
         if self.address and not self.requested:
             self.workers = len(self._dask_workers)
+
+    def _start_local_cluster(self, LocalCluster: Any) -> Any:  # noqa: N803 - the class, imported lazily
+        import logging
+
+        return LocalCluster(
+            local_directory=self._scratch,
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            # loopback only, on a free port: never on the network, never 8787 of a user cluster
+            dashboard_address="127.0.0.1:0",
+            security=True,  # temporary TLS certificates: other local users cannot connect
+            silence_logs=logging.ERROR,
+        )
 
     def _live_host(self, preferred: str) -> str:
         """``preferred`` if that dask worker is still there, else the live one hosting fewest sessions."""

@@ -97,10 +97,13 @@ def test_rendezvous_rejects_hostile_peers_before_unpickling(
     assert not Path(rendezvous.directory).exists()
 
 
-def test_rendezvous_directory_is_private(tmp_path: Path) -> None:
+def test_rendezvous_directory_is_private_and_the_only_one(tmp_path: Path) -> None:
+    before = set(Path("/tmp").glob("pxe-*"))
     rendezvous = Rendezvous()
     try:
         assert os.stat(rendezvous.directory).st_mode & 0o777 == 0o700
+        assert rendezvous.address.startswith(f"unix:{rendezvous.directory}")
+        assert set(Path("/tmp").glob("pxe-*")) <= before  # the short dir only when the path is too long
     finally:
         rendezvous.close()
 
