@@ -5,8 +5,8 @@
 * :func:`connect` / :class:`Rendezvous` — a local stream socket (Unix socket in
   a private directory, else loopback TCP): the worker's plain-text hello with the
   run's random token (:mod:`pytest_executor._hello`), then framed messages
-  (:mod:`pytest_executor._protocol`) from the controller: ``tickets`` (``items``: ``[(index, wait), ...]``) and ``done``
-  (``index``, ``outcome``).
+  (:mod:`pytest_executor._protocol`) from the controller: ``tickets``
+  (``items``: ``[(index, wait), ...]``) and ``done`` (``index``, ``outcome``).
 """
 
 from __future__ import annotations
