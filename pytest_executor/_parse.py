@@ -26,14 +26,29 @@ def parse_positive_int(raw: str) -> int:
     return parse_int_at_least(raw, 1)
 
 
+MAX_TIMEOUT = 366 * 24 * 3600.0
+"""Longest timeout accepted (a year): beyond it a value is a mistake, and timers overflow."""
+
+
+def valid_seconds(value: object) -> float | None:
+    """``value`` as seconds if it is a positive number up to :data:`MAX_TIMEOUT`, else ``None``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float (10**400)
+        return None
+    return seconds if 0 < seconds <= MAX_TIMEOUT else None
+
+
 def parse_seconds(raw: str) -> float:
-    """Parse a positive, finite number of seconds."""
+    """Parse a positive, finite number of seconds, at most :data:`MAX_TIMEOUT`."""
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{raw!r} is not a number of seconds") from None
-    if not 0 < value < math.inf:
-        raise ValueError(f"{raw!r} must be a positive number of seconds")
+    if valid_seconds(value) is None:
+        raise ValueError(f"{raw!r} must be a positive number of seconds, at most {MAX_TIMEOUT:g} (a year)")
     return value
 
 

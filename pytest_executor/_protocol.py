@@ -223,7 +223,9 @@ def connect_channel(spec: str) -> Channel:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Plain-text hello first: the controller checks the token before unpickling anything.
-        sock.sendall(f"PYTEST-EXECUTOR {token} session {os.environ.get(ENV_WORKER, '')}\n".encode())
+        from pytest_executor._hello import hello_line
+
+        sock.sendall(hello_line(token, "session", os.environ.get(ENV_WORKER, "")))
         fd = sock.detach()
         return FdChannel(fd, fd)
     raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>' or 'tcp:<host>:<port>:<token>'")

@@ -2,11 +2,11 @@
 
 * :class:`Graph` — a worker's resolved plan as node indices, written as JSON
   into the rendezvous directory before xdist reports the worker's collection;
-* :func:`connect` / :class:`Rendezvous` — a local stream socket (Unix socket,
-  else loopback TCP) carrying framed messages (:mod:`pytest_executor._protocol`):
-  the worker's ``hello`` (with the run's random token), then from the
-  controller ``tickets`` (``items``: ``[(index, wait), ...]``) and ``done``
-  (``index``, ``outcome``).
+* :func:`connect` / :class:`Rendezvous` — a local stream socket (Unix socket in
+  a private directory, else loopback TCP): the worker's plain-text hello with the
+  run's random token (:mod:`pytest_executor._hello`), then framed messages
+  (:mod:`pytest_executor._protocol`) from the controller: ``tickets``
+  (``items``: ``[(index, wait), ...]``) and ``done`` (``index``, ``outcome``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, final
 
-from pytest_executor._protocol import ChannelClosed, FdChannel
+from pytest_executor._hello import hello_line, receive_hello
+from pytest_executor._protocol import FdChannel
+from pytest_executor._rundirs import (
+    SHORT_PREFIX,
+    make_private_directory,
+    reap_stale_directories,
+    remove_private_directory,
+)
 
 _CONNECT_TIMEOUT = 60.0  # seconds for a worker's hello to reach the controller
+_HELLO_TIMEOUT = 5.0
+"""Seconds a connection may take to send its hello: a silent peer cannot hold up the link."""
+_MAX_UNIX_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 #: Report attribute with the attempts of a test that were retried on a worker, as
 #: ``[status, duration, message]`` lists; plain data, so xdist ships it with the report.
@@ -82,8 +92,12 @@ def graph_path(directory: str, worker_id: str) -> str:
     return os.path.join(directory, f"{worker_id}.graph.json")
 
 
-def connect(address: str) -> FdChannel:
-    """Open the worker end of the link (``unix:PATH`` or ``tcp:HOST:PORT``)."""
+def connect(address: str, token: str, worker_id: str) -> FdChannel:
+    """Open the worker end of the link (``unix:PATH`` or ``tcp:HOST:PORT``) and say hello.
+
+    The hello is plain text (:mod:`pytest_executor._hello`): the controller
+    checks the token before it unpickles anything from this connection.
+    """
     kind, _, rest = address.partition(":")
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -93,6 +107,7 @@ def connect(address: str) -> FdChannel:
         host, _, port = rest.rpartition(":")
         sock = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(hello_line(token, "xdist", worker_id))
     sock.settimeout(None)
     fd = sock.detach()
     return FdChannel(fd, fd)
@@ -100,21 +115,35 @@ def connect(address: str) -> FdChannel:
 
 @final
 class Rendezvous:
-    """The controller's end: a private directory for graphs and a listening socket."""
+    """The controller's end: a private directory for graphs and a listening socket.
+
+    The socket is a Unix socket in the private (0700) directory whenever the
+    path fits; with a long ``TMPDIR`` it goes to a short private directory
+    under ``/tmp``; loopback TCP is the last resort.  Every connection must
+    open with the plain-text hello and the run's token.
+    """
 
     def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="pytest-executor-xdist-")
+        reap_stale_directories()
+        self.directory = make_private_directory(tempfile.gettempdir())
         self.token = secrets.token_hex(16)
-        path = os.path.join(self.directory, "link")
-        if hasattr(socket, "AF_UNIX") and len(path) < 100:
-            self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.server.bind(path)
-            self.address = f"unix:{path}"
-        else:
-            self.server = socket.create_server(("127.0.0.1", 0))
-            self.address = f"tcp:127.0.0.1:{self.server.getsockname()[1]}"
+        self._socket_directory: str | None = None
+        self.server, self.address = self._listen()
         self.server.listen(64)
         self.links: dict[str, FdChannel] = {}
+
+    def _listen(self) -> tuple[socket.socket, str]:
+        if hasattr(socket, "AF_UNIX"):
+            directory: str | None = self.directory
+            if len(os.path.join(self.directory, "link").encode()) >= _MAX_UNIX_PATH:
+                directory = self._socket_directory = _short_private_directory()
+            path = os.path.join(directory, "link") if directory is not None else ""
+            if directory is not None and len(path.encode()) < _MAX_UNIX_PATH:
+                server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                server.bind(path)
+                return server, f"unix:{path}"
+        server = socket.create_server(("127.0.0.1", 0))
+        return server, f"tcp:127.0.0.1:{server.getsockname()[1]}"
 
     def link(self, worker_id: str) -> FdChannel:
         """The channel of ``worker_id``; accept connections until its hello arrived."""
@@ -128,21 +157,15 @@ class Rendezvous:
                 sock, _ = self.server.accept()
             except TimeoutError:
                 continue
-            sock.settimeout(None)
-            channel = FdChannel(sock.fileno(), sock.fileno())
-            sock.detach()
-            try:
-                name, data = channel.recv(timeout=left)
-            except (ChannelClosed, TimeoutError):
-                channel.close()
+            hello = receive_hello(sock, self.token, min(left, _HELLO_TIMEOUT))
+            if hello is None or hello.role != "xdist" or hello.rest:
+                sock.close()  # not one of our workers: nothing it sent is ever unpickled
                 continue
-            if name != "hello" or data.get("token") != self.token:
-                channel.close()  # not one of our workers
-                continue
-            old = self.links.pop(data["worker"], None)
+            fd = sock.detach()
+            old = self.links.pop(hello.worker, None)
             if old is not None:
                 old.close()
-            self.links[data["worker"]] = channel
+            self.links[hello.worker] = FdChannel(fd, fd)
         return self.links[worker_id]
 
     def drop(self, worker_id: str) -> None:
@@ -152,9 +175,20 @@ class Rendezvous:
             channel.close()
 
     def close(self) -> None:
-        """Close every socket and remove the directory."""
+        """Close every socket and remove the directories."""
         for channel in self.links.values():
             channel.close()
         self.links.clear()
         self.server.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_private_directory(self.directory)
+        if self._socket_directory is not None:
+            remove_private_directory(self._socket_directory)
+            self._socket_directory = None
+
+
+def _short_private_directory() -> str | None:
+    """A fresh 0700 directory with a short path, for a Unix socket when ``TMPDIR`` is long."""
+    try:
+        return make_private_directory("/tmp", prefix=SHORT_PREFIX)
+    except OSError:
+        return None

@@ -128,6 +128,8 @@ class DependencyDispatcher(Generic[W]):
         """Test -> workers waiting to learn its outcome."""
         self._told: dict[W, set[int]] = {}
         """Worker -> tests whose outcome it was told."""
+        self._waits: dict[int, frozenset[int]] = {}
+        """The wait list of the ticket each test in flight was sent with."""
         self._owner: dict[Hashable, W] = {}
         self._actions: list[Action[W]] = []
 
@@ -339,7 +341,9 @@ class DependencyDispatcher(Generic[W]):
             wait += elsewhere
         else:
             wait += [t for t in elsewhere if t in self._exclusive]
-        wait = list(dict.fromkeys(wait))
+        blocked = self._waiting_for(test)
+        wait = [t for t in dict.fromkeys(wait) if t not in blocked]
+        self._waits[test] = frozenset(wait)
         self._where[test] = worker
         self._queues[worker].append(test)
         if self._groups is not None:
@@ -350,6 +354,28 @@ class DependencyDispatcher(Generic[W]):
             else:
                 self._watchers.setdefault(other, {})[worker] = None
         return Ticket(test, tuple(wait))
+
+    def _waiting_for(self, test: int) -> set[int]:
+        """Tests in flight that wait for ``test``, directly or through their worker's FIFO order.
+
+        ``test`` must never wait for one of them: after a crash re-sends
+        ``test``, a ticket sent earlier elsewhere may already wait for it, and
+        waiting back (an exclusive test waits for everything in flight) would
+        deadlock both workers.
+        """
+        blocked = {test}
+        grown = True
+        while grown:
+            grown = False
+            for queue in self._queues.values():
+                for position, queued in enumerate(queue):
+                    if self._waits.get(queued, frozenset()) & blocked:
+                        if not blocked.issuperset(queue[position:]):
+                            blocked.update(queue[position:])
+                            grown = True
+                        break
+        blocked.discard(test)
+        return blocked
 
     def _complete(self, test: int, outcome: str) -> None:
         self._outcomes[test] = outcome

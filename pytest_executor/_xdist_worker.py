@@ -94,8 +94,7 @@ class WorkerSide:
             position = {id(item): n for n, item in enumerate(self.plan.items)}
             self.index = {item.nodeid: position[id(item)] for item in order}
         elif graph.needs_dispatch:
-            self.channel = connect(self.settings["address"])
-            self.channel.send("hello", worker=self.worker_id, token=self.settings["token"])
+            self.channel = connect(self.settings["address"], self.settings["token"], self.worker_id)
 
     def pytest_unconfigure(self) -> None:
         """Close the link to the controller."""

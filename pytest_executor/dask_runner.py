@@ -40,106 +40,21 @@ from typing import Any, final
 
 import pytest
 
+from pytest_executor._dask_host import host_session
+from pytest_executor._hello import MAX_LINE, check_hello, line_complete
 from pytest_executor._protocol import (
     ENV_CHANNEL,
-    ENV_LIFELINE,
     ENV_WORKER,
     FrameDecoder,
     encode,
     read_available,
     write_all,
 )
-from pytest_executor.process import WorkerPool, WorkerProcess, Batches, kill_process_tree
+from pytest_executor.process import WorkerPool, WorkerProcess, Batches
 
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-_HELLO = b"PYTEST-EXECUTOR"
-
-
-def hello_line(token: str, role: str, wid: str) -> bytes:
-    """The plain-text first line of a connection to the controller."""
-    return b" ".join((_HELLO, token.encode(), role.encode(), wid.encode())) + b"\n"
-
-
-def host_session(address: str, token: str, wid: str, argv: list[str], cwd: str, env: dict[str, str]) -> int:
-    """Dask task: run one pytest worker session here and supervise it until it ends.
-
-    Returns the session's exit code (negative: killed by that signal).
-    """
-    host, _, port = address.rpartition(":")
-    supervisor = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT)
-    supervisor.settimeout(None)
-    supervisor.sendall(hello_line(token, "supervisor", wid))
-    life_r, life_w = os.pipe()
-    out_r, out_w = os.pipe()
-    child_env = {**os.environ, **env, ENV_LIFELINE: str(life_r)}
-    child_env.pop("PYTEST_CURRENT_TEST", None)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=subprocess.STDOUT,
-            pass_fds=(life_r,),
-            start_new_session=True,
-        )
-    finally:
-        os.close(life_r)
-        os.close(out_w)
-    try:
-        return _supervise(proc, supervisor, out_r)
-    finally:
-        kill_process_tree(proc.pid)
-        proc.wait()
-        os.close(life_w)  # the session's lifeline: it dies with its host
-        os.close(out_r)
-        supervisor.close()
-
-
-def _supervise(proc: subprocess.Popen[bytes], supervisor: socket.socket, out_r: int) -> int:
-    """Forward output, obey kill/abort, report the exit status."""
-    decoder = FrameDecoder()
-    selector = selectors.DefaultSelector()
-    selector.register(out_r, selectors.EVENT_READ, "out")
-    selector.register(supervisor, selectors.EVENT_READ, "control")
-    send_fd = supervisor.fileno()
-    try:
-        while proc.poll() is None:
-            for key, _ in selector.select(0.5):
-                if key.data == "out":
-                    data = os.read(out_r, 1 << 16)
-                    if data:
-                        write_all(send_fd, encode("out", {"data": data}))
-                    else:
-                        selector.unregister(out_r)
-                    continue
-                data = supervisor.recv(1 << 16)
-                if not data:  # the controller is gone
-                    kill_process_tree(proc.pid)
-                    return proc.wait()
-                for name, _kwargs in decoder.feed(data):
-                    if name == "kill":
-                        kill_process_tree(proc.pid)
-                    elif name == "abort":
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(proc.pid, signal.SIGABRT)
-        returncode = proc.wait()
-        os.set_blocking(out_r, False)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while data := os.read(out_r, 1 << 16):
-                write_all(send_fd, encode("out", {"data": data}))
-        write_all(send_fd, encode("exit", {"returncode": returncode}))
-        return returncode
-    except OSError:
-        kill_process_tree(proc.pid)
-        return proc.wait()
-    finally:
-        selector.close()
-
-
 @final
 class RemoteProcess:
     """The controller's view of a session hosted on a dask worker (a ``Popen`` look-alike)."""
@@ -194,8 +109,12 @@ class DaskRunner(WorkerPool):
         self.address: str | None = get_option(config, "dask-address")
         self.requested: int | None = get_option(config, "workers")
         super().__init__(config, self.requested or 2)
-        self._token = secrets.token_hex(16)
+        self._run_id = secrets.token_hex(4)
+        self._tokens: dict[str, str] = {}
+        """Each session's own random token: a session can only ever claim its own connections."""
         self._cluster: Any = None
+        self._scratch: str | None = None
+        """The private scratch directory of the LocalCluster we start."""
         self._client: Any = None
         self._futures: list[Any] = []
         self._listener: socket.socket | None = None
@@ -223,8 +142,6 @@ class DaskRunner(WorkerPool):
             raise pytest.UsageError(
                 f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
             ) from None
-        import logging
-
         if self.address:
             try:
                 self._client = Client(self.address, timeout=_CONNECT_TIMEOUT, set_as_default=False)
@@ -234,13 +151,14 @@ class DaskRunner(WorkerPool):
                     f"within {_CONNECT_TIMEOUT:g} s ({error})"
                 ) from None
         else:
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # a free port: never take 8787 from a cluster of the user's
-                silence_logs=logging.ERROR,
-            )
+            import tempfile
+
+            import dask
+
+            # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
+            self._scratch = tempfile.mkdtemp(prefix="pytest-executor-dask-")
+            with dask.config.set({"temporary-directory": self._scratch}):
+                self._cluster = self._start_local_cluster(LocalCluster)
             self._client = Client(self._cluster, set_as_default=False)
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
         self._dask_workers = sorted(workers)
@@ -249,6 +167,38 @@ class DaskRunner(WorkerPool):
             raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
         if self.address and not self.requested:
             self.workers = len(self._dask_workers)
+
+    def _start_local_cluster(self, LocalCluster: Any) -> Any:  # noqa: N803 - the class, imported lazily
+        import logging
+
+        return LocalCluster(
+            local_directory=self._scratch,
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            # loopback only, on a free port: never on the network, never 8787 of a user cluster
+            dashboard_address="127.0.0.1:0",
+            security=True,  # temporary TLS certificates: other local users cannot connect
+            silence_logs=logging.ERROR,
+        )
+
+    def _live_host(self, preferred: str) -> str:
+        """``preferred`` if that dask worker is still there, else the live one hosting fewest sessions."""
+        try:
+            workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # the scheduler is unreachable: the loose restriction still lets dask choose
+            return preferred
+        if preferred in workers or not workers:
+            return preferred
+        for address, info in workers.items():
+            self._threads.setdefault(address, int(info.get("nthreads") or 1))
+        self._dask_workers = sorted(workers)
+        hosting = {address: 0 for address in workers}
+        for other in self._pool:
+            host = self._host_of.get(other.wid)
+            if host in hosting and not other.exited:
+                hosting[host] += 1
+        return min(sorted(hosting), key=hosting.__getitem__)
 
     def _controller_host(self) -> str:
         if not self.address:
@@ -274,7 +224,8 @@ class DaskRunner(WorkerPool):
         address = f"{host}:{port}"
         argv = self._worker_argv(wid, None)
         env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
-        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{self._token}"})
+        token = self._tokens[wid] = secrets.token_hex(16)
+        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{token}"})
         remote = RemoteProcess(self, wid)
         worker = WorkerProcess(wid, remote, -1, -1, -1, -1, None, False)
         self._pool.append(worker)
@@ -284,14 +235,16 @@ class DaskRunner(WorkerPool):
         future = self._client.submit(
             host_session,
             address,
-            self._token,
+            token,
             wid,
             argv,
             str(self.config.invocation_params.dir),
             env,
-            key=f"pytest-executor-session-{wid}-{self._token[:8]}",
+            key=f"pytest-executor-session-{wid}-{self._run_id}",
             workers=[dask_worker],
-            allow_other_workers=False,
+            # Loose: if that dask worker dies (its nanny restarts it on a new address),
+            # the session runs on another one instead of waiting for a worker that is gone.
+            allow_other_workers=True,
             pure=False,
         )
         self._futures.append(future)
@@ -324,30 +277,26 @@ class DaskRunner(WorkerPool):
     def _read_hello(self, fd: int) -> None:
         conn, buffered = self._pending_hello[fd]
         try:
-            data = conn.recv(256)
+            data = conn.recv(MAX_LINE)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         buffered += data
-        if data and b"\n" not in buffered and len(buffered) < 256:
+        if data and not line_complete(buffered):
             self._pending_hello[fd] = (conn, buffered)
             return
         del self._pending_hello[fd]
         self._selector.unregister(conn)
-        line, _, rest = buffered.partition(b"\n")
-        parts = line.decode("ascii", "replace").split()
-        worker = self._by_wid.get(parts[3]) if len(parts) == 4 else None
-        if (
-            worker is None
-            or parts[0] != _HELLO.decode()
-            or not secrets.compare_digest(parts[1], self._token)
-            or worker.exited
-        ):
+        worker = self._claim(buffered)
+        if worker is None:
             conn.close()  # not ours: never unpickle what it sends
             return
+        hello = check_hello(buffered, self._tokens[worker.wid])
+        assert hello is not None
+        rest = hello.rest
         fd = conn.detach()
-        if parts[2] == "supervisor":
+        if hello.role == "supervisor":
             remote: RemoteProcess = worker.proc
             remote.control_fd = fd
             self._selector.register(fd, selectors.EVENT_READ, ("control", worker))
@@ -362,6 +311,27 @@ class DaskRunner(WorkerPool):
             worker.outbox.clear()
             for name, kwargs in worker.decoder.feed(rest):
                 self._on_message(worker, name, kwargs)
+
+    def _claim(self, buffered: bytes) -> WorkerProcess | None:
+        """The session a valid hello in ``buffered`` opens a connection for, if it may.
+
+        The token is the session's own; each of its two connections
+        (``supervisor``, ``session``) can be opened once.
+        """
+        line = buffered.partition(b"\n")[0].split(b" ")
+        wid = line[3].decode("ascii", "replace") if len(line) == 4 else ""
+        worker = self._by_wid.get(wid)
+        token = self._tokens.get(wid)
+        if worker is None or token is None or worker.exited:
+            return None
+        hello = check_hello(buffered, token)
+        if hello is None:
+            return None
+        if hello.role == "supervisor" and worker.proc.control_fd < 0:
+            return worker
+        if hello.role == "session" and worker.read_fd < 0:
+            return worker
+        return None
 
     def _read_control(self, remote: RemoteProcess, notify: bool = True) -> None:
         """Read the supervisor stream; with ``notify``, account for an exit it reports."""
@@ -484,11 +454,13 @@ class DaskRunner(WorkerPool):
 
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         self._by_wid.pop(worker.wid, None)
+        self._tokens.pop(worker.wid, None)
         if self._killed or self._finished:
             return
         if (not self._finishing or self._backlog) and len(self._pool) < self.workers:
-            # The host task of the dead session has ended, freeing its dask worker's thread.
-            self._spawn_remote(self._host_of[worker.wid])
+            # The host task of the dead session has ended, freeing its dask worker's thread
+            # (or the dask worker itself died: then the replacement goes to a live one).
+            self._spawn_remote(self._live_host(self._host_of[worker.wid]))
         self._shutdown_idle()
         self._check_finished()
 
@@ -514,6 +486,11 @@ class DaskRunner(WorkerPool):
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=5)
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 __all__ = ["DaskRunner", "host_session"]

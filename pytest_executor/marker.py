@@ -14,6 +14,7 @@ from typing import Any, Final, final
 
 import pytest
 
+from pytest_executor._parse import MAX_TIMEOUT, valid_seconds
 from pytest_executor.options import BACKENDS
 
 MARKER: Final = "job"
@@ -139,9 +140,13 @@ def _retries(value: object) -> int:
 def _timeout(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise MarkerError(f"job(timeout={value!r}) must be a positive number of seconds or None")
+    seconds = valid_seconds(value)
+    if seconds is not None:
+        return seconds
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    raise MarkerError(
+        f"job(timeout={shown}) must be a positive, finite number of seconds up to {MAX_TIMEOUT:g} (a year), or None"
+    )
 
 
 def _exclusive(value: object) -> bool:

@@ -127,6 +127,13 @@ OPTIONS: list[Option] = [
         metavar="N|auto",
     ),
     Option(
+        "workers-max",
+        "Lift the cap on --executor-workers (by default a few per CPU, and no more "
+        "than the available memory holds) up to N.",
+        parse_positive_int,
+        metavar="N",
+    ),
+    Option(
         "dask-address",
         "Address of the dask scheduler to use with --executor-backend=dask "
         "(default: start a local cluster).",
@@ -236,7 +243,48 @@ def get_option(config: pytest.Config, name: str) -> Any:
 
 def validate_options(config: pytest.Config) -> dict[str, Any]:
     """Read and validate every option once; return ``{name: value}``."""
-    return {option.name: get_option(config, option.name) for option in OPTIONS}
+    values = {option.name: get_option(config, option.name) for option in OPTIONS}
+    check_workers_cap(values.get("workers"), values.get("workers-max"))
+    return values
+
+
+def check_workers_cap(workers: int | None, workers_max: int | None) -> None:
+    """Refuse more workers than the machine can hold, unless ``--executor-workers-max`` allows them."""
+    if workers is None:
+        return
+    if workers_max is not None:
+        if workers > workers_max:
+            raise pytest.UsageError(
+                f"--executor-workers={workers} exceeds --executor-workers-max={workers_max}"
+            )
+        return
+    limit, reason = workers_limit()
+    if workers > limit:
+        raise pytest.UsageError(
+            f"--executor-workers={workers} exceeds the limit of {limit} workers on this machine "
+            f"({reason}); pass --executor-workers-max={workers} to run that many anyway"
+        )
+
+
+_WORKERS_PER_CPU = 4
+_MEMORY_PER_WORKER = 100 * 1024 * 1024
+"""A rough floor for one warm pytest worker process (interpreter, pytest, the suite's imports)."""
+
+
+def workers_limit() -> tuple[int, str]:
+    """The default cap on workers and why: a few per CPU, and what the available memory holds."""
+    import psutil
+
+    cpus = usable_cpu_count()
+    by_cpu = _WORKERS_PER_CPU * cpus
+    available = psutil.virtual_memory().available
+    by_memory = max(1, available // _MEMORY_PER_WORKER)
+    if by_memory < by_cpu:  # never below one per CPU: 'auto' always fits
+        return max(cpus, int(by_memory)), (
+            f"{available // (1024 * 1024)} MiB of available memory at ~{_MEMORY_PER_WORKER // (1024 * 1024)} MiB "
+            "per worker"
+        )
+    return by_cpu, f"{_WORKERS_PER_CPU} per CPU, {cpus} CPUs"
 
 
 def any_option_set(config: pytest.Config) -> bool:

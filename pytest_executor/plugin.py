@@ -46,6 +46,8 @@ class PluginState:
     """The :class:`pytest_executor._plan.Plan` once the plugin is active."""
     notes: list[str] = field(default_factory=list)
     """Lines for the terminal under the "collected" line."""
+    report_error: str | None = None
+    """Why the JSON report could not be written at the end (one summary line)."""
 
 
 STATE_KEY: Final = pytest.StashKey[PluginState]()
@@ -69,10 +71,24 @@ def pytest_configure(config: pytest.Config) -> None:
         options_set=any_option_set(config),
         worker=bool(os.environ.get(WORKER_ENV)),
     )
+    _check_report_path(config.stash[STATE_KEY].settings["report"])
+    if not config.stash[STATE_KEY].worker and not hasattr(config, "workerinput"):
+        from pytest_executor._signals import sigterm_as_interrupt
+
+        config.add_cleanup(sigterm_as_interrupt())  # the controller cleans up on SIGTERM as on Ctrl-C
     if config.pluginmanager.hasplugin("xdist"):  # optional integration, imported lazily
         from pytest_executor.xdist import register
 
         register(config)
+
+
+def _check_report_path(path: str | None) -> None:
+    """An unwritable ``--executor-report`` is a usage error before any test runs."""
+    from pytest_executor.report import writable_path_problem
+
+    problem = writable_path_problem(path) if path else None
+    if problem:
+        raise pytest.UsageError(f"--executor-report {path}: cannot write there: {problem}")
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -173,7 +189,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     path = session.config.stash[STATE_KEY].settings["report"] if STATE_KEY in session.config.stash else None
     if run is not None and path:
-        write_json(run, path, exitstatus)
+        try:
+            write_json(run, path, exitstatus)
+        except OSError as error:  # e.g. the directory went away during the run: one line, same exit code
+            session.config.stash[STATE_KEY].report_error = f"executor: cannot write the JSON report {path}: {error}"
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -190,5 +209,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("-", "executor jobs")
         for line in text.splitlines():
             terminalreporter.write_line(line)
-    if settings["report"]:
+    error = config.stash[STATE_KEY].report_error
+    if error:
+        terminalreporter.write_line(error, red=True)
+    elif settings["report"]:
         terminalreporter.write_line(f"executor: JSON report written to {settings['report']}")

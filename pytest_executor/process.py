@@ -198,21 +198,10 @@ def exit_reason(returncode: int | None) -> str:
 
 
 def kill_process_tree(pid: int) -> None:
-    """SIGKILL a worker, its process group and every descendant psutil can still see."""
-    descendants = []
-    try:
-        import psutil
+    """SIGKILL a worker, its process group and every descendant (see :mod:`pytest_executor._reaper`)."""
+    from pytest_executor._reaper import kill_tree
 
-        descendants = psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil missing, or the process is already gone
-        pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
-    for child in descendants:
-        with contextlib.suppress(Exception):
-            child.kill()
+    kill_tree(pid)
 
 
 def _option_takes_value(config: pytest.Config) -> dict[str, bool]:
@@ -286,10 +275,11 @@ def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str
     Values are read (and validated, with an error naming the option) through
     :mod:`pytest_executor.options`, which owns them, or through ``get``.
     """
-    from pytest_executor.options import get_option
+    from pytest_executor.options import check_workers_cap, get_option
 
     get = get or get_option
     count = get(config, "workers") or usable_cpu_count()
+    check_workers_cap(int(count), get(config, "workers-max"))  # before a single fork
     max_jobs = get(config, "max-jobs")
     return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
 

@@ -226,6 +226,23 @@ def _fits(text: str, width: int) -> bool:
     return all(len(line) <= width for line in text.splitlines())
 
 
+def writable_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be written (checked before the run, creating nothing), else ``None``."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return "it is a directory"
+    if os.path.exists(target):
+        return None if os.access(target, os.W_OK) else "the file is not writable"
+    parent = os.path.dirname(target)
+    while not os.path.exists(parent):  # write_json creates the missing directories
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {parent} is not writable"
+    return None
+
+
 def write_json(run: RunRecord, path: str | os.PathLike[str], exitstatus: int | None) -> None:
     """Write the run as JSON to ``path`` (atomically: a partial file never appears)."""
     data = run.as_dict(exitstatus)

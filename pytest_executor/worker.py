@@ -40,6 +40,7 @@ from pytest_executor._protocol import (
     Channel,
     connect_channel,
 )
+from pytest_executor._reaper import become_subreaper, kill_own_descendants
 
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
@@ -89,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if hasattr(config.option, name):
             setattr(config.option, name, value)
     _limit_core_dumps()
+    become_subreaper()  # detached grandchildren stay in this worker's tree, to be killed with it
     _watch_lifeline()
     channel = connect_channel(spec)
     if os.environ.get(ENV_FORKED) == "1":
@@ -216,6 +218,7 @@ def _watch_lifeline() -> None:
         except OSError:
             pass
         try:
+            kill_own_descendants()
             if os.getpgid(0) == os.getpid():
                 os.killpg(os.getpid(), signal.SIGKILL)
         finally:
@@ -293,6 +296,7 @@ class WorkerSession:
         devnull = getattr(self, "_devnull", None)
         if devnull is not None:
             devnull.close()
+        kill_own_descendants()  # whatever a test left running, detached or not
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         """Keep deselected items: the controller may still run some (``--executor-with-deps``)."""

@@ -2,24 +2,36 @@
 
 With a cache path (``cache_type="diskcache"``) the jobs are also written to an
 SQLite database (``<cache_path>/jobs.sqlite``, WAL journal) on every status
-change, so a new ``Jobs(cache_path)`` reloads them, even after a crash.  Jobs
-that were pending or running when the store was last written come back
-``cancelled`` (nothing runs them any more); rerun them to start again.
+change, so a new ``Jobs(cache_path)`` reloads them, even after a crash.
+
+Reload status: a job keeps a final status (``done``, ``failed``,
+``cancelled``).  Every non-final status comes back ``cancelled``, because no
+engine runs the job any more: ``created`` (handed to an engine, which was
+stopped or killed before queueing it), ``pending`` and ``running``.  This holds
+after ``kill -9`` in the middle of a write too: each write is one SQLite
+transaction (WAL journal), so the store holds the job as it was before or after
+that write, never half of it.  Rerun a reloaded job to start it again.
+
+The store file is created ``0600``.  A file SQLite cannot read raises
+the :class:`JobStoreCorruptError` naming it;
+:func:`executor.engine.store_recovery.recover_job_store` copies the
+readable jobs into a new store, and the original file is never modified.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import typing as T
 from pathlib import Path
 
 from .job.base import Job
-from .job.utils import JOB_STATUSES, JobStatusType, valid_job_statuses
+from .job.utils import FINISHED_STATUSES, JOB_STATUSES, JobStatusType, valid_job_statuses
 from .utils import ExecutorError
 from .log import logger
 
-__all__ = ["Jobs", "JobStore", "JobNotFoundError", "JobStatusType"]
+__all__ = ["Jobs", "JobStore", "JobNotFoundError", "JobStatusType", "JobStoreCorruptError"]
 
 DB_NAME = "jobs.sqlite"
 
@@ -154,6 +166,18 @@ class JobStore(T.Mapping[str, Job]):
         return f"<JobStore {self.status}: {len(self._data)} jobs>"
 
 
+class JobStoreCorruptError(RuntimeError):
+    """The job store file cannot be read by SQLite (it was left untouched)."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        self.path = path
+        super().__init__(
+            f"the job store {path} cannot be read ({error}); it was left untouched. Recover the readable "
+            f"jobs into a new store with executor.engine.store_recovery.recover_job_store({str(path)!r}, <new cache dir>), "
+            "or move the file away to start empty"
+        )
+
+
 class _SqliteStore:
     """Crash-safe persistence of serialized jobs (one row per job)."""
 
@@ -161,15 +185,24 @@ class _SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        # private from the start: SQLite gives its -wal/-shm files the mode of the database file
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, data BLOB NOT NULL)")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, data BLOB NOT NULL)")
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise JobStoreCorruptError(path, error) from None
 
     def load(self) -> list[tuple[str, str, bytes]]:
         with self._lock:
-            return list(self._db.execute("SELECT id, status, data FROM jobs"))
+            try:
+                return list(self._db.execute("SELECT id, status, data FROM jobs"))
+            except sqlite3.DatabaseError as error:
+                raise JobStoreCorruptError(self.path, error) from None
 
     def save(self, job: Job) -> None:
         try:
@@ -400,8 +433,8 @@ class Jobs:
             held = self._all.get(job.id)
             if held is not None and held.status in ("pending", "running"):
                 continue  # live in memory: the stored copy is older
-            if job.status in ("pending", "running"):
-                job._status = "cancelled"
+            if job.status not in FINISHED_STATUSES or status not in FINISHED_STATUSES:
+                job._status = "cancelled"  # see the module docstring: nothing runs it any more
             if held is not None:
                 self._by_status[held.status].pop(job.id, None)
             self._all[job.id] = job

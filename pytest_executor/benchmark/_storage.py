@@ -7,6 +7,7 @@ a git checkout.  Files are written atomically (temp file + rename).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -127,4 +128,41 @@ def load_run(directory: Path, name: str) -> dict[str, Any]:
         raise StorageError(f"cannot read saved benchmark run {path}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise StorageError(f"{path} is not a saved pytest-executor benchmark run (format {FORMAT})")
+    problem = document_problem(document)
+    if problem:
+        raise StorageError(f"{path} is not a valid saved benchmark run: {problem}")
     return document
+
+
+def document_problem(document: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a saved run (types the comparison relies on), else ``None``."""
+    for key in ("machine", "commit"):
+        if document.get(key) is not None and not isinstance(document[key], dict):
+            return f"{key!r} must be an object, got {type(document[key]).__name__}"
+    benchmarks = document.get("benchmarks", [])
+    if not isinstance(benchmarks, list):
+        return f"'benchmarks' must be a list, got {type(benchmarks).__name__}"
+    for number, record in enumerate(benchmarks):
+        problem = _record_problem(record)
+        if problem:
+            return f"benchmarks[{number}]: {problem}"
+    return None
+
+
+def _record_problem(record: object) -> str | None:
+    from pytest_executor.benchmark._stats import BenchmarkStats
+
+    if not isinstance(record, dict):
+        return f"must be an object, got {type(record).__name__}"
+    if not isinstance(record.get("name"), str):
+        return "'name' must be a string"
+    stats = record.get("stats")
+    if not isinstance(stats, dict):
+        return f"'stats' must be an object, got {type(stats).__name__}"
+    for field in dataclasses.fields(BenchmarkStats):
+        value = stats.get(field.name)
+        if field.name == "ops" and value is None:
+            continue  # infinitely fast: saved as null
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"stats {field.name!r} must be a number, got {value!r}"
+    return None

@@ -57,3 +57,13 @@ def wait_until(pred: object, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def left_in_temp(temp: Path) -> list[Path]:
+    """What an engine left in the temp dir ``temp``, but the empty private per-user cache root.
+
+    That root (``executor-engine-<uid>``, 0700) is created at engine start and
+    kept, as pytest keeps ``pytest-of-<user>``: only its contents count as litter.
+    """
+    root = temp / f"executor-engine-{os.getuid()}"
+    return sorted(p for p in temp.iterdir() if p != root or any(p.iterdir()))

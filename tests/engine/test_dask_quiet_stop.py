@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _engine_helpers import left_in_temp
 
 pytest.importorskip("distributed")
 
@@ -70,7 +71,7 @@ def run_script(tmp_path: Path, source: str) -> tuple[list[str], str, list[str]]:
     assert done.returncode == 0, done.stderr
     assert "STOPPING\n" in done.stderr, done.stderr
     after_stop = done.stderr.split("STOPPING\n", 1)[1]
-    return done.stdout.splitlines(), after_stop, sorted(p.name for p in temp.iterdir())
+    return done.stdout.splitlines(), after_stop, [p.name for p in left_in_temp(temp)]
 
 
 def test_sync_stop_of_the_engines_local_cluster_is_silent_and_clean(tmp_path: Path) -> None:

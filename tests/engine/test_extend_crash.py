@@ -15,6 +15,7 @@ import pytest
 
 from executor.engine.job.extend._reaper import GRACE
 
+from _engine_helpers import left_in_temp
 from _extend_helpers import listening, processes_with, unique_sleep, wait_until
 
 ENGINE_SCRIPT = textwrap.dedent("""
@@ -107,7 +108,7 @@ def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: 
         engine_process.wait()
     assert wait_until(lambda: not processes_with(marker), timeout=GRACE + 10), processes_with(marker)
     assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # gone with the process it watched
-    assert wait_until(lambda: not list(temp.iterdir()), timeout=10), list(temp.iterdir())
+    assert wait_until(lambda: not left_in_temp(temp), timeout=10), left_in_temp(temp)
 
 
 STOP_SCRIPT = textwrap.dedent("""

@@ -5,7 +5,8 @@ on the engine's event loop:
 
 * by default a ``distributed.LocalCluster`` is started lazily, on the first
   DaskJob: one single-threaded worker process per core, quiet logs, the
-  dashboard on a free port, scratch space in a private temporary directory (nothing is
+  dashboard on a free loopback port, TLS with
+  temporary certificates (only this process holds them), scratch space in a private temporary directory (nothing is
   written to the working directory), closed by ``engine.stop()``;
 * ``engine.dask_client = Client(address, asynchronous=True)`` points the
   engine at a running cluster instead. The user's client is used as is when
@@ -220,7 +221,10 @@ class DaskBackend:
                 n_workers=n_workers,
                 threads_per_worker=self.threads_per_worker,
                 processes=True,
-                dashboard_address=":0",  # a free port: never collide with a user cluster on 8787
+                # loopback only, on a free port: never on the network, never 8787 of a user cluster
+                dashboard_address="127.0.0.1:0",
+                # temporary TLS certificates: other local users can neither connect nor submit
+                security=True,
                 # a failed task is the job's failure, reported by the engine: dask's own
                 # "Compute Failed" error log would say it twice
                 silence_logs=logging.CRITICAL,

@@ -183,8 +183,65 @@ def flush_std_streams() -> None:
 def default_cache_root() -> Path:
     """Where job cache dirs go when no ``cache_path`` is configured.
 
-    A per-user directory under the system's temporary directory: nothing lands
-    in the working directory unless the user asks for it with ``cache_path``.
+    A per-user directory under the system's temporary directory
+    (``executor-engine-<uid>``): nothing lands in the working directory unless
+    the user asks for it with ``cache_path``.  The directory is private: it is
+    created 0700, a mode that lets others in is narrowed to 0700, and if it is
+    not a real directory owned by this user (another user may have created it
+    first, to read or redirect our job store and command files), this process
+    uses a fresh private directory instead (removed at exit) and logs why.
     """
     user = os.getuid() if hasattr(os, "getuid") else os.getpid()
-    return Path(tempfile.gettempdir()) / f"executor-engine-{user}"
+    root = Path(tempfile.gettempdir()) / f"executor-engine-{user}"
+    if _fallback_root is not None and _fallback_root[0] == os.getpid():
+        return _fallback_root[1]
+    problem = _make_private(root)
+    if problem is None:
+        return root
+    return _use_fallback_root(root, problem)
+
+
+_fallback_root: tuple[int, Path] | None = None
+"""The private directory this process (pid) uses because the shared default was refused."""
+
+
+def _make_private(root: Path) -> str | None:
+    """Create ``root`` 0700 or check an existing one; the reason it cannot be used, else ``None``."""
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        return f"it cannot be created ({error})"
+    if not hasattr(os, "getuid"):
+        return None
+    try:
+        info = os.lstat(root)
+    except OSError as error:
+        return f"it cannot be read ({error})"
+    import stat
+
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if info.st_uid != os.getuid():
+        return f"it is owned by uid {info.st_uid}, not by this user ({os.getuid()})"
+    if info.st_mode & 0o077:
+        try:
+            os.chmod(root, 0o700)
+        except OSError as error:
+            return f"its mode {stat.S_IMODE(info.st_mode):o} lets other users in and cannot be fixed ({error})"
+    return None
+
+
+def _use_fallback_root(root: Path, problem: str) -> Path:
+    global _fallback_root
+    import atexit
+    import shutil
+
+    fallback = Path(tempfile.mkdtemp(prefix=f"{root.name}-"))
+    _fallback_root = (os.getpid(), fallback)
+    atexit.register(shutil.rmtree, fallback, True)
+    from ..log import logger
+
+    logger.warning(f"not using the cache dir {root}: {problem}; using the private dir {fallback} instead")
+    return fallback

@@ -74,7 +74,7 @@ def record_command(spec: CommandSpec) -> None:
         pass
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
-    fd = os.open(spec.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(spec.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         data = (spec.cmd + "\n").encode()
         while data:

@@ -1,0 +1,295 @@
+"""Faults of the controller: SIGTERM cleans up like Ctrl-C; a SIGKILLed run's directories are reaped later."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.timeout(150)
+
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:cacheprovider -p no:timeout
+"""
+
+XDIST_BLOCKING = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def test_first():
+    pass
+
+
+@pytest.mark.job(after="test_first")
+def test_blocks():
+    (HERE / f"started-{os.getpid()}").write_text("x")
+    time.sleep(120)
+"""
+
+
+def _wait_for(predicate: object, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _spawn(path: Path, tmpdir: Path, *args: str) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env["TMPDIR"] = str(tmpdir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args], cwd=path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _run_dirs(tmpdir: Path) -> list[Path]:
+    return sorted(tmpdir.glob("pytest-executor-xdist-*"))
+
+
+def test_sigterm_of_an_xdist_controller_cleans_up_like_ctrl_c(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blocking=XDIST_BLOCKING)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    try:
+        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        assert len(_run_dirs(tmp_path)) == 1
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output, output
+    assert _run_dirs(tmp_path) == []
+    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the workers to end", timeout=20)
+
+
+def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_blocking=XDIST_BLOCKING)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    try:
+        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.kill()  # SIGKILL: nothing of ours runs
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _run_dirs(tmp_path)
+    assert len(left) == 1  # what SIGKILL cannot avoid
+    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the orphaned workers to end", timeout=60)
+    alive_owner = tmp_path / f"pytest-executor-xdist-{os.getpid()}-{int(psutil.Process().create_time())}-keep"
+    alive_owner.mkdir()  # a running controller's directory is never touched
+    for started in pytester.path.glob("started-*"):
+        started.unlink()
+    pytester.makepyfile(test_blocking="import pytest\n\ndef test_first():\n    pass\n\n"
+                        "@pytest.mark.job(after='test_first')\ndef test_second():\n    pass\n")
+    again = _spawn(pytester.path, tmp_path, "-n", "2")
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    assert _run_dirs(tmp_path) == [alive_owner]
+
+
+DETACHING = """
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DAEMON = '''
+import os, sys, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(300)
+'''
+
+
+def test_detaches_a_daemon():
+    import subprocess
+    target = HERE / f"daemon-{os.getpid()}.pid"
+    subprocess.run([sys.executable, "-c", DAEMON, str(target)], check=True)
+    while not target.exists() or not target.read_text():
+        time.sleep(0.01)
+    if os.environ.get("BLOCK"):
+        (HERE / "started").write_text("x")
+        time.sleep(120)
+"""
+
+
+def _daemon_pids(path: Path) -> list[int]:
+    return [int(p.read_text()) for p in path.glob("daemon-*.pid") if p.read_text()]
+
+
+@pytest.fixture
+def no_daemon_left(pytester: pytest.Pytester) -> Iterator[None]:
+    """Even when a test fails, kill the daemons its inner run detached."""
+    yield
+    for pid in _daemon_pids(pytester.path):
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if "time.sleep(300)" in " ".join(process.cmdline()):
+                process.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+@pytest.mark.parametrize("backend", ["process", "subprocess", "dask"])
+@pytest.mark.usefixtures("no_daemon_left")
+def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp_path: Path, backend: str) -> None:
+    if backend == "dask":
+        pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_detach=DETACHING)
+    proc = _spawn(pytester.path, tmp_path, f"--executor-backend={backend}", "--executor-workers=1")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    daemons = _daemon_pids(pytester.path)
+    assert len(daemons) == 1
+    _wait_for(lambda: not any(_alive(pid) for pid in daemons), "the detached daemon to be killed", timeout=20)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+@pytest.mark.usefixtures("no_daemon_left")
+def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_detach=DETACHING)
+    env_block = dict(os.environ, BLOCK="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--executor-backend=process", "--executor-workers=1"],
+        cwd=pytester.path, env={k: v for k, v in env_block.items() if not k.startswith("PYTEST_")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: (pytester.path / "started").exists(), "the test to detach its daemon")
+        tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    daemons = _daemon_pids(pytester.path)
+    assert len(daemons) == 1
+    _wait_for(lambda: not any(_alive(pid) for pid in [*daemons, *tree]), "the worker and its daemon to end", timeout=30)
+
+
+KILLS_ITS_DASK_WORKER = """
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.mark.job(retries=0)
+def test_kills_its_dask_worker():
+    os.kill(os.getppid(), signal.SIGKILL)  # the session's parent is the dask worker process
+    time.sleep(60)  # the session dies with its host (lifeline) long before
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_independent(n):
+    pass
+"""
+
+
+def test_a_sigkilled_dask_worker_never_stalls_the_run(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_dask_kill=KILLS_ITS_DASK_WORKER)
+    proc = _spawn(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA")
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "FAILED test_dask_kill.py::test_kills_its_dask_worker" in output, output
+    assert "= 1 failed, 6 passed in " in output, output
+
+
+CRASH_IN_EXCLUSIVE = """
+import os
+import pytest
+
+
+def test_a():
+    pass
+
+
+@pytest.mark.job(after="test_a")
+def test_b():
+    pass
+
+
+@pytest.mark.job(exclusive=True)
+def test_exclusive_crash():
+    os._exit(3)
+
+
+@pytest.mark.job(exclusive=True)
+def test_exclusive_next():
+    pass
+
+
+@pytest.mark.job(after="test_exclusive_crash")
+def test_after_crash():
+    pass
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_independent(n):
+    pass
+"""
+
+
+def test_xdist_worker_crash_with_after_and_exclusive_never_hangs(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """A test re-sent after a crash never waits for a test that already waits for it."""
+    pytest.importorskip("xdist")
+    pytester.makeini(INNER_INI + "    -p no:randomly\n")
+    pytester.makepyfile(test_crash=CRASH_IN_EXCLUSIVE)
+    proc = _spawn(pytester.path, tmp_path, "-n", "2", "-rA")
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "FAILED test_crash.py::test_exclusive_crash" in output, output
+    assert "= 1 failed, 11 passed, 1 skipped in " in output, output
