@@ -48,7 +48,7 @@ def parse_seconds(raw: str) -> float:
     except ValueError:
         raise ValueError(f"{raw!r} is not a number of seconds") from None
     if valid_seconds(value) is None:
-        raise ValueError(f"{raw!r} must be a positive number of seconds, at most {MAX_TIMEOUT:g} (a year)")
+        raise ValueError(f"{raw!r} must be a positive number of seconds, at most {MAX_TIMEOUT:.0f} (a year)")
     return value
 
 

@@ -145,7 +145,7 @@ def _timeout(value: object) -> float | None:
         return seconds
     shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
     raise MarkerError(
-        f"job(timeout={shown}) must be a positive, finite number of seconds up to {MAX_TIMEOUT:g} (a year), or None"
+        f"job(timeout={shown}) must be a positive, finite number of seconds up to {MAX_TIMEOUT:.0f} (a year), or None"
     )
 
 

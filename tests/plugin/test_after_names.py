@@ -24,7 +24,7 @@ def test_every_bad_argument_of_one_marker_is_reported(pytester: pytest.Pytester)
         [
             "ERROR: invalid job markers:",
             "  test_bad.py::test_x: job(retries=-1) must be an integer >= 0",
-            "  test_bad.py::test_x: job(timeout=-3) must be a positive number of seconds or None",
+            "  test_bad.py::test_x: job(timeout=-3) must be a positive, finite number of seconds up to 31622400 (a year), or None",
         ]
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -113,7 +113,7 @@ def test_self_dependency_is_a_cycle(pytester: pytest.Pytester) -> None:
     [
         ('backend="gpu"', "job(backend='gpu') is not a backend; valid: local, thread, process, subprocess, dask"),
         ("retries=-1", "job(retries=-1) must be an integer >= 0"),
-        ("timeout=-2", "job(timeout=-2) must be a positive, finite number of seconds up to 3.16224e+07 (a year), or None"),
+        ("timeout=-2", "job(timeout=-2) must be a positive, finite number of seconds up to 31622400 (a year), or None"),
         ("exclusive=1", "job(exclusive=1) must be True or False"),
         ("after=3", "job(after=...) must be a test name or a list of test names, got 3"),
         ("condition=42", "job(condition=42) is not an executor.engine.job.condition.Condition"),
