@@ -1025,12 +1025,16 @@ class Engine(UpstreamEngineAPI):
         return True
 
     def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> T.Optional[T.Any]:
-        """Block until ``job`` finished; return its result if it is done (None otherwise), as upstream.
+        """Block until ``job`` finished, or ``timeout`` seconds passed; return its result if it is done.
 
-        Raises TimeoutError after ``timeout`` seconds.
+        As upstream, a timeout is no error: the job keeps running and the
+        return value is None (as for a failed or cancelled job).
         """
         _check_jobs([job])
-        self._call_on_loop_async(self._join_here, [job], timeout)
+        try:
+            self._call_on_loop_async(self._join_here, [job], timeout)
+        except TimeoutError:
+            return None
         return job.result() if job.status == "done" else None
 
     # ------------------------------------------------------ loop plumbing

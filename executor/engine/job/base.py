@@ -217,12 +217,15 @@ class Job(UpstreamJobAPI):
         return self._exception if self._status == "failed" else None
 
     async def join(self, timeout: T.Optional[float] = None) -> None:
-        """Wait (asynchronously) until the job is done, failed or cancelled."""
+        """Wait (asynchronously) until the job is done, failed or cancelled, or ``timeout`` seconds passed.
+
+        As upstream, a timeout returns quietly; ``self.status`` tells which it was.
+        """
         engine = self._require_engine("join")
         await engine.join([self], timeout=timeout)
 
     def wait(self, timeout: T.Optional[float] = None) -> None:
-        """Block until the job finished (sync form of :meth:`join`)."""
+        """Block until the job finished or ``timeout`` seconds passed (sync form of :meth:`join`)."""
         self._require_engine("wait").wait_job(self, timeout=timeout)
 
     async def cancel(self) -> None:
