@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ._scheduler import Scheduler
-from ._upstream_engine import Resource, UpstreamEngineAPI, select_active
+from ._upstream_engine import Resource, UpstreamEngineAPI
 from .job._upstream_api import overrides_cancel, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
@@ -1008,21 +1008,14 @@ class Engine(UpstreamEngineAPI):
 
     def wait(self, timeout: T.Optional[float] = None, time_delta: float = 0.2,
              select_jobs: T.Optional[T.Callable[..., T.Any]] = None) -> bool:
-        """Block until all jobs (or those ``select_jobs`` picks) finished; False on timeout.
+        """Block until no job (or none of those ``select_jobs`` picks) is pending or running; False on timeout.
 
         ``select_jobs``: upstream's ``select_jobs(engine.jobs) -> list of jobs``,
         or a predicate taking one job.
 
         ``time_delta`` is accepted for compatibility and unused: waiting is event-driven.
         """
-        jobs = None
-        if select_jobs is not None:
-            jobs = select_active(self._active_jobs(), self.jobs, select_jobs)
-        try:
-            self._call_on_loop_async(self._join_here, jobs, timeout)
-        except TimeoutError:
-            return False
-        return True
+        return bool(self._call_on_loop_async(self._wait_selected, timeout, select_jobs))
 
     def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> T.Optional[T.Any]:
         """Block until ``job`` finished, or ``timeout`` seconds passed; return its result if it is done.
