@@ -295,12 +295,34 @@ class Engine(UpstreamEngineAPI):
 
     @property
     def dask_client(self) -> T.Any:
-        """The ``distributed.Client`` DaskJobs use (None before the first DaskJob unless a client was set)."""
-        return self.dask_backend.client
+        """The asynchronous ``distributed.Client`` that DaskJobs use.
+
+        As upstream, reading it before any DaskJob ran starts the engine's own
+        LocalCluster (or connects to the address that was set) and returns its
+        client.  That start blocks, so from a coroutine on the engine's loop
+        ``await engine.dask_backend.get_client()`` instead.  None while the
+        engine is not running (nothing to start the cluster on).
+        """
+        backend = self.dask_backend
+        if backend.client is not None:
+            return backend.client
+        if self._loop is None or not self._loop.is_running():
+            return None
+        if self._in_loop_thread():
+            raise RuntimeError(
+                "engine.dask_client would block the engine's loop while it starts the dask cluster: "
+                "from a coroutine, use `await engine.dask_backend.get_client()`"
+            )
+        return self._call_on_loop_async(backend.get_client)
 
     @dask_client.setter
     def dask_client(self, client: T.Any) -> None:
-        """Set an asynchronous ``distributed.Client`` or a scheduler address; anything else raises ValueError."""
+        """Set an asynchronous ``distributed.Client`` or a scheduler address.
+
+        A synchronous client raises ValueError; anything that is no client
+        raises :class:`~executor.engine.backend.dask.NotADaskClientError`
+        (both a ValueError and, as upstream, an AttributeError).
+        """
         self.dask_backend.set_client(client)
 
     # -------------------------------------------------------- start / stop
