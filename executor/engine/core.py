@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ._scheduler import Scheduler
 from ._upstream_engine import Resource, UpstreamEngineAPI
-from .job._upstream_api import overrides_cancel, uses_upstream_hooks
+from .job._upstream_api import overrides_cancel, overrides_status_hooks, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
 from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
@@ -773,6 +773,10 @@ class Engine(UpstreamEngineAPI):
                    attempt: T.Optional[T.Callable[["Engine"], T.Awaitable[T.Any]]] = None) -> None:
         try:
             result = await (attempt or job._execute)(self)
+            if overrides_status_hooks(type(job)) and job.status == "running" and not isinstance(result, _ProxyBase):
+                # upstream's outcome hook ends the attempt (its base form calls _finish_attempt)
+                await job.on_done(result)
+                return
         except asyncio.CancelledError:
             if job.status == "running":  # cancelled by the loop going away, not by us
                 self._sched.finished(job)
@@ -780,7 +784,10 @@ class Engine(UpstreamEngineAPI):
             return
         except Exception as exc:
             if job.status == "running":
-                self._attempt_failed(job, exc)
+                if overrides_status_hooks(type(job)):
+                    await self._on_failed_hook(job, exc)
+                else:
+                    self._attempt_failed(job, exc)
             return
         except BaseException as exc:  # SystemExit/KeyboardInterrupt inside a local job
             if job.status == "running":
@@ -796,6 +803,14 @@ class Engine(UpstreamEngineAPI):
         self._sched.finished(job)
         self._finish(job, "done")
         self._pump()
+
+    async def _on_failed_hook(self, job: Job, exc: Exception) -> None:
+        """Hand a failed attempt to the job's own ``on_failed``; if that raises, the attempt fails with it."""
+        try:
+            await job.on_failed(exc)
+        except Exception as hook_error:
+            if job.status == "running":
+                self._attempt_failed(job, hook_error)
 
     def _attempt_failed(self, job: Job, exc: BaseException, pump: bool = True) -> None:
         self._sched.finished(job)
