@@ -230,6 +230,7 @@ class Engine(UpstreamEngineAPI):
         # started jobs whose attempt is a plain call: run in batches by one loop callback, no Task each
         self._inline: collections.deque[Job] = collections.deque()
         self._inline_scheduled = False
+        self._submitting = False
         self._default_tokens: list[T.Any] = []
         # told of every status change, on the loop thread (SentinelJob watches jobs through it)
         self._status_listeners: list[T.Callable[[Job], None]] = []
@@ -520,18 +521,27 @@ class Engine(UpstreamEngineAPI):
         # large submit touches each job while it is still in the CPU cache.  Conditions
         # may name jobs of the same call: those see the whole call pending at once.
         size = _CHUNK if all(c is None for c in conditions) else len(jobs)
-        for first in range(0, len(jobs), size):
-            chunk = jobs[first:first + size]
-            for job in chunk:
-                self._register(job)
-                job.submit_time = submitted
-            self._set_status_many(chunk, "pending")
-            add = self._sched.add
-            for job, condition in zip(chunk, conditions[first:first + size]):
-                if job._status == "pending":
-                    add(job, job.id, job.resource_kind, condition, now,
-                        poll_interval=job.wait_time_delta, cancel_on=job._upstream)
-            self._pump()
+        self._submitting = True  # join() must not see the engine idle between two chunks
+        try:
+            for first in range(0, len(jobs), size):
+                chunk = jobs[first:first + size]
+                for job in chunk:
+                    self._register(job)
+                    job.submit_time = submitted
+                self._set_status_many(chunk, "pending")
+                add = self._sched.add
+                for job, condition in zip(chunk, conditions[first:first + size]):
+                    if job._status == "pending":
+                        add(job, job.id, job.resource_kind, condition, now,
+                            poll_interval=job.wait_time_delta, cancel_on=job._upstream)
+                self._pump()
+                if first + size < len(jobs):
+                    # the plain calls of a chunk run before the next chunk: their jobs are still in
+                    # the CPU cache (a large submit would otherwise touch every job twice from RAM)
+                    self._run_queued_inline()
+        finally:
+            self._submitting = False
+        self._wake_idle_waiters()
 
     def _plan(self, job: Job) -> T.Optional[Condition]:
         """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
@@ -711,7 +721,11 @@ class Engine(UpstreamEngineAPI):
                         fut.set_result(None)
             if job.callback is not None:
                 _safe_callback(job, job.callback, job._result)
-        if self._idle_waiters and self.jobs.active_count == 0:
+        self._wake_idle_waiters()
+
+    def _wake_idle_waiters(self) -> None:
+        """Resolve ``join()``s waiting for all jobs, once no job is active (and no submit is half-way)."""
+        if self._idle_waiters and not self._submitting and self.jobs.active_count == 0:
             idle, self._idle_waiters = self._idle_waiters, []
             for fut in idle:
                 if not fut.done():
@@ -726,19 +740,24 @@ class Engine(UpstreamEngineAPI):
         """
         queue = self._inline
         try:
-            for _ in range(len(queue)):
-                job = queue.popleft()
-                if job._queued is not self:  # moved on to another engine meanwhile
-                    continue
-                job._queued = None
-                if job._status == "running" and job._task is None:
-                    self._run_inline(job)
+            self._run_queued_inline()
         finally:
             if queue and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon(self._run_inline_batch)
             else:
                 self._inline_scheduled = False
             self._pump()
+
+    def _run_queued_inline(self) -> None:
+        """Run the plain calls queued so far (see :meth:`_run_inline_batch`)."""
+        queue = self._inline
+        for _ in range(len(queue)):
+            job = queue.popleft()
+            if job._queued is not self:  # moved on to another engine meanwhile
+                continue
+            job._queued = None
+            if job._status == "running" and job._task is None:
+                self._run_inline(job)
 
     def _run_inline(self, job: Job) -> None:
         """One attempt of a plain call, on the loop thread (see :func:`_fast_path`)."""
@@ -897,11 +916,7 @@ class Engine(UpstreamEngineAPI):
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
-            if self._idle_waiters and self.jobs.active_count == 0:
-                idle, self._idle_waiters = self._idle_waiters, []
-                for fut in idle:
-                    if not fut.done():
-                        fut.set_result(None)
+            self._wake_idle_waiters()
 
     def _future_value(self, future: JobFuture) -> T.Any:
         upstream = self.jobs.get(future.job_id)
