@@ -489,38 +489,38 @@ class Engine(UpstreamEngineAPI):
         job is submitted and reaches the awaited status (then it is woken at
         once, no polling), or until it is cancelled.
         """
-        _check_jobs(jobs)
         loop = self._loop
         if loop is None or not loop.is_running() or self._stopping:
+            _check_jobs(jobs)
             raise RuntimeError(
                 "the engine is not started: use `with Engine() as engine:`, call engine.start(), "
                 "or `await engine.submit_async(...)` inside a running event loop")
-        self._call_on_loop(self._submit_now, jobs)
-        for job in jobs:
-            if type(job).wait_started is not Job.wait_started and job.status == "running":
+        # the jobs are checked on the loop, in the same pass that plans them (a large submit
+        # reads each job from memory as few times as it can)
+        starting: list[Job] = self._call_on_loop(self._submit_now, jobs)
+        for job in starting:
+            if job.status == "running":
                 job.wait_started()
 
     async def submit_async(self, *jobs: Job) -> None:
         """Register jobs from a coroutine; binds the engine to the running loop if it has none."""
-        _check_jobs(jobs)
-        await self._on_loop_async(self._submit_now, jobs)
-        for job in jobs:
+        starting: list[Job] = await self._on_loop_async(self._submit_now, jobs)
+        for job in starting:
             if job.status == "running":
                 await job.wait_started_async()
 
-    def _submit_now(self, jobs: T.Sequence[Job]) -> None:
+    def _submit_now(self, jobs: T.Sequence[Job]) -> list[Job]:
+        """Register and schedule ``jobs``; return those whose class has a start-up phase to wait for."""
         if self._stopping:
             raise RuntimeError("the engine is stopping; it accepts no new jobs")
-        batch = {job.id: job for job in jobs}
-        if len(batch) != len(jobs):
-            raise JobEmitError("the same job was given twice to one submit()")
-        conditions = [self._plan(job) for job in jobs]  # all valid before any is registered
+        conditions = self._plan_all(jobs)  # all valid before any is registered
         now = time.time()
         submitted = datetime.now()  # one submit() call: one submission time
         # Jobs without conditions go in chunks (registered, pending, started), so that a
         # large submit touches each job while it is still in the CPU cache.  Conditions
         # may name jobs of the same call: those see the whole call pending at once.
         size = _CHUNK if all(c is None for c in conditions) else len(jobs)
+        starting: list[Job] = []
         self._submitting = True  # join() must not see the engine idle between two chunks
         try:
             for first in range(0, len(jobs), size):
@@ -535,6 +535,7 @@ class Engine(UpstreamEngineAPI):
                         add(job, job.id, job.resource_kind, condition, now,
                             poll_interval=job.wait_time_delta, cancel_on=job._upstream)
                 self._pump()
+                starting += [job for job in chunk if _has_start_up(type(job))]
                 if first + size < len(jobs):
                     # the plain calls of a chunk run before the next chunk: their jobs are still in
                     # the CPU cache (a large submit would otherwise touch every job twice from RAM)
@@ -542,6 +543,20 @@ class Engine(UpstreamEngineAPI):
         finally:
             self._submitting = False
         self._wake_idle_waiters()
+        return starting
+
+    def _plan_all(self, jobs: T.Sequence[Job]) -> list[T.Optional[Condition]]:
+        """Check and plan every job of one submit (see :meth:`_plan`); their effective conditions."""
+        ids: set[str] = set()
+        conditions = []
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise TypeError(f"expected Job objects, got {type(job).__name__}: {job!r}")
+            if job.id in ids:
+                raise JobEmitError("the same job was given twice to one submit()")
+            ids.add(job.id)
+            conditions.append(self._plan(job))
+        return conditions
 
     def _plan(self, job: Job) -> T.Optional[Condition]:
         """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
@@ -1183,6 +1198,19 @@ def _upstream_ids(job: Job) -> frozenset[str]:
     if job.kwargs:
         ids += [v.job_id for v in job.kwargs.values() if isinstance(v, JobFuture)]
     return frozenset(ids) if ids else _NO_IDS
+
+
+_start_up_classes: dict[type, bool] = {}
+
+
+def _has_start_up(cls: type) -> bool:
+    """Whether job class ``cls`` has a start-up phase that ``submit`` waits for (``wait_started``)."""
+    known = _start_up_classes.get(cls)
+    if known is None:
+        known = (cls.wait_started is not Job.wait_started  # type: ignore[attr-defined]
+                 or cls.wait_started_async is not Job.wait_started_async)  # type: ignore[attr-defined]
+        _start_up_classes[cls] = known
+    return known
 
 
 def _check_jobs(jobs: T.Iterable[object]) -> None:
