@@ -586,7 +586,8 @@ class Engine(UpstreamEngineAPI):
             job._proxy = None
             job.start_time = job.stop_time = None
         job.attempts = 0
-        job._cancel_requested = False
+        if job._cancel_requested:
+            job._cancel_requested = False
         job.engine = self
         if self.jobs.get(job.id) is not job:
             self.jobs.add(job)
@@ -652,7 +653,8 @@ class Engine(UpstreamEngineAPI):
             job.attempts += 1
             job.start_time = started
             if path:
-                job._proxy = None
+                if job._proxy is not None:
+                    job._proxy = None
             else:
                 job._prepare_proxy()  # before the status: a running generator job has its proxy
         self._set_status_many(jobs, "running")
@@ -926,8 +928,9 @@ class Engine(UpstreamEngineAPI):
             for listener in self._status_listeners:
                 listener(job)
         if status in _FINISHED:
-            waiters, job._waiters = job._waiters, None
-            if waiters:
+            waiters = job._waiters
+            if waiters is not None:
+                job._waiters = None
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.engine import Engine, EngineSetting, LocalJob, ThreadJob
+from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
 from executor.engine.core import _CHUNK
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,3 +64,25 @@ async def test_a_join_waiting_during_a_large_submit_sees_the_whole_submit(tmp_pa
             assert finished == list(range(n)) and last.result() == "last"
         finally:
             gate.set()
+
+
+SHARED_KEY_LIMIT = 30
+"""CPython keeps instances' dicts compact (a shared key table per class) up to this many attribute names."""
+
+
+def test_jobs_keep_their_instance_attributes_under_the_shared_key_limit(tmp_path: Path) -> None:
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with Engine(setting=EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+        jobs = [LocalJob(abs, args=(-1,)), ThreadJob(abs, args=(-2,)), ProcessJob(abs, args=(-3,)),
+                LocalJob(boom, retries=1), ThreadJob(boom)]
+        engine.submit(*jobs)
+        assert engine.wait(timeout=60)
+        for job in jobs[:3]:
+            engine.submit(job)  # a rerun sets no new attributes either
+        assert engine.wait(timeout=60)
+    assert [job.status for job in jobs] == ["done"] * 3 + ["failed"] * 2
+    for cls in {type(job) for job in jobs}:
+        names = set().union(*(vars(job) for job in jobs if type(job) is cls))
+        assert len(names) < SHARED_KEY_LIMIT, (cls.__name__, sorted(names))
