@@ -58,6 +58,8 @@ class UpstreamEngineAPI(ExecutorObj):
         async def _join_here(self, jobs: T.Optional[T.Sequence[Job]],
                              timeout: T.Optional[float]) -> None: ...
 
+        _status_listeners: list[T.Callable[[Job], None]]
+
     def setup_by_setting(self) -> None:
         """(Re)read ``self.setting``: resource counters and ``print_traceback``."""
         setting = self.setting
@@ -88,28 +90,60 @@ class UpstreamEngineAPI(ExecutorObj):
         time_delta: float = 0.2,
         select_jobs: T.Optional[T.Callable[..., T.Any]] = None,
     ) -> bool:
-        """Async form of ``wait``: until all jobs (or those ``select_jobs`` picks) finished.
+        """Async form of ``wait``: until no job (or none of those ``select_jobs`` picks) is pending or running.
 
         Returns False when ``timeout`` passed first (upstream returns None
         either way).  ``time_delta`` is accepted and unused: waiting is
         event-driven.  ``select_jobs`` takes the ``Jobs`` manager and returns
         jobs (upstream's form) or takes one job and returns a bool.
         """
-        jobs = None if select_jobs is None else select_active(self._active_jobs(), self.jobs, select_jobs)
+        return bool(await self._on_loop_async_coro(self._wait_selected, timeout, select_jobs))
+
+    async def _wait_selected(self, timeout: T.Optional[float],
+                             select_jobs: T.Optional[T.Callable[..., T.Any]]) -> bool:
+        """On the engine loop: wait until the selection holds no active job; False if ``timeout`` passed first."""
+        if select_jobs is None:
+            try:
+                await self._join_here(None, timeout)
+            except TimeoutError:
+                return False
+            return True
+        pick = job_selector(self.jobs, select_jobs)
+        changed = asyncio.Event()
+
+        def on_status(_job: Job) -> None:
+            changed.set()
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # as upstream, the selection is asked again after every change (a job may enter or leave it)
+        self._status_listeners.append(on_status)
         try:
-            # join() swallows the timeout (as upstream); its inner wait tells us which it was
-            await self._on_loop_async_coro(self._join_here, jobs, timeout)
-        except TimeoutError:
-            return False
-        return True
+            while pick(self._active_jobs()):
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return False
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return not pick(self._active_jobs())
+            return True
+        finally:
+            self._status_listeners.remove(on_status)
 
 
-def select_active(active: list["Job"], jobs: "Jobs", select_jobs: T.Callable[..., T.Any]) -> list["Job"]:
-    """The jobs to wait for: upstream's ``select_jobs(jobs_manager) -> jobs`` or a per-job predicate."""
+def job_selector(jobs: "Jobs", select_jobs: T.Callable[..., T.Any]) -> T.Callable[[list["Job"]], list["Job"]]:
+    """The active jobs ``select_jobs`` picks, given the active jobs, whichever form ``select_jobs`` has.
+
+    Upstream's form takes the ``Jobs`` manager and returns jobs; ours is a
+    predicate on one job.  A callable that fails on the manager, or answers it
+    with a bool or None, is taken for a predicate.
+    """
     try:
         chosen = select_jobs(jobs)
     except Exception:
         chosen = None
     if isinstance(chosen, bool) or chosen is None:
-        return [job for job in active if select_jobs(job)]
-    return [job for job in chosen if job.status in ("pending", "running")]
+        return lambda active: [job for job in active if select_jobs(job)]
+    return lambda active: [job for job in select_jobs(jobs) if job.status in ("pending", "running")]

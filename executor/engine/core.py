@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ._scheduler import Scheduler
-from ._upstream_engine import Resource, UpstreamEngineAPI, select_active
-from .job._upstream_api import overrides_cancel, uses_upstream_hooks
+from ._upstream_engine import Resource, UpstreamEngineAPI
+from .job._upstream_api import overrides_cancel, overrides_status_hooks, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
 from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
@@ -230,6 +230,7 @@ class Engine(UpstreamEngineAPI):
         # started jobs whose attempt is a plain call: run in batches by one loop callback, no Task each
         self._inline: collections.deque[Job] = collections.deque()
         self._inline_scheduled = False
+        self._submitting = False
         self._default_tokens: list[T.Any] = []
         # told of every status change, on the loop thread (SentinelJob watches jobs through it)
         self._status_listeners: list[T.Callable[[Job], None]] = []
@@ -295,12 +296,34 @@ class Engine(UpstreamEngineAPI):
 
     @property
     def dask_client(self) -> T.Any:
-        """The ``distributed.Client`` DaskJobs use (None before the first DaskJob unless a client was set)."""
-        return self.dask_backend.client
+        """The asynchronous ``distributed.Client`` that DaskJobs use.
+
+        As upstream, reading it before any DaskJob ran starts the engine's own
+        LocalCluster (or connects to the address that was set) and returns its
+        client.  That start blocks, so from a coroutine on the engine's loop
+        ``await engine.dask_backend.get_client()`` instead.  None while the
+        engine is not running (nothing to start the cluster on).
+        """
+        backend = self.dask_backend
+        if backend.client is not None:
+            return backend.client
+        if self._loop is None or not self._loop.is_running():
+            return None
+        if self._in_loop_thread():
+            raise RuntimeError(
+                "engine.dask_client would block the engine's loop while it starts the dask cluster: "
+                "from a coroutine, use `await engine.dask_backend.get_client()`"
+            )
+        return self._call_on_loop_async(backend.get_client)
 
     @dask_client.setter
     def dask_client(self, client: T.Any) -> None:
-        """Set an asynchronous ``distributed.Client`` or a scheduler address; anything else raises ValueError."""
+        """Set an asynchronous ``distributed.Client`` or a scheduler address.
+
+        A synchronous client raises ValueError; anything that is no client
+        raises :class:`~executor.engine.backend.dask.NotADaskClientError`
+        (both a ValueError and, as upstream, an AttributeError).
+        """
         self.dask_backend.set_client(client)
 
     # -------------------------------------------------------- start / stop
@@ -466,50 +489,74 @@ class Engine(UpstreamEngineAPI):
         job is submitted and reaches the awaited status (then it is woken at
         once, no polling), or until it is cancelled.
         """
-        _check_jobs(jobs)
         loop = self._loop
         if loop is None or not loop.is_running() or self._stopping:
+            _check_jobs(jobs)
             raise RuntimeError(
                 "the engine is not started: use `with Engine() as engine:`, call engine.start(), "
                 "or `await engine.submit_async(...)` inside a running event loop")
-        self._call_on_loop(self._submit_now, jobs)
-        for job in jobs:
-            if type(job).wait_started is not Job.wait_started and job.status == "running":
+        # the jobs are checked on the loop, in the same pass that plans them (a large submit
+        # reads each job from memory as few times as it can)
+        starting: list[Job] = self._call_on_loop(self._submit_now, jobs)
+        for job in starting:
+            if job.status == "running":
                 job.wait_started()
 
     async def submit_async(self, *jobs: Job) -> None:
         """Register jobs from a coroutine; binds the engine to the running loop if it has none."""
-        _check_jobs(jobs)
-        await self._on_loop_async(self._submit_now, jobs)
-        for job in jobs:
+        starting: list[Job] = await self._on_loop_async(self._submit_now, jobs)
+        for job in starting:
             if job.status == "running":
                 await job.wait_started_async()
 
-    def _submit_now(self, jobs: T.Sequence[Job]) -> None:
+    def _submit_now(self, jobs: T.Sequence[Job]) -> list[Job]:
+        """Register and schedule ``jobs``; return those whose class has a start-up phase to wait for."""
         if self._stopping:
             raise RuntimeError("the engine is stopping; it accepts no new jobs")
-        batch = {job.id: job for job in jobs}
-        if len(batch) != len(jobs):
-            raise JobEmitError("the same job was given twice to one submit()")
-        conditions = [self._plan(job) for job in jobs]  # all valid before any is registered
+        conditions = self._plan_all(jobs)  # all valid before any is registered
         now = time.time()
         submitted = datetime.now()  # one submit() call: one submission time
         # Jobs without conditions go in chunks (registered, pending, started), so that a
         # large submit touches each job while it is still in the CPU cache.  Conditions
         # may name jobs of the same call: those see the whole call pending at once.
         size = _CHUNK if all(c is None for c in conditions) else len(jobs)
-        for first in range(0, len(jobs), size):
-            chunk = jobs[first:first + size]
-            for job in chunk:
-                self._register(job)
-                job.submit_time = submitted
-            self._set_status_many(chunk, "pending")
-            add = self._sched.add
-            for job, condition in zip(chunk, conditions[first:first + size]):
-                if job._status == "pending":
-                    add(job, job.id, job.resource_kind, condition, now,
-                        poll_interval=job.wait_time_delta, cancel_on=job._upstream)
-            self._pump()
+        starting: list[Job] = []
+        self._submitting = True  # join() must not see the engine idle between two chunks
+        try:
+            for first in range(0, len(jobs), size):
+                chunk = jobs[first:first + size]
+                for job in chunk:
+                    self._register(job)
+                    job.submit_time = submitted
+                self._set_status_many(chunk, "pending")
+                add = self._sched.add
+                for job, condition in zip(chunk, conditions[first:first + size]):
+                    if job._status == "pending":
+                        add(job, job.id, job.resource_kind, condition, now,
+                            poll_interval=job.wait_time_delta, cancel_on=job._upstream)
+                self._pump()
+                starting += [job for job in chunk if _has_start_up(type(job))]
+                if first + size < len(jobs):
+                    # the plain calls of a chunk run before the next chunk: their jobs are still in
+                    # the CPU cache (a large submit would otherwise touch every job twice from RAM)
+                    self._run_queued_inline()
+        finally:
+            self._submitting = False
+        self._wake_idle_waiters()
+        return starting
+
+    def _plan_all(self, jobs: T.Sequence[Job]) -> list[T.Optional[Condition]]:
+        """Check and plan every job of one submit (see :meth:`_plan`); their effective conditions."""
+        ids: set[str] = set()
+        conditions = []
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise TypeError(f"expected Job objects, got {type(job).__name__}: {job!r}")
+            if job.id in ids:
+                raise JobEmitError("the same job was given twice to one submit()")
+            ids.add(job.id)
+            conditions.append(self._plan(job))
+        return conditions
 
     def _plan(self, job: Job) -> T.Optional[Condition]:
         """Validate one job for submission; return its effective condition (upstream ids go to ``job._upstream``)."""
@@ -539,7 +586,8 @@ class Engine(UpstreamEngineAPI):
             job._proxy = None
             job.start_time = job.stop_time = None
         job.attempts = 0
-        job._cancel_requested = False
+        if job._cancel_requested:
+            job._cancel_requested = False
         job.engine = self
         if self.jobs.get(job.id) is not job:
             self.jobs.add(job)
@@ -605,7 +653,8 @@ class Engine(UpstreamEngineAPI):
             job.attempts += 1
             job.start_time = started
             if path:
-                job._proxy = None
+                if job._proxy is not None:
+                    job._proxy = None
             else:
                 job._prepare_proxy()  # before the status: a running generator job has its proxy
         self._set_status_many(jobs, "running")
@@ -689,7 +738,11 @@ class Engine(UpstreamEngineAPI):
                         fut.set_result(None)
             if job.callback is not None:
                 _safe_callback(job, job.callback, job._result)
-        if self._idle_waiters and self.jobs.active_count == 0:
+        self._wake_idle_waiters()
+
+    def _wake_idle_waiters(self) -> None:
+        """Resolve ``join()``s waiting for all jobs, once no job is active (and no submit is half-way)."""
+        if self._idle_waiters and not self._submitting and self.jobs.active_count == 0:
             idle, self._idle_waiters = self._idle_waiters, []
             for fut in idle:
                 if not fut.done():
@@ -704,19 +757,24 @@ class Engine(UpstreamEngineAPI):
         """
         queue = self._inline
         try:
-            for _ in range(len(queue)):
-                job = queue.popleft()
-                if job._queued is not self:  # moved on to another engine meanwhile
-                    continue
-                job._queued = None
-                if job._status == "running" and job._task is None:
-                    self._run_inline(job)
+            self._run_queued_inline()
         finally:
             if queue and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon(self._run_inline_batch)
             else:
                 self._inline_scheduled = False
             self._pump()
+
+    def _run_queued_inline(self) -> None:
+        """Run the plain calls queued so far (see :meth:`_run_inline_batch`)."""
+        queue = self._inline
+        for _ in range(len(queue)):
+            job = queue.popleft()
+            if job._queued is not self:  # moved on to another engine meanwhile
+                continue
+            job._queued = None
+            if job._status == "running" and job._task is None:
+                self._run_inline(job)
 
     def _run_inline(self, job: Job) -> None:
         """One attempt of a plain call, on the loop thread (see :func:`_fast_path`)."""
@@ -751,6 +809,10 @@ class Engine(UpstreamEngineAPI):
                    attempt: T.Optional[T.Callable[["Engine"], T.Awaitable[T.Any]]] = None) -> None:
         try:
             result = await (attempt or job._execute)(self)
+            if overrides_status_hooks(type(job)) and job.status == "running" and not isinstance(result, _ProxyBase):
+                # upstream's outcome hook ends the attempt (its base form calls _finish_attempt)
+                await job.on_done(result)
+                return
         except asyncio.CancelledError:
             if job.status == "running":  # cancelled by the loop going away, not by us
                 self._sched.finished(job)
@@ -758,7 +820,10 @@ class Engine(UpstreamEngineAPI):
             return
         except Exception as exc:
             if job.status == "running":
-                self._attempt_failed(job, exc)
+                if overrides_status_hooks(type(job)):
+                    await self._on_failed_hook(job, exc)
+                else:
+                    self._attempt_failed(job, exc)
             return
         except BaseException as exc:  # SystemExit/KeyboardInterrupt inside a local job
             if job.status == "running":
@@ -774,6 +839,14 @@ class Engine(UpstreamEngineAPI):
         self._sched.finished(job)
         self._finish(job, "done")
         self._pump()
+
+    async def _on_failed_hook(self, job: Job, exc: Exception) -> None:
+        """Hand a failed attempt to the job's own ``on_failed``; if that raises, the attempt fails with it."""
+        try:
+            await job.on_failed(exc)
+        except Exception as hook_error:
+            if job.status == "running":
+                self._attempt_failed(job, hook_error)
 
     def _attempt_failed(self, job: Job, exc: BaseException, pump: bool = True) -> None:
         self._sched.finished(job)
@@ -855,16 +928,13 @@ class Engine(UpstreamEngineAPI):
             for listener in self._status_listeners:
                 listener(job)
         if status in _FINISHED:
-            waiters, job._waiters = job._waiters, None
-            if waiters:
+            waiters = job._waiters
+            if waiters is not None:
+                job._waiters = None
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
-            if self._idle_waiters and self.jobs.active_count == 0:
-                idle, self._idle_waiters = self._idle_waiters, []
-                for fut in idle:
-                    if not fut.done():
-                        fut.set_result(None)
+            self._wake_idle_waiters()
 
     def _future_value(self, future: JobFuture) -> T.Any:
         upstream = self.jobs.get(future.job_id)
@@ -1008,29 +1078,26 @@ class Engine(UpstreamEngineAPI):
 
     def wait(self, timeout: T.Optional[float] = None, time_delta: float = 0.2,
              select_jobs: T.Optional[T.Callable[..., T.Any]] = None) -> bool:
-        """Block until all jobs (or those ``select_jobs`` picks) finished; False on timeout.
+        """Block until no job (or none of those ``select_jobs`` picks) is pending or running; False on timeout.
 
         ``select_jobs``: upstream's ``select_jobs(engine.jobs) -> list of jobs``,
         or a predicate taking one job.
 
         ``time_delta`` is accepted for compatibility and unused: waiting is event-driven.
         """
-        jobs = None
-        if select_jobs is not None:
-            jobs = select_active(self._active_jobs(), self.jobs, select_jobs)
-        try:
-            self._call_on_loop_async(self._join_here, jobs, timeout)
-        except TimeoutError:
-            return False
-        return True
+        return bool(self._call_on_loop_async(self._wait_selected, timeout, select_jobs))
 
     def wait_job(self, job: Job, timeout: T.Optional[float] = None) -> T.Optional[T.Any]:
-        """Block until ``job`` finished; return its result if it is done (None otherwise), as upstream.
+        """Block until ``job`` finished, or ``timeout`` seconds passed; return its result if it is done.
 
-        Raises TimeoutError after ``timeout`` seconds.
+        As upstream, a timeout is no error: the job keeps running and the
+        return value is None (as for a failed or cancelled job).
         """
         _check_jobs([job])
-        self._call_on_loop_async(self._join_here, [job], timeout)
+        try:
+            self._call_on_loop_async(self._join_here, [job], timeout)
+        except TimeoutError:
+            return None
         return job.result() if job.status == "done" else None
 
     # ------------------------------------------------------ loop plumbing
@@ -1134,6 +1201,19 @@ def _upstream_ids(job: Job) -> frozenset[str]:
     if job.kwargs:
         ids += [v.job_id for v in job.kwargs.values() if isinstance(v, JobFuture)]
     return frozenset(ids) if ids else _NO_IDS
+
+
+_start_up_classes: dict[type, bool] = {}
+
+
+def _has_start_up(cls: type) -> bool:
+    """Whether job class ``cls`` has a start-up phase that ``submit`` waits for (``wait_started``)."""
+    known = _start_up_classes.get(cls)
+    if known is None:
+        known = (cls.wait_started is not Job.wait_started  # type: ignore[attr-defined]
+                 or cls.wait_started_async is not Job.wait_started_async)  # type: ignore[attr-defined]
+        _start_up_classes[cls] = known
+    return known
 
 
 def _check_jobs(jobs: T.Iterable[object]) -> None:

@@ -106,11 +106,11 @@ def test_clock_and_weekday_conditions_agree_with_now() -> None:
     engine = FakeEngine()
     earlier = (now - timedelta(minutes=1)).strftime("%H:%M:%S") if now.hour or now.minute else "00:00"
     assert AfterClock(time_str="00:00").satisfy(engine)  # type: ignore[arg-type]
-    assert BeforeClock(time_str="23:59:59").satisfy(engine) == (now.time() < datetime.strptime("23:59:59", "%H:%M:%S").time())  # type: ignore[arg-type]
+    assert BeforeClock(time_str="23:59:59").satisfy(engine)  # type: ignore[arg-type]  # that last second included
     assert AfterClock(time_str=earlier).satisfy(engine) or now.hour == 0  # type: ignore[arg-type]
     today = now.weekday()
     assert AfterWeekday(weekday_str=today).satisfy(engine)  # type: ignore[arg-type]
-    assert not BeforeWeekday(weekday_str=today).satisfy(engine)  # type: ignore[arg-type]
+    assert BeforeWeekday(weekday_str=today).satisfy(engine)  # type: ignore[arg-type]  # the day itself included
     assert AfterWeekday(weekday_str="monday").satisfy(engine)  # type: ignore[arg-type]
     tomorrow_midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time()).timestamp()
     assert AfterWeekday(weekday_str="mon").next_change(time.time()) == pytest.approx(tomorrow_midnight)

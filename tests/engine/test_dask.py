@@ -89,7 +89,13 @@ def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch:
         running_dask.append(sum(isinstance(j, DaskJob) for j in engine.jobs.running.values()))
 
     with Engine(EngineSetting(max_dask_jobs=1, cache_path=str(tmp_path / "cache"))) as engine:
-        assert engine.dask_client is None  # nothing started before the first DaskJob
+        assert engine._dask_backend is None  # nothing started with the engine
+        # as upstream, reading the client before any DaskJob starts the engine's own cluster
+        first = engine.dask_client
+        assert isinstance(first, distributed.Client) and first.status == "running"
+        assert first.cluster is engine.dask_backend.cluster
+        host = first.scheduler.address.rpartition("://")[2].rpartition(":")[0]
+        assert host in ("127.0.0.1", "localhost")
         engine._status_listeners.append(count_running)
         jobs = [DaskJob(inc, args=(i,)) for i in range(4)]
         printer = DaskJob(say, args=("hello from dask",), redirect_out_err=True)
@@ -99,7 +105,7 @@ def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch:
         assert (printer.cache_dir / "stdout.txt").read_text() == "hello from dask\n"
         assert max(running_dask) == 1  # max_dask_jobs honoured
         client = engine.dask_client
-        assert isinstance(client, distributed.Client) and client.status == "running"
+        assert client is first and client.status == "running"  # the jobs ran on it
         assert len(client.scheduler_info()["workers"]) == (os.cpu_count() or 1)
         with pytest.raises(TypeError, match="generator functions cannot run on a dask worker"):
             engine.submit(DaskJob(gen))
@@ -167,6 +173,8 @@ def test_synchronous_or_foreign_clients_are_refused(dask_address: str) -> None:
             engine.dask_client = sync_client
     with pytest.raises(ValueError, match="distributed.Client created with asynchronous=True, or a scheduler address"):
         engine.dask_client = 8786
+    with pytest.raises(AttributeError):  # upstream's type (it reads `client.asynchronous`)
+        engine.dask_client = object()
     with pytest.raises(ValueError, match="'localhost' is not a scheduler address: give 'tcp://host:port'"):
         engine.dask_client = "localhost"
 
@@ -175,7 +183,6 @@ def test_sync_engine_runs_on_a_cluster_given_by_address(dask_address: str, tmp_p
     """Sync code cannot make an asynchronous client (no running loop): the address is enough."""
     with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
         engine.dask_client = dask_address
-        assert engine.dask_client is None  # connected on first use, on the engine's loop
         jobs = [DaskJob(inc, args=(1,)), DaskJob(worker_address)]
         engine.submit(*jobs)
         assert engine.wait(timeout=60)

@@ -51,11 +51,19 @@ def _import_distributed() -> T.Any:
     return distributed
 
 
+class NotADaskClientError(ValueError, AttributeError):
+    """``engine.dask_client`` was given something that is neither a client nor an address.
+
+    An AttributeError as upstream's (it reads ``client.asynchronous``), and a
+    ValueError as ours always was.
+    """
+
+
 def check_async_client(client: object) -> "Client":
     """Return ``client`` if it is an asynchronous ``distributed.Client``, else raise ``ValueError``."""
     distributed = _import_distributed()
     if not isinstance(client, distributed.Client):
-        raise ValueError(
+        raise NotADaskClientError(
             "dask_client must be a distributed.Client created with asynchronous=True, or a scheduler "
             f"address such as 'tcp://127.0.0.1:8786', got {type(client).__name__}"
         )

@@ -24,10 +24,13 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
     from .base import Job
 
-__all__ = ["UpstreamJobAPI", "overrides_cancel", "uses_upstream_hooks", "run_upstream_attempt"]
+__all__ = ["UpstreamJobAPI", "overrides_cancel", "overrides_status_hooks", "uses_upstream_hooks",
+           "run_upstream_attempt"]
 
+STATUS_HOOKS = ("on_done", "on_failed")
+"""Upstream's per-outcome hooks: an override is awaited with the attempt's result or exception."""
 UPSTREAM_HOOKS = ("run", "run_generator", "process_func", "resolve_args", "has_resource",
-                  "consume_resource", "release_resource")
+                  "consume_resource", "release_resource") + STATUS_HOOKS
 """Hooks whose override makes the engine run a job class the upstream way."""
 
 _RESOURCE_HOOKS = ("has_resource", "consume_resource", "release_resource")
@@ -62,6 +65,18 @@ def uses_upstream_hooks(cls: type) -> bool:
         known = _own_run_function(cls) or any(not _defined_by_engine(cls, name) for name in UPSTREAM_HOOKS)
         _upstream_classes[cls] = known
     return known
+
+
+def overrides_status_hooks(cls: type) -> bool:
+    """True when a job class written outside the engine overrides ``on_done`` or ``on_failed``."""
+    known = _status_hook_classes.get(cls)
+    if known is None:
+        known = any(not _defined_by_engine(cls, name) for name in STATUS_HOOKS)
+        _status_hook_classes[cls] = known
+    return known
+
+
+_status_hook_classes: dict[type, bool] = {}
 
 
 def overrides_cancel(cls: type) -> bool:

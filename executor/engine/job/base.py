@@ -61,6 +61,10 @@ def check_call_args(args: object, kwargs: object) -> None:
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
 
 
+_PER_RUN_STATE = ("_task", "_waiters", "_proxy", "_cancel_requested", "_thread_call")
+"""Attributes of a running job that a copy (unpickled) job does not keep."""
+
+
 class Job(UpstreamJobAPI):
     """A unit of work: a callable with arguments, run by an engine on some backend.
 
@@ -106,6 +110,19 @@ class Job(UpstreamJobAPI):
 
     resource_kind: T.ClassVar[str] = "local"
     accepts_engine: T.ClassVar[bool] = True
+
+    # Run-time state that most jobs never change: class-level defaults, set on an instance only when
+    # it changes.  CPython keeps instance dicts compact (one shared key table per class) only up to
+    # 30 attribute names; past that each job carries a full dict of ~1.6 KB instead of ~0.3 KB, and
+    # a large submit runs out of CPU cache.
+    _exception: T.Optional[BaseException] = None
+    _traceback: T.Optional[str] = None
+    _task: T.Optional[asyncio.Task] = None
+    _waiters: T.Optional[list[asyncio.Future]] = None  # created by the first join()
+    _proxy: T.Optional[_ProxyBase] = None
+    _cancel_requested: bool = False
+    _thread_call: T.Optional[tuple] = None  # the current attempt's call on the thread backend (fast path)
+    _future: T.Optional[JobFuture] = None  # created on first use
 
     def __init__(
         self,
@@ -163,16 +180,8 @@ class Job(UpstreamJobAPI):
         self.stop_time: T.Optional[datetime] = None
         self._status: JobStatusType = "created"
         self._result: T.Any = None
-        self._exception: T.Optional[BaseException] = None
-        self._traceback: T.Optional[str] = None
-        self._task: T.Optional[asyncio.Task] = None
-        self._waiters: T.Optional[list[asyncio.Future]] = None  # created by the first join()
-        self._proxy: T.Optional[_ProxyBase] = None
-        self._cancel_requested = False
         self._upstream: frozenset[str] = _NO_IDS  # ids of the JobFutures among the arguments (set by submit)
         self._queued: T.Optional["Engine"] = None  # the engine whose inline run queue holds it
-        self._thread_call: T.Optional[tuple] = None  # the current attempt's call on the thread backend (fast path)
-        self._future: T.Optional[JobFuture] = None  # created on first use
 
     # ------------------------------------------------------------ public API
     @property
@@ -217,12 +226,15 @@ class Job(UpstreamJobAPI):
         return self._exception if self._status == "failed" else None
 
     async def join(self, timeout: T.Optional[float] = None) -> None:
-        """Wait (asynchronously) until the job is done, failed or cancelled."""
+        """Wait (asynchronously) until the job is done, failed or cancelled, or ``timeout`` seconds passed.
+
+        As upstream, a timeout returns quietly; ``self.status`` tells which it was.
+        """
         engine = self._require_engine("join")
         await engine.join([self], timeout=timeout)
 
     def wait(self, timeout: T.Optional[float] = None) -> None:
-        """Block until the job finished (sync form of :meth:`join`)."""
+        """Block until the job finished or ``timeout`` seconds passed (sync form of :meth:`join`)."""
         self._require_engine("wait").wait_job(self, timeout=timeout)
 
     async def cancel(self) -> None:
@@ -277,15 +289,12 @@ class Job(UpstreamJobAPI):
         return state
 
     def __setstate__(self, state: dict[str, T.Any]) -> None:
+        for name in _PER_RUN_STATE:  # back to the class defaults
+            state.pop(name, None)
         self.__dict__.update(state)
         self.engine = None
-        self._task = None
-        self._waiters = None
-        self._proxy = None
-        self._cancel_requested = False
         self._upstream = _NO_IDS
         self._queued = None
-        self._thread_call = None
 
     # ----------------------------------------------------------------- hooks
     def prepare(self, engine: "Engine") -> None:

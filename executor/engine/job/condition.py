@@ -312,6 +312,17 @@ def _next_midnight(now: datetime) -> float:
     return datetime.combine(now.date() + timedelta(days=1), dtime()).timestamp()
 
 
+def end_of_clock_second(clock: dtime) -> T.Optional[dtime]:
+    """The exclusive bound of a window that ends *at* ``clock``: the whole second ``clock`` names is in it.
+
+    Upstream compares hours, minutes and seconds, so ``before_clock("12:00")``
+    still holds during 12:00:00.  None when that second is the day's last
+    (the window then lasts until midnight).
+    """
+    moment = datetime.combine(datetime.min.date(), clock.replace(microsecond=0)) + timedelta(seconds=1)
+    return None if moment.date() != datetime.min.date() else moment.time()
+
+
 def _clock_change(clock: dtime) -> float:
     now = datetime.now()
     today = datetime.combine(now.date(), clock)
@@ -338,20 +349,24 @@ class AfterClock(TimeCondition):
 
 @dataclass
 class BeforeClock(TimeCondition):
-    """Satisfied each day from midnight until the clock time ``time_str``."""
+    """Satisfied each day from midnight to the clock time ``time_str``, that second included (as upstream)."""
 
     time_str: str
 
     def __post_init__(self) -> None:
-        self._clock = _parse_clock(self.time_str, "BeforeClock")
+        self._until = end_of_clock_second(_parse_clock(self.time_str, "BeforeClock"))
 
     def satisfy(self, engine: "Engine") -> bool:
-        """True while today's clock time has not been reached."""
-        return datetime.now().time() < self._clock
+        """True until today's clock time ``time_str`` has fully passed."""
+        return self.holds_at(datetime.now())
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether the condition holds at ``moment``."""
+        return self._until is None or moment.time() < self._until
 
     def next_change(self, now: float) -> float | None:
-        """Today's clock time if ahead, else next midnight."""
-        return _clock_change(self._clock)
+        """The end of today's ``time_str`` second if ahead, else next midnight (never for 23:59:59)."""
+        return None if self._until is None else _clock_change(self._until)
 
 
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -388,7 +403,7 @@ class AfterWeekday(TimeCondition):
 
 @dataclass
 class BeforeWeekday(TimeCondition):
-    """Satisfied on the days of the week before ``weekday_str``."""
+    """Satisfied from Monday to ``weekday_str``, that day included (as upstream)."""
 
     weekday_str: T.Union[str, int]
 
@@ -396,8 +411,12 @@ class BeforeWeekday(TimeCondition):
         self._day = _parse_weekday(self.weekday_str, "BeforeWeekday")
 
     def satisfy(self, engine: "Engine") -> bool:
-        """True when today is earlier in the week than that weekday."""
-        return datetime.now().weekday() < self._day
+        """True when today is that weekday or earlier in the week."""
+        return self.holds_at(datetime.now())
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether the condition holds at ``moment``."""
+        return moment.weekday() <= self._day
 
     def next_change(self, now: float) -> float | None:
         """Next midnight."""

@@ -22,7 +22,7 @@ import typing as T
 from contextvars import ContextVar
 from datetime import datetime, time, timedelta
 
-from ..condition import AllSatisfied, AnySatisfied, Condition, TimeCondition
+from ..condition import AllSatisfied, AnySatisfied, Condition, TimeCondition, end_of_clock_second
 from . import _schedule
 
 if T.TYPE_CHECKING:  # pragma: no cover
@@ -171,26 +171,34 @@ class WeeklyTick(ScheduleTick):
 
 
 class ClockWindow(TimeCondition):
-    """True each day from ``start`` (inclusive) to ``end`` (exclusive); wraps over midnight if end < start."""
+    """True each day from ``start`` to ``end``, both included (to the second, as upstream's clock conditions).
+
+    A window whose end is before its start wraps over midnight; one that ends
+    the second before it starts is always open.
+    """
 
     def __init__(self, start: str | time | None, end: str | time | None) -> None:
         if start is None and end is None:
             raise ValueError("a clock window needs a start, an end or both")
         self.start = None if start is None else _schedule.parse_clock(start)
         self.end = None if end is None else _schedule.parse_clock(end)
-        if self.start is not None and self.start == self.end:
-            raise ValueError(
-                f"a clock window whose start and end are both {self.start.isoformat()} is never open: "
-                "give different times (end is excluded), or use after_clock/before_clock"
-            )
+        #: the window as [_open_from, _until): None leaves that side open
+        self._open_from = self.start
+        self._until = None if self.end is None else end_of_clock_second(self.end)
+        if self._open_from is not None and self._open_from == self._until:
+            self._open_from = self._until = None  # e.g. 12:00:01 to 12:00:00: the whole day
 
     def satisfy(self, engine: "Engine") -> bool:
         """Whether the current time of day is inside the window."""
-        return _schedule.in_clock_window(self.start, self.end, datetime.now())
+        return self.holds_at(datetime.now())
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether ``moment``'s time of day is inside the window."""
+        return _schedule.in_clock_window(self._open_from, self._until, moment)
 
     def next_change(self, now: float) -> float | None:
         """When the window next opens or closes."""
-        moment = _schedule.next_clock_window_change(self.start, self.end, datetime.fromtimestamp(now))
+        moment = _schedule.next_clock_window_change(self._open_from, self._until, datetime.fromtimestamp(now))
         return None if moment is None else moment.timestamp()
 
     def __repr__(self) -> str:
@@ -208,7 +216,11 @@ class WeekdayWindow(TimeCondition):
 
     def satisfy(self, engine: "Engine") -> bool:
         """Whether today is inside the window."""
-        return _schedule.in_weekday_window(self.first, self.last, datetime.now())
+        return self.holds_at(datetime.now())
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether ``moment``'s day is inside the window."""
+        return _schedule.in_weekday_window(self.first, self.last, moment)
 
     def next_change(self, now: float) -> float | None:
         """The next midnight at which the window opens or closes."""

@@ -84,32 +84,28 @@ before_timepoint = BeforeTimepoint
 
 
 def after_clock(time_str: T.Union[str, time]) -> ClockWindow:
-    """True each day from clock time ``time_str`` until midnight."""
+    """True each day from clock time ``time_str`` (included) until midnight."""
     return ClockWindow(time_str, None)
 
 
 def before_clock(time_str: T.Union[str, time]) -> ClockWindow:
-    """True each day from midnight until clock time ``time_str``."""
+    """True each day from midnight to clock time ``time_str``, that second included (as upstream)."""
     return ClockWindow(None, time_str)
 
 
 def between_clock(start: T.Union[str, time], end: T.Union[str, time]) -> ClockWindow:
-    """True each day from ``start`` to ``end`` (end excluded; ``"22:00"``-``"06:00"`` spans midnight)."""
+    """True each day from ``start`` to ``end``, both included (``"22:00"``-``"06:00"`` spans midnight)."""
     return ClockWindow(start, end)
 
 
 def after_weekday(weekday_str: T.Union[str, int]) -> WeekdayWindow:
-    """True from weekday ``weekday_str`` to Sunday."""
+    """True from weekday ``weekday_str`` (included) to Sunday."""
     return WeekdayWindow(weekday_str, None)
 
 
 def before_weekday(weekday_str: T.Union[str, int]) -> WeekdayWindow:
-    """True from Monday to the day before weekday ``weekday_str``."""
-    window = WeekdayWindow(None, weekday_str)
-    if window.last == 0:
-        raise ValueError("before_weekday('monday') is never true: the week starts on Monday")
-    window.last = T.cast(int, window.last) - 1
-    return window
+    """True from Monday to weekday ``weekday_str``, that day included (as upstream)."""
+    return WeekdayWindow(None, weekday_str)
 
 
 def between_weekday(start: T.Union[str, int], end: T.Union[str, int]) -> WeekdayWindow:
