@@ -16,6 +16,7 @@ needs to know about it:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ IN_PROCESS_WORKER = "main"
 """Lane name of jobs run in the pytest process when the controller names none."""
 
 _MAX_CHAIN_LINES = 10  # critical-path jobs listed in the terminal summary
+_CLOCK_SKEW = 60.0  # seconds a worker's clock (a remote dask worker's) may differ from ours
 
 
 @dataclass
@@ -75,6 +77,7 @@ class RunView:
         self._started: dict[str, str] = {}  # nodeid -> worker, for on_finish
         self._written: Path | None = None
         self._write_error = ""
+        self._opened = time.time()
 
     # -- live progress ------------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -102,10 +105,19 @@ class RunView:
             phases.durations.get(report.when, 0.0), float(report.duration or 0.0)
         )
         start, stop = getattr(report, "start", 0.0), getattr(report, "stop", 0.0)
-        if start and stop and report.when != "teardown":
+        if start and stop and report.when != "teardown" and self._within_run(start, stop):
             phases.start = start if phases.start is None else min(phases.start, start)
             phases.verdict = stop if phases.verdict is None else max(phases.verdict, stop)
         phases.outcome = _merge_outcome(phases.outcome, report)
+
+    def _within_run(self, start: float, stop: float) -> bool:
+        """Whether a report's clock times can belong to this run.
+
+        A test that freezes or fakes the clock (freezegun, time-machine) makes
+        pytest stamp its reports with that clock: such a span is left out, and
+        the controller's record of the job stands instead.
+        """
+        return self._opened - _CLOCK_SKEW <= start <= stop <= time.time() + _CLOCK_SKEW
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         """An item is over: the worker goes idle."""

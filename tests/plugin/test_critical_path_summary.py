@@ -23,6 +23,37 @@ def test_third():
 """
 
 
+FROZEN_CLOCK = """
+import pytest
+import _pytest.timing
+
+@pytest.fixture
+def frozen(monkeypatch):
+    # what freezegun does to pytest's clock: the reports are stamped in 2011
+    monkeypatch.setattr(_pytest.timing, "time", lambda: 1308900000.0)
+
+def test_frozen(frozen):
+    pass
+
+@pytest.mark.job(after="test_frozen")
+def test_after_it():
+    pass
+"""
+
+
+@pytest.mark.parametrize("backend", ["local", "process"])
+def test_a_test_that_freezes_the_clock_keeps_the_summary_in_run_time(pytester: pytest.Pytester, backend: str) -> None:
+    """Reports stamped by a faked clock give way to the controller's record of the job."""
+    pytester.makepyfile(test_clock=FROZEN_CLOCK)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--executor-backend={backend}")
+    result.assert_outcomes(passed=2)
+    wall = [line for line in result.stdout.lines if line.startswith("wall ")]
+    assert len(wall) == 1, result.stdout.str()
+    # a span in 2011 made this read "wall 8125562m 53s = ..."
+    assert "m " not in wall[0] and " s = " not in wall[0], wall[0]
+    result.stdout.fnmatch_lines(["critical path: 2 jobs, * ms busy (ideal wall time with unlimited workers)"])
+
+
 def test_summary_names_the_chain_after_the_table(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_chain=SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--executor-backend=thread")
