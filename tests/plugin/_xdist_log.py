@@ -86,3 +86,31 @@ def write_suite(pytester: pytest.Pytester, **modules: str) -> Path:
     log = pytester.path / "run.log"
     pytester.makepyfile(logger=LOGGER.format(log=str(log)), **modules)
     return log
+
+
+LOGGED_CHAIN = '''
+import pytest
+from logger import note
+
+
+@pytest.fixture(autouse=True)
+def log_span(request):
+    note(request.node.name, "start")
+    yield
+    note(request.node.name, "end")
+
+
+@pytest.mark.job(after="test_b")
+def test_c():
+    pass
+
+
+def test_a():
+    pass
+
+
+@pytest.mark.job(after="test_a")
+def test_b():
+    pass
+'''
+"""The start of the xdist suites: every test logs its span; ``test_c`` after ``test_b`` after ``test_a``."""

@@ -13,37 +13,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from _xdist_log import Log, write_suite
+from _xdist_log import LOGGED_CHAIN, Log, write_suite
 
 pytest.importorskip("xdist")
 
 pytestmark = pytest.mark.timeout(120)
 
-CHAIN_SUITE = '''
-import pytest
-from logger import note
-
-
-@pytest.fixture(autouse=True)
-def log_span(request):
-    note(request.node.name, "start")
-    yield
-    note(request.node.name, "end")
-
-
-@pytest.mark.job(after="test_b")
-def test_c():
-    pass
-
-
-def test_a():
-    pass
-
-
-@pytest.mark.job(after="test_a")
-def test_b():
-    pass
-
+CHAIN_SUITE = LOGGED_CHAIN + '''
 
 @pytest.mark.job(after=["test_a", "test_free[3]"])
 def test_joins_two_workers():

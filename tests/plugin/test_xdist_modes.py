@@ -9,37 +9,13 @@ one worker, ``after=`` naming grouped tests ``name@group``), in real
 from __future__ import annotations
 
 import pytest
-from _xdist_log import Log, write_suite
+from _xdist_log import LOGGED_CHAIN, Log, write_suite
 
 pytest.importorskip("xdist")
 
 pytestmark = pytest.mark.timeout(120)
 
-MODES_SUITE = '''
-import pytest
-from logger import note
-
-
-@pytest.fixture(autouse=True)
-def log_span(request):
-    note(request.node.name, "start")
-    yield
-    note(request.node.name, "end")
-
-
-@pytest.mark.job(after="test_b")
-def test_c():
-    pass
-
-
-def test_a():
-    pass
-
-
-@pytest.mark.job(after="test_a")
-def test_b():
-    pass
-
+MODES_SUITE = LOGGED_CHAIN + '''
 
 @pytest.mark.job(exclusive=True)
 def test_alone():
