@@ -7,8 +7,9 @@ which import only small submodules, start quickly.
 
 from __future__ import annotations
 
-import importlib
 import typing as T
+
+from ._lazy import lazy_exports
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from .core import Engine, EngineSetting
@@ -22,23 +23,13 @@ if T.TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.3.3"
 """The executor-engine API version this engine is a drop-in for (the package's own version is pytest-executor's)."""
 
-__all__ = ["Engine", "EngineSetting", "Job", "JobFuture", "LocalJob", "ThreadJob",
-           "ProcessJob", "DaskJob", "Jobs"]
-
 _WHERE = {
     "Engine": ".core", "EngineSetting": ".core", "Job": ".job.base", "JobFuture": ".job.base",
     "LocalJob": ".job.local", "ThreadJob": ".job.thread", "ProcessJob": ".job.process",
     "DaskJob": ".job.dask", "Jobs": ".manager",
 }
+"""Each public name and the module that defines it: the one table behind ``__all__`` and the lazy imports."""
 
+__all__ = list(_WHERE)
 
-def __getattr__(name: str) -> T.Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

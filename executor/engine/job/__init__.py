@@ -6,8 +6,9 @@ Names are imported on first use so that worker processes, which only need
 
 from __future__ import annotations
 
-import importlib
 import typing as T
+
+from .._lazy import lazy_exports
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from .base import Job, JobFuture
@@ -16,19 +17,10 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .thread import ThreadJob
     from .dask import DaskJob
 
-__all__ = ["Job", "JobFuture", "LocalJob", "ThreadJob", "ProcessJob", "DaskJob"]
-
 _WHERE = {"Job": ".base", "JobFuture": ".base", "LocalJob": ".local",
           "ThreadJob": ".thread", "ProcessJob": ".process", "DaskJob": ".dask"}
+"""Each public name and the module that defines it: the one table behind ``__all__`` and the lazy imports."""
 
+__all__ = list(_WHERE)
 
-def __getattr__(name: str) -> T.Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
