@@ -28,6 +28,7 @@ from typing import Any, final
 import pytest
 from _pytest.runner import CallInfo
 
+from executor.engine.job.utils import FINISHED_STATUSES
 from pytest_executor._plan import Plan
 from pytest_executor._runner import ItemTask, Runner
 from pytest_executor.compat import order_only
@@ -545,7 +546,7 @@ class Controller:
             if node in self.gates_open:
                 continue
             status = job.status
-            if status in ("done", "failed", "cancelled"):
+            if status in FINISHED_STATUSES:
                 self.gates_open.add(node)
                 if status != "done":
                     self.gates_failed[node] = f"could not be evaluated (gate job {status})"

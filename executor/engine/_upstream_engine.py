@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import ExecutorObj
+from .job.utils import ACTIVE_STATUSES
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from .core import EngineSetting
@@ -146,4 +147,4 @@ def job_selector(jobs: "Jobs", select_jobs: T.Callable[..., T.Any]) -> T.Callabl
         chosen = None
     if isinstance(chosen, bool) or chosen is None:
         return lambda active: [job for job in active if select_jobs(job)]
-    return lambda active: [job for job in select_jobs(jobs) if job.status in ("pending", "running")]
+    return lambda active: [job for job in select_jobs(jobs) if job.status in ACTIVE_STATUSES]

@@ -31,7 +31,7 @@ from ._upstream_engine import Resource, UpstreamEngineAPI
 from .job._upstream_api import overrides_cancel, overrides_status_hooks, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
-from .job.utils import FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
+from .job.utils import ACTIVE_STATUSES, FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
 from .log import logger
 from .manager import Jobs
 
@@ -948,7 +948,7 @@ class Engine(UpstreamEngineAPI):
         _check_jobs(jobs)
         if self._loop is None or not self._loop.is_running():
             for job in jobs:
-                if job.status in ("pending", "running"):
+                if job.status in ACTIVE_STATUSES:
                     raise RuntimeError("the engine is not running; nothing can be cancelled")
             return
         if self._in_loop_thread():
@@ -1035,7 +1035,7 @@ class Engine(UpstreamEngineAPI):
 
     def remove(self, job: Job) -> None:
         """Cancel the job if active, then forget it."""
-        if job.status in ("pending", "running"):
+        if job.status in ACTIVE_STATUSES:
             self.cancel(job)
         self.jobs.remove(job)
 
@@ -1064,7 +1064,7 @@ class Engine(UpstreamEngineAPI):
                 waits.append(fut)
         else:
             for job in jobs:
-                if job.status in ("pending", "running"):
+                if job.status in ACTIVE_STATUSES:
                     fut = self._loop.create_future()
                     if job._waiters is None:
                         job._waiters = []

@@ -27,7 +27,7 @@ import typing as T
 from pathlib import Path
 
 from .job.base import Job
-from .job.utils import FINISHED_STATUSES, JOB_STATUSES, JobStatusType, valid_job_statuses
+from .job.utils import ACTIVE_STATUSES, FINISHED_STATUSES, JOB_STATUSES, JobStatusType, valid_job_statuses
 from .utils import ExecutorError
 from .log import logger
 
@@ -353,7 +353,7 @@ class Jobs:
         for status in statuses:
             if status not in self._by_status:
                 raise ValueError(f"unknown job status {status!r}; valid: {list(JOB_STATUSES)}")
-        active = [s for s in statuses if s in ("pending", "running") and self._by_status[s]]
+        active = [s for s in statuses if s in ACTIVE_STATUSES and self._by_status[s]]
         if active:
             raise ValueError(f"jobs are still {' and '.join(active)}: cancel them before clearing them")
         self._drop([job for status in statuses for job in self._by_status[status].values()])
@@ -363,7 +363,7 @@ class Jobs:
         if self._store is None:
             return
         if clear_old:
-            for job in [j for j in self._all.values() if j.status not in ("pending", "running")]:
+            for job in [j for j in self._all.values() if j.status not in ACTIVE_STATUSES]:
                 self._all.pop(job.id, None)
                 self._by_status[job.status].pop(job.id, None)
         self._reload()
@@ -385,7 +385,7 @@ class Jobs:
 
     def remove(self, job: Job) -> None:
         """Forget a job (it must not be pending or running)."""
-        if job.status in ("pending", "running"):
+        if job.status in ACTIVE_STATUSES:
             raise ValueError(f"job {job.id} is {job.status}; cancel it before removing it")
         self._drop([job])
 
@@ -403,7 +403,7 @@ class Jobs:
 
     def clear_non_active(self) -> None:
         """Forget every job that is not pending or running."""
-        self._drop([j for j in self._all.values() if j.status not in ("pending", "running")])
+        self._drop([j for j in self._all.values() if j.status not in ACTIVE_STATUSES])
 
     def clear_all(self) -> None:
         """Forget every job that is not pending or running (active jobs are kept)."""
@@ -431,7 +431,7 @@ class Jobs:
                 logger.warning(f"cannot reload job {job_id} from {self._store.path}: {exc!r}")
                 continue
             held = self._all.get(job.id)
-            if held is not None and held.status in ("pending", "running"):
+            if held is not None and held.status in ACTIVE_STATUSES:
                 continue  # live in memory: the stored copy is older
             if job.status not in FINISHED_STATUSES or status not in FINISHED_STATUSES:
                 job._status = "cancelled"  # see the module docstring: nothing runs it any more

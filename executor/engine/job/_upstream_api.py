@@ -18,7 +18,7 @@ import inspect
 import typing as T
 
 from ..base import ExecutorObj
-from .utils import InvalidStateError, JobStatusType, OptionsCall
+from .utils import ACTIVE_STATUSES, InvalidStateError, JobStatusType, OptionsCall
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
@@ -276,7 +276,7 @@ class UpstreamJobAPI(ExecutorObj):
     async def emit(self) -> T.Optional[asyncio.Task]:
         """Hand the job (back) to its engine to run; returns the attempt's Task if it has one."""
         engine = self._require_engine("emit")
-        if self._status in ("pending", "running"):
+        if self._status in ACTIVE_STATUSES:
             raise InvalidStateError(f"job {self.id} is already {self._status}")
         await engine.submit_async(self)  # type: ignore[arg-type]
         return self._task

@@ -25,6 +25,8 @@ from ._generators import AsyncGeneratorProxy, GeneratorDriver, GeneratorProxy, _
 from ._upstream_api import UpstreamJobAPI, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
     CallOptions,
     InvalidStateError,
     JobStatusType,
@@ -249,10 +251,10 @@ class Job(UpstreamJobAPI):
         pending or running job is cancelled first.
         """
         engine = self._require_engine("rerun")
-        if self._status not in ("done", "failed", "cancelled"):
+        if self._status not in FINISHED_STATUSES:
             if check_status:
                 raise InvalidStateError(f"job {self.id} is {self._status}; only finished jobs can be rerun")
-            if self._status in ("pending", "running"):
+            if self._status in ACTIVE_STATUSES:
                 await engine.cancel_async(self)
         await engine.submit_async(self)
 
