@@ -31,6 +31,7 @@ from ._upstream_engine import Resource, UpstreamEngineAPI
 from .job._upstream_api import overrides_cancel, overrides_status_hooks, uses_upstream_hooks
 from .job.base import _NO_IDS, Job, JobFuture, _ProxyBase, func_traits
 from .job.condition import AfterOthers, AllSatisfied, Condition
+from ._engine_stack import pop_default_engine, push_default_engine
 from .job.utils import ACTIVE_STATUSES, FINISHED_STATUSES, InvalidStateError, JobEmitError, JobStatusType, default_cache_root
 from .log import logger
 from .manager import Jobs
@@ -442,14 +443,10 @@ class Engine(UpstreamEngineAPI):
 
     def __enter__(self) -> "Engine":
         self.start()
-        from .launcher.default import push_default_engine
-
         self._default_tokens.append(push_default_engine(self))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from .launcher.default import pop_default_engine
-
         try:
             self.stop()
         finally:
@@ -458,14 +455,10 @@ class Engine(UpstreamEngineAPI):
 
     async def __aenter__(self) -> "Engine":
         self._bind(asyncio.get_running_loop())
-        from .launcher.default import push_default_engine
-
         self._default_tokens.append(push_default_engine(self))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        from .launcher.default import pop_default_engine
-
         try:
             await self._shutdown()
         finally:
