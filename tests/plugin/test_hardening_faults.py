@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from _processes import alive, run_pytest_to_end, spawn_pytest, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -42,30 +42,6 @@ def test_blocks():
 """
 
 
-def _wait_for(predicate: object, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _spawn(path: Path, tmpdir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env["TMPDIR"] = str(tmpdir)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", *args], cwd=path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
 def _run_dirs(tmpdir: Path) -> list[Path]:
     return sorted(tmpdir.glob("pytest-executor-xdist-*"))
 
@@ -74,9 +50,9 @@ def test_sigterm_of_an_xdist_controller_cleans_up_like_ctrl_c(pytester: pytest.P
     pytest.importorskip("xdist")
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_blocking=XDIST_BLOCKING)
-    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    proc = spawn_pytest(pytester.path, tmp_path, "-n", "2")
     try:
-        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start", timeout=90)
         assert len(_run_dirs(tmp_path)) == 1
         tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
         proc.send_signal(signal.SIGTERM)
@@ -88,7 +64,7 @@ def test_sigterm_of_an_xdist_controller_cleans_up_like_ctrl_c(pytester: pytest.P
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output, output
     assert _run_dirs(tmp_path) == []
-    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the workers to end", timeout=20)
+    wait_for(lambda: not any(alive(pid) for pid in tree), "the workers to end", timeout=20)
 
 
 def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
@@ -97,9 +73,9 @@ def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
     pytest.importorskip("xdist")
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_blocking=XDIST_BLOCKING)
-    proc = _spawn(pytester.path, tmp_path, "-n", "2")
+    proc = spawn_pytest(pytester.path, tmp_path, "-n", "2")
     try:
-        _wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start")
+        wait_for(lambda: list(pytester.path.glob("started-*")), "the blocking test to start", timeout=90)
         tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
         proc.kill()  # SIGKILL: nothing of ours runs
         proc.communicate(timeout=30)
@@ -109,16 +85,15 @@ def test_directories_of_a_sigkilled_controller_are_reaped_by_the_next_run(
             proc.wait()
     left = _run_dirs(tmp_path)
     assert len(left) == 1  # what SIGKILL cannot avoid
-    _wait_for(lambda: not any(_alive(pid) for pid in tree), "the orphaned workers to end", timeout=60)
+    wait_for(lambda: not any(alive(pid) for pid in tree), "the orphaned workers to end", timeout=60)
     alive_owner = tmp_path / f"pytest-executor-xdist-{os.getpid()}-{int(psutil.Process().create_time())}-keep"
     alive_owner.mkdir()  # a running controller's directory is never touched
     for started in pytester.path.glob("started-*"):
         started.unlink()
     pytester.makepyfile(test_blocking="import pytest\n\ndef test_first():\n    pass\n\n"
                         "@pytest.mark.job(after='test_first')\ndef test_second():\n    pass\n")
-    again = _spawn(pytester.path, tmp_path, "-n", "2")
-    output, _ = again.communicate(timeout=120)
-    assert again.returncode == 0, output
+    returncode, output = run_pytest_to_end(pytester.path, tmp_path, "-n", "2")
+    assert returncode == 0, output
     assert _run_dirs(tmp_path) == [alive_owner]
 
 
@@ -176,12 +151,11 @@ def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp
         pytest.importorskip("distributed")
     pytester.makeini(INNER_INI + "    -p no:xdist\n")
     pytester.makepyfile(test_detach=DETACHING)
-    proc = _spawn(pytester.path, tmp_path, f"--executor-backend={backend}", "--executor-workers=1")
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output
+    returncode, output = run_pytest_to_end(pytester.path, tmp_path, f"--executor-backend={backend}", "--executor-workers=1")
+    assert returncode == 0, output
     daemons = _daemon_pids(pytester.path)
     assert len(daemons) == 1
-    _wait_for(lambda: not any(_alive(pid) for pid in daemons), "the detached daemon to be killed", timeout=20)
+    wait_for(lambda: not any(alive(pid) for pid in daemons), "the detached daemon to be killed", timeout=20)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
@@ -196,7 +170,7 @@ def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pyte
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: (pytester.path / "started").exists(), "the test to detach its daemon")
+        wait_for(lambda: (pytester.path / "started").exists(), "the test to detach its daemon", timeout=90)
         tree = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
         proc.kill()
         proc.wait(timeout=30)
@@ -206,7 +180,7 @@ def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pyte
             proc.wait()
     daemons = _daemon_pids(pytester.path)
     assert len(daemons) == 1
-    _wait_for(lambda: not any(_alive(pid) for pid in [*daemons, *tree]), "the worker and its daemon to end", timeout=30)
+    wait_for(lambda: not any(alive(pid) for pid in [*daemons, *tree]), "the worker and its daemon to end", timeout=30)
 
 
 KILLS_ITS_DASK_WORKER = """
@@ -233,13 +207,7 @@ def test_a_sigkilled_dask_worker_never_stalls_the_run(pytester: pytest.Pytester,
     pytest.importorskip("distributed")
     pytester.makeini(INNER_INI + "    -p no:xdist\n")
     pytester.makepyfile(test_dask_kill=KILLS_ITS_DASK_WORKER)
-    proc = _spawn(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA")
-    try:
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, output = run_pytest_to_end(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA")
     assert "FAILED test_dask_kill.py::test_kills_its_dask_worker" in output, output
     assert "= 1 failed, 6 passed in " in output, output
 
@@ -284,12 +252,6 @@ def test_xdist_worker_crash_with_after_and_exclusive_never_hangs(pytester: pytes
     pytest.importorskip("xdist")
     pytester.makeini(INNER_INI + "    -p no:randomly\n")
     pytester.makepyfile(test_crash=CRASH_IN_EXCLUSIVE)
-    proc = _spawn(pytester.path, tmp_path, "-n", "2", "-rA")
-    try:
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, output = run_pytest_to_end(pytester.path, tmp_path, "-n", "2", "-rA")
     assert "FAILED test_crash.py::test_exclusive_crash" in output, output
     assert "= 1 failed, 11 passed, 1 skipped in " in output, output

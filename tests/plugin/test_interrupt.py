@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from _processes import alive, wait_for
 from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,27 +47,12 @@ def test_blocks():
 """
 
 
-def _wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _assert_all_gone(pids: set[int]) -> None:
     # Killed processes vanish asynchronously; give the kernel a moment, bounded.
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    survivors = [pid for pid in pids if _alive(pid)]
+    survivors = [pid for pid in pids if alive(pid)]
     assert not survivors, f"processes survived: {survivors}"
 
 
@@ -89,7 +75,7 @@ def test_ctrl_c_gives_the_interrupted_summary_and_leaves_no_process(pytester: py
     pytester.makepyfile(test_blocking=BLOCKING)
     proc = _spawn_pytest(pytester.path, "--executor-backend=process", "--executor-workers=2", "-p", "no:timeout")
     try:
-        _wait_for(
+        wait_for(
             lambda: len(list(pytester.path.glob("worker-*.pid"))) == 2 and (pytester.path / "grandchild.pid").exists(),
             "both tests to start",
         )
