@@ -1,6 +1,8 @@
 """Settings shared by the whole test suite."""
 
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,15 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     # a warning filter, not the ini key: sessions run with -p no:asyncio would call the key unknown
     monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}' {FOREIGN_PLUGINS_OFF}")
     return pytester
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """One 2-worker LocalCluster for the whole session (clusters are slow to start), dashboard on loopback."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()

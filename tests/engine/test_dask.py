@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shutil
 import signal
@@ -23,17 +22,6 @@ from executor.engine.job.dask import DaskWorkerLostError  # noqa: E402
 from _extend_helpers import live_descendants, new_descendants, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="session")
-def dask_address() -> Iterator[str]:
-    """One 2-worker LocalCluster for the whole session (clusters are slow to start)."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close()
 
 
 def inc(x: int) -> int:

@@ -10,29 +10,15 @@ pytest-benchmark's ``compare`` command reads our JSON.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 distributed = pytest.importorskip("distributed")
 
 MODES = ["local", "process", "dask", "xdist"]
-
-
-@pytest.fixture(scope="module")
-def dask_address() -> Iterator[str]:
-    """One LocalCluster for the dask runs of this module."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    )
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

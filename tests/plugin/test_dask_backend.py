@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
-from collections.abc import Iterator
 
 import pytest
 from _late_worker import LATE_SESSION_CONFTEST, RENDEZVOUS_SUITE
@@ -63,18 +61,6 @@ def test_hangs():
 def test_last():
     pass
 """
-
-
-@pytest.fixture(scope="session")
-def dask_address() -> Iterator[str]:
-    """One LocalCluster shared by the tests that need a running scheduler."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    )
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
 
 
 def _check_suite(result: pytest.RunResult, pytester: pytest.Pytester) -> None:
