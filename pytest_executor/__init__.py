@@ -1,9 +1,9 @@
 """pytest-executor: run a pytest suite as a graph of engine jobs.
 
 The pytest plugin lives in :mod:`pytest_executor.plugin` (entry point
-``executor``); the job records in :mod:`pytest_executor.report`; the pure
-dependency graph and ready-queue in :mod:`pytest_executor.dag` and
-:mod:`pytest_executor.scheduler`.
+``executor``); the job records in :mod:`pytest_executor.views.report`; the pure
+dependency graph and ready-queue in :mod:`pytest_executor.plan.dag` and
+:mod:`pytest_executor.plan.scheduler`.
 """
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_executor.report import JobRecord
+    from pytest_executor.views.report import JobRecord
 
 
 @pytest.hookspec(firstresult=True)
@@ -32,7 +32,7 @@ def pytest_executor_select_backend(item: pytest.Item) -> str | None:
 
 
 def pytest_executor_job_created(item: pytest.Item, job: JobRecord) -> None:
-    """``job`` (a :class:`pytest_executor.report.JobRecord`) was created for ``item``.
+    """``job`` (a :class:`pytest_executor.views.report.JobRecord`) was created for ``item``.
 
     Called once per job after collection, in dependency order, before anything
     runs; the record's ``backend``, ``after`` and ``retries`` are already set.

@@ -3,8 +3,8 @@
 Inert by default: unless an ``--executor-*`` option (or its ini twin) is set or
 a collected test carries a ``job`` marker, the run is plain pytest — the only
 work is one cheap check after collection.  When active, the collected items
-are planned (:mod:`pytest_executor._plan`) and a
-:class:`~pytest_executor.controller.Controller` takes over the run loop.
+are planned (:mod:`pytest_executor.plan._planner`) and a
+:class:`~pytest_executor.run.controller.Controller` takes over the run loop.
 
 In worker sessions (``PYTEST_EXECUTOR_WORKER`` set) the marker, options,
 fixtures and the plan (``--executor-with-deps`` changes ``session.items``) are
@@ -14,43 +14,25 @@ the same, but the controller never starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import pytest
 
 from pytest_executor import WORKER_ENV, newhooks
-from pytest_executor.fixtures import async_engine, engine, engine_setting, session_engine
-from pytest_executor.marker import MARKER, MARKER_DOC, SPEC_KEY
-from pytest_executor.options import add_options, any_option_set, validate_options
+from pytest_executor.config._state import STATE_KEY, PluginState
+from pytest_executor.config.fixtures import async_engine, engine, engine_setting, session_engine
+from pytest_executor.config.marker import MARKER, MARKER_DOC, SPEC_KEY
+from pytest_executor.config.options import add_options, any_option_set, validate_options
 
 pytest_plugins = [
     "pytest_executor.benchmark._plugin",  # the job_benchmark fixture and its hooks
     "pytest_executor.compat._plugin",  # markers and options of other plugins, as job markers
-    "pytest_executor.runners",  # starts process/dask workers at session start
+    "pytest_executor.backends._factory",  # starts process/dask workers at session start
 ]
 
 __all__ = ["async_engine", "engine", "engine_setting", "session_engine"]
 
 
-@dataclass
-class PluginState:
-    """Per-config state of the plugin (``config.stash[STATE_KEY]``)."""
-
-    settings: dict[str, Any]
-    """Validated option values by short name (see :mod:`pytest_executor.options`)."""
-    options_set: bool
-    worker: bool
-    deselected: list[pytest.Item] = field(default_factory=list)
-    plan: Any = None
-    """The :class:`pytest_executor._plan.Plan` once the plugin is active."""
-    notes: list[str] = field(default_factory=list)
-    """Lines for the terminal under the "collected" line."""
-    report_error: str | None = None
-    """Why the JSON report could not be written at the end (one summary line)."""
-
-
-STATE_KEY: Final = pytest.StashKey[PluginState]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -73,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     _check_report_path(config.stash[STATE_KEY].settings["report"])
     if not config.stash[STATE_KEY].worker and not hasattr(config, "workerinput"):
-        from pytest_executor._signals import sigterm_as_interrupt
+        from pytest_executor.run._signals import sigterm_as_interrupt
 
         config.add_cleanup(sigterm_as_interrupt())  # the controller cleans up on SIGTERM as on Ctrl-C
     if config.pluginmanager.hasplugin("xdist"):  # optional integration, imported lazily
@@ -84,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_report_path(path: str | None) -> None:
     """An unwritable ``--executor-report`` is a usage error before any test runs."""
-    from pytest_executor.report import writable_path_problem
+    from pytest_executor.views.report import writable_path_problem
 
     problem = writable_path_problem(path) if path else None
     if problem:
@@ -115,7 +97,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         plan_on_worker(session, state)
         return
-    from pytest_executor._plan import choose_backends, plan_session
+    from pytest_executor.plan._planner import choose_backends, plan_session
 
     plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     if plan.pulled_in:
@@ -125,8 +107,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state.worker:
         return
     choose_backends(config, plan)
-    from pytest_executor.controller import Controller
-    from pytest_executor.report import run_metadata
+    from pytest_executor.run.controller import Controller
+    from pytest_executor.views.report import run_metadata
 
     controller = Controller(config, plan, state.settings)
     controller.run.metadata = run_metadata(
@@ -138,13 +120,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pulled_in=[item.nodeid for item in plan.pulled_in],
     )
     config.pluginmanager.register(controller, "executor-controller")
-    from pytest_executor.options import IN_PROCESS_BACKENDS
+    from pytest_executor.config.options import IN_PROCESS_BACKENDS
 
     if any(backend not in IN_PROCESS_BACKENDS for backend in plan.backends):
-        from pytest_executor._grouped_progress import GroupedProgress
+        from pytest_executor.views._grouped_progress import GroupedProgress
 
         GroupedProgress.install(config, (item.nodeid for item in plan.items))
-    from pytest_executor._run_view import RunView
+    from pytest_executor.views._run_view import RunView
 
     table = state.settings["table"] or "summary"
     view = RunView(config, timeline=state.settings["timeline"], summary=table != "none")
@@ -184,7 +166,7 @@ def pytest_executor_select_backend(item: pytest.Item) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the JSON report when asked to."""
-    from pytest_executor.report import RUN_KEY, write_json
+    from pytest_executor.views.report import RUN_KEY, write_json
 
     run = session.config.stash.get(RUN_KEY, None)
     path = session.config.stash[STATE_KEY].settings["report"] if STATE_KEY in session.config.stash else None
@@ -197,7 +179,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Print the job table chosen by ``--executor-table`` (default: summary)."""
-    from pytest_executor.report import RUN_KEY, render_table
+    from pytest_executor.views.report import RUN_KEY, render_table
 
     run = config.stash.get(RUN_KEY, None)
     if run is None or config.option.collectonly:

@@ -1,8 +1,8 @@
-"""The ``--executor-benchmark-*`` options, as fields of :class:`pytest_executor.options.Option`.
+"""The ``--executor-benchmark-*`` options, as fields of :class:`pytest_executor.config.options.Option`.
 
 Kept here (plain data, no import of the options module) so the plugin's option
 table gains them with one line; read them with
-``pytest_executor.options.get_option(config, "benchmark-save")`` etc.
+``pytest_executor.config.options.get_option(config, "benchmark-save")`` etc.
 """
 
 from __future__ import annotations

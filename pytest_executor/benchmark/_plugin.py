@@ -25,7 +25,7 @@ from typing import Any, Final, final
 import pytest
 
 from pytest_executor import WORKER_ENV
-from pytest_executor.options import any_option_set, get_option
+from pytest_executor.config.options import any_option_set, get_option
 
 from ._compare import Regression, Threshold, find_regressions, parse_fail_on
 from ._fixture import JobBenchmark
@@ -388,7 +388,7 @@ def check_baseline(run: BenchmarkRun) -> list[Regression]:
 def _add_to_json_report(config: pytest.Config, run: BenchmarkRun) -> None:
     """Attach records to the plugin's job records (``--executor-report``), if it keeps any."""
     try:
-        from pytest_executor.report import RUN_KEY as REPORT_KEY
+        from pytest_executor.views.report import RUN_KEY as REPORT_KEY
     except ImportError:
         return
     report = config.stash.get(REPORT_KEY, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_executor._fit import render_simple, shorten_left
+from pytest_executor.views._fit import render_simple, shorten_left
 
 from ._compare import relative_change
 from ._format import format_change, format_rate, format_seconds

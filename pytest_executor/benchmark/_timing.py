@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, final
 
-from pytest_executor._parse import parse_int_at_least, parse_positive_int, parse_seconds
+from pytest_executor.config._parse import parse_int_at_least, parse_positive_int, parse_seconds
 
 RunRound = Callable[[int], int]
 """Run one round of N calls, return its duration in nanoseconds."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_executor._critical_path import JobSpan, critical_path
+from pytest_executor.views._critical_path import JobSpan, critical_path
 
 
 def span(

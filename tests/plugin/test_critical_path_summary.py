@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_executor._critical_path import CriticalPath, JobSpan
-from pytest_executor._run_view import critical_path_lines
+from pytest_executor.views._critical_path import CriticalPath, JobSpan
+from pytest_executor.views._run_view import critical_path_lines
 
 SUITE = """
 import pytest

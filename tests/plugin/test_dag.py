@@ -1,10 +1,10 @@
-"""Unit tests of the pure dependency graph (pytest_executor.dag)."""
+"""Unit tests of the pure dependency graph (pytest_executor.plan.dag)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pytest_executor.dag import (
+from pytest_executor.plan.dag import (
     DependencyCycle,
     NameNotFound,
     NodeIndex,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_executor._protocol import encode
-from pytest_executor._xdist_link import Rendezvous, connect
+from pytest_executor.backends._protocol import encode
+from pytest_executor.xdist._link import Rendezvous, connect
 
 pytestmark = pytest.mark.timeout(180)
 

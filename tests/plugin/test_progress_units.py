@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_executor._progress import LiveProgress, LiveRegion, ProgressBoard
+from pytest_executor.views._progress import LiveProgress, LiveRegion, ProgressBoard
 from tests.plugin.vt_screen import Screen
 
 

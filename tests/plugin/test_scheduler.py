@@ -1,10 +1,10 @@
-"""Unit tests of the pure ready-queue (pytest_executor.scheduler)."""
+"""Unit tests of the pure ready-queue (pytest_executor.plan.scheduler)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pytest_executor.scheduler import ReadyQueue
+from pytest_executor.plan.scheduler import ReadyQueue
 
 
 def test_dependencies_release_in_priority_order() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_executor._fit import abbreviate_names, fit_columns, shorten_left
+from pytest_executor.views._fit import abbreviate_names, fit_columns, shorten_left
 
 pytestmark = pytest.mark.timeout(120)
 

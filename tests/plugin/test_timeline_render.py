@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_executor._critical_path import JobSpan
-from pytest_executor._timeline import (
+from pytest_executor.views._critical_path import JobSpan
+from pytest_executor.views._timeline import (
     format_seconds,
     natural_key,
     render_html,

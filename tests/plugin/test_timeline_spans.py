@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_executor._run_view import RunView
-from pytest_executor.report import RUN_KEY, JobRecord, RunRecord
+from pytest_executor.views._run_view import RunView
+from pytest_executor.views.report import RUN_KEY, JobRecord, RunRecord
 
 
 def report(nodeid: str, when: str, start: float, stop: float, outcome: str = "passed") -> pytest.TestReport:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_executor._xdist_scheduler import (
+from pytest_executor.xdist._scheduler import (
     Action,
     DependencyDispatcher,
     Notify,
@@ -24,7 +24,7 @@ from pytest_executor._xdist_scheduler import (
     Shutdown,
     Ticket,
 )
-from pytest_executor.dag import topological_order
+from pytest_executor.plan.dag import topological_order
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -223,7 +223,7 @@ def connect_channel(spec: str) -> Channel:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Plain-text hello first: the controller checks the token before unpickling anything.
-        from pytest_executor._hello import hello_line
+        from pytest_executor.backends._hello import hello_line
 
         sock.sendall(hello_line(token, "session", os.environ.get(ENV_WORKER, "")))
         fd = sock.detach()

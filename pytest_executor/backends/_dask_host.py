@@ -16,9 +16,9 @@ import signal
 import socket
 import subprocess
 
-from pytest_executor._hello import hello_line
-from pytest_executor._protocol import ENV_LIFELINE, FrameDecoder, encode, write_all
-from pytest_executor._reaper import kill_tree
+from pytest_executor.backends._hello import hello_line
+from pytest_executor.backends._protocol import ENV_LIFELINE, FrameDecoder, encode, write_all
+from pytest_executor.backends._reaper import kill_tree
 
 _CONNECT_TIMEOUT = 5.0
 

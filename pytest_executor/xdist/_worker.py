@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, final
 
 import pytest
 
-from pytest_executor._protocol import ChannelClosed, FdChannel
-from pytest_executor._xdist_link import RETRIED_ATTRIBUTE, Graph, connect, graph_path
-from pytest_executor.local import AttemptSummary, outcome_of, summarize_attempt
-from pytest_executor.xdist import INPUT_KEY, worker_input
+from pytest_executor.backends._protocol import ChannelClosed, FdChannel
+from pytest_executor.xdist._link import RETRIED_ATTRIBUTE, Graph, connect, graph_path
+from pytest_executor.run.local import AttemptSummary, outcome_of, summarize_attempt
+from pytest_executor.xdist._input import INPUT_KEY, worker_input
 
 if TYPE_CHECKING:
-    from pytest_executor.plugin import PluginState
+    from pytest_executor.config._state import PluginState
 
 
 #: the attempts of the running item that were retried (on the item, while it runs)
@@ -30,7 +30,7 @@ def plan_and_publish(session: pytest.Session, state: PluginState) -> None:
     its own controller.  Planning errors are shipped, not raised: the controller
     raises them once, exactly as a serial run would.
     """
-    from pytest_executor._plan import plan_session
+    from pytest_executor.plan._planner import plan_session
 
     config = session.config
     settings = worker_input(config).get(INPUT_KEY)
@@ -83,7 +83,7 @@ class WorkerSide:
 
     def start(self, session: pytest.Session, graph: Graph) -> None:
         """Remember the plan; connect to the controller if it will send tickets."""
-        from pytest_executor.plugin import STATE_KEY
+        from pytest_executor.config._state import STATE_KEY
 
         self.plan = session.config.stash[STATE_KEY].plan
         self.graph = graph
@@ -163,7 +163,7 @@ class WorkerSide:
 
     def _skip_reason(self, index: int) -> str | None:
         """The serial run's skip reason (same code: the controller's rule) or ``None``."""
-        from pytest_executor.controller import blocked_reason
+        from pytest_executor.run.controller import blocked_reason
 
         if not self.plan.deps.get(index) and not self.plan.missing.get(index):
             return None
@@ -184,7 +184,7 @@ class WorkerAttempts:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """Retry failed attempts / fail a hung call after its timeout; others run as usual."""
-        from pytest_executor.local import run_attempts
+        from pytest_executor.run.local import run_attempts
 
         side = self.side
         index = side.index.get(item.nodeid)

@@ -127,7 +127,7 @@ def _call_on_thread(item: pytest.Item, timeout: float | None) -> Iterator[None]:
 
 
 def outcome_of(reports: Reports) -> tuple[str, str]:
-    """Status (see :data:`pytest_executor.report.STATUSES`) and message of one attempt.
+    """Status (see :data:`pytest_executor.views.report.STATUSES`) and message of one attempt.
 
     Setup and call decide; a failing teardown turns a pass into ``error``.
     """

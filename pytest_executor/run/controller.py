@@ -9,7 +9,7 @@ when the plugin is active (never in worker sessions).  It replaces
   lane's next item as ``nextitem`` — so fixtures are set up and torn down as in
   plain pytest;
 * ``process``/``subprocess``/``dask`` items go to a runner
-  (:mod:`pytest_executor._runner` contract) as soon as they are ready and a
+  (:mod:`pytest_executor.backends._runner` contract) as soon as they are ready and a
   slot is free; its events are replayed through pytest's logging hooks;
 * a test whose dependency did not pass is not run: it gets real skip reports
   naming the dependency;
@@ -29,13 +29,13 @@ import pytest
 from _pytest.runner import CallInfo
 
 from executor.engine.job.utils import FINISHED_STATUSES
-from pytest_executor._plan import Plan
-from pytest_executor._runner import ItemTask, Runner
+from pytest_executor.plan._planner import Plan
+from pytest_executor.backends._runner import ItemTask, Runner
 from pytest_executor.compat import order_only
-from pytest_executor.local import outcome_of, run_attempts
-from pytest_executor.options import IN_PROCESS_BACKENDS
-from pytest_executor.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
-from pytest_executor.scheduler import ReadyQueue
+from pytest_executor.run.local import outcome_of, run_attempts
+from pytest_executor.config.options import IN_PROCESS_BACKENDS
+from pytest_executor.views.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
+from pytest_executor.plan.scheduler import ReadyQueue
 
 MAIN_WORKER = "main"
 THREAD_WORKER = "main/thread"
@@ -328,7 +328,7 @@ class Controller:
         runner = self.runners.get(backend)
         if runner is None:
             try:
-                from pytest_executor.runners import make_runner
+                from pytest_executor.backends._factory import make_runner
             except ImportError as error:
                 raise pytest.UsageError(
                     f"--executor-backend / job(backend=...): backend {backend!r} is not "
@@ -411,7 +411,7 @@ class Controller:
             self._check_stop(session)
 
     def _handle(self, session: pytest.Session, runner: Runner, name: str, data: dict[str, Any]) -> None:
-        """Replay one runner event (see :mod:`pytest_executor._runner`)."""
+        """Replay one runner event (see :mod:`pytest_executor.backends._runner`)."""
         if name == "logstart":
             node = self.node_of[data["nodeid"]]
             state = self.remote.setdefault(node, _Remote())

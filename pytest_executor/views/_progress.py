@@ -36,7 +36,7 @@ from typing import Any, Protocol, TextIO, final
 
 import pytest
 
-from pytest_executor._timeline import natural_key
+from pytest_executor.views._timeline import natural_key
 
 MIN_REDRAW_INTERVAL = 0.1
 """Seconds between two redraws of new content (10 Hz at most)."""

@@ -14,8 +14,8 @@ from typing import Any, Final, final
 
 import pytest
 
-from pytest_executor._parse import MAX_TIMEOUT, valid_seconds
-from pytest_executor.options import BACKENDS
+from pytest_executor.config._parse import MAX_TIMEOUT, valid_seconds
+from pytest_executor.config.options import BACKENDS
 
 MARKER: Final = "job"
 

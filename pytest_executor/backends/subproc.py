@@ -4,10 +4,10 @@ Full isolation: nothing (module state, fixtures, monkeypatching, leaked
 threads, a crash) carries over from one test to the next.  Each child is an
 ordinary pytest session over the controller's options with the positional
 arguments replaced by the item's node id, loading
-:mod:`pytest_executor.worker` in one-shot mode, so its reports come back over
+:mod:`pytest_executor.backends.worker` in one-shot mode, so its reports come back over
 the same protocol as the ``process`` backend's and look the same in the
 terminal.  Crash, timeout and Ctrl-C handling are those of
-:class:`~pytest_executor.process.WorkerPool`.
+:class:`~pytest_executor.backends.process.WorkerPool`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import final
 
 import pytest
 
-from pytest_executor.process import WorkerPool, WorkerProcess
+from pytest_executor.backends.process import WorkerPool, WorkerProcess
 
 
 @final

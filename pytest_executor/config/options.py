@@ -19,8 +19,8 @@ from typing import Any, Final, final
 
 import pytest
 
-from pytest_executor._parse import parse_positive_int, parse_seconds, usable_cpu_count
-from pytest_executor._timeline import parse_timeline_path
+from pytest_executor.config._parse import parse_positive_int, parse_seconds, usable_cpu_count
+from pytest_executor.views._timeline import parse_timeline_path
 
 from pytest_executor.benchmark._options import BENCHMARK_OPTIONS
 

@@ -2,7 +2,7 @@
 
 :class:`DependencyScheduling` is what ``pytest_xdist_make_scheduler`` returns
 (see :mod:`pytest_executor.xdist` for the design); :class:`Recorder` rebuilds
-the run's :class:`~pytest_executor.report.JobRecord` rows from the reports the
+the run's :class:`~pytest_executor.views.report.JobRecord` rows from the reports the
 workers send.
 """
 
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import pytest
 
-from pytest_executor._protocol import ChannelClosed
-from pytest_executor._xdist_link import RETRIED_ATTRIBUTE, Graph, graph_path
-from pytest_executor._xdist_scheduler import DependencyDispatcher, Notify, Send, Shutdown
-from pytest_executor.dag import split_param
-from pytest_executor.local import outcome_of
-from pytest_executor.report import RUN_KEY, AttemptRecord, JobRecord, RunRecord, run_metadata
+from pytest_executor.backends._protocol import ChannelClosed
+from pytest_executor.xdist._link import RETRIED_ATTRIBUTE, Graph, graph_path
+from pytest_executor.xdist._scheduler import DependencyDispatcher, Notify, Send, Shutdown
+from pytest_executor.plan.dag import split_param
+from pytest_executor.run.local import outcome_of
+from pytest_executor.views.report import RUN_KEY, AttemptRecord, JobRecord, RunRecord, run_metadata
 
 if TYPE_CHECKING:
     from pytest_executor.xdist import ControllerSide
@@ -43,8 +43,8 @@ GROUPED_MODES: Final = frozenset({"loadscope", "loadfile", "loadgroup"})
 
 def _show_run(config: pytest.Config) -> None:
     """Register the run view (critical path, ``--executor-timeline``) as a serial run does."""
-    from pytest_executor._run_view import RunView
-    from pytest_executor.plugin import STATE_KEY
+    from pytest_executor.views._run_view import RunView
+    from pytest_executor.config._state import STATE_KEY
 
     if config.pluginmanager.has_plugin("executor-run-view"):
         return
@@ -153,7 +153,7 @@ class DependencyScheduling:
     Then the worker's graph file decides: none (nothing to plan) — delegate
     everything to the scheduler xdist would have used; a planning error —
     stop the workers and raise it; dependencies or exclusive tests — run the
-    :class:`~pytest_executor._xdist_scheduler.DependencyDispatcher`.
+    :class:`~pytest_executor.xdist._scheduler.DependencyDispatcher`.
     """
 
     def __init__(

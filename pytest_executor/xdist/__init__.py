@@ -5,17 +5,17 @@ Imported only when the ``xdist`` plugin is loaded (``plugin.py`` checks
 import time, so the plugin works with pytest-xdist absent or ``-p no:xdist``.
 It holds the registration and the controller's hook object and stays light
 (an unmarked run pays for little more than importing it); the roles live in
-:mod:`~pytest_executor._xdist_scheduler` (the pure dispatch rules),
-:mod:`~pytest_executor._xdist_link` (graph files and the socket link),
-:mod:`~pytest_executor._xdist_worker` (planning, gates and skips in workers)
-and :mod:`~pytest_executor._xdist_controller` (the ``Scheduling`` object and
+:mod:`~pytest_executor.xdist._scheduler` (the pure dispatch rules),
+:mod:`~pytest_executor.xdist._link` (graph files and the socket link),
+:mod:`~pytest_executor.xdist._worker` (planning, gates and skips in workers)
+and :mod:`~pytest_executor.xdist._controller` (the ``Scheduling`` object and
 the job records), each imported when first needed.
 
 Where the graph comes from
 --------------------------
 Under xdist the controller never collects; the workers do, and only they hold
 the items and their markers.  Each worker therefore runs the plugin's normal
-planning (:func:`pytest_executor._plan.build_plan` — the same ``after=``
+planning (:func:`pytest_executor.plan._planner.build_plan` — the same ``after=``
 resolution, cycle and unknown-name errors as a serial run) right after its
 collection, and writes the resolved graph as node indices to a JSON file in a
 private rendezvous directory that the controller handed it through
@@ -34,7 +34,7 @@ An xdist worker starts a test only once it holds the *next* one too (for
 fixture teardown), so a scheduler that sent a test strictly after its
 dependencies completed could leave a worker stuck on its last test while
 everything else waits for that very test.  The pure core
-(:mod:`pytest_executor._xdist_scheduler`) solves this with *tickets*: a test
+(:mod:`pytest_executor.xdist._scheduler`) solves this with *tickets*: a test
 may be sent early, behind its dependencies on the same worker (FIFO order runs
 them first: chains stay on one worker without waiting) or, to keep a worker
 moving, with a wait list of tests running elsewhere.  When the graph has
@@ -56,7 +56,7 @@ each worker (topological order, skip on a failed dependency) and
 
 Records
 -------
-The controller rebuilds one :class:`~pytest_executor.report.JobRecord` per test
+The controller rebuilds one :class:`~pytest_executor.views.report.JobRecord` per test
 from the graph and the reports the workers send, so ``--executor-table``,
 ``--executor-report`` and ``--executor-timeline`` work with the worker id
 (``gw0``...) in the worker column.  The ``pytest_executor_job_*`` hooks need
@@ -69,13 +69,12 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import pytest
 
-if TYPE_CHECKING:
-    from pytest_executor._xdist_controller import DependencyScheduling
-    from pytest_executor._xdist_link import Rendezvous
-    from pytest_executor.plugin import PluginState
+from pytest_executor.xdist._input import INPUT_KEY
 
-INPUT_KEY: Final = "pytest_executor"
-"""Key of our entry in an xdist worker's ``workerinput``."""
+if TYPE_CHECKING:
+    from pytest_executor.xdist._controller import DependencyScheduling
+    from pytest_executor.xdist._link import Rendezvous
+    from pytest_executor.config._state import PluginState
 
 CONFLICTING_OPTIONS: Final = {
     "backend": "xdist already runs the tests in its worker processes",
@@ -99,19 +98,13 @@ def register(config: pytest.Config) -> None:
     config.pluginmanager.register(ControllerSide(config), "executor-xdist-controller")
 
 
-def worker_input(config: pytest.Config) -> dict[str, Any]:
-    """What xdist's controller handed this worker (``{}`` outside workers)."""
-    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
-    return workerinput
-
-
 def _distributing(config: pytest.Config) -> bool:
     """True when xdist will run the tests in workers (``-n N`` with N > 0, ``--dist``, ``--tx``)."""
     return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
 def _reject_conflicting_options(config: pytest.Config) -> None:
-    from pytest_executor.options import find_option, raw_option
+    from pytest_executor.config.options import find_option, raw_option
 
     for name, why in CONFLICTING_OPTIONS.items():
         value, source = raw_option(config, name)
@@ -127,8 +120,8 @@ def _reject_conflicting_options(config: pytest.Config) -> None:
 
 
 def plan_on_worker(session: pytest.Session, state: PluginState) -> None:
-    """Plan an xdist worker's collection and publish it (see :mod:`pytest_executor._xdist_worker`)."""
-    from pytest_executor._xdist_worker import plan_and_publish
+    """Plan an xdist worker's collection and publish it (see :mod:`pytest_executor.xdist._worker`)."""
+    from pytest_executor.xdist._worker import plan_and_publish
 
     plan_and_publish(session, state)
 
@@ -145,7 +138,7 @@ class ControllerSide:
     def pytest_configure_node(self, node: Any) -> None:
         """Tell each worker where the rendezvous is (before it starts)."""
         if self.rendezvous is None:
-            from pytest_executor._xdist_link import Rendezvous
+            from pytest_executor.xdist._link import Rendezvous
 
             self.rendezvous = Rendezvous()
         node.workerinput[INPUT_KEY] = {
@@ -165,7 +158,7 @@ class ControllerSide:
         def fallback() -> Any:
             return hook(config=config, log=log)
 
-        from pytest_executor._xdist_controller import DependencyScheduling
+        from pytest_executor.xdist._controller import DependencyScheduling
 
         self.scheduler = DependencyScheduling(config, log, fallback, self)
         return self.scheduler

@@ -3,7 +3,7 @@
 No pytest, no I/O, no clock: the caller reports what it started and what
 finished, and asks which nodes may start next.  Nodes are integers; their
 priority is their position in the ``order`` given (a topological order from
-:func:`pytest_executor.dag.topological_order`).
+:func:`pytest_executor.plan.dag.topological_order`).
 
 Rules:
 

@@ -4,8 +4,8 @@
   into the rendezvous directory before xdist reports the worker's collection;
 * :func:`connect` / :class:`Rendezvous` — a local stream socket (Unix socket in
   a private directory, else loopback TCP): the worker's plain-text hello with the
-  run's random token (:mod:`pytest_executor._hello`), then framed messages
-  (:mod:`pytest_executor._protocol`) from the controller: ``tickets``
+  run's random token (:mod:`pytest_executor.backends._hello`), then framed messages
+  (:mod:`pytest_executor.backends._protocol`) from the controller: ``tickets``
   (``items``: ``[(index, wait), ...]``) and ``done`` (``index``, ``outcome``).
 """
 
@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, final
 
-from pytest_executor._hello import hello_line, receive_hello
-from pytest_executor._protocol import FdChannel
-from pytest_executor._rundirs import (
+from pytest_executor.backends._hello import hello_line, receive_hello
+from pytest_executor.backends._protocol import FdChannel
+from pytest_executor.backends._rundirs import (
     SHORT_PREFIX,
     make_private_directory,
     reap_stale_directories,
@@ -95,7 +94,7 @@ def graph_path(directory: str, worker_id: str) -> str:
 def connect(address: str, token: str, worker_id: str) -> FdChannel:
     """Open the worker end of the link (``unix:PATH`` or ``tcp:HOST:PORT``) and say hello.
 
-    The hello is plain text (:mod:`pytest_executor._hello`): the controller
+    The hello is plain text (:mod:`pytest_executor.backends._hello`): the controller
     checks the token before it unpickles anything from this connection.
     """
     kind, _, rest = address.partition(":")

@@ -1,6 +1,6 @@
 """Make text tables fit the terminal: shorten node ids from the left, abbreviate ``after`` lists.
 
-Pure string work for :func:`pytest_executor.report.render_table`; the table
+Pure string work for :func:`pytest_executor.views.report.render_table`; the table
 layout is tabulate's ``simple`` format (columns as wide as their widest cell,
 two spaces between them).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pytest_executor.dag import split_param
+from pytest_executor.plan.dag import split_param
 
 ELLIPSIS = "…"
 _GAP = 2  # spaces between columns in tabulate's "simple" format

@@ -14,10 +14,10 @@ from typing import Final, final
 
 import pytest
 
-from pytest_executor._collect_more import CollectFailed
-from pytest_executor.dag import DependencyCycle, NameNotFound, NodeIndex, find_cycles, topological_order
-from pytest_executor.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
-from pytest_executor.options import BACKENDS, IN_PROCESS_BACKENDS
+from pytest_executor.plan._collect_more import CollectFailed
+from pytest_executor.plan.dag import DependencyCycle, NameNotFound, NodeIndex, find_cycles, topological_order
+from pytest_executor.config.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
+from pytest_executor.config.options import BACKENDS, IN_PROCESS_BACKENDS
 
 
 @final
@@ -159,7 +159,7 @@ def build_plan(
 
 def plan_session(session: pytest.Session, deselected: Sequence[pytest.Item], *, with_deps: bool) -> Plan:
     """:func:`build_plan` for a session's items, collecting the files ``after=`` names point into."""
-    from pytest_executor._collect_more import FileCollector
+    from pytest_executor.plan._collect_more import FileCollector
 
     files: list[FileCollector] = []  # built on first use: most runs never look outside the run
 

@@ -6,7 +6,6 @@ value, or raises ``ValueError`` with a message that says what would be valid.
 
 from __future__ import annotations
 
-import math
 import os
 
 

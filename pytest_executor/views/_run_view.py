@@ -5,11 +5,11 @@ only listens to hooks that the controller replays for every backend
 (``pytest_runtest_logstart`` / ``logreport`` / ``logfinish``), so no backend
 needs to know about it:
 
-* it drives the live :mod:`~pytest_executor._progress` display (interactive
+* it drives the live :mod:`~pytest_executor.views._progress` display (interactive
   terminals only) around ``pytest_runtestloop``;
 * it notes each item's phase durations and times, joins them with the
   controller's job records (worker, wait, dependencies) into
-  :class:`~pytest_executor._critical_path.JobSpan` records;
+  :class:`~pytest_executor.views._critical_path.JobSpan` records;
 * at the end it writes ``--executor-timeline`` and adds the critical-path lines
   to the terminal summary, after the job table.
 """
@@ -24,11 +24,11 @@ from typing import Any, final
 
 import pytest
 
-from pytest_executor._fit import shorten_left
-from pytest_executor._critical_path import CriticalPath, JobSpan, critical_path
-from pytest_executor._progress import LiveProgress, start_live_progress
-from pytest_executor._timeline import format_seconds, write_timeline
-from pytest_executor.report import RUN_KEY, JobRecord
+from pytest_executor.views._fit import shorten_left
+from pytest_executor.views._critical_path import CriticalPath, JobSpan, critical_path
+from pytest_executor.views._progress import LiveProgress, start_live_progress
+from pytest_executor.views._timeline import format_seconds, write_timeline
+from pytest_executor.views.report import RUN_KEY, JobRecord
 
 IN_PROCESS_WORKER = "main"
 """Lane name of jobs run in the pytest process when the controller names none."""

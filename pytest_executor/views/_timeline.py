@@ -1,6 +1,6 @@
 """Draw a run as a Gantt chart: one lane per worker, one bar per job.
 
-Pure rendering from :class:`~pytest_executor._critical_path.JobSpan` records to
+Pure rendering from :class:`~pytest_executor.views._critical_path.JobSpan` records to
 text; nothing here talks to pytest.  Two formats share one SVG drawing:
 
 * ``.svg`` — a static picture; each bar carries a ``<title>`` tooltip.
@@ -25,7 +25,7 @@ from html import escape
 from pathlib import Path
 from typing import Literal, final
 
-from pytest_executor._critical_path import CriticalPath, JobSpan, critical_path
+from pytest_executor.views._critical_path import CriticalPath, JobSpan, critical_path
 
 TimelineFormat = Literal["html", "svg"]
 _LaneY = Callable[[str], float]

@@ -2,7 +2,7 @@
 
 The controller imports this module lazily (only when a parallel backend is
 used) and calls :func:`make_runner`; the runners implement
-:class:`pytest_executor._runner.Runner`.
+:class:`pytest_executor.backends._runner.Runner`.
 
 This module is also a small pytest plugin (listed in ``pytest_plugins`` of
 :mod:`pytest_executor.plugin`): when ``--executor-backend`` names a backend
@@ -21,8 +21,8 @@ from typing import Any, Final
 
 import pytest
 
-from pytest_executor._protocol import ENV_WORKER
-from pytest_executor._runner import Runner
+from pytest_executor.backends._protocol import ENV_WORKER
+from pytest_executor.backends._runner import Runner
 
 BACKENDS: Final = ("process", "subprocess", "dask")
 """The backends :func:`make_runner` knows."""
@@ -37,16 +37,16 @@ def make_runner(backend: str, config: pytest.Config) -> Runner:
     if backend in early:
         return early.pop(backend)
     if backend == "process":
-        from pytest_executor.process import ProcessRunner, read_workers_option
+        from pytest_executor.backends.process import ProcessRunner, read_workers_option
 
         return ProcessRunner(config, read_workers_option(config))
     if backend == "subprocess":
-        from pytest_executor.process import read_workers_option
-        from pytest_executor.subproc import SubprocessRunner
+        from pytest_executor.backends.process import read_workers_option
+        from pytest_executor.backends.subproc import SubprocessRunner
 
         return SubprocessRunner(config, read_workers_option(config))
     if backend == "dask":
-        from pytest_executor.dask_runner import DaskRunner
+        from pytest_executor.backends.dask import DaskRunner
 
         return DaskRunner(config)
     raise ValueError(f"unknown executor backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -70,7 +70,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     config = early_config
     if not _may_fork(config):
         return
-    from pytest_executor.process import ProcessRunner, read_workers_option
+    from pytest_executor.backends.process import ProcessRunner, read_workers_option
 
     try:
         workers = read_workers_option(config, _early_option)
@@ -85,7 +85,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 def _early_option(config: pytest.Config, name: str) -> Any:
     """An option before pytest parsed the command line for good (``known_args_namespace``)."""
-    from pytest_executor.options import find_option
+    from pytest_executor.config.options import find_option
 
     option = find_option(name)
     raw = getattr(config.known_args_namespace, option.ini, None)
@@ -123,7 +123,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         for runner in forked.values():
             runner.start(session)
         return
-    from pytest_executor.options import get_option
+    from pytest_executor.config.options import get_option
 
     backend = get_option(config, "backend")
     if backend not in _EARLY:

@@ -1,9 +1,9 @@
-"""The worker side of the parallel backends: a pytest plugin loaded with ``-p pytest_executor.worker``.
+"""The worker side of the parallel backends: a pytest plugin loaded with ``-p pytest_executor.backends.worker``.
 
 A worker is an ordinary pytest session over the controller's arguments.  It
 collects, sends its collected ids to the controller (which checks them against
 its own), and then, instead of pytest's run loop, runs the items the controller
-hands it over a :class:`~pytest_executor._protocol.Channel`, with pytest's
+hands it over a :class:`~pytest_executor.backends._protocol.Channel`, with pytest's
 normal run protocol, streaming serialized reports back.
 
 Teardown is deferred: once an item's call phase is over the worker reports its
@@ -11,8 +11,8 @@ outcome at once (so the controller can release dependents), then waits for its
 next item, so fixture scopes are honoured per worker (module and session
 fixtures are set up once per worker, torn down only when the next item no
 longer needs them).  The plugin does nothing unless
-:data:`~pytest_executor._protocol.ENV_WORKER` and
-:data:`~pytest_executor._protocol.ENV_CHANNEL` are set.
+:data:`~pytest_executor.backends._protocol.ENV_WORKER` and
+:data:`~pytest_executor.backends._protocol.ENV_CHANNEL` are set.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, final
 import pytest
 from _pytest.runner import call_and_report, show_test_item
 
-from pytest_executor._protocol import (
+from pytest_executor.backends._protocol import (
     ENV_CHANNEL,
     ENV_FORKED,
     ENV_LIFELINE,
@@ -40,7 +40,7 @@ from pytest_executor._protocol import (
     Channel,
     connect_channel,
 )
-from pytest_executor._reaper import become_subreaper, kill_own_descendants
+from pytest_executor.backends._reaper import become_subreaper, kill_own_descendants
 
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.

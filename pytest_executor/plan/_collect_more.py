@@ -6,7 +6,7 @@ outside that.  Rather than collecting the whole rootdir to tell a test that
 exists but is outside the run from a typo, the resolver asks for exactly the
 files a name can live in (the test's own module, and the file part of a node
 id relative to the test's directory or the rootdir; see
-:func:`pytest_executor.dag.candidate_keys`), and :class:`FileCollector`
+:func:`pytest_executor.plan.dag.candidate_keys`), and :class:`FileCollector`
 collects each such file at most once, as if it had been given on the command
 line.  Collector nodes the session already built (directories with their
 conftest fixtures, modules, classes) are reused, so a pulled-in test shares

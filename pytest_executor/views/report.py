@@ -191,7 +191,7 @@ def render_table(run: RunRecord, mode: str, width: int | None = None, *, full: b
     """
     from tabulate import tabulate
 
-    from pytest_executor._fit import abbreviate_names, fit_columns, render_simple
+    from pytest_executor.views._fit import abbreviate_names, fit_columns, render_simple
 
     jobs = list(run.jobs.values())
     if mode == "none" or not jobs:

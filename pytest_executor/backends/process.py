@@ -5,7 +5,7 @@ it is started (at ``pytest_sessionstart``, so the workers collect while the
 controller does; where possible they are even forked from the controller
 before it loads its conftests, see :meth:`ProcessRunner.prefork`), checks each worker's collection against the
 controller's, hands out the tasks the controller submits and turns the
-workers' messages into the events of :mod:`pytest_executor._runner`.
+workers' messages into the events of :mod:`pytest_executor.backends._runner`.
 
 How it stays fast: tasks are prefetched (a worker holds a few queued items,
 more when items are short), events travel in batches, reports are pickled
@@ -19,7 +19,7 @@ exit status and is replaced; a timeout sends SIGABRT (faulthandler dumps the
 stack into the worker's output pipe) then kills the group; :meth:`kill` reaps
 every child and grandchild.
 
-The pool machinery lives in :class:`WorkerPool`; :mod:`pytest_executor.subproc`
+The pool machinery lives in :class:`WorkerPool`; :mod:`pytest_executor.backends.subproc`
 reuses it with one-shot workers.
 """
 
@@ -46,8 +46,8 @@ import pytest
 
 from executor._forked import ForkedProcess
 
-from pytest_executor._parse import usable_cpu_count
-from pytest_executor._protocol import (
+from pytest_executor.config._parse import usable_cpu_count
+from pytest_executor.backends._protocol import (
     ENV_CHANNEL,
     ENV_FORKED,
     ENV_LIFELINE,
@@ -59,14 +59,14 @@ from pytest_executor._protocol import (
     read_available,
     write_all,
 )
-from pytest_executor._runner import Event, ItemTask
+from pytest_executor.backends._runner import Event, ItemTask
 
 _TAIL_BYTES = 64 * 1024
 _CAPTURE_BYTES = 64 * 1024
 _ABORT_GRACE = 2.0
 """Seconds a timed-out worker gets to dump its stack after SIGABRT."""
 _MAX_START_FAILURES = 3
-_WORKER_PLUGIN = "pytest_executor.worker"
+_WORKER_PLUGIN = "pytest_executor.backends.worker"
 
 
 @dataclass
@@ -198,8 +198,8 @@ def exit_reason(returncode: int | None) -> str:
 
 
 def kill_process_tree(pid: int) -> None:
-    """SIGKILL a worker, its process group and every descendant (see :mod:`pytest_executor._reaper`)."""
-    from pytest_executor._reaper import kill_tree
+    """SIGKILL a worker, its process group and every descendant (see :mod:`pytest_executor.backends._reaper`)."""
+    from pytest_executor.backends._reaper import kill_tree
 
     kill_tree(pid)
 
@@ -273,9 +273,9 @@ def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str
     """``--executor-workers N|auto`` (default: the core count), capped by ``--executor-max-jobs``.
 
     Values are read (and validated, with an error naming the option) through
-    :mod:`pytest_executor.options`, which owns them, or through ``get``.
+    :mod:`pytest_executor.config.options`, which owns them, or through ``get``.
     """
-    from pytest_executor.options import check_workers_cap, get_option
+    from pytest_executor.config.options import check_workers_cap, get_option
 
     get = get or get_option
     count = get(config, "workers") or usable_cpu_count()
@@ -289,7 +289,7 @@ Batches = dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]
 
 
 class WorkerPool:
-    """Processes running :mod:`pytest_executor.worker` sessions, driven through selectors.
+    """Processes running :mod:`pytest_executor.backends.worker` sessions, driven through selectors.
 
     Subclasses decide how many workers exist and which gets a task
     (:meth:`_dispatch`) and how much more work is accepted (:meth:`free_slots`).
@@ -301,7 +301,7 @@ class WorkerPool:
     release_on_bye = True
     """Report ``finished`` once every worker said ``bye``, reaping the processes at cleanup."""
     defers_teardown = True
-    """A worker tears an item down when it learns its next task (see :class:`~pytest_executor._runner.Runner`)."""
+    """A worker tears an item down when it learns its next task (see :class:`~pytest_executor.backends._runner.Runner`)."""
     _REAP_GRACE = 30.0
     """Seconds a worker that said ``bye`` gets to end its session at cleanup before SIGKILL."""
 
@@ -985,11 +985,11 @@ class ProcessRunner(WorkerPool):
         A fork starts with every import and plugin of the controller loaded,
         where a fresh ``python -m pytest`` pays about a second of imports
         before it can collect.  The child returns True (and must become a
-        worker: :func:`pytest_executor.worker.become_forked_worker`); the
+        worker: :func:`pytest_executor.backends.worker.become_forked_worker`); the
         controller returns False.  Only called while the process has a single
         thread; :meth:`start` later sends each forked worker its basetemp.
         """
-        from pytest_executor.worker import become_forked_worker
+        from pytest_executor.backends.worker import become_forked_worker
 
         for _ in range(self.workers):
             wid = f"{self.worker_prefix}{self._spawned}"

@@ -2,12 +2,12 @@
 
 For each session the controller submits one long-running *host task*
 (:func:`host_session`) pinned to a dask worker.  The host task starts a pytest
-worker session (:mod:`pytest_executor.worker`) as a child process of the dask
+worker session (:mod:`pytest_executor.backends.worker`) as a child process of the dask
 worker — so tests get a main thread of their own, signals work, and a crash
 kills only that session, never the dask worker — and supervises it:
 
 * the session talks to the controller over TCP with the same framed protocol
-  as the ``process`` backend (:mod:`pytest_executor._protocol`);
+  as the ``process`` backend (:mod:`pytest_executor.backends._protocol`);
 * the host task keeps a second connection, the *supervisor* stream: it
   forwards the session's own stdout/stderr and its exit status, and obeys
   ``kill``/``abort`` (timeout: SIGABRT so faulthandler dumps the stack).
@@ -40,9 +40,9 @@ from typing import Any, final
 
 import pytest
 
-from pytest_executor._dask_host import host_session
-from pytest_executor._hello import MAX_LINE, check_hello, line_complete
-from pytest_executor._protocol import (
+from pytest_executor.backends._dask_host import host_session
+from pytest_executor.backends._hello import MAX_LINE, check_hello, line_complete
+from pytest_executor.backends._protocol import (
     ENV_CHANNEL,
     ENV_WORKER,
     FrameDecoder,
@@ -50,7 +50,7 @@ from pytest_executor._protocol import (
     read_available,
     write_all,
 )
-from pytest_executor.process import WorkerPool, WorkerProcess, Batches
+from pytest_executor.backends.process import WorkerPool, WorkerProcess, Batches
 
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -104,7 +104,7 @@ class DaskRunner(WorkerPool):
     worker_prefix = "d"
 
     def __init__(self, config: pytest.Config) -> None:
-        from pytest_executor.options import get_option
+        from pytest_executor.config.options import get_option
 
         self.address: str | None = get_option(config, "dask-address")
         self.requested: int | None = get_option(config, "workers")
