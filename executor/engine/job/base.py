@@ -22,7 +22,7 @@ import cloudpickle
 
 from ._future import JobFuture, _check_callable
 from ._generators import AsyncGeneratorProxy, GeneratorDriver, GeneratorProxy, _ProxyBase
-from ._upstream_api import UpstreamJobAPI, run_upstream_attempt, uses_upstream_hooks
+from ._upstream_api import UpstreamJobAPI, register_job_classes, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
     ACTIVE_STATUSES,
@@ -448,6 +448,7 @@ class Job(UpstreamJobAPI):
 
 
 _NO_OPTIONS = CallOptions()
+register_job_classes(Job, JobFuture)
 
 
 class FuncTraits(T.NamedTuple):
