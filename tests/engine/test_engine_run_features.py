@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 import typing as T
 
+import psutil
 import pytest
 
-from executor.engine import CallerJob, Engine, EngineSetting, JobTimeoutError, LocalJob, ThreadJob
+from executor.engine import CallerJob, Engine, EngineSetting, JobTimeoutError, LocalJob, ProcessJob, ThreadJob
 from executor.engine.job.extend import SubprocessJob
 
 pytestmark = pytest.mark.timeout(60)
@@ -55,6 +57,19 @@ def test_a_thread_job_past_its_timeout_fails_and_a_quick_one_is_done() -> None:
         release.set()
     assert isinstance(slow.exception(), JobTimeoutError)
     assert quick.status == "done" and quick.result() == 7
+
+
+def test_a_process_job_past_its_timeout_fails_and_its_worker_is_gone() -> None:
+    job = ProcessJob(time.sleep, args=(30,), timeout=0.3)
+    with Engine(EngineSetting(max_process_jobs=1)) as engine:
+        engine.submit(job)
+        engine.wait(timeout=20)
+        assert job.status == "failed" and isinstance(job.exception(), JobTimeoutError)
+        assert job.worker_pid is not None
+        try:
+            psutil.Process(job.worker_pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_a_command_past_its_timeout_is_stopped() -> None:
