@@ -17,6 +17,11 @@ Jobs whose condition holds wait in per-kind FIFO queues until a slot is free
 under both the global limit and their kind's limit; they start in submission
 order across kinds.
 
+An *exclusive* job starts only when no other job runs, and nothing starts while
+it runs.  Once it is ready it is a barrier: jobs added after it do not start
+before it (else a steady stream of small jobs would keep it waiting forever);
+jobs added before it still may, and it starts when the last running job ended.
+
 A job with nothing to evaluate (no condition, no upstream job) gets no entry
 object: its key and sequence number wait in plain queues and dicts.  A large
 submit then allocates no container per job, so it triggers no cyclic garbage
@@ -62,6 +67,7 @@ class _Entry(T.Generic[K]):
     state: str = "waiting"  # waiting | ready | running | gone
     gen: int = 0
     watching: frozenset[str] = _NO_IDS
+    exclusive: bool = False
 
 
 class Scheduler(T.Generic[K]):
@@ -93,6 +99,8 @@ class Scheduler(T.Generic[K]):
         self._plain_seqs: dict[str, deque[int]] = {}
         self._plain_ready: dict[K, int] = {}  # key -> sequence number of its queue slot
         self._plain_running: dict[K, str] = {}  # key -> kind
+        self._exclusive_ready: deque[_Entry[K]] = deque()  # ready exclusive jobs, oldest first
+        self._exclusive_running: K | None = None
 
     # ----------------------------------------------------------------- events
     def add(
@@ -106,15 +114,20 @@ class Scheduler(T.Generic[K]):
         poll_interval: float = 0.01,
         cancel_on: T.Iterable[str] = (),
         not_before: float | None = None,
+        exclusive: bool = False,
     ) -> None:
-        """Register a pending job; it is evaluated now (or at ``not_before``)."""
+        """Register a pending job; it is evaluated now (or at ``not_before``).
+
+        ``exclusive``: the job runs alone (see the module docstring).
+        """
         if key in self._entries or key in self._plain_ready or key in self._plain_running:
             raise ValueError(f"job {job_id} is already scheduled")
-        if condition is None and not cancel_on and (not_before is None or not_before <= now):
+        if condition is None and not cancel_on and not exclusive and (not_before is None or not_before <= now):
             self._add_plain(key, kind)  # nothing to evaluate: ready at once
             return
         entry = _Entry(key, job_id, kind, condition, poll_interval if poll_interval > 1e-4 else 1e-4,
-                       cancel_on if type(cancel_on) is frozenset else frozenset(cancel_on), next(self._seq))
+                       cancel_on if type(cancel_on) is frozenset else frozenset(cancel_on), next(self._seq),
+                       exclusive=exclusive)
         self._entries[key] = entry
         if not_before is not None and not_before > now:
             self._push_timer(not_before, entry)
@@ -167,6 +180,8 @@ class Scheduler(T.Generic[K]):
             del self._entries[key]
             entry.state = "gone"
             kind = entry.kind
+            if entry.exclusive and self._exclusive_running == key:
+                self._exclusive_running = None
         self._running_total -= 1
         self._running[kind] -= 1
 
@@ -186,6 +201,9 @@ class Scheduler(T.Generic[K]):
     def take_startable(self) -> list[K]:
         """Pop the ready jobs that fit under the limits, oldest first, marking them running."""
         started: list[K] = []
+        if self._exclusive_running is not None:
+            return started
+        exclusive = self._oldest_ready_exclusive()
         while self._max_total is None or self._running_total < self._max_total:
             best: deque[_Entry[K]] | None = None
             best_seq = -1
@@ -203,6 +221,11 @@ class Scheduler(T.Generic[K]):
                     continue
                 if (best is None and plain_kind is None) or seqs[0] < best_seq:
                     plain_kind, best_seq = kind, seqs[0]
+            if exclusive is not None and (best_seq < 0 or exclusive.seq < best_seq):
+                # the barrier: nothing younger starts; the exclusive job starts alone, once all ended
+                if self._running_total == 0 and not started:
+                    started.append(self._start_exclusive(exclusive))
+                break
             if plain_kind is not None and (best is None or best_seq != best[0].seq):
                 key = self._take_plain(plain_kind)
             elif best is not None:
@@ -215,6 +238,20 @@ class Scheduler(T.Generic[K]):
             self._running[plain_kind] = self._running.get(plain_kind, 0) + 1
             started.append(key)
         return started
+
+    def _oldest_ready_exclusive(self) -> _Entry[K] | None:
+        queue = self._exclusive_ready
+        while queue and queue[0].state != "ready":
+            queue.popleft()
+        return queue[0] if queue else None
+
+    def _start_exclusive(self, entry: _Entry[K]) -> K:
+        self._exclusive_ready.popleft()
+        entry.state = "running"
+        self._exclusive_running = entry.key
+        self._running_total += 1
+        self._running[entry.kind] = self._running.get(entry.kind, 0) + 1
+        return entry.key
 
     def _skip_stale_plain(self, kind: str) -> None:
         """Drop queue slots of plain jobs discarded (or rescheduled) since they were queued."""
@@ -308,6 +345,9 @@ class Scheduler(T.Generic[K]):
             return
         if ok:
             entry.state = "ready"
+            if entry.exclusive:
+                self._insert_exclusive(entry)
+                return
             queue = self._ready.get(entry.kind)
             if queue is None:
                 queue = self._ready[entry.kind] = deque()
@@ -315,6 +355,14 @@ class Scheduler(T.Generic[K]):
             return
         assert cond is not None
         self._wait_for_change(entry, cond, now)
+
+    def _insert_exclusive(self, entry: _Entry[K]) -> None:
+        """Queue a ready exclusive job in submission order (a retry or late condition may be older)."""
+        queue = self._exclusive_ready
+        position = len(queue)
+        while position and queue[position - 1].seq > entry.seq:
+            position -= 1
+        queue.insert(position, entry)
 
     def _wait_for_change(self, entry: _Entry[K], cond: ConditionLike, now: float) -> None:
         woken = False

@@ -59,7 +59,7 @@ class UpstreamEngineAPI(ExecutorObj):
         async def _join_here(self, jobs: T.Optional[T.Sequence[Job]],
                              timeout: T.Optional[float]) -> None: ...
 
-        _status_listeners: list[T.Callable[[Job], None]]
+        _status_listeners: list[T.Callable[[Job, T.Any], None]]
 
     def setup_by_setting(self) -> None:
         """(Re)read ``self.setting``: resource counters and ``print_traceback``."""
@@ -112,7 +112,7 @@ class UpstreamEngineAPI(ExecutorObj):
         pick = job_selector(self.jobs, select_jobs)
         changed = asyncio.Event()
 
-        def on_status(_job: Job) -> None:
+        def on_status(_job: Job, _status: str) -> None:
             changed.set()
 
         loop = asyncio.get_running_loop()

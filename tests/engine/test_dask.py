@@ -73,18 +73,18 @@ def test_engine_starts_closes_its_own_local_cluster(tmp_path: Path, monkeypatch:
     before = live_descendants()
     running_dask: list[int] = []
 
-    def count_running(job: Any) -> None:
+    def count_running(job: Any, status: str) -> None:
         running_dask.append(sum(isinstance(j, DaskJob) for j in engine.jobs.running.values()))
 
     with Engine(EngineSetting(max_dask_jobs=1, cache_path=str(tmp_path / "cache"))) as engine:
-        assert engine._dask_backend is None  # nothing started with the engine
+        assert "dask" not in engine._backends  # nothing started with the engine
         # as upstream, reading the client before any DaskJob starts the engine's own cluster
         first = engine.dask_client
         assert isinstance(first, distributed.Client) and first.status == "running"
         assert first.cluster is engine.dask_backend.cluster
         host = first.scheduler.address.rpartition("://")[2].rpartition(":")[0]
         assert host in ("127.0.0.1", "localhost")
-        engine._status_listeners.append(count_running)
+        engine.add_listener(count_running)
         jobs = [DaskJob(inc, args=(i,)) for i in range(4)]
         printer = DaskJob(say, args=("hello from dask",), redirect_out_err=True)
         engine.submit(*jobs, printer)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from executor.engine import Engine, EngineSetting, LocalJob, ProcessJob, ThreadJob
-from executor.engine.core import _CHUNK
+from executor.engine._submitting import CHUNK as _CHUNK
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,9 +16,12 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .process import ProcessJob
     from .thread import ThreadJob
     from .dask import DaskJob
+    from .caller import CallerJob
+    from .utils import JobTimeoutError
 
 _WHERE = {"Job": ".base", "JobFuture": ".base", "LocalJob": ".local",
-          "ThreadJob": ".thread", "ProcessJob": ".process", "DaskJob": ".dask"}
+          "ThreadJob": ".thread", "ProcessJob": ".process", "DaskJob": ".dask",
+          "CallerJob": ".caller", "JobTimeoutError": ".utils"}
 """Each public name and the module that defines it: the one table behind ``__all__`` and the lazy imports."""
 
 __all__ = list(_WHERE)

@@ -35,14 +35,19 @@ UPSTREAM_HOOKS = ("run", "run_generator", "process_func", "resolve_args", "has_r
 
 _RESOURCE_HOOKS = ("has_resource", "consume_resource", "release_resource")
 _upstream_classes: dict[type, bool] = {}
+_job_classes: dict[str, T.Any] = {}
+"""``Job`` and ``JobFuture``, registered by :mod:`.base` once defined (importing them here would be a cycle)."""
+
+
+def register_job_classes(job: type, future: type) -> None:
+    """Called by :mod:`.base`: the classes this mixin's upstream hooks check against."""
+    _job_classes.update(Job=job, JobFuture=future)
 
 
 def _own_run_function(cls: type) -> bool:
     """True when ``cls`` overrides ``run_function`` the upstream way (``async def run_function(self)``)."""
-    from .base import Job
-
     method = cls.run_function  # type: ignore[attr-defined]
-    if method is Job.run_function:
+    if method is _job_classes["Job"].run_function:
         return False
     try:
         params = list(inspect.signature(method).parameters.values())[1:]
@@ -184,8 +189,7 @@ class UpstreamJobAPI(ExecutorObj):
     @property
     def dep_job_ids(self) -> list[str]:
         """Ids of the jobs whose futures are among the arguments."""
-        from .base import JobFuture
-
+        JobFuture = _job_classes["JobFuture"]  # noqa: N806
         values = list(self.args) + list(self.kwargs.values())
         return [v.job_id for v in values if isinstance(v, JobFuture)]
 
@@ -244,8 +248,7 @@ class UpstreamJobAPI(ExecutorObj):
         engine = self.engine
         if engine is None or not self.dep_job_ids:
             return
-        from .base import JobFuture
-
+        JobFuture = _job_classes["JobFuture"]  # noqa: N806
         self.args = tuple(engine._future_value(a) if isinstance(a, JobFuture) else a for a in self.args)
         self.kwargs = {k: engine._future_value(v) if isinstance(v, JobFuture) else v
                        for k, v in self.kwargs.items()}

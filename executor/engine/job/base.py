@@ -22,7 +22,7 @@ import cloudpickle
 
 from ._future import JobFuture, _check_callable
 from ._generators import AsyncGeneratorProxy, GeneratorDriver, GeneratorProxy, _ProxyBase
-from ._upstream_api import UpstreamJobAPI, run_upstream_attempt, uses_upstream_hooks
+from ._upstream_api import UpstreamJobAPI, register_job_classes, run_upstream_attempt, uses_upstream_hooks
 from .condition import Condition
 from .utils import (
     ACTIVE_STATUSES,
@@ -31,6 +31,7 @@ from .utils import (
     InvalidStateError,
     JobStatusType,
     OptionsCall,
+    check_timeout,
     default_cache_root,
     is_generator_function,
 )
@@ -41,7 +42,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Job", "JobFuture", "GeneratorDriver", "GeneratorProxy", "AsyncGeneratorProxy"]
 
 _RUNTIME_ATTRS = ("engine", "_task", "_waiters", "_proxy", "_cancel_requested", "_upstream", "_queued",
-                  "_thread_call")
+                  "_thread_call", "_timed_out", "_timeout_timer")
 _NO_IDS: frozenset[str] = frozenset()
 
 
@@ -63,7 +64,7 @@ def check_call_args(args: object, kwargs: object) -> None:
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
 
 
-_PER_RUN_STATE = ("_task", "_waiters", "_proxy", "_cancel_requested", "_thread_call")
+_PER_RUN_STATE = ("_task", "_waiters", "_proxy", "_cancel_requested", "_thread_call", "_timed_out", "_timeout_timer")
 """Attributes of a running job that a copy (unpickled) job does not keep."""
 
 
@@ -86,6 +87,14 @@ class Job(UpstreamJobAPI):
         redirect_out_err: True → the job's stdout/stderr go to ``stdout.txt`` /
             ``stderr.txt`` in its cache dir; a path string → both go to that file.
         change_dir: True → run inside the job's cache dir; a path → run there.
+        timeout: seconds an attempt may run (None: no limit).  A longer attempt
+            is stopped (its Task cancelled, with ``job._timed_out`` set first so
+            the job type can stop its work its own way) and fails with
+            :class:`~executor.engine.job.utils.JobTimeoutError`; ``retries``
+            apply.  Work that cannot be interrupted (a sync function on the
+            engine loop, a CallerJob's body) fails the same way when it returns late.
+        exclusive: start only when no other job of the engine runs; nothing
+            else starts while it runs.
         **attrs: any other attributes of the job (kept in ``job.attrs``, as upstream).
 
     Hooks for job types (override in subclasses):
@@ -125,6 +134,12 @@ class Job(UpstreamJobAPI):
     _cancel_requested: bool = False
     _thread_call: T.Optional[tuple] = None  # the current attempt's call on the thread backend (fast path)
     _future: T.Optional[JobFuture] = None  # created on first use
+    timeout: T.Optional[float] = None
+    """Seconds an attempt may run (None: no limit); see the class docstring."""
+    exclusive: bool = False
+    """Whether the job runs alone (see the class docstring)."""
+    _timed_out: bool = False  # set by the engine before it cancels an attempt that ran too long
+    _timeout_timer: T.Optional[asyncio.TimerHandle] = None  # the running attempt's timeout
 
     def __init__(
         self,
@@ -140,6 +155,8 @@ class Job(UpstreamJobAPI):
         wait_time_delta: float = 0.01,
         redirect_out_err: T.Union[bool, str] = False,
         change_dir: T.Union[bool, str, Path, None] = False,
+        timeout: T.Optional[float] = None,
+        exclusive: bool = False,
         **attrs: T.Any,
     ) -> None:
         _check_callable(func, "func", optional=False)
@@ -158,8 +175,14 @@ class Job(UpstreamJobAPI):
             raise TypeError(f"redirect_out_err must be a bool or a file path, got {redirect_out_err!r}")
         if change_dir is not None and not isinstance(change_dir, (bool, str, Path)):
             raise TypeError(f"change_dir must be True or a directory path, got {change_dir!r}")
+        if not isinstance(exclusive, bool):
+            raise TypeError(f"exclusive must be True or False, got {exclusive!r}")
         if attrs:
             _check_attrs(type(self), attrs)
+        if timeout is not None:  # set only when given: see the class-level defaults
+            self.timeout = check_timeout(timeout)
+        if exclusive:
+            self.exclusive = True
         self.id: str = str(uuid.uuid4())
         self.func = func
         self.args: tuple = tuple(args) if args is not None else ()
@@ -425,6 +448,7 @@ class Job(UpstreamJobAPI):
 
 
 _NO_OPTIONS = CallOptions()
+register_job_classes(Job, JobFuture)
 
 
 class FuncTraits(T.NamedTuple):

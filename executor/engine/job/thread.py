@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import typing as T
 
+from ._routes import ON_THREAD, OWN_THREAD_CALL, defining_class, register_route
 from .base import GeneratorDriver, Job
 from .utils import GeneratorStepper
 
@@ -87,3 +88,19 @@ class ThreadJob(Job):
         backend = self.engine.thread_backend
         gen = await asyncio.wrap_future(backend.submit(lambda: func(*args, **kwargs)))
         return ThreadGeneratorDriver(gen, backend)
+
+
+def _thread_route(cls: type) -> int:
+    """The fast-path route of a ThreadJob class (see :mod:`executor.engine.job._routes`)."""
+    if cls.thread_call is not ThreadJob.thread_call:  # type: ignore[attr-defined]
+        # its thread_call covers the attempt, unless run_function/call_options were overridden below it
+        hook = defining_class(cls, "thread_call")
+        if all(issubclass(hook, defining_class(cls, name)) for name in ("run_function", "call_options")):
+            return OWN_THREAD_CALL
+        return 0
+    if cls.call_options is not Job.call_options:  # type: ignore[attr-defined]
+        return 0
+    return ON_THREAD if cls.run_function is ThreadJob.run_function else 0  # type: ignore[attr-defined]
+
+
+register_route(ThreadJob, _thread_route)

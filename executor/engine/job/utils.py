@@ -63,6 +63,28 @@ class WorkerCrashedError(RuntimeError):
     """The worker process running a job died before sending a result."""
 
 
+class JobTimeoutError(ExecutorError, TimeoutError):
+    """An attempt of a job ran longer than the job's ``timeout``; the attempt failed (``retries`` apply)."""
+
+    @classmethod
+    def for_job(cls, job: T.Any) -> "JobTimeoutError":
+        """The error of ``job``'s current attempt, naming the job, its timeout and the attempt."""
+        return cls(f"job {job.name} ({job.id}) ran longer than its timeout of {job.timeout} s "
+                   f"(attempt {job.attempts} of {job.retries + 1})")
+
+
+def check_timeout(timeout: object) -> T.Optional[float]:
+    """``timeout`` as a float of seconds > 0 (or None); a clear error for anything else."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    value = float(timeout)
+    if not (0 < value < float("inf")):  # also refuses NaN
+        raise ValueError(f"timeout must be a finite number of seconds > 0 or None, got {timeout!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class CallOptions:
     """Per-call environment applied around a job's function wherever it runs."""

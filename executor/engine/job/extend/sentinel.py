@@ -127,11 +127,11 @@ class SentinelJob(LocalJob):
         wake = asyncio.Event()
         watched = condition.waits_for()
 
-        def on_status(job: Job) -> None:
+        def on_status(job: Job, _status: str) -> None:
             if job.id in watched:
                 wake.set()
 
-        engine._status_listeners.append(on_status)
+        engine.add_listener(on_status)
         self.fired_jobs = []
         was_true = False
         try:
@@ -152,7 +152,7 @@ class SentinelJob(LocalJob):
                 except asyncio.TimeoutError:
                     pass
         finally:
-            engine._status_listeners.remove(on_status)
+            engine.remove_listener(on_status)
         return [job.id for job in self.fired_jobs]
 
     def __getstate__(self) -> dict[str, T.Any]:
