@@ -44,6 +44,8 @@ import time
 import types
 import typing as T
 
+from ..._kill import kill_group
+
 _MAX_FUNCTIONS = 256
 """Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
 
@@ -343,12 +345,7 @@ class _Zygote:
                 select.select([self.wake_r], [], [], max(0.0, deadline - time.monotonic()))
                 self.drain_wakeups()
         for pid in list(self.children):
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                    break
-                except OSError:
-                    continue
+            kill_group(pid)
         for pid in list(self.children):
             try:
                 os.waitpid(pid, 0)
