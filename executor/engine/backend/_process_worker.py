@@ -34,20 +34,16 @@ from __future__ import annotations
 
 import _socket
 import array
-import collections
 import os
 import select
 import signal
 import struct
 import sys
 import time
-import types
 import typing as T
 
-from ..._kill import kill_group
+from ..._kill import become_subreaper, kill_group, kill_own_descendants
 
-_MAX_FUNCTIONS = 256
-"""Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
 
 RECORD = struct.Struct("!cii")
 """One zygote → engine record: kind (``P``/``E``/``X``), pid, value."""
@@ -116,38 +112,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _error_reply(exc: BaseException) -> tuple[str, T.Any, str]:
-    import traceback
-
-    return ("err", exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-
-def _dumps(reply: tuple, dumps: T.Callable[[T.Any], bytes]) -> bytes:
-    try:
-        return dumps(reply)
-    except Exception as exc:  # unpicklable result or exception
-        text = reply[2] if reply[0] == "err" else ""
-        err = RuntimeError(f"cannot send the job's {'error' if reply[0] == 'err' else 'result'} "
-                           f"back to the engine: {exc!r} (value: {reply[1]!r:.200})")
-        return dumps(("err", err, text))
-
-
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
-
-
-def _call(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
-    """Call ``func``; run a returned coroutine to completion (asyncio is imported only then)."""
-    result = func(*args, **kwargs)
-    if isinstance(result, types.CoroutineType):
-        import asyncio
-
-        result = asyncio.run(result)
-    return result
 
 
 def _whole_lines() -> None:
@@ -164,57 +134,20 @@ def _whole_lines() -> None:
 
 
 def serve(sock: T.Any) -> None:
-    """Answer requests on the stream socket ``sock`` until the engine closes it."""
-    import cloudpickle
+    """Answer requests on the stream socket ``sock`` until the engine closes it (see :mod:`._worker_serve`)."""
+    from ._worker_serve import serve as serve_requests
 
     _whole_lines()
+    serve_requests(sock)
 
-    stepper: T.Any = None
-    functions: "collections.OrderedDict[int, T.Any]" = collections.OrderedDict()
-    while True:
-        try:
-            data = recv_frame(sock)
-        except (EOFError, OSError):
-            return
-        reply: tuple
-        kind = ""
-        try:
-            msg = cloudpickle.loads(data)
-            kind = msg[0]
-            if kind == "call":
-                reply = ("ok", _call(msg[1], msg[2], msg[3]))
-            elif kind == "callc":  # a call of a function cached under a token
-                token, pickled = msg[1], msg[2]
-                if pickled is not None:
-                    functions[token] = cloudpickle.loads(pickled)
-                    if len(functions) > _MAX_FUNCTIONS:
-                        functions.popitem(last=False)
-                func = functions.get(token)
-                if func is None:  # evicted: ask the engine to send it again
-                    reply = ("missing", token)
-                else:
-                    functions.move_to_end(token)
-                    reply = ("ok", _call(func, msg[3], msg[4]))
-            elif kind == "gen":
-                from executor.engine.job.utils import GeneratorStepper
 
-                stepper = GeneratorStepper(msg[1](*msg[2], **msg[3]))
-                reply = ("ok", None)
-            elif kind == "step":
-                reply = stepper.step(msg[1], msg[2])
-                if reply[0] == "return":
-                    stepper = None
-            else:
-                raise ValueError(f"unknown request {kind!r}")
-        except BaseException as exc:  # report everything, SystemExit included
-            if kind == "step":  # a generator that raised is finished
-                stepper = None
-            reply = _error_reply(exc)
-        _flush()
-        try:
-            send_frame(sock, _dumps(reply, cloudpickle.dumps))
-        except (OSError, EOFError):
-            return
+def _has_children() -> bool:
+    """Whether this process has children (cheap on Linux: no psutil import when it has none)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as children:
+            return bool(children.read().strip())
+    except OSError:
+        return True
 
 
 def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
@@ -226,11 +159,17 @@ def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
         pass
     try:
         _die_with_parent()  # the zygote is the parent: it dies with the engine
+        become_subreaper()  # what a job detaches stays in this worker's tree, killed with it
+        import faulthandler
+
+        faulthandler.enable()  # a SIGABRT (kill with a stack dump) or a crash writes the stacks to stderr
         if os.getppid() == zygote_pid:  # else the zygote died before prctl took effect
             serve(_socket.socket(fileno=fd))
         import atexit
 
         atexit._run_exitfuncs()  # what the job registered, as at a normal interpreter exit
+        if _has_children():
+            kill_own_descendants()
     except BaseException:  # pragma: no cover - serve() reports job errors itself
         code = 1
     finally:
