@@ -19,6 +19,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .job.process import ProcessJob
     from .job.thread import ThreadJob
     from .manager import Jobs
+    from .state import WorkerState
 
 __version__ = "0.3.3"
 """The executor-engine API version this engine is a drop-in for (the package's own version is pytest-executor's)."""
@@ -26,7 +27,7 @@ __version__ = "0.3.3"
 _WHERE = {
     "Engine": ".core", "EngineSetting": ".core", "Job": ".job.base", "JobFuture": ".job.base",
     "LocalJob": ".job.local", "ThreadJob": ".job.thread", "ProcessJob": ".job.process",
-    "DaskJob": ".job.dask", "Jobs": ".manager",
+    "DaskJob": ".job.dask", "Jobs": ".manager", "WorkerState": ".state",
 }
 """Each public name and the module that defines it: the one table behind ``__all__`` and the lazy imports."""
 

@@ -21,7 +21,8 @@ class RemoteTraceback(Exception):
 class Worker:
     """One worker process and the socket to it (``pid`` is known once ``ready`` is done)."""
 
-    def __init__(self, sock: socket.socket, ready: "asyncio.Future[None]") -> None:
+    def __init__(self, sock: socket.socket, ready: "asyncio.Future[None]", wid: int = 0) -> None:
+        self.wid = wid  # stable for the worker's life, never reused by the pool
         self.sock = sock
         self.ready = ready
         self.pid = 0
@@ -30,6 +31,10 @@ class Worker:
         self.waiter: asyncio.Future | None = None
         self.alive = True
         self.known: set[int] = set()  # tokens of the functions this worker has cached
+        self.states: set[str] = set()  # keys of the worker states it holds
+        self.hosted: str | None = None  # key of the hosted state that owns its main stack
+        self.infos: dict[str, T.Any] = {}  # what each hosted state's serve() sent
+        self.affinity: T.Any = None  # the affinity key of the last job it ran
 
 
 def _unwrap(reply: tuple) -> T.Any:

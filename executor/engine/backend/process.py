@@ -51,6 +51,9 @@ import time
 import typing as T
 import weakref
 
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ..state import WorkerState
+
 import cloudpickle
 
 from ..._kill import kill_group
@@ -58,6 +61,7 @@ from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
 from ._process_worker import recv_frame, send_frame
+from ._stateful import StatefulPool, acquire_chosen, crash_error
 from ._worker_handle import RemoteTraceback, Worker, _unwrap
 from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
 
@@ -69,7 +73,7 @@ _EXIT_CODE_WAIT = 1.0
 """Seconds to wait for the exit code of a worker whose socket closed (it is killed after)."""
 
 
-class ProcessPool:
+class ProcessPool(StatefulPool):
     """A lazily grown pool of at most ``max_workers`` warm worker processes."""
 
     def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop,
@@ -91,6 +95,9 @@ class ProcessPool:
         self._closed = False
         self._functions: "weakref.WeakKeyDictionary[T.Any, tuple[int, bytes]]" = weakref.WeakKeyDictionary()
         self._tokens = itertools.count(1)
+        self._wids = itertools.count(1)
+        self._changed: asyncio.Future[None] | None = None
+        self._state_errors: dict[str, BaseException] = {}
 
     # ------------------------------------------------------------------ API
     @property
@@ -109,33 +116,61 @@ class ProcessPool:
         args: tuple,
         kwargs: dict,
         on_worker: T.Callable[[Worker], None] | None = None,
+        *,
+        state: "WorkerState | None" = None,
+        worker: int | None = None,
+        affinity: T.Hashable = None,
+        timed_out: T.Callable[[], bool] | None = None,
     ) -> T.Any:
-        """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error)."""
-        worker = await self.acquire()
-        if on_worker is not None:
-            on_worker(worker)
+        """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error).
+
+        ``state``: run ``func(value, *args, **kwargs)`` on a worker holding that
+        :class:`~executor.engine.state.WorkerState` (set up first if needed).
+        ``worker``: a worker id or pid to run on if it is alive (else anywhere).
+        ``affinity``: prefer the worker that last ran a job with this key.
+        ``timed_out``: asked when the call is cancelled; True means the attempt
+        timed out: the worker is stopped with a stack dump (:meth:`abort`) and
+        :class:`~executor.engine.job.utils.WorkerTimeoutError` is raised.
+        """
+        if state is not None:
+            self._raise_state_error(state)
+        if state is None and worker is None and affinity is None:
+            chosen = await self.acquire()
+        else:
+            chosen = await self.acquire(self._chooser(state, worker, affinity))
+        key = state.key if state is not None else None
         try:
-            payload = self._call_payload(worker, func, args, kwargs)
-        except BaseException:
-            self.release(worker)
-            raise
-        try:
-            reply = await self.request(worker, payload)
+            if state is not None and key not in chosen.states:
+                await self._set_up(chosen, state)
+            if on_worker is not None:
+                on_worker(chosen)
+            payload = self._call_payload(chosen, func, args, kwargs, key)
+            reply = await self.request(chosen, payload)
             if reply[0] == "missing":  # the worker evicted the function: send it in full
-                worker.known.discard(reply[1])
-                reply = await self.request(worker, self._call_payload(worker, func, args, kwargs))
+                chosen.known.discard(reply[1])
+                reply = await self.request(chosen, self._call_payload(chosen, func, args, kwargs, key))
         except asyncio.CancelledError:
-            self.kill(worker)
+            if timed_out is not None and timed_out() and chosen.alive:
+                raise await self._timeout_error(chosen) from None
+            self.kill(chosen)
             raise
         except BaseException:
-            self.discard_if_dead(worker)
+            self.discard_if_dead(chosen)
             raise
-        self.release(worker)
+        if affinity is not None:
+            chosen.affinity = affinity
+        self.release(chosen)
         return _unwrap(reply)
 
-    async def acquire(self) -> Worker:
-        """Take an idle worker, fork one if below the limit, else wait for one."""
+    async def acquire(self, choose: T.Callable[[Worker], int] | None = None) -> Worker:
+        """Take an idle worker, fork one if below the limit, else wait for one.
+
+        ``choose(worker)`` scores workers: the highest-scored idle one is
+        taken; a negative score means "not this one" (see :mod:`._routing`).
+        """
         self._check_open()
+        if choose is not None:
+            return await acquire_chosen(self, choose)
         while self._idle:
             worker = self._idle.popleft()
             if worker.alive:
@@ -161,6 +196,7 @@ class ProcessPool:
 
     def release(self, worker: Worker) -> None:
         """Give a worker back (to a waiting caller first)."""
+        self.changed()
         if not worker.alive or self._closed:
             return
         while self._queue:
@@ -225,7 +261,8 @@ class ProcessPool:
             spare.close()
 
     # ------------------------------------------------------------ internals
-    def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> bytes:
+    def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
+                      key: str | None = None) -> bytes:
         """Pickle a call; a function is pickled once per pool and sent once per worker.
 
         Functions cloudpickled by value (``__main__``, lambdas, closures) are the
@@ -236,18 +273,23 @@ class ProcessPool:
         try:
             entry = self._functions.get(func)
         except TypeError:  # not weak-referenceable / unhashable: no caching
-            return cloudpickle.dumps(("call", func, args, kwargs))
+            entry = None
+            cacheable = False
+        else:
+            cacheable = True
         if entry is None:
             entry = (next(self._tokens), cloudpickle.dumps(func))
             try:
-                self._functions[func] = entry
+                if cacheable:
+                    self._functions[func] = entry
             except TypeError:
-                return cloudpickle.dumps(("call", func, args, kwargs))
+                cacheable = False
         token, data = entry
-        if token in worker.known:
-            return cloudpickle.dumps(("callc", token, None, args, kwargs))
-        worker.known.add(token)
-        return cloudpickle.dumps(("callc", token, data, args, kwargs))
+        if cacheable and token in worker.known:
+            return cloudpickle.dumps(("callc", token, None, args, kwargs, key))
+        if cacheable:
+            worker.known.add(token)
+        return cloudpickle.dumps(("callc", token, data, args, kwargs, key))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -268,7 +310,7 @@ class ProcessPool:
             forked = self._zygote.fork(child_sock)
         finally:
             child_sock.close()  # the zygote got its own copy with the request
-        worker = Worker(parent_sock, self.loop.create_future())
+        worker = Worker(parent_sock, self.loop.create_future(), next(self._wids))
         self._workers.append(worker)
         forked.add_done_callback(lambda fut: self._on_forked(worker, fut))
         return worker
@@ -382,9 +424,10 @@ class ProcessPool:
         if fut is not None:
             logger.warning(message)
             if not fut.done():
-                fut.set_exception(WorkerCrashedError(message))
+                fut.set_exception(crash_error(message, code, worker))
 
     def _forget(self, worker: Worker) -> None:
+        self.changed()
         worker.alive = False
         if worker in self._workers:
             self._workers.remove(worker)

@@ -13,6 +13,7 @@ from .base import GeneratorDriver, Job
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..backend.process import ProcessPool, Worker
     from ..core import Engine
+    from ..state import WorkerState
 
 
 class ProcessGeneratorDriver(GeneratorDriver):
@@ -67,6 +68,16 @@ class ProcessJob(Job):
     functions defined in ``__main__`` work.  Cancelling a running ProcessJob
     kills its worker (and the worker's process group); the pool starts a
     fresh one.  The engine cannot be injected into a ProcessJob.
+
+    Routing (all optional): ``state=`` a :class:`~executor.engine.state.WorkerState`:
+    the function is called as ``func(value, *args, **kwargs)`` on a worker
+    holding that state; ``worker=`` a worker id or pid to run on while it is
+    alive (else anywhere); ``affinity=`` a hashable key: prefer the worker
+    that last ran a job with that key.  A worker that dies fails the job with
+    :class:`~executor.engine.job.utils.WorkerCrashedError` (``exitcode``,
+    ``signal``); an attempt the engine times out (``_timed_out`` set, then
+    cancelled) stops its worker with a stack dump and fails with
+    :class:`~executor.engine.job.utils.WorkerTimeoutError`.
     """
 
     resource_kind = "process"
@@ -74,16 +85,47 @@ class ProcessJob(Job):
 
     worker_pid: T.Optional[int] = None
     """Pid of the worker process that ran (or runs) the latest attempt."""
+    worker_id: T.Optional[int] = None
+    """Pool-wide id of that worker (stable for its life, never reused; pass it as ``worker=``)."""
+    worker_info: T.Any = None
+    """What the job's hosted state sent with ``serve(value, info=...)`` on that worker."""
+
+    def __init__(self, func: T.Callable[..., T.Any], *args: T.Any, state: "WorkerState | None" = None,
+                 worker: T.Optional[int] = None, affinity: T.Hashable = None, **kwargs: T.Any) -> None:
+        from ..state import WorkerState
+
+        if state is not None and not isinstance(state, WorkerState):
+            raise TypeError(f"ProcessJob state= must be a WorkerState, got {state!r}")
+        if worker is not None and (not isinstance(worker, int) or isinstance(worker, bool)):
+            raise TypeError(f"ProcessJob worker= must be a worker id or pid (int), got {worker!r}")
+        try:
+            hash(affinity)
+        except TypeError:
+            raise TypeError(f"ProcessJob affinity= must be hashable, got {affinity!r}") from None
+        super().__init__(func, *args, **kwargs)
+        self.state = state
+        self.worker = worker
+        self.affinity = affinity
 
     def _remember_worker(self, worker: "Worker") -> None:
         self.worker_pid = worker.pid
+        self.worker_id = worker.wid
+        state = getattr(self, "state", None)
+        self.worker_info = worker.infos.get(state.key) if state is not None else None
 
     async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
                            kwargs: T.Optional[dict] = None) -> T.Any:
         """Run the call in a worker of the engine's process pool."""
         func, args, kwargs = self._call_or_own(func, args, kwargs)
         assert self.engine is not None
-        return await self.engine.process_pool.run(func, args, kwargs, on_worker=self._remember_worker)
+        return await self.engine.process_pool.run(
+            func, args, kwargs, on_worker=self._remember_worker, state=getattr(self, "state", None),
+            worker=getattr(self, "worker", None), affinity=getattr(self, "affinity", None),
+            timed_out=self._attempt_timed_out)
+
+    def _attempt_timed_out(self) -> bool:
+        """Whether the engine cancelled the running attempt because it timed out (it sets ``_timed_out``)."""
+        return bool(getattr(self, "_timed_out", False))
 
     async def start_generator(
         self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict

@@ -60,7 +60,45 @@ class JobEmitError(ExecutorError, RuntimeError):
 
 
 class WorkerCrashedError(RuntimeError):
-    """The worker process running a job died before sending a result."""
+    """The worker process running a job died before sending a result.
+
+    ``exitcode`` is the worker's exit status (negative: killed by a signal, as
+    in :mod:`subprocess`; None when unknown), ``signal`` the signal's name
+    (``"SIGSEGV"``) or None, ``output`` the worker's captured output (empty
+    unless captured), ``worker_pid``/``worker_id`` which worker it was.
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None, signal: str | None = None,
+                 output: str = "", worker_pid: int | None = None, worker_id: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+        self.signal = signal
+        self.output = output
+        self.worker_pid = worker_pid
+        self.worker_id = worker_id
+
+    def __reduce__(self) -> T.Any:
+        return (type(self), (str(self), self.exitcode, self.signal, self.output, self.worker_pid, self.worker_id))
+
+
+class WorkerTimeoutError(TimeoutError):
+    """A process job's attempt ran past its timeout: its worker was stopped with SIGABRT (a stack dump) and killed.
+
+    ``exitcode``/``signal``/``output``/``worker_pid``/``worker_id`` as in :class:`WorkerCrashedError`.
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None, signal: str | None = None,
+                 output: str = "", worker_pid: int | None = None, worker_id: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+        self.signal = signal
+        self.output = output
+        self.worker_pid = worker_pid
+        self.worker_id = worker_id
+
+
+class WorkerStateError(RuntimeError):
+    """The setup (or host) of a worker state failed; the worker's traceback is the ``__cause__``."""
 
 
 @dataclass(frozen=True)
