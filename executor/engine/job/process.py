@@ -13,6 +13,9 @@ from .base import GeneratorDriver, Job
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..backend.process import ProcessPool, Worker
     from ..core import Engine
+    from pathlib import Path
+
+    from .condition import Condition
     from ..state import WorkerState
 
 
@@ -83,15 +86,49 @@ class ProcessJob(Job):
     resource_kind = "process"
     accepts_engine = False
 
-    worker_pid: T.Optional[int] = None
-    """Pid of the worker process that ran (or runs) the latest attempt."""
-    worker_id: T.Optional[int] = None
-    """Pool-wide id of that worker (stable for its life, never reused; pass it as ``worker=``)."""
-    worker_info: T.Any = None
-    """What the job's hosted state sent with ``serve(value, info=...)`` on that worker."""
+    state: "WorkerState | None" = None
+    """The worker state the function gets as its first argument (``state=``)."""
+    worker: T.Optional[int] = None
+    """The worker id or pid the job should run on while it is alive (``worker=``)."""
+    affinity: T.Hashable = None
+    """Prefer the worker that last ran a job with this key (``affinity=``)."""
+    _ran_on: T.Optional[tuple[int, int, T.Any]] = None  # (pid, worker id, info): one attribute, jobs stay small
 
-    def __init__(self, func: T.Callable[..., T.Any], *args: T.Any, state: "WorkerState | None" = None,
-                 worker: T.Optional[int] = None, affinity: T.Hashable = None, **kwargs: T.Any) -> None:
+    @property
+    def worker_pid(self) -> T.Optional[int]:
+        """Pid of the worker process that ran (or runs) the latest attempt."""
+        return self._ran_on[0] if self._ran_on is not None else None
+
+    @property
+    def worker_id(self) -> T.Optional[int]:
+        """Pool-wide id of that worker (stable for its life, never reused; pass it as ``worker=``)."""
+        return self._ran_on[1] if self._ran_on is not None else None
+
+    @property
+    def worker_info(self) -> T.Any:
+        """What the job's hosted state sent with ``serve(value, info=...)`` on that worker."""
+        return self._ran_on[2] if self._ran_on is not None else None
+
+    def __init__(
+        self,
+        func: T.Callable[..., T.Any],
+        args: T.Optional[T.Sequence[T.Any]] = None,
+        kwargs: T.Optional[T.Mapping[str, T.Any]] = None,
+        callback: T.Optional[T.Callable[[T.Any], T.Any]] = None,
+        error_callback: T.Optional[T.Callable[[BaseException], T.Any]] = None,
+        retries: int = 0,
+        retry_time_delta: float = 0.0,
+        name: T.Optional[str] = None,
+        condition: T.Optional["Condition"] = None,
+        wait_time_delta: float = 0.01,
+        redirect_out_err: T.Union[bool, str] = False,
+        change_dir: T.Union[bool, str, "Path", None] = False,
+        *,
+        state: "WorkerState | None" = None,
+        worker: T.Optional[int] = None,
+        affinity: T.Hashable = None,
+        **attrs: T.Any,
+    ) -> None:
         from ..state import WorkerState
 
         if state is not None and not isinstance(state, WorkerState):
@@ -102,16 +139,19 @@ class ProcessJob(Job):
             hash(affinity)
         except TypeError:
             raise TypeError(f"ProcessJob affinity= must be hashable, got {affinity!r}") from None
-        super().__init__(func, *args, **kwargs)
-        self.state = state
-        self.worker = worker
-        self.affinity = affinity
+        super().__init__(func, args, kwargs, callback, error_callback, retries, retry_time_delta, name, condition,
+                         wait_time_delta, redirect_out_err, change_dir, **attrs)
+        # set only when given: unrouted jobs keep no extra instance attributes
+        if state is not None:
+            self.state = state
+        if worker is not None:
+            self.worker = worker
+        if affinity is not None:
+            self.affinity = affinity
 
     def _remember_worker(self, worker: "Worker") -> None:
-        self.worker_pid = worker.pid
-        self.worker_id = worker.wid
-        state = getattr(self, "state", None)
-        self.worker_info = worker.infos.get(state.key) if state is not None else None
+        state = self.state
+        self._ran_on = (worker.pid, worker.wid, worker.infos.get(state.key) if state is not None else None)
 
     async def run_function(self, func: T.Optional[T.Callable[..., T.Any]] = None, args: T.Optional[tuple] = None,
                            kwargs: T.Optional[dict] = None) -> T.Any:
@@ -119,8 +159,8 @@ class ProcessJob(Job):
         func, args, kwargs = self._call_or_own(func, args, kwargs)
         assert self.engine is not None
         return await self.engine.process_pool.run(
-            func, args, kwargs, on_worker=self._remember_worker, state=getattr(self, "state", None),
-            worker=getattr(self, "worker", None), affinity=getattr(self, "affinity", None),
+            func, args, kwargs, on_worker=self._remember_worker, state=self.state,
+            worker=self.worker, affinity=self.affinity,
             timed_out=self._attempt_timed_out)
 
     def _attempt_timed_out(self) -> bool:
