@@ -21,6 +21,12 @@ Two forms:
   cleanup and returns.  The engine sees ``info`` as ``job.worker_info`` of
   the jobs that ran there, and in :meth:`ProcessPool.state_info`.
 
+Every worker's stdout and stderr are pipes read by the engine: copied to
+the engine's own stdout/stderr, and the last 64 KiB since the current job
+started are kept for :class:`~executor.engine.job.utils.WorkerCrashedError`
+``.output`` (and a timeout's stack dump).  With ``capture_output=True`` a
+worker holding the state only keeps its output (the plugin replays it).
+
 A setup or host that raises fails the jobs waiting for the state with
 :class:`~executor.engine.job.utils.WorkerStateError` (the worker's traceback
 is its cause); the failure sticks (no respawn loop) until the state is
@@ -47,6 +53,7 @@ class WorkerState:
         host: T.Optional[T.Callable[[T.Callable[..., None]], T.Any]] = None,
         name: T.Optional[str] = None,
         max_workers: T.Optional[int] = None,
+        capture_output: bool = False,
     ) -> None:
         if (setup is None) == (host is None):
             raise TypeError("WorkerState needs exactly one of setup= (a callable returning the value) "
@@ -62,6 +69,9 @@ class WorkerState:
         self.teardown = teardown
         self.host = host
         self.max_workers = max_workers
+        self.capture_output = bool(capture_output)
+        """True: a worker holding this state keeps its stdout/stderr for crash and timeout reports
+        (``WorkerCrashedError.output``) instead of copying it to the engine's own stdout/stderr."""
         base = name or getattr(setup or host, "__name__", "state")
         self.name = base
         self.key = f"{base}#{os.getpid()}.{next(_KEYS)}"

@@ -68,6 +68,7 @@ def session_pid(session: dict[str, int]) -> int:
 
 
 def crash_with(sig: int) -> None:
+    print("about to crash", flush=True)
     os.kill(os.getpid(), sig)
 
 
@@ -136,6 +137,18 @@ def test_a_host_that_fails_before_serving_fails_the_job(engine: Engine) -> None:
     assert isinstance(error, WorkerStateError) and "collection failed" in str(error)
 
 
+def test_a_state_with_capture_output_keeps_its_workers_output_from_the_engines(
+        engine: Engine, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    loud = WorkerState(lambda: None, name="loud", capture_output=True)
+    job = ProcessJob(lambda _value: (print("kept in the worker", flush=True), os._exit(3)), state=loud)
+    engine.submit(job)
+    assert engine.wait(timeout=60)
+    error = job.exception()
+    assert isinstance(error, WorkerCrashedError) and (error.exitcode, error.signal) == (3, None)
+    assert error.output == "kept in the worker\n"
+    assert "kept in the worker" not in capfd.readouterr().out
+
+
 def test_worker_and_affinity_route_jobs_to_the_same_worker(engine: Engine, tmp_path: Path) -> None:
     held = [ProcessJob(touch_then_wait, args=(str(tmp_path / f"s{i}"), str(tmp_path / "go"))) for i in range(2)]
     engine.submit(*held)
@@ -167,6 +180,7 @@ def test_a_crash_reports_exit_status_and_signal_and_the_worker_is_replaced(engin
     error = job.exception()
     assert isinstance(error, WorkerCrashedError)
     assert (error.exitcode, error.signal) == (-signal.SIGSEGV, "SIGSEGV")
+    assert "about to crash" in error.output and "Fatal Python error: Segmentation fault" in error.output
     assert error.worker_pid == job.worker_pid and error.worker_id == job.worker_id
     after = ProcessJob(pid)
     engine.submit(after)
@@ -194,5 +208,6 @@ def test_a_timed_out_attempt_stops_its_worker_with_sigabrt(engine: Engine, tmp_p
     error = asyncio.run_coroutine_threadsafe(attempt(), loop).result(timeout=60)
     assert isinstance(error, WorkerTimeoutError)
     assert (error.signal, error.exitcode) == ("SIGABRT", -signal.SIGABRT)
+    assert "Fatal Python error: Aborted" in error.output and "touch_then_wait" in error.output
     assert error.worker_pid == job.worker_pid
     assert wait_until(lambda: not pid_alive(job.worker_pid or 0))

@@ -141,6 +141,22 @@ def serve(sock: T.Any) -> None:
     serve_requests(sock)
 
 
+def _bind_std_streams() -> None:
+    """Point ``sys.stdout``/``sys.stderr`` at fds 1 and 2 if the engine's program had replaced them.
+
+    A zygote forked from a program that swapped them (pytest's capture does)
+    would otherwise write the jobs' output into a copy of that replacement.
+    """
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        try:
+            if stream.fileno() == fd:
+                continue
+        except Exception:
+            pass
+        setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="backslashreplace"))
+
+
 def _has_children() -> bool:
     """Whether this process has children (cheap on Linux: no psutil import when it has none)."""
     try:
@@ -150,9 +166,21 @@ def _has_children() -> bool:
         return True
 
 
-def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
-    """Body of a freshly forked worker: serve the engine, then exit without returning to the zygote."""
+def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
+    """Body of a freshly forked worker: serve the engine, then exit without returning to the zygote.
+
+    ``fds``: the socket to the engine, then optionally the write ends of its
+    stdout and stderr pipes (the engine reads them: crash reports, stack dumps).
+    """
     code = 0
+    fd = fds[0]
+    if len(fds) == 3:
+        _flush()
+        os.dup2(fds[1], 1)
+        os.dup2(fds[2], 2)
+        os.close(fds[1])
+        os.close(fds[2])
+        _bind_std_streams()
     try:
         os.setpgid(0, 0)  # its own group: cancelling a job kills what the job started too
     except OSError:  # the zygote already did it for us
@@ -178,10 +206,10 @@ def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
 
 
 # ------------------------------------------------------------------- zygote
-def _recv_fork_request(ctrl: T.Any) -> int | None:
-    """Read one ``b"F"`` + fd request; None on EOF."""
+def _recv_fork_request(ctrl: T.Any) -> list[int] | None:
+    """Read one ``b"F"`` + fds request (the worker's socket, optionally its stdout and stderr); None on EOF."""
     fds = array.array("i")
-    data, ancdata, _flags, _addr = ctrl.recvmsg(1, _socket.CMSG_LEN(fds.itemsize))
+    data, ancdata, _flags, _addr = ctrl.recvmsg(1, _socket.CMSG_LEN(3 * fds.itemsize))
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
@@ -189,9 +217,9 @@ def _recv_fork_request(ctrl: T.Any) -> int | None:
         for fd in fds:
             os.close(fd)
         return None
-    if data != b"F" or len(fds) != 1:
+    if data != b"F" or len(fds) not in (1, 3):
         raise RuntimeError(f"bad request to the zygote: {data!r} with {len(fds)} fds")
-    return fds[0]
+    return list(fds)
 
 
 class _Zygote:
@@ -205,17 +233,19 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler makes the wakeup fd fire
 
-    def fork_worker(self, fd: int) -> bool:
-        """Fork a worker serving ``fd`` and report its pid (or the fork error); False if the engine is gone."""
+    def fork_worker(self, fds: list[int]) -> bool:
+        """Fork a worker serving ``fds[0]`` and report its pid (or the fork error); False if the engine is gone."""
         zygote_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
             return self._tell(b"E", 0, exc.errno or 0)
         if pid == 0:
-            self._become_worker(fd, zygote_pid)
-        os.close(fd)
+            self._become_worker(fds, zygote_pid)
+        for fd in fds:
+            os.close(fd)
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
         except OSError:
@@ -231,13 +261,13 @@ class _Zygote:
             return False
         return True
 
-    def _become_worker(self, fd: int, zygote_pid: int) -> T.NoReturn:
+    def _become_worker(self, fds: list[int], zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
-        _run_worker(fd, zygote_pid)
+        _run_worker(fds, zygote_pid)
 
     def reap(self, report: bool = True) -> None:
         """Collect exited children and tell the engine their exit codes."""
@@ -272,7 +302,7 @@ class _Zygote:
                     fd = _recv_fork_request(self.ctrl)
                 except OSError:
                     fd = None
-                if fd is None or not self.fork_worker(fd):
+                if fd is None or not self.fork_worker(fd):  # fd: the list of fds
                     return
 
     def close(self) -> None:

@@ -29,10 +29,10 @@ ABORT_GRACE = 2.0
 """Seconds a worker stopped with SIGABRT gets to write its stack dump and exit before its group is killed."""
 
 
-def crash_error(message: str, code: int | None, worker: Worker) -> WorkerCrashedError:
+def crash_error(message: str, code: int | None, worker: Worker, output: str = "") -> WorkerCrashedError:
     """The error of a job whose worker died with exit status ``code`` (negative: a signal)."""
     sig = signal_name(-code) if code is not None and code < 0 else None
-    return WorkerCrashedError(message, exitcode=code, signal=sig, worker_pid=worker.pid or None,
+    return WorkerCrashedError(message, exitcode=code, signal=sig, output=output, worker_pid=worker.pid or None,
                               worker_id=worker.wid)
 
 
@@ -138,6 +138,7 @@ class StatefulPool:
         """Set ``state`` up in ``worker`` (already acquired); record a failure so it is not retried."""
         pool = T.cast("ProcessPool", self)
         worker.states.add(state.key)
+        worker.capture = worker.capture or state.capture_output
         if state.hosted:
             worker.hosted = state.key
         try:
@@ -209,5 +210,5 @@ class StatefulPool:
         code = -int(getattr(signal, ended))
         return WorkerTimeoutError(
             f"the job timed out: worker {wid} (pid {pid}) was stopped with SIGABRT "
-            f"(its stack dump is in its stderr) and {'exited' if ended == 'SIGABRT' else 'killed'}",
-            exitcode=code, signal=ended, worker_pid=pid, worker_id=wid)
+            f"(its stack dump is in .output) and {'exited' if ended == 'SIGABRT' else 'killed'}",
+            exitcode=code, signal=ended, output=worker.output_text(), worker_pid=pid, worker_id=wid)

@@ -160,14 +160,14 @@ class Zygote:
         """The zygote's process id."""
         return self.proc.pid
 
-    def fork(self, child_sock: socket.socket) -> "asyncio.Future[int]":
-        """Ask for a worker serving ``child_sock``; the future gets its pid."""
+    def fork(self, child_sock: socket.socket, outputs: tuple[int, int] | None = None) -> "asyncio.Future[int]":
+        """Ask for a worker serving ``child_sock`` (writing to the fds ``outputs``); the future gets its pid."""
         fut: asyncio.Future[int] = self.loop.create_future()
         if not self.alive:
             fut.set_exception(WorkerCrashedError("the process pool's zygote process is gone"))
             return fut
         try:
-            socket.send_fds(self.sock, [b"F"], [child_sock.fileno()])
+            socket.send_fds(self.sock, [b"F"], [child_sock.fileno(), *(outputs or ())])
         except OSError as exc:
             fut.set_exception(WorkerCrashedError(f"cannot ask the zygote process for a worker: {exc}"))
             return fut

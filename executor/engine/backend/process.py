@@ -145,6 +145,7 @@ class ProcessPool(StatefulPool):
             if on_worker is not None:
                 on_worker(chosen)
             payload = self._call_payload(chosen, func, args, kwargs, key)
+            chosen.tail.clear()  # crash and timeout reports show the output of this job only
             reply = await self.request(chosen, payload)
             if reply[0] == "missing":  # the worker evicted the function: send it in full
                 chosen.known.discard(reply[1])
@@ -247,7 +248,8 @@ class ProcessPool(StatefulPool):
             if not fut.done():
                 fut.cancel()
         self._queue.clear()
-        for worker in list(self._workers):
+        stopping = list(self._workers)
+        for worker in stopping:
             busy = worker.waiter is not None and not worker.waiter.done()
             self._forget(worker)
             if busy and worker.pid:
@@ -256,6 +258,8 @@ class ProcessPool(StatefulPool):
         if self._zygote is not None:
             zygote, self._zygote = self._zygote, None
             zygote.close()  # returns once the zygote has reaped every worker
+        for worker in stopping:  # what they wrote while ending (teardowns), then their pipes are closed
+            worker.close_outputs(self.loop)
         if self._spare is not None:
             spare, self._spare = self._spare, None
             spare.close()
@@ -306,11 +310,14 @@ class ProcessPool(StatefulPool):
                 spare = None
             self._zygote = Zygote(self.loop, spare)
         parent_sock, child_sock = socket.socketpair()
-        try:
-            forked = self._zygote.fork(child_sock)
-        finally:
-            child_sock.close()  # the zygote got its own copy with the request
         worker = Worker(parent_sock, self.loop.create_future(), next(self._wids))
+        outputs = worker.open_outputs()
+        try:
+            forked = self._zygote.fork(child_sock, outputs)
+        finally:
+            child_sock.close()  # the zygote got its own copies with the request
+            for fd in outputs:
+                os.close(fd)
         self._workers.append(worker)
         forked.add_done_callback(lambda fut: self._on_forked(worker, fut))
         return worker
@@ -322,6 +329,7 @@ class ProcessPool(StatefulPool):
             worker.pidfd = open_pidfd(worker.pid)
             worker.reading = True
             self.loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
+            worker.watch_outputs(self.loop)
             worker.ready.set_result(None)
             return
         self._forget(worker)
@@ -424,7 +432,7 @@ class ProcessPool(StatefulPool):
         if fut is not None:
             logger.warning(message)
             if not fut.done():
-                fut.set_exception(crash_error(message, code, worker))
+                fut.set_exception(crash_error(message, code, worker, worker.output_text()))
 
     def _forget(self, worker: Worker) -> None:
         self.changed()
@@ -437,5 +445,7 @@ class ProcessPool(StatefulPool):
             pass
         _stop_reading_and_close(self.loop, worker.sock, reading=worker.reading)
         worker.reading = False
+        if not self._closed:  # at shutdown, after the workers exited: their teardowns may still write
+            worker.close_outputs(self.loop)
 
 
