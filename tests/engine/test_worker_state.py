@@ -211,3 +211,4 @@ def test_a_timed_out_attempt_stops_its_worker_with_sigabrt(engine: Engine, tmp_p
     assert "Fatal Python error: Aborted" in error.output and "touch_then_wait" in error.output
     assert error.worker_pid == job.worker_pid
     assert wait_until(lambda: not pid_alive(job.worker_pid or 0))
+

@@ -100,14 +100,14 @@ def load_libc() -> T.Any:
     return _libc or None
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans after a crash)."""
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (no orphans after a crash)."""
     libc = load_libc()
     if libc is None:
         return
     try:
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_pdeathsig, sig)
     except Exception:  # best effort: EOF on the sockets still ends idle processes
         pass
 
@@ -193,16 +193,25 @@ def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
         faulthandler.enable()  # a SIGABRT (kill with a stack dump) or a crash writes the stacks to stderr
         if os.getppid() == zygote_pid:  # else the zygote died before prctl took effect
             serve(_socket.socket(fileno=fd))
+        _kill_leftovers()  # before atexit: an exit function may end this process for good
         import atexit
 
         atexit._run_exitfuncs()  # what the job registered, as at a normal interpreter exit
-        if _has_children():
-            kill_own_descendants()
     except BaseException:  # pragma: no cover - serve() reports job errors itself
         code = 1
     finally:
+        _kill_leftovers()
         _flush()
         os._exit(code)
+
+
+def _kill_leftovers() -> None:
+    """Kill what the jobs started and left running (detached ones included: this worker is their subreaper)."""
+    try:
+        if _has_children():
+            kill_own_descendants()
+    except BaseException:  # pragma: no cover - best effort on the way out
+        pass
 
 
 # ------------------------------------------------------------------- zygote
@@ -264,6 +273,7 @@ class _Zygote:
     def _become_worker(self, fds: list[int], zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
@@ -337,9 +347,20 @@ def zygote_main() -> None:
         os._exit(code)  # no interpreter teardown: the engine waits for this exit at stop()
 
 
+def _end_zygote(signum: int, frame: T.Any) -> None:
+    raise SystemExit(0)
+
+
 def run_zygote(fd: int, parent_pid: int) -> None:
-    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it."""
-    _die_with_parent()
+    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it.
+
+    When the engine dies the zygote gets SIGTERM (not SIGKILL): it ends
+    through :meth:`_Zygote.close`, so its workers (which see EOF from the dead
+    engine) get to tear their states down and kill what they started, and
+    the process groups of those that do not end in time are killed.
+    """
+    signal.signal(signal.SIGTERM, _end_zygote)
+    _die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the engine died while we started
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business (inherited by workers)
