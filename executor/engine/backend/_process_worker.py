@@ -273,7 +273,6 @@ class _Zygote:
     def _become_worker(self, fds: list[int], zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
@@ -347,20 +346,9 @@ def zygote_main() -> None:
         os._exit(code)  # no interpreter teardown: the engine waits for this exit at stop()
 
 
-def _end_zygote(signum: int, frame: T.Any) -> None:
-    raise SystemExit(0)
-
-
 def run_zygote(fd: int, parent_pid: int) -> None:
-    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it.
-
-    When the engine dies the zygote gets SIGTERM (not SIGKILL): it ends
-    through :meth:`_Zygote.close`, so its workers (which see EOF from the dead
-    engine) get to tear their states down and kill what they started, and
-    the process groups of those that do not end in time are killed.
-    """
-    signal.signal(signal.SIGTERM, _end_zygote)
-    _die_with_parent(signal.SIGTERM)
+    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it."""
+    _die_with_parent()
     if os.getppid() != parent_pid:  # the engine died while we started
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business (inherited by workers)
