@@ -42,7 +42,7 @@ import sys
 import time
 import typing as T
 
-from ..._kill import become_subreaper, kill_group, kill_own_descendants
+from ..._kill import kill_group, kill_own_descendants
 
 
 RECORD = struct.Struct("!cii")
@@ -157,6 +157,16 @@ def _bind_std_streams() -> None:
         setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="backslashreplace"))
 
 
+def _become_subreaper() -> None:
+    """:func:`executor._kill.become_subreaper` with the C library the zygote loaded (no ctypes load per worker)."""
+    libc = load_libc()
+    if libc is not None:
+        try:
+            libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except Exception:  # best effort: the process group still catches undetached children
+            pass
+
+
 def _has_children() -> bool:
     """Whether this process has children (cheap on Linux: no psutil import when it has none)."""
     try:
@@ -187,7 +197,7 @@ def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
         pass
     try:
         _die_with_parent()  # the zygote is the parent: it dies with the engine
-        become_subreaper()  # what a job detaches stays in this worker's tree, killed with it
+        _become_subreaper()  # what a job detaches stays in this worker's tree, killed with it
         import faulthandler
 
         faulthandler.enable()  # a SIGABRT (kill with a stack dump) or a crash writes the stacks to stderr
