@@ -13,17 +13,7 @@ import subprocess
 import time
 from typing import final
 
-
-def open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (Linux >= 5.3), or None where unsupported."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        fd: int = opener(pid)
-    except OSError:
-        return None
-    return fd
+from ._pidfd import close_pidfd, open_pidfd
 
 
 @final
@@ -63,7 +53,6 @@ class ForkedProcess:
                     raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0.0)
                 time.sleep(0.001)
         finally:
-            if pidfd is not None:
-                os.close(pidfd)
+            close_pidfd(pidfd)
         assert self.returncode is not None
         return self.returncode

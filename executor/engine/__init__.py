@@ -21,6 +21,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from .manager import Jobs
     from .job.caller import CallerJob
     from .job.utils import JobTimeoutError
+    from .state import WorkerState
 
 __version__ = "0.3.3"
 """The executor-engine API version this engine is a drop-in for (the package's own version is pytest-executor's)."""
@@ -29,6 +30,7 @@ _WHERE = {
     "Engine": ".core", "EngineSetting": ".core", "Job": ".job.base", "JobFuture": ".job.base",
     "LocalJob": ".job.local", "ThreadJob": ".job.thread", "ProcessJob": ".job.process",
     "DaskJob": ".job.dask", "Jobs": ".manager", "CallerJob": ".job.caller", "JobTimeoutError": ".job.utils",
+    "WorkerState": ".state",
 }
 """Each public name and the module that defines it: the one table behind ``__all__`` and the lazy imports."""
 

@@ -18,7 +18,7 @@ import subprocess
 
 from pytest_executor.backends._hello import hello_line
 from pytest_executor.backends._protocol import ENV_LIFELINE, FrameDecoder, encode, write_all
-from pytest_executor.backends._reaper import kill_tree
+from executor._kill import kill_tree
 
 _CONNECT_TIMEOUT = 5.0
 

@@ -45,6 +45,8 @@ from typing import Any, final
 import pytest
 
 from executor._forked import ForkedProcess
+from executor._kill import kill_tree, signal_group
+from executor._pidfd import open_pidfd
 
 from pytest_executor.config._parse import usable_cpu_count
 from pytest_executor.backends._protocol import (
@@ -198,9 +200,7 @@ def exit_reason(returncode: int | None) -> str:
 
 
 def kill_process_tree(pid: int) -> None:
-    """SIGKILL a worker, its process group and every descendant (see :mod:`pytest_executor.backends._reaper`)."""
-    from pytest_executor.backends._reaper import kill_tree
-
+    """SIGKILL a worker, its process group and every descendant (see :mod:`executor._kill`)."""
     kill_tree(pid)
 
 
@@ -480,10 +480,7 @@ class WorkerPool:
         """Watch a started worker process through the controller's ends of its pipes."""
         os.set_blocking(read_fd, False)
         os.set_blocking(out_fd, False)
-        pidfd = None
-        if hasattr(os, "pidfd_open"):
-            with contextlib.suppress(OSError):
-                pidfd = os.pidfd_open(proc.pid)
+        pidfd = open_pidfd(proc.pid)
         worker = WorkerProcess(wid, proc, write_fd, read_fd, out_fd, lifeline_fd, pidfd, self.oneshot)
         self._selector.register(read_fd, selectors.EVENT_READ, ("chan", worker))
         self._selector.register(out_fd, selectors.EVENT_READ, ("out", worker))
@@ -863,8 +860,7 @@ class WorkerPool:
                 worker.proc.wait(timeout=5)
         else:
             # The leader is gone; grandchildren may still hold its process group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(worker.proc.pid, signal.SIGKILL)
+            signal_group(worker.proc.pid, signal.SIGKILL)
 
     def _abort(self, worker: WorkerProcess) -> None:
         """SIGABRT the worker: faulthandler dumps every thread's stack, then it dies."""

@@ -40,7 +40,7 @@ from pytest_executor.backends._protocol import (
     Channel,
     connect_channel,
 )
-from pytest_executor.backends._reaper import become_subreaper, kill_own_descendants
+from executor._kill import become_subreaper, kill_own_descendants, signal_group
 
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
@@ -220,7 +220,7 @@ def _watch_lifeline() -> None:
         try:
             kill_own_descendants()
             if os.getpgid(0) == os.getpid():
-                os.killpg(os.getpid(), signal.SIGKILL)
+                signal_group(os.getpid(), signal.SIGKILL)
         finally:
             os._exit(70)
 

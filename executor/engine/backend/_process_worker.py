@@ -34,18 +34,16 @@ from __future__ import annotations
 
 import _socket
 import array
-import collections
 import os
 import select
 import signal
 import struct
 import sys
 import time
-import types
 import typing as T
 
-_MAX_FUNCTIONS = 256
-"""Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
+from ..._kill import kill_group, kill_own_descendants
+
 
 RECORD = struct.Struct("!cii")
 """One zygote → engine record: kind (``P``/``E``/``X``), pid, value."""
@@ -102,32 +100,16 @@ def load_libc() -> T.Any:
     return _libc or None
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans after a crash)."""
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (no orphans after a crash)."""
     libc = load_libc()
     if libc is None:
         return
     try:
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_pdeathsig, sig)
     except Exception:  # best effort: EOF on the sockets still ends idle processes
         pass
-
-
-def _error_reply(exc: BaseException) -> tuple[str, T.Any, str]:
-    import traceback
-
-    return ("err", exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-
-def _dumps(reply: tuple, dumps: T.Callable[[T.Any], bytes]) -> bytes:
-    try:
-        return dumps(reply)
-    except Exception as exc:  # unpicklable result or exception
-        text = reply[2] if reply[0] == "err" else ""
-        err = RuntimeError(f"cannot send the job's {'error' if reply[0] == 'err' else 'result'} "
-                           f"back to the engine: {exc!r} (value: {reply[1]!r:.200})")
-        return dumps(("err", err, text))
 
 
 def _flush() -> None:
@@ -136,16 +118,6 @@ def _flush() -> None:
             stream.flush()
         except Exception:
             pass
-
-
-def _call(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
-    """Call ``func``; run a returned coroutine to completion (asyncio is imported only then)."""
-    result = func(*args, **kwargs)
-    if isinstance(result, types.CoroutineType):
-        import asyncio
-
-        result = asyncio.run(result)
-    return result
 
 
 def _whole_lines() -> None:
@@ -162,85 +134,101 @@ def _whole_lines() -> None:
 
 
 def serve(sock: T.Any) -> None:
-    """Answer requests on the stream socket ``sock`` until the engine closes it."""
-    import cloudpickle
+    """Answer requests on the stream socket ``sock`` until the engine closes it (see :mod:`._worker_serve`)."""
+    from ._worker_serve import serve as serve_requests
 
     _whole_lines()
+    serve_requests(sock)
 
-    stepper: T.Any = None
-    functions: "collections.OrderedDict[int, T.Any]" = collections.OrderedDict()
-    while True:
+
+def _bind_std_streams() -> None:
+    """Point ``sys.stdout``/``sys.stderr`` at fds 1 and 2 if the engine's program had replaced them.
+
+    A zygote forked from a program that swapped them (pytest's capture does)
+    would otherwise write the jobs' output into a copy of that replacement.
+    """
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
         try:
-            data = recv_frame(sock)
-        except (EOFError, OSError):
-            return
-        reply: tuple
-        kind = ""
+            if stream.fileno() == fd:
+                continue
+        except Exception:
+            pass
+        setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="backslashreplace"))
+
+
+def _become_subreaper() -> None:
+    """:func:`executor._kill.become_subreaper` with the C library the zygote loaded (no ctypes load per worker)."""
+    libc = load_libc()
+    if libc is not None:
         try:
-            msg = cloudpickle.loads(data)
-            kind = msg[0]
-            if kind == "call":
-                reply = ("ok", _call(msg[1], msg[2], msg[3]))
-            elif kind == "callc":  # a call of a function cached under a token
-                token, pickled = msg[1], msg[2]
-                if pickled is not None:
-                    functions[token] = cloudpickle.loads(pickled)
-                    if len(functions) > _MAX_FUNCTIONS:
-                        functions.popitem(last=False)
-                func = functions.get(token)
-                if func is None:  # evicted: ask the engine to send it again
-                    reply = ("missing", token)
-                else:
-                    functions.move_to_end(token)
-                    reply = ("ok", _call(func, msg[3], msg[4]))
-            elif kind == "gen":
-                from executor.engine.job.utils import GeneratorStepper
-
-                stepper = GeneratorStepper(msg[1](*msg[2], **msg[3]))
-                reply = ("ok", None)
-            elif kind == "step":
-                reply = stepper.step(msg[1], msg[2])
-                if reply[0] == "return":
-                    stepper = None
-            else:
-                raise ValueError(f"unknown request {kind!r}")
-        except BaseException as exc:  # report everything, SystemExit included
-            if kind == "step":  # a generator that raised is finished
-                stepper = None
-            reply = _error_reply(exc)
-        _flush()
-        try:
-            send_frame(sock, _dumps(reply, cloudpickle.dumps))
-        except (OSError, EOFError):
-            return
+            libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except Exception:  # best effort: the process group still catches undetached children
+            pass
 
 
-def _run_worker(fd: int, zygote_pid: int) -> T.NoReturn:
-    """Body of a freshly forked worker: serve the engine, then exit without returning to the zygote."""
+def _has_children() -> bool:
+    """Whether this process has children (cheap on Linux: no psutil import when it has none)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as children:
+            return bool(children.read().strip())
+    except OSError:
+        return True
+
+
+def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
+    """Body of a freshly forked worker: serve the engine, then exit without returning to the zygote.
+
+    ``fds``: the socket to the engine, then optionally the write ends of its
+    stdout and stderr pipes (the engine reads them: crash reports, stack dumps).
+    """
     code = 0
+    fd = fds[0]
+    if len(fds) == 3:
+        _flush()
+        os.dup2(fds[1], 1)
+        os.dup2(fds[2], 2)
+        os.close(fds[1])
+        os.close(fds[2])
+        _bind_std_streams()
     try:
         os.setpgid(0, 0)  # its own group: cancelling a job kills what the job started too
     except OSError:  # the zygote already did it for us
         pass
     try:
         _die_with_parent()  # the zygote is the parent: it dies with the engine
+        _become_subreaper()  # what a job detaches stays in this worker's tree, killed with it
+        import faulthandler
+
+        faulthandler.enable()  # a SIGABRT (kill with a stack dump) or a crash writes the stacks to stderr
         if os.getppid() == zygote_pid:  # else the zygote died before prctl took effect
             serve(_socket.socket(fileno=fd))
+        _kill_leftovers()  # before atexit: an exit function may end this process for good
         import atexit
 
         atexit._run_exitfuncs()  # what the job registered, as at a normal interpreter exit
     except BaseException:  # pragma: no cover - serve() reports job errors itself
         code = 1
     finally:
+        _kill_leftovers()
         _flush()
         os._exit(code)
 
 
+def _kill_leftovers() -> None:
+    """Kill what the jobs started and left running (detached ones included: this worker is their subreaper)."""
+    try:
+        if _has_children():
+            kill_own_descendants()
+    except BaseException:  # pragma: no cover - best effort on the way out
+        pass
+
+
 # ------------------------------------------------------------------- zygote
-def _recv_fork_request(ctrl: T.Any) -> int | None:
-    """Read one ``b"F"`` + fd request; None on EOF."""
+def _recv_fork_request(ctrl: T.Any) -> list[int] | None:
+    """Read one ``b"F"`` + fds request (the worker's socket, optionally its stdout and stderr); None on EOF."""
     fds = array.array("i")
-    data, ancdata, _flags, _addr = ctrl.recvmsg(1, _socket.CMSG_LEN(fds.itemsize))
+    data, ancdata, _flags, _addr = ctrl.recvmsg(1, _socket.CMSG_LEN(3 * fds.itemsize))
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
@@ -248,9 +236,9 @@ def _recv_fork_request(ctrl: T.Any) -> int | None:
         for fd in fds:
             os.close(fd)
         return None
-    if data != b"F" or len(fds) != 1:
+    if data != b"F" or len(fds) not in (1, 3):
         raise RuntimeError(f"bad request to the zygote: {data!r} with {len(fds)} fds")
-    return fds[0]
+    return list(fds)
 
 
 class _Zygote:
@@ -264,17 +252,19 @@ class _Zygote:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler makes the wakeup fd fire
 
-    def fork_worker(self, fd: int) -> bool:
-        """Fork a worker serving ``fd`` and report its pid (or the fork error); False if the engine is gone."""
+    def fork_worker(self, fds: list[int]) -> bool:
+        """Fork a worker serving ``fds[0]`` and report its pid (or the fork error); False if the engine is gone."""
         zygote_pid = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
             return self._tell(b"E", 0, exc.errno or 0)
         if pid == 0:
-            self._become_worker(fd, zygote_pid)
-        os.close(fd)
+            self._become_worker(fds, zygote_pid)
+        for fd in fds:
+            os.close(fd)
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
         except OSError:
@@ -290,13 +280,13 @@ class _Zygote:
             return False
         return True
 
-    def _become_worker(self, fd: int, zygote_pid: int) -> T.NoReturn:
+    def _become_worker(self, fds: list[int], zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
-        _run_worker(fd, zygote_pid)
+        _run_worker(fds, zygote_pid)
 
     def reap(self, report: bool = True) -> None:
         """Collect exited children and tell the engine their exit codes."""
@@ -331,7 +321,7 @@ class _Zygote:
                     fd = _recv_fork_request(self.ctrl)
                 except OSError:
                     fd = None
-                if fd is None or not self.fork_worker(fd):
+                if fd is None or not self.fork_worker(fd):  # fd: the list of fds
                     return
 
     def close(self) -> None:
@@ -343,12 +333,7 @@ class _Zygote:
                 select.select([self.wake_r], [], [], max(0.0, deadline - time.monotonic()))
                 self.drain_wakeups()
         for pid in list(self.children):
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                    break
-                except OSError:
-                    continue
+            kill_group(pid)
         for pid in list(self.children):
             try:
                 os.waitpid(pid, 0)

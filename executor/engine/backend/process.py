@@ -51,278 +51,29 @@ import time
 import typing as T
 import weakref
 
+if T.TYPE_CHECKING:  # pragma: no cover
+    from ..state import WorkerState
+
 import cloudpickle
 
-from ..._forked import ForkedProcess, open_pidfd
+from ..._kill import kill_group
+from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
-from ._process_worker import RECORD, forked_zygote_main, load_libc, recv_frame, send_frame
+from ._process_worker import recv_frame, send_frame
+from ._stateful import StatefulPool, acquire_chosen, crash_error
+from ._worker_handle import RemoteTraceback, Worker, _unwrap
+from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
 
-_BOOT = "from executor.engine.backend._process_worker import zygote_main; zygote_main()"
+__all__ = ["ProcessPool", "RemoteTraceback", "SpareZygote", "Worker", "can_fork_zygote", "fork_zygote"]
+
 GROW_DELAY = 0.05
 """Seconds without any finished job, while jobs wait, before the pool forks more workers (beyond one per CPU)."""
 _EXIT_CODE_WAIT = 1.0
 """Seconds to wait for the exit code of a worker whose socket closed (it is killed after)."""
 
 
-class RemoteTraceback(Exception):
-    """Carries the worker-side traceback text of a job's exception (as its ``__cause__``)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f"\n\"\"\"\n{self.text}\"\"\""
-
-
-class Worker:
-    """One worker process and the socket to it (``pid`` is known once ``ready`` is done)."""
-
-    def __init__(self, sock: socket.socket, ready: "asyncio.Future[None]") -> None:
-        self.sock = sock
-        self.ready = ready
-        self.pid = 0
-        self.pidfd: int | None = None  # lets the engine wait for a process it did not fork
-        self.reading = False
-        self.waiter: asyncio.Future | None = None
-        self.alive = True
-        self.known: set[int] = set()  # tokens of the functions this worker has cached
-
-
-_FOREIGN_THREADS: set[str] = set()
-"""Ids of native threads (not Python's) that outlived a wait in :func:`can_fork_zygote`."""
-
-
-def can_fork_zygote(wait: float = 0.01) -> bool:
-    """True when forking this process is safe now: Linux, and a single thread (Python's or native).
-
-    Forking a multi-threaded process can copy locks held by other threads
-    (and warns on Python 3.12+); with one thread the copy is consistent.
-    A thread that was just joined (an earlier engine's loop thread) may
-    still be listed for a few milliseconds: it is waited for, up to
-    ``wait`` seconds.  A native thread that outlives that wait (a C library's
-    worker thread) is remembered, so later calls answer at once.
-    """
-    if not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
-    me = str(threading.get_native_id())
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            others = set(os.listdir("/proc/self/task")) - {me}
-        except OSError:  # pragma: no cover - no procfs
-            return False
-        if not others:
-            return True
-        if others <= _FOREIGN_THREADS or time.monotonic() > deadline:
-            _FOREIGN_THREADS.update(others)
-            return False
-        time.sleep(0.0002)
-
-
-class SpareZygote:
-    """A zygote forked from the engine process by :meth:`Engine.start`, not yet used by a pool.
-
-    :func:`fork_zygote` makes one; a :class:`ProcessPool` adopts it for its
-    first :class:`Zygote`, or :meth:`close` ends it.
-    """
-
-    def __init__(self, sock: socket.socket, proc: ForkedProcess) -> None:
-        self.sock = sock
-        self.proc = proc
-
-    @property
-    def alive(self) -> bool:
-        """True while the process runs and its control socket is open."""
-        return self.sock.fileno() != -1 and self.proc.poll() is None
-
-    def close(self) -> None:
-        """End the unused zygote (it has no workers, nothing to let finish) and reap it."""
-        self.sock.close()
-        if self.proc.poll() is None:
-            _kill_pid(self.proc.pid)
-            self.proc.wait()
-
-
-def fork_zygote() -> SpareZygote | None:
-    """Fork a zygote from this process (call only when :func:`can_fork_zygote` is True).
-
-    Costs one ``fork`` in the engine (about a millisecond) instead of an
-    interpreter start plus imports; the zygote and its workers start with the
-    engine's modules already imported.  None if the fork failed.
-    """
-    load_libc()  # loaded once here rather than in every zygote (its workers use it for prctl)
-    parent_sock, child_sock = socket.socketpair()
-    for stream in (sys.stdout, sys.stderr):  # no buffered output copied into the child
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    parent_pid = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        parent_sock.close()
-        child_sock.close()
-        logger.debug(f"cannot fork a zygote ({exc!r}); the process pool will start one with python -c")
-        return None
-    if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
-        try:
-            forked_zygote_main(child_sock.fileno(), parent_pid)
-        finally:
-            os._exit(1)
-    child_sock.close()
-    return SpareZygote(parent_sock, ForkedProcess(pid))
-
-
-class Zygote:
-    """Engine side of the zygote process that forks one pool's workers.
-
-    Adopts a :class:`SpareZygote` forked by the engine if given, else starts
-    one with ``python -c``.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, spare: SpareZygote | None = None) -> None:
-        self.loop = loop
-        self.proc: T.Union[subprocess.Popen[bytes], ForkedProcess]
-        if spare is not None:
-            parent_sock, self.proc = spare.sock, spare.proc
-        else:
-            parent_sock, self.proc = self._start_with_python()
-        parent_sock.setblocking(False)
-        self.sock = parent_sock
-        self.alive = True
-        self.answered = False  # True once the zygote has answered a fork request
-        self._buf = b""
-        self._forks: collections.deque[asyncio.Future[int]] = collections.deque()
-        self._watched: set[int] = set()  # live workers whose exit code we may be asked for
-        self._codes: dict[int, int] = {}
-        self._code_waiters: dict[int, asyncio.Future[int | None]] = {}
-        loop.add_reader(parent_sock.fileno(), self._on_readable)
-
-    @staticmethod
-    def _start_with_python() -> tuple[socket.socket, "subprocess.Popen[bytes]"]:
-        parent_sock, child_sock = socket.socketpair()
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(child_sock.fileno()), str(os.getpid()), *sys.path],
-                pass_fds=(child_sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C goes to the engine, which stops the pool
-            )
-        except BaseException:
-            parent_sock.close()
-            raise
-        finally:
-            child_sock.close()
-        return parent_sock, proc
-
-    @property
-    def pid(self) -> int:
-        """The zygote's process id."""
-        return self.proc.pid
-
-    def fork(self, child_sock: socket.socket) -> "asyncio.Future[int]":
-        """Ask for a worker serving ``child_sock``; the future gets its pid."""
-        fut: asyncio.Future[int] = self.loop.create_future()
-        if not self.alive:
-            fut.set_exception(WorkerCrashedError("the process pool's zygote process is gone"))
-            return fut
-        try:
-            socket.send_fds(self.sock, [b"F"], [child_sock.fileno()])
-        except OSError as exc:
-            fut.set_exception(WorkerCrashedError(f"cannot ask the zygote process for a worker: {exc}"))
-            return fut
-        self._forks.append(fut)
-        return fut
-
-    def exit_code(self, pid: int) -> "asyncio.Future[int | None]":
-        """The exit code of worker ``pid`` (None if it cannot be known: the zygote is gone)."""
-        fut: asyncio.Future[int | None] = self.loop.create_future()
-        if pid in self._codes:
-            fut.set_result(self._codes.pop(pid))
-        elif not self.alive or pid not in self._watched:
-            fut.set_result(None)
-        else:
-            self._code_waiters[pid] = fut
-        return fut
-
-    def forget(self, pid: int) -> None:
-        """Stop tracking worker ``pid`` (its exit code is not needed)."""
-        self._watched.discard(pid)
-        self._codes.pop(pid, None)
-        fut = self._code_waiters.pop(pid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Close the control socket and reap the zygote (it first lets its workers exit)."""
-        self._gone("the process pool was shut down")
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:  # pragma: no cover - the zygote's grace period is 2 s
-            _kill_pid(self.proc.pid)
-            self.proc.wait()
-
-    # ------------------------------------------------------------ internals
-    def _on_readable(self) -> None:
-        try:
-            data = self.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            code = self.proc.poll()
-            self._gone(f"the process pool's zygote process {self.pid} exited (exit code {code})")
-            return
-        self._buf += data
-        size = RECORD.size
-        while len(self._buf) >= size:
-            kind, pid, value = RECORD.unpack(self._buf[:size])
-            self._buf = self._buf[size:]
-            self._on_record(kind, pid, value)
-
-    def _on_record(self, kind: bytes, pid: int, value: int) -> None:
-        self.answered = True
-        if kind == b"X":
-            watched = pid in self._watched
-            self._watched.discard(pid)
-            fut = self._code_waiters.pop(pid, None)
-            if fut is not None:
-                if not fut.done():
-                    fut.set_result(value)
-            elif watched:  # kept until the pool asks (its socket EOF may come after this record)
-                self._codes[pid] = value
-            return
-        fork = self._forks.popleft() if self._forks else None
-        if kind == b"P":
-            self._watched.add(pid)
-        if fork is None or fork.done():  # nobody waits for it any more: its socket is closed, it exits
-            return
-        if kind == b"P":
-            fork.set_result(pid)
-        else:
-            fork.set_exception(WorkerCrashedError(f"the zygote process could not fork a worker: "
-                                                  f"{os.strerror(value)}"))
-
-    def _gone(self, why: str) -> None:
-        if not self.alive:
-            return
-        self.alive = False
-        _stop_reading_and_close(self.loop, self.sock)
-        while self._forks:
-            fut = self._forks.popleft()
-            if not fut.done():
-                fut.set_exception(WorkerCrashedError(why))
-        for waiter in self._code_waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
-        self._code_waiters.clear()
-
-
-class ProcessPool:
+class ProcessPool(StatefulPool):
     """A lazily grown pool of at most ``max_workers`` warm worker processes."""
 
     def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop,
@@ -344,6 +95,9 @@ class ProcessPool:
         self._closed = False
         self._functions: "weakref.WeakKeyDictionary[T.Any, tuple[int, bytes]]" = weakref.WeakKeyDictionary()
         self._tokens = itertools.count(1)
+        self._wids = itertools.count(1)
+        self._changed: asyncio.Future[None] | None = None
+        self._state_errors: dict[str, BaseException] = {}
 
     # ------------------------------------------------------------------ API
     @property
@@ -362,33 +116,62 @@ class ProcessPool:
         args: tuple,
         kwargs: dict,
         on_worker: T.Callable[[Worker], None] | None = None,
+        *,
+        state: "WorkerState | None" = None,
+        worker: int | None = None,
+        affinity: T.Hashable = None,
+        timed_out: T.Callable[[], bool] | None = None,
     ) -> T.Any:
-        """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error)."""
-        worker = await self.acquire()
-        if on_worker is not None:
-            on_worker(worker)
+        """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error).
+
+        ``state``: run ``func(value, *args, **kwargs)`` on a worker holding that
+        :class:`~executor.engine.state.WorkerState` (set up first if needed).
+        ``worker``: a worker id or pid to run on if it is alive (else anywhere).
+        ``affinity``: prefer the worker that last ran a job with this key.
+        ``timed_out``: asked when the call is cancelled; True means the attempt
+        timed out: the worker is stopped with a stack dump (:meth:`abort`) and
+        :class:`~executor.engine.job.utils.WorkerTimeoutError` is raised.
+        """
+        if state is not None:
+            self._raise_state_error(state)
+        if state is None and worker is None and affinity is None:
+            chosen = await self.acquire()
+        else:
+            chosen = await self.acquire(self._chooser(state, worker, affinity))
+        key = state.key if state is not None else None
         try:
-            payload = self._call_payload(worker, func, args, kwargs)
-        except BaseException:
-            self.release(worker)
-            raise
-        try:
-            reply = await self.request(worker, payload)
+            if state is not None and key not in chosen.states:
+                await self._set_up(chosen, state)
+            if on_worker is not None:
+                on_worker(chosen)
+            payload = self._call_payload(chosen, func, args, kwargs, key)
+            chosen.tail.clear()  # crash and timeout reports show the output of this job only
+            reply = await self.request(chosen, payload)
             if reply[0] == "missing":  # the worker evicted the function: send it in full
-                worker.known.discard(reply[1])
-                reply = await self.request(worker, self._call_payload(worker, func, args, kwargs))
+                chosen.known.discard(reply[1])
+                reply = await self.request(chosen, self._call_payload(chosen, func, args, kwargs, key))
         except asyncio.CancelledError:
-            self.kill(worker)
+            if timed_out is not None and timed_out() and chosen.alive:
+                raise await self._timeout_error(chosen) from None
+            self.kill(chosen)
             raise
         except BaseException:
-            self.discard_if_dead(worker)
+            self.discard_if_dead(chosen)
             raise
-        self.release(worker)
+        if affinity is not None:
+            chosen.affinity = affinity
+        self.release(chosen)
         return _unwrap(reply)
 
-    async def acquire(self) -> Worker:
-        """Take an idle worker, fork one if below the limit, else wait for one."""
+    async def acquire(self, choose: T.Callable[[Worker], int] | None = None) -> Worker:
+        """Take an idle worker, fork one if below the limit, else wait for one.
+
+        ``choose(worker)`` scores workers: the highest-scored idle one is
+        taken; a negative score means "not this one" (see :mod:`._routing`).
+        """
         self._check_open()
+        if choose is not None:
+            return await acquire_chosen(self, choose)
         while self._idle:
             worker = self._idle.popleft()
             if worker.alive:
@@ -414,6 +197,7 @@ class ProcessPool:
 
     def release(self, worker: Worker) -> None:
         """Give a worker back (to a waiting caller first)."""
+        self.changed()
         if not worker.alive or self._closed:
             return
         while self._queue:
@@ -441,18 +225,18 @@ class ProcessPool:
         if worker.pid:
             if self._zygote is not None:
                 self._zygote.forget(worker.pid)
-            _kill_group(worker.pid)
-            if not _wait_gone(worker.pid, worker.pidfd, 5.0):  # pragma: no cover - SIGKILL is not ignorable
+            kill_group(worker.pid)
+            if not wait_exited(worker.pid, worker.pidfd, 5.0):  # pragma: no cover - SIGKILL is not ignorable
                 logger.warning(f"worker process {worker.pid} survived SIGKILL for 5 s")
-        _close_pidfd(worker)
+        close_pidfd(worker.pidfd); worker.pidfd = None
         if not self._closed:  # keep the pool warm
             self._release_when_ready(self._start_worker())
 
     def discard_if_dead(self, worker: Worker) -> None:
         """Make sure a worker whose request failed is not reused if it died."""
-        if worker.alive and worker.pid and not _pid_running(worker.pid, worker.pidfd):
+        if worker.alive and worker.pid and not pid_running(worker.pid, worker.pidfd):
             self._forget(worker)
-            _close_pidfd(worker)
+            close_pidfd(worker.pidfd); worker.pidfd = None
 
     def shutdown(self) -> None:
         """Stop every worker: idle ones exit on EOF, busy ones are killed; reap them and the zygote."""
@@ -464,21 +248,25 @@ class ProcessPool:
             if not fut.done():
                 fut.cancel()
         self._queue.clear()
-        for worker in list(self._workers):
+        stopping = list(self._workers)
+        for worker in stopping:
             busy = worker.waiter is not None and not worker.waiter.done()
             self._forget(worker)
             if busy and worker.pid:
-                _kill_group(worker.pid)
-            _close_pidfd(worker)
+                kill_group(worker.pid)
+            close_pidfd(worker.pidfd); worker.pidfd = None
         if self._zygote is not None:
             zygote, self._zygote = self._zygote, None
             zygote.close()  # returns once the zygote has reaped every worker
+        for worker in stopping:  # what they wrote while ending (teardowns), then their pipes are closed
+            worker.close_outputs(self.loop)
         if self._spare is not None:
             spare, self._spare = self._spare, None
             spare.close()
 
     # ------------------------------------------------------------ internals
-    def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> bytes:
+    def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
+                      key: str | None = None) -> bytes:
         """Pickle a call; a function is pickled once per pool and sent once per worker.
 
         Functions cloudpickled by value (``__main__``, lambdas, closures) are the
@@ -489,18 +277,23 @@ class ProcessPool:
         try:
             entry = self._functions.get(func)
         except TypeError:  # not weak-referenceable / unhashable: no caching
-            return cloudpickle.dumps(("call", func, args, kwargs))
+            entry = None
+            cacheable = False
+        else:
+            cacheable = True
         if entry is None:
             entry = (next(self._tokens), cloudpickle.dumps(func))
             try:
-                self._functions[func] = entry
+                if cacheable:
+                    self._functions[func] = entry
             except TypeError:
-                return cloudpickle.dumps(("call", func, args, kwargs))
+                cacheable = False
         token, data = entry
-        if token in worker.known:
-            return cloudpickle.dumps(("callc", token, None, args, kwargs))
-        worker.known.add(token)
-        return cloudpickle.dumps(("callc", token, data, args, kwargs))
+        if cacheable and token in worker.known:
+            return cloudpickle.dumps(("callc", token, None, args, kwargs, key))
+        if cacheable:
+            worker.known.add(token)
+        return cloudpickle.dumps(("callc", token, data, args, kwargs, key))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -517,11 +310,14 @@ class ProcessPool:
                 spare = None
             self._zygote = Zygote(self.loop, spare)
         parent_sock, child_sock = socket.socketpair()
+        worker = Worker(parent_sock, self.loop.create_future(), next(self._wids))
+        outputs = worker.open_outputs()
         try:
-            forked = self._zygote.fork(child_sock)
+            forked = self._zygote.fork(child_sock, outputs)
         finally:
-            child_sock.close()  # the zygote got its own copy with the request
-        worker = Worker(parent_sock, self.loop.create_future())
+            child_sock.close()  # the zygote got its own copies with the request
+            for fd in outputs:
+                os.close(fd)
         self._workers.append(worker)
         forked.add_done_callback(lambda fut: self._on_forked(worker, fut))
         return worker
@@ -533,6 +329,7 @@ class ProcessPool:
             worker.pidfd = open_pidfd(worker.pid)
             worker.reading = True
             self.loop.add_reader(worker.sock.fileno(), self._on_readable, worker)
+            worker.watch_outputs(self.loop)
             worker.ready.set_result(None)
             return
         self._forget(worker)
@@ -614,7 +411,7 @@ class ProcessPool:
             self._report_lost(worker, fut, why, codes.result() if codes is not None else None)
         else:
             def give_up() -> None:  # the socket closed but the process lingers
-                _kill_group(worker.pid)
+                kill_group(worker.pid)
                 if zygote is not None:
                     zygote.forget(worker.pid)
 
@@ -627,7 +424,7 @@ class ProcessPool:
         self._refill()
 
     def _report_lost(self, worker: Worker, fut: asyncio.Future | None, why: str, code: int | None) -> None:
-        _close_pidfd(worker)
+        close_pidfd(worker.pidfd); worker.pidfd = None
         message = (f"worker process {worker.pid} died "
                    f"(exit code {'unknown' if code is None else code}) while running a job")
         if why:
@@ -635,9 +432,10 @@ class ProcessPool:
         if fut is not None:
             logger.warning(message)
             if not fut.done():
-                fut.set_exception(WorkerCrashedError(message))
+                fut.set_exception(crash_error(message, code, worker, worker.output_text()))
 
     def _forget(self, worker: Worker) -> None:
+        self.changed()
         worker.alive = False
         if worker in self._workers:
             self._workers.remove(worker)
@@ -647,75 +445,7 @@ class ProcessPool:
             pass
         _stop_reading_and_close(self.loop, worker.sock, reading=worker.reading)
         worker.reading = False
+        if not self._closed:  # at shutdown, after the workers exited: their teardowns may still write
+            worker.close_outputs(self.loop)
 
 
-def _stop_reading_and_close(loop: asyncio.AbstractEventLoop, sock: socket.socket, reading: bool = True) -> None:
-    """Unregister ``sock`` from the loop's readers (if ``reading``) and close it."""
-    if reading:
-        try:
-            loop.remove_reader(sock.fileno())
-        except Exception:  # loop already closed: nothing to unregister
-            pass
-    sock.close()
-
-
-def _unwrap(reply: tuple) -> T.Any:
-    """Turn a worker reply into a value, or raise the job's exception with its remote traceback."""
-    if reply[0] == "err":
-        exc = reply[1]
-        if reply[2]:
-            exc.__cause__ = RemoteTraceback(reply[2])
-        raise exc
-    return reply[1]
-
-
-def _kill_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_group(pid: int) -> None:
-    """SIGKILL a worker's whole process group (the worker leads its own group)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        _kill_pid(pid)
-
-
-def _close_pidfd(worker: Worker) -> None:
-    if worker.pidfd is not None:
-        os.close(worker.pidfd)
-        worker.pidfd = None
-
-
-def _pid_running(pid: int, pidfd: int | None) -> bool:
-    """True while ``pid`` has not exited (a zombie awaiting the zygote's reaping counts as exited)."""
-    if pidfd is not None:
-        ready, _, _ = select.select([pidfd], [], [], 0)
-        return not ready
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _wait_gone(pid: int, pidfd: int | None, timeout: float) -> bool:
-    """Wait until ``pid`` has exited; False on timeout."""
-    if pidfd is not None:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        return bool(ready)
-    deadline = time.monotonic() + timeout
-    while _pid_running(pid, None):  # no pidfd (not Linux): the zygote reaps within milliseconds
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True

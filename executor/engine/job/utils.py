@@ -59,8 +59,30 @@ class JobEmitError(ExecutorError, RuntimeError):
     """The engine cannot accept a job (already pending/running, unknown dependency, ...)."""
 
 
-class WorkerCrashedError(RuntimeError):
-    """The worker process running a job died before sending a result."""
+class _WorkerFailure(Exception):
+    """Details of the worker process a job ran on, shared by the crash and timeout errors.
+
+    ``exitcode`` is the worker's exit status (negative: killed by a signal, as
+    in :mod:`subprocess`; None when unknown), ``signal`` the signal's name
+    (``"SIGSEGV"``) or None, ``output`` the worker's captured output (empty
+    unless captured), ``worker_pid``/``worker_id`` which worker it was.
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None, signal: str | None = None,
+                 output: str = "", worker_pid: int | None = None, worker_id: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+        self.signal = signal
+        self.output = output
+        self.worker_pid = worker_pid
+        self.worker_id = worker_id
+
+    def __reduce__(self) -> T.Any:
+        return (type(self), (str(self), self.exitcode, self.signal, self.output, self.worker_pid, self.worker_id))
+
+
+class WorkerCrashedError(_WorkerFailure, RuntimeError):
+    """The worker process running a job died before sending a result (details: :class:`_WorkerFailure`)."""
 
 
 class JobTimeoutError(ExecutorError, TimeoutError):
@@ -71,6 +93,20 @@ class JobTimeoutError(ExecutorError, TimeoutError):
         """The error of ``job``'s current attempt, naming the job, its timeout and the attempt."""
         return cls(f"job {job.name} ({job.id}) ran longer than its timeout of {job.timeout} s "
                    f"(attempt {job.attempts} of {job.retries + 1})")
+
+
+
+
+class WorkerTimeoutError(_WorkerFailure, JobTimeoutError):
+    """A process job's attempt ran past its timeout: its worker was stopped with SIGABRT (a stack dump) and killed.
+
+    A :class:`JobTimeoutError` with the worker's details (see :class:`_WorkerFailure`);
+    ``output`` holds the stack dump.
+    """
+
+
+class WorkerStateError(RuntimeError):
+    """The setup (or host) of a worker state failed; the worker's traceback is the ``__cause__``."""
 
 
 def check_timeout(timeout: object) -> T.Optional[float]:

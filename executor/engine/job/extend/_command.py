@@ -24,6 +24,7 @@ import threading
 import typing as T
 from dataclasses import dataclass, field
 
+from ...._pidfd import open_pidfd
 from ..utils import flush_std_streams
 from ._reaper import guard, spawning
 from ._process_group import (
@@ -237,7 +238,7 @@ def run_command_blocking(spec: CommandSpec, on_start: T.Callable[[int], None] | 
 
 def _pump_until_exit(process: subprocess.Popen[bytes], pipe_fd: int, tail: StderrTail) -> None:
     """Relay stderr from ``pipe_fd`` until EOF, or until the command exited and its leftovers were stopped."""
-    exit_fd = _pidfd(process.pid)
+    exit_fd = open_pidfd(process.pid)
     # a poll object, not a selector: nothing to create or close per command (an epoll fd would be)
     poller = select.poll()
     poller.register(pipe_fd, select.POLLIN)
@@ -285,16 +286,6 @@ def _stop_leftovers(pgid: int) -> None:
         kill_group_blocking(pgid, grace=LEFTOVER_GRACE)
 
 
-def _pidfd(pid: int) -> int | None:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except OSError:
-        return None
-
-
 class _LoopWatch:
     """Event-loop readers for one command: its stderr pipe and its exit (a pidfd).
 
@@ -309,7 +300,7 @@ class _LoopWatch:
         self.tail = tail
         self.exited: asyncio.Future[None] = self.loop.create_future()
         self.closed: asyncio.Future[None] = self.loop.create_future()
-        self._exit_fd = _pidfd(process.pid)
+        self._exit_fd = open_pidfd(process.pid)
         if self._exit_fd is not None:
             self.loop.add_reader(self._exit_fd, self._on_exit)
         else:

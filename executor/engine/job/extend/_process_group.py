@@ -22,6 +22,8 @@ from typing import IO, Any, Callable, Mapping
 
 import psutil
 
+from ...._kill import signal_group
+
 __all__ = [
     "CommandFailed",
     "RESERVED_POPEN_KWARGS",
@@ -178,18 +180,6 @@ def relay_stderr(chunk: bytes, sink: IO[str] | None = None) -> None:
     except (OSError, ValueError):
         # our own stderr is gone (closed pipe): the tail is still kept for the error message
         pass
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        # a pid reused by someone else's process: not ours to signal
-        return False
-    return True
 
 
 def group_alive(pgid: int) -> bool:

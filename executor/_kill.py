@@ -1,19 +1,20 @@
-"""One way to end a worker and everything it started, detached processes included.
+"""Ending processes, their process groups and their whole trees: the one place, shared by both packages.
 
-On Linux every worker session marks itself a *child subreaper*
-(``prctl(PR_SET_CHILD_SUBREAPER)``): a process a test detaches (``setsid``,
+Workers (the engine's process pool, the plugin's pytest sessions) each lead
+a process group of their own, so one ``killpg`` reaches what a job started
+without detaching.  On Linux a worker also marks itself a *child subreaper*
+(``prctl(PR_SET_CHILD_SUBREAPER)``): a process a job detaches (``setsid``,
 double fork) is re-parented to the worker instead of to init, so it stays in
 the worker's tree.  :func:`kill_tree` takes a snapshot of that tree *before*
 killing anything (a killed parent hands its children on), then kills the
-process group, the process and the snapshot.  It is the only cleanup path:
-the controller uses it on a worker, a worker on itself when its session ends
-or its controller dies, the dask host task on its session.
+process group, the process and the snapshot.
 
 What cannot be guaranteed: a worker that dies without running its cleanup
 (SIGKILL, ``os._exit``, a segfault) hands its detached processes to the next
 subreaper up, usually init, where nothing can tell them apart from any other
-process; and after a SIGKILL of the controller only the workers' lifeline
-(EOF on a pipe) remains, so each worker's tree is killed by the worker itself.
+process.
+
+Kept free of heavy imports (psutil is imported only by :func:`kill_tree`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,30 @@ import signal
 import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+def kill_pid(pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Send ``sig`` to process ``pid``; False when it is gone (or not ours)."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists (or is not ours)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` (SIGKILL) to the process group led by ``pid``, or to ``pid`` alone if it leads none."""
+    if not signal_group(pid, sig):
+        kill_pid(pid, sig)
 
 
 def become_subreaper() -> bool:
@@ -52,10 +77,8 @@ def kill_tree(pid: int, *, include_self: bool = True) -> None:
     """SIGKILL every descendant of ``pid`` (a snapshot taken first), its group, and ``pid`` itself."""
     descendants = _descendants(pid)
     if include_self:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
+        kill_pid(pid)
     for child in descendants:
         with contextlib.suppress(Exception):
             child.kill()  # type: ignore[attr-defined]
@@ -69,4 +92,13 @@ def kill_own_descendants() -> None:
     kill_tree(os.getpid(), include_self=False)
 
 
-__all__ = ["become_subreaper", "kill_own_descendants", "kill_tree"]
+def signal_name(number: int) -> str:
+    """``SIGSEGV`` for 11; ``signal 99`` for a number without a name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+__all__ = ["become_subreaper", "kill_group", "kill_own_descendants", "kill_pid", "kill_tree", "signal_group",
+           "signal_name"]
