@@ -86,9 +86,8 @@ def test_adding_a_scheduled_plain_job_again_is_an_error() -> None:
         s.add("a", "a", "local", None, 0.0)
 
 
-def test_a_large_plain_submit_allocates_no_tracked_object_per_job() -> None:
+def _tracked_objects_of_a_large_submit(keys: list[str]) -> tuple[list[str], int]:
     s = make()
-    keys = [f"job{i}" for i in range(20000)]
     gc.collect()
     gc.disable()
     try:
@@ -96,8 +95,16 @@ def test_a_large_plain_submit_allocates_no_tracked_object_per_job() -> None:
         for key in keys:
             s.add(key, key, "local", None, 0.0)
         started = s.take_startable()
-        added = gc.get_count()[0] - before
+        return started, gc.get_count()[0] - before
     finally:
         gc.enable()
-    assert started == keys
+
+
+def test_a_large_plain_submit_allocates_no_tracked_object_per_job() -> None:
+    keys = [f"job{i}" for i in range(20000)]
+    # gc's counter is process-wide: a thread left by an earlier test may allocate meanwhile,
+    # so the least of three runs is the scheduler's own count.
+    runs = [_tracked_objects_of_a_large_submit(keys) for _ in range(3)]
+    assert all(started == keys for started, _ in runs)
+    added = min(count for _, count in runs)
     assert added < 100  # a few containers, not one per job

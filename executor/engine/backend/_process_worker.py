@@ -48,38 +48,8 @@ from ..._kill import kill_group, kill_own_descendants
 RECORD = struct.Struct("!cii")
 """One zygote → engine record: kind (``P``/``E``/``X``), pid, value."""
 
-_HEADER = struct.Struct("!Q")
 _GRACE_SECONDS = 2.0
 """How long a closing zygote lets its workers exit on their own before killing them."""
-
-
-# ------------------------------------------------------------------ framing
-def send_frame(sock: T.Any, data: bytes) -> None:
-    """Send one length-prefixed message on a blocking stream socket."""
-    header = _HEADER.pack(len(data))
-    if len(data) < 65536:  # one send for the common small message
-        sock.sendall(header + data)
-    else:  # no copy of a large payload into a new buffer
-        sock.sendall(header)
-        sock.sendall(data)
-
-
-def recv_frame(sock: T.Any) -> bytes:
-    """Receive one length-prefixed message; raise :class:`EOFError` when the peer closed."""
-    (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
-    return bytes(_recv_exactly(sock, size))
-
-
-def _recv_exactly(sock: T.Any, size: int) -> bytearray:
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            raise EOFError("the peer closed the connection")
-        got += n
-    return buf
 
 
 # ------------------------------------------------------------------- worker

@@ -33,7 +33,7 @@ import typing as T
 
 import cloudpickle
 
-from ._process_worker import recv_frame, send_frame
+from ._frames import recv_frame, send_frame
 
 _MAX_FUNCTIONS = 256
 """Functions a worker keeps unpickled; the engine resends an evicted one when asked."""

@@ -41,13 +41,7 @@ import asyncio
 import collections
 import itertools
 import os
-import select
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 import typing as T
 import weakref
 
@@ -60,7 +54,7 @@ from ..._kill import kill_group
 from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
-from ._process_worker import recv_frame, send_frame
+from ._frames import recv_frame, send_frame
 from ._stateful import StatefulPool, acquire_chosen, crash_error
 from ._worker_handle import RemoteTraceback, Worker, _unwrap
 from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
