@@ -16,7 +16,8 @@ mode must report the same outcome counts as serial, or the script stops.
 
 Printed per suite and mode: median wall, ratio to serial and to xdist, time from
 process start to the first test report in the controller, and the controller
-process's own CPU (user + system, workers excluded) per test.  The last two come
+process's own CPU (user + system, workers excluded) per test, and the CPU of the
+whole run (controller and the processes it waited for).  The last two come
 from a probe ``conftest.py`` in each suite that writes one file per process.
 Targets (issue 14): process ≤ 0.8× serial, dask ≤ 1.2× process, controller CPU
 ≤ 0.1 ms/test, first result ≤ 1.0 s on 2,000 tests.
@@ -60,6 +61,7 @@ class Sample:
     walls: list[float] = field(default_factory=list)
     first: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    total_cpu: list[float] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -117,6 +119,7 @@ def measure(directory: Path, extra: list[str], modes: list[str], repeat: int, pr
             sample.walls.append(run.wall)
             sample.first.append(first)
             sample.cpu.append(cpu)
+            sample.total_cpu.append(run.cpu)
             counts = outcome_counts(run)
             if sample.outcomes and counts != sample.outcomes:
                 sys.exit(f"{mode}: outcomes changed between repeats: {sample.outcomes} then {counts}")
@@ -140,14 +143,14 @@ def report(suite: str, samples: dict[str, Sample]) -> None:
     some = next(iter(samples.values())).outcomes
     tests = sum(v for k, v in some.items() if k not in ("warning", "deselected"))
     print(f"\n{suite}: {', '.join(f'{v} {k}' for k, v in some.items())}")
-    print(f"  {'mode':<8} {'wall s':>7} {'/serial':>8} {'/xdist':>7} {'first s':>8} {'ctl ms/test':>12}")
+    print(f"  {'mode':<8} {'wall s':>7} {'/serial':>8} {'/xdist':>7} {'first s':>8} {'ctl ms/test':>12} {'all cpu s':>10}")
     medians = {mode: statistics.median(s.walls) for mode, s in samples.items()}
     for mode, sample in samples.items():
         vs_serial = f"{medians[mode] / medians['serial']:.2f}x" if "serial" in medians else "-"
         vs_xdist = f"{medians[mode] / medians['xdist']:.2f}x" if "xdist" in medians else "-"
         cpu_ms = statistics.median(sample.cpu) / tests * 1000
         print(f"  {mode:<8} {medians[mode]:>7.2f} {vs_serial:>8} {vs_xdist:>7} "
-              f"{statistics.median(sample.first):>8.2f} {cpu_ms:>12.3f}")
+              f"{statistics.median(sample.first):>8.2f} {cpu_ms:>12.3f} {statistics.median(sample.total_cpu):>10.2f}")
     if "process" in medians and "dask" in medians:
         print(f"  dask/process {medians['dask'] / medians['process']:.2f}x")
 
