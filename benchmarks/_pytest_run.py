@@ -2,28 +2,59 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def timed_pytest(cwd: Path, args: Sequence[str]) -> tuple[float, float]:
+@dataclass
+class PytestRun:
+    """One finished ``python -m pytest`` run: where it started, how long it took, what it said."""
+
+    pid: int
+    started: float  # time.time() just before the process was started
+    wall: float
+    cpu: float  # the run's processes (controller and its waited-for children), user + system
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_pytest(
+    cwd: Path, args: Sequence[str], env: Mapping[str, str] | None = None, ok_codes: Sequence[int] = (0,)
+) -> PytestRun:
     """Run ``python -m pytest -q -p no:cacheprovider *args`` in ``cwd``.
 
-    Returns the wall seconds and the child's CPU seconds (user + system); exits
-    with the run's output if pytest failed, so no failed run is ever timed.
+    Exits with the run's output if the return code is not in ``ok_codes``, so no
+    broken run is ever timed.
     """
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}) in {cwd}:\n"
-                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if proc.returncode not in ok_codes:
+        sys.exit(f"{' '.join(command)} failed ({proc.returncode}) in {cwd}:\n"
+                 f"{stdout[-3000:]}\n{stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return PytestRun(proc.pid, started, wall, cpu, proc.returncode, stdout, stderr)
+
+
+def timed_pytest(cwd: Path, args: Sequence[str]) -> tuple[float, float]:
+    """Run ``python -m pytest -q -p no:cacheprovider *args`` in ``cwd``; wall and CPU seconds.
+
+    Exits with the run's output if pytest failed, so no failed run is ever timed.
+    """
+    run = run_pytest(cwd, args)
+    return run.wall, run.cpu

@@ -17,23 +17,13 @@ import tempfile
 from pathlib import Path
 
 from _pytest_run import timed_pytest
+from _suites import write_trivial_suite
 
 VARIANTS = {
     "plain (-p no:executor)": ["-p", "no:executor"],
     "plugin inert": [],
     "plugin --executor-backend=local": ["--executor-backend=local", "--executor-table=none"],
 }
-
-
-def write_suite(directory: Path, tests: int) -> None:
-    """``tests`` trivial tests spread over modules of 100."""
-    per_module = 100
-    for module in range(0, tests, per_module):
-        body = "".join(
-            f"def test_{n}():\n    assert True\n\n" for n in range(min(per_module, tests - module))
-        )
-        (directory / f"test_m{module // per_module:03d}.py").write_text(body)
-    (directory / "pytest.ini").write_text("[pytest]\n")
 
 
 def main() -> None:
@@ -43,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        write_suite(directory, args.tests)
+        write_trivial_suite(directory, args.tests)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
         for name, extra in VARIANTS.items():  # warm-up: imports, .pyc files
             timed_pytest(directory, extra)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from _pytest_run import timed_pytest
+from _suites import write_trivial_suite
 
 SUITES = ("sleepy", "cpu", "trivial")
 
@@ -65,8 +66,8 @@ def write_suite(root: Path, name: str) -> Path:
         )
         modules = 4
     else:
-        body = "".join(f"def test_nothing_{i}():\n    pass\n\n\n" for i in range(100))
-        modules = 20
+        write_trivial_suite(suite, 2000)
+        return suite
     for module in range(modules):
         (suite / f"test_{name}_{module}.py").write_text(body)
     return suite
