@@ -43,6 +43,7 @@ import time
 import typing as T
 
 from ..._kill import kill_group, kill_own_descendants
+from ._worker_serve import flush_std_streams
 
 
 RECORD = struct.Struct("!cii")
@@ -80,14 +81,6 @@ def _die_with_parent(sig: int = signal.SIGKILL) -> None:
         libc.prctl(pr_set_pdeathsig, sig)
     except Exception:  # best effort: EOF on the sockets still ends idle processes
         pass
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
 
 
 def _whole_lines() -> None:
@@ -155,7 +148,7 @@ def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
     code = 0
     fd = fds[0]
     if len(fds) == 3:
-        _flush()
+        flush_std_streams()
         os.dup2(fds[1], 1)
         os.dup2(fds[2], 2)
         os.close(fds[1])
@@ -181,7 +174,7 @@ def _run_worker(fds: list[int], zygote_pid: int) -> T.NoReturn:
         code = 1
     finally:
         _kill_leftovers()
-        _flush()
+        flush_std_streams()
         os._exit(code)
 
 

@@ -55,7 +55,8 @@ def _dumps(reply: tuple) -> bytes:
         return T.cast(bytes, cloudpickle.dumps(("err", err, text)))
 
 
-def _flush() -> None:
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout``/``sys.stderr``, whatever a job did to them."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -129,7 +130,7 @@ class Connection:
 
     def send(self, reply: tuple) -> bool:
         """Send one reply; False (and EOF noted) if the engine is gone."""
-        _flush()
+        flush_std_streams()
         try:
             send_frame(self.sock, _dumps(reply))
         except (OSError, EOFError):
@@ -266,7 +267,7 @@ class Connection:
                 _call(teardown, (value,), {})
             except BaseException as exc:
                 sys.stderr.write(f"the teardown of worker state {key!r} failed: {exc!r}\n")
-        _flush()
+        flush_std_streams()
 
 
 def serve(sock: T.Any) -> None:
