@@ -61,6 +61,10 @@ ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
 """Set to ``1`` in a subprocess worker that runs exactly one item."""
 ENV_FORKED = "PYTEST_EXECUTOR_FORKED"
 """Set to ``1`` in a worker forked from the controller: it waits for ``setup`` before configuring."""
+LIFELINE_THREAD = "executor-lifeline"
+"""Name of the worker's thread that watches the lifeline (the only thread a worker starts)."""
+ENV_FORK_ITEMS = "PYTEST_EXECUTOR_FORK_ITEMS"
+"""Set to ``1`` in a worker of the ``forked`` backend: it runs each item in a child forked from itself."""
 
 
 class ChannelClosed(EOFError):
