@@ -231,7 +231,7 @@ def test_hooks_see_every_job(pytester: pytest.Pytester) -> None:
             seen.append(("created", item.name, job.backend, job.status))
 
         def pytest_executor_job_finished(item, job, report):
-            seen.append(("finished", item.name, job.status, report.when if report else None))
+            seen.append(("finished", item.name, job.outcome, report.when if report else None))
 
         def pytest_sessionfinish(session):
             for entry in seen:
