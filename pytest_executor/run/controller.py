@@ -87,6 +87,8 @@ class Controller:
         self.jobs: list[TestJob] = []
         self.remote = RemoteLane(self)
         self.engine: Engine | None = None
+        self.unannounced: dict[int, pytest.TestReport | None] = {}
+        """Finalized tests whose engine job had not finished yet: ``pytest_executor_job_finished`` waits."""
         self.abort: BaseException | None = None
         """An exception from a test's body that ends the run (``pytest.exit``, an internal error)."""
 
@@ -161,6 +163,7 @@ class Controller:
         engine = Engine(EngineSetting(max_jobs=self.settings.get("max-jobs"), print_traceback=False))
         engine.start(loop_thread=False)
         self.engine = engine
+        engine.add_listener(self._on_status)
         engine.submit(*[self.jobs[node] for node in self.plan.order])
         runners = self.remote.runners
         if not runners:
@@ -172,6 +175,7 @@ class Controller:
             wait = 1.0 if len(runners) == 1 and not self.conditions else 0.05
             while True:
                 engine.serve_caller(timeout=0)
+                self._announce()
                 self._check_stop(session)
                 if self.remote.skip_blocked():
                     continue
@@ -210,6 +214,21 @@ class Controller:
             jobs[node] = job
         self.jobs = [job for job in jobs if job is not None]
         assert len(self.jobs) == len(plan.items), "the plan orders every item"
+
+    def _on_status(self, job: Any, status: str) -> None:
+        """Engine listener: a local test job ended (on the main thread, no loop running): announce it."""
+        if status in ("done", "failed") and type(job) is LocalTestJob and job.node in self.unannounced:
+            self._announce_one(job.node)
+
+    def _announce(self, every: bool = False) -> None:
+        """Call ``pytest_executor_job_finished`` for finalized tests whose job ended (``every``: all of them)."""
+        for node in list(self.unannounced):
+            if every or self.jobs[node].status in ("done", "failed", "cancelled"):
+                self._announce_one(node)
+
+    def _announce_one(self, node: int) -> None:
+        report = self.unannounced.pop(node)
+        self.config.hook.pytest_executor_job_finished(item=self.plan.items[node], job=self.jobs[node], report=report)
 
     def outcome_known(self, node: int, outcome: str) -> None:
         """``node``'s outcome is known: its job ends now; note when its dependents became ready."""
@@ -264,6 +283,7 @@ class Controller:
 
     def _close(self) -> None:
         """Mark jobs that never finished as cancelled; stop the engine."""
+        self._announce(every=True)
         for node, record in enumerate(self.records):
             if record.status in ("created", "pending", "running"):
                 record.status = "cancelled"
@@ -344,7 +364,11 @@ class Controller:
         telling = next((r for r in reports if r.failed), None) or next(
             (r for r in reports if r.when == "call"), reports[0] if reports else None
         )
-        self.config.hook.pytest_executor_job_finished(item=self.plan.items[node], job=job, report=telling)
+        # Announced once the engine ended the job too (job.status final): for a local test
+        # when its body returned, for a remote one when the engine took its result.
+        self.unannounced[node] = telling
+        if job.status in ("done", "failed", "cancelled"):
+            self._announce_one(node)
 
     # ---------------------------------------------------------------- remote
 
