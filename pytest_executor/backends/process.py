@@ -303,6 +303,10 @@ class WorkerPool:
     defers_teardown = True
     """A worker tears an item down when it learns its next task (see :class:`~pytest_executor.backends._runner.Runner`)."""
     _REAP_GRACE = 30.0
+    worker_env: dict[str, str] = {}
+    """Extra environment of every worker (the ``forked`` backend turns on item forking with it)."""
+    deadline_grace = 0.0
+    """Seconds past an item's timeout before its worker is killed (a forked worker times out its child itself)."""
     """Seconds a worker that said ``bye`` gets to end its session at cleanup before SIGKILL."""
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
@@ -454,7 +458,7 @@ class WorkerPool:
         out_r, out_w = os.pipe()
         env = dict(os.environ)
         env.pop("PYTEST_CURRENT_TEST", None)
-        env.update({ENV_WORKER: wid, ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
+        env.update({ENV_WORKER: wid, ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)}, **self.worker_env)
         if self.oneshot:
             env[ENV_ONESHOT] = "1"
         try:
@@ -625,7 +629,7 @@ class WorkerPool:
                 slot.started = True
                 slot.start = time.time()
                 if slot.task.timeout:
-                    worker.deadline = time.monotonic() + slot.task.timeout
+                    worker.deadline = time.monotonic() + slot.task.timeout + self.deadline_grace
             self._events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": tuple(kwargs["location"]), "worker": wid}))
         elif name == "logreport":
             report = self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"])
@@ -1012,6 +1016,7 @@ class ProcessRunner(WorkerPool):
                         ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w),
                         ENV_LIFELINE: str(life_r),
                         ENV_FORKED: "1",
+                        **self.worker_env,
                     }
                     become_forked_worker(self.config, env, out_w)
                 except BaseException:

@@ -1,10 +1,22 @@
-"""What the process pool adds for worker states, affinity and timeouts (see :mod:`.process`).
+"""What the process pool adds for worker states, affinity, prefetch and timeouts (see :mod:`.process`).
 
 Routing: a call with a state, a worker or an affinity key scores the idle
 workers (:meth:`StatefulPool._chooser`) and takes the best; a negative score
 rules a worker out.  When no idle worker fits, a fresh one is forked if the
 pool may grow and a fresh worker would fit, else the call waits for the next
 change (a worker released or lost).
+
+Prefetch (``ProcessPool(prefetch=N)``, off by default): when no idle worker
+fits, a call may be sent at once to a busy worker that fits and holds fewer
+than ``N`` calls queued behind the one it runs, so that the worker starts it
+the moment it sends the previous reply, without waiting for a round trip
+through the engine.  That is what a stream of short calls needs (a test
+suite: one call per test).  A queued call carries a sequence number;
+cancelling it before it starts sends ``("skip", seq)``, which the worker
+reads before it starts a call, and the worker stays.  A queued call whose
+worker dies never started: it is run on another worker (:class:`NotStarted`
+tells its caller).  The engine's own ProcessJobs do not prefetch: the engine
+runs at most one per worker, a job that is "running" must run.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ import cloudpickle
 from ..._kill import kill_group, signal_name
 from ..._pidfd import wait_exited
 from ..job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
-from ._worker_handle import RemoteTraceback, Worker
+from ._frames import send_frame
+from ._worker_handle import Call, RemoteTraceback, Worker
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..state import WorkerState
@@ -61,6 +74,10 @@ async def acquire_chosen(pool: "ProcessPool", choose: T.Callable[[Worker], int])
             pool.release(worker)
             continue
         await pool.wait_changed()
+
+
+class NotStarted(Exception):
+    """A prefetched call's worker ended before the call started: the caller runs it elsewhere."""
 
 
 def _only(holder: Worker) -> T.Callable[[Worker], int]:
@@ -126,6 +143,81 @@ class StatefulPool:
             return score
 
         return choose
+
+    async def acquire_call(self, state: "WorkerState | None", ident: int | None,
+                           affinity: T.Hashable) -> tuple[Worker, bool]:
+        """A worker for one call, and whether the call goes *ahead* (queued behind the worker's running call).
+
+        Without prefetch: :meth:`ProcessPool.acquire` (with a chooser when the
+        call has a state, a worker or an affinity).  With prefetch: the best
+        idle worker, else a fresh one while the pool has fewer than its eager
+        size, else a busy one with room in its queue, else wait for a change.
+        """
+        pool = T.cast("ProcessPool", self)
+        plain = state is None and ident is None and affinity is None
+        choose = None if plain else self._chooser(state, ident, affinity)
+        if pool.prefetch <= 0:
+            return await pool.acquire(choose), False
+        key = state.key if state is not None else None
+        while True:
+            pool._check_open()
+            best, score = None, -1
+            for worker in pool._idle:
+                value = choose(worker) if choose is not None else 0
+                if worker.alive and value > score:
+                    best, score = worker, value
+            if best is not None:
+                pool._idle.remove(best)
+                return best, False
+            if len(self._workers) < pool._eager_workers:
+                worker = pool._start_worker()
+                try:
+                    await asyncio.shield(worker.ready)
+                except asyncio.CancelledError:
+                    pool._release_when_ready(worker)
+                    raise
+                if choose is None or choose(worker) >= 0:
+                    return worker, False
+                pool.release(worker)
+                continue
+            target = self._prefetch_target(choose, key, pool.prefetch)
+            if target is not None:
+                return target, True
+            await self.wait_changed()
+
+    def _prefetch_target(self, choose: T.Callable[[Worker], int] | None, key: str | None,
+                         depth: int) -> Worker | None:
+        """The busy worker that fits best with fewer than ``depth`` calls queued behind its running one."""
+        best, rank = None, (-1, 0)
+        for worker in self._workers:
+            calls = worker.calls
+            # Only behind ordinary calls (they carry a seq): not a generator's steps, a setup or a drop.
+            if not worker.alive or not calls or len(calls) > depth or any(c.seq is None for c in calls):
+                continue
+            if key is not None and key not in worker.states:
+                continue
+            score = choose(worker) if choose is not None else 0
+            if score >= 0 and (score, -len(calls)) > rank:
+                best, rank = worker, (score, -len(calls))
+        return best
+
+    def _skip(self, worker: Worker, call: Call) -> None:
+        """Cancel a prefetched call that has not started (its ``skipped`` reply is dropped on arrival)."""
+        try:
+            send_frame(worker.sock, cloudpickle.dumps(("skip", call.seq)))
+        except OSError as exc:
+            T.cast("ProcessPool", self)._lost(worker, f"cannot send to worker: {exc}")
+
+    def _take_calls(self, worker: Worker) -> Call | None:
+        """Forget the calls sent to a worker that is gone: the running one is returned, the
+        prefetched ones fail with :class:`NotStarted` (their callers run them elsewhere)."""
+        calls = list(worker.calls)
+        worker.calls.clear()
+        head = calls[0] if calls and calls[0].started else None
+        for call in calls:
+            if call is not head and not call.fut.done():
+                call.fut.set_exception(NotStarted())
+        return head
 
     # -------------------------------------------------------------- states
     def _raise_state_error(self, state: "WorkerState") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import socket
 import typing as T
@@ -19,6 +20,19 @@ class RemoteTraceback(Exception):
         return f"\n\"\"\"\n{self.text}\"\"\""
 
 
+class Call:
+    """One request sent to a worker whose reply is awaited (replies come back in the order of the requests)."""
+
+    __slots__ = ("fut", "seq", "on_start", "started")
+
+    def __init__(self, fut: "asyncio.Future[tuple]", seq: int | None = None,
+                 on_start: T.Callable[[], None] | None = None, started: bool = True) -> None:
+        self.fut = fut
+        self.seq = seq  # a prefetched call's number: ("skip", seq) cancels it before it starts
+        self.on_start = on_start  # run when the reply before it arrives: the worker starts it then
+        self.started = started  # False while it waits in the worker behind another request
+
+
 TAIL_BYTES = 64 * 1024
 """How much of a worker's output since its job started is kept for crash and timeout reports."""
 
@@ -33,7 +47,7 @@ class Worker:
         self.pid = 0
         self.pidfd: int | None = None  # lets the engine wait for a process it did not fork
         self.reading = False
-        self.waiter: asyncio.Future | None = None
+        self.calls: collections.deque[Call] = collections.deque()  # sent, reply awaited; the first one runs
         self.alive = True
         self.known: set[int] = set()  # tokens of the functions this worker has cached
         self.states: set[str] = set()  # keys of the worker states it holds
@@ -43,6 +57,11 @@ class Worker:
         self.outputs: dict[int, int] = {}  # read end of its stdout/stderr pipe -> the engine's fd it is copied to
         self.tail = bytearray()  # its output since its current job started (bounded)
         self.capture = False  # keep its output only (a state with capture_output=True), do not copy it
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request sent to it is still unanswered (or waits in it, prefetched)."""
+        return any(not call.fut.done() for call in self.calls)
 
     # ------------------------------------------------------------- output
     def open_outputs(self) -> tuple[int, int]:

@@ -55,8 +55,8 @@ from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
 from ._frames import recv_frame, send_frame
-from ._stateful import StatefulPool, acquire_chosen, crash_error
-from ._worker_handle import RemoteTraceback, Worker, _unwrap
+from ._stateful import NotStarted, StatefulPool, acquire_chosen, crash_error
+from ._worker_handle import Call, RemoteTraceback, Worker, _unwrap
 from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
 
 __all__ = ["ProcessPool", "RemoteTraceback", "SpareZygote", "Worker", "can_fork_zygote", "fork_zygote"]
@@ -71,12 +71,17 @@ class ProcessPool(StatefulPool):
     """A lazily grown pool of at most ``max_workers`` warm worker processes."""
 
     def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop,
-                 spare: SpareZygote | None = None) -> None:
+                 spare: SpareZygote | None = None, *, prefetch: int = 0, eager: bool = False) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
         self.max_workers = max_workers
         self.loop = loop
-        self._eager_workers = min(max_workers, os.cpu_count() or 1)
+        self.prefetch = prefetch
+        """Calls a busy worker may hold queued behind the one it runs (see :mod:`._stateful`); settable."""
+        self._eager_workers = max_workers if eager else min(max_workers, os.cpu_count() or 1)
+        self._seqs = itertools.count(1)
         self._grow_timer: asyncio.TimerHandle | None = None
         self._replies = 0  # replies of workers so far: the progress _grow looks for
         self._replies_at_arm = 0
@@ -128,32 +133,49 @@ class ProcessPool(StatefulPool):
         """
         if state is not None:
             self._raise_state_error(state)
-        if state is None and worker is None and affinity is None:
-            chosen = await self.acquire()
-        else:
-            chosen = await self.acquire(self._chooser(state, worker, affinity))
+        while True:
+            chosen, ahead = await self.acquire_call(state, worker, affinity)
+            try:
+                return await self._call_on(chosen, ahead, func, args, kwargs, on_worker, state, affinity, timed_out)
+            except NotStarted:  # it waited in a worker that died before it could start: run it elsewhere
+                continue
+
+    async def _call_on(self, chosen: Worker, ahead: bool, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
+                       on_worker: T.Callable[[Worker], None] | None, state: "WorkerState | None",
+                       affinity: T.Hashable, timed_out: T.Callable[[], bool] | None) -> T.Any:
+        """Run the call on ``chosen``: acquired, or busy with ``ahead`` (prefetched) calls it runs first."""
         key = state.key if state is not None else None
+        call: Call | None = None
         try:
             if state is not None and key not in chosen.states:
                 await self._set_up(chosen, state)
             if on_worker is not None:
                 on_worker(chosen)
-            payload = self._call_payload(chosen, func, args, kwargs, key)
-            chosen.tail.clear()  # crash and timeout reports show the output of this job only
-            reply = await self.request(chosen, payload)
+            if affinity is not None:
+                chosen.affinity = affinity
+            seq = next(self._seqs)
+            payload = self._call_payload(chosen, func, args, kwargs, key, seq if ahead else None)
+            if not ahead:
+                chosen.tail.clear()  # crash and timeout reports show the output of this job only
+            call = self._send(chosen, payload, seq, chosen.tail.clear)
+            reply = await call.fut
             if reply[0] == "missing":  # the worker evicted the function: send it in full
                 chosen.known.discard(reply[1])
-                reply = await self.request(chosen, self._call_payload(chosen, func, args, kwargs, key))
+                call = self._send(chosen, self._call_payload(chosen, func, args, kwargs, key, seq), seq)
+                reply = await call.fut
         except asyncio.CancelledError:
+            if call is not None and not call.started and chosen.alive:
+                self._skip(chosen, call)  # it never started: the worker skips it and stays
+                raise
             if timed_out is not None and timed_out() and chosen.alive:
                 raise await self._timeout_error(chosen) from None
             self.kill(chosen)
             raise
+        except NotStarted:
+            raise
         except BaseException:
             self.discard_if_dead(chosen)
             raise
-        if affinity is not None:
-            chosen.affinity = affinity
         self.release(chosen)
         return _unwrap(reply)
 
@@ -190,9 +212,9 @@ class ProcessPool(StatefulPool):
             raise
 
     def release(self, worker: Worker) -> None:
-        """Give a worker back (to a waiting caller first)."""
+        """Give a worker back (to a waiting caller first); one with prefetched calls stays theirs."""
         self.changed()
-        if not worker.alive or self._closed:
+        if not worker.alive or self._closed or worker.calls:
             return
         while self._queue:
             fut = self._queue.popleft()
@@ -203,13 +225,18 @@ class ProcessPool(StatefulPool):
 
     async def request(self, worker: Worker, payload: bytes) -> tuple:
         """Send one request to ``worker`` and await its reply tuple."""
-        fut: asyncio.Future[tuple] = self.loop.create_future()
-        worker.waiter = fut
+        return await self._send(worker, payload).fut
+
+    def _send(self, worker: Worker, payload: bytes, seq: int | None = None,
+              on_start: T.Callable[[], None] | None = None) -> Call:
+        """Send one request; its reply resolves the returned call's future (requests queue in the worker)."""
+        call = Call(self.loop.create_future(), seq, on_start, started=not worker.calls)
+        worker.calls.append(call)
         try:
             send_frame(worker.sock, payload)
         except OSError as exc:
             self._lost(worker, f"cannot send to worker: {exc}")
-        return await fut
+        return call
 
     def kill(self, worker: Worker) -> None:
         """Kill a worker (and its process group) and fork a replacement if the pool is open."""
@@ -244,7 +271,7 @@ class ProcessPool(StatefulPool):
         self._queue.clear()
         stopping = list(self._workers)
         for worker in stopping:
-            busy = worker.waiter is not None and not worker.waiter.done()
+            busy = worker.busy
             self._forget(worker)
             if busy and worker.pid:
                 kill_group(worker.pid)
@@ -260,7 +287,7 @@ class ProcessPool(StatefulPool):
 
     # ------------------------------------------------------------ internals
     def _call_payload(self, worker: Worker, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
-                      key: str | None = None) -> bytes:
+                      key: str | None = None, seq: int | None = None) -> bytes:
         """Pickle a call; a function is pickled once per pool and sent once per worker.
 
         Functions cloudpickled by value (``__main__``, lambdas, closures) are the
@@ -283,11 +310,12 @@ class ProcessPool(StatefulPool):
             except TypeError:
                 cacheable = False
         token, data = entry
+        tail = (key,) if seq is None else (key, seq)  # a seq makes the worker look for a skip first
         if cacheable and token in worker.known:
-            return cloudpickle.dumps(("callc", token, None, args, kwargs, key))
+            return T.cast(bytes, cloudpickle.dumps(("callc", token, None, args, kwargs, *tail)))
         if cacheable:
             worker.known.add(token)
-        return cloudpickle.dumps(("callc", token, data, args, kwargs, key))
+        return T.cast(bytes, cloudpickle.dumps(("callc", token, data, args, kwargs, *tail)))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -384,21 +412,31 @@ class ProcessPool(StatefulPool):
         except (EOFError, OSError):
             self._lost(worker, "")
             return
-        fut, worker.waiter = worker.waiter, None
+        call = worker.calls.popleft() if worker.calls else None
         self._replies += 1
+        if worker.calls:  # the worker starts the next (prefetched) call now
+            following = worker.calls[0]
+            if not following.started:
+                following.started = True
+                if following.on_start is not None:
+                    following.on_start()
+            self.changed()  # room for one more prefetched call
         try:
             reply = cloudpickle.loads(data)
         except BaseException as exc:
             reply = ("err", RuntimeError(f"cannot load the reply of worker {worker.pid}: {exc!r}"), "")
-        if fut is not None and not fut.done():
-            fut.set_result(reply)
+        if call is not None and not call.fut.done():
+            call.fut.set_result(reply)
+        elif call is not None and not worker.calls:
+            self.release(worker)  # a skipped call's reply: nobody holds the worker any more
 
     def _lost(self, worker: Worker, why: str) -> None:
         """The worker's socket closed: fail its job once its exit code is known, refill the pool."""
         if not worker.alive:
             return
+        head = self._take_calls(worker)
+        fut = head.fut if head is not None else None
         self._forget(worker)
-        fut, worker.waiter = worker.waiter, None
         zygote = self._zygote
         codes = zygote.exit_code(worker.pid) if zygote is not None else None
         if codes is None or codes.done():
@@ -430,6 +468,7 @@ class ProcessPool(StatefulPool):
 
     def _forget(self, worker: Worker) -> None:
         self.changed()
+        self._take_calls(worker)
         worker.alive = False
         if worker in self._workers:
             self._workers.remove(worker)
