@@ -129,10 +129,11 @@ class DaskRunner(ElasticPool):
         elif self.address:
             try:
                 self._client = connect_client(self.address, _CONNECT_TIMEOUT)
-            except ConnectionError:
+            except ConnectionError as error:
+                reason = "" if "within" in str(error) else f" ({error})"
                 raise pytest.UsageError(
                     f"--executor-dask-address {self.address}: cannot reach the dask scheduler "
-                    f"within {_CONNECT_TIMEOUT:g} s"
+                    f"within {_CONNECT_TIMEOUT:g} s{reason}"
                 ) from None
             self._own_client, self._elastic = True, not self.requested
         else:
@@ -404,7 +405,7 @@ class DaskRunner(ElasticPool):
             if self._own_client:
                 from executor.engine.backend.dask import close_client_quietly
 
-                close_client_quietly(client, timeout=5 if not self._dead else 2)
+                close_client_quietly(client, timeout=5 if not self._dead else 2, scheduler_gone=bool(self._dead))
         local, self._local = self._local, None
         if local is not None:
             local.close(timeout=5)
