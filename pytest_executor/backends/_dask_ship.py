@@ -84,6 +84,21 @@ def _skip_predicate(top: str) -> Any:
     return skip
 
 
+def _archive(top: str, skip: Any) -> bytes:
+    """The zip UploadDirectory would make of ``top`` (same names), old timestamps allowed."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as archive:
+        for folder, _, files in os.walk(top):
+            for name in files:
+                filename = os.path.join(folder, name)
+                if not skip(filename):
+                    archive.write(filename, os.path.relpath(filename, os.path.join(top, "..")))
+    return buffer.getvalue()
+
+
 def check_versions(client: Any, version: str) -> None:
     """Fail (``pytest.UsageError``) when a worker lacks pytest-executor or has another version."""
     from importlib.metadata import version as installed
@@ -113,7 +128,16 @@ def ship(client: Any, config: pytest.Config, run_id: str) -> Shipment:
         # The archive is named after the folder it is made from: a link named for the run.
         link = os.path.join(stage, shipment.name)
         os.symlink(rootdir, link)
-        plugin = UploadDirectory(link, skip_words=(), skip=(_skip_predicate(link),))
+        skip = _skip_predicate(link)
+        try:
+            plugin = UploadDirectory(link, skip_words=(), skip=(skip,))
+        except ValueError:
+            # A file dated before 1980 (sdists often carry mtime 0), which zipfile refuses by
+            # default: the same plugin for an empty folder of the same name, with our archive.
+            empty = os.path.join(stage, "empty", shipment.name)
+            os.makedirs(empty)
+            plugin = UploadDirectory(empty, skip_words=())
+            plugin.data = _archive(link, skip)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     shipment.plugin_name = plugin.name

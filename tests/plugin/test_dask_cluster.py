@@ -212,6 +212,7 @@ def test_a_suite_runs_from_the_workers_copy_and_the_controller_listens_on_nothin
     record = tmp_path / "record"
     record.mkdir()
     suite = _suite(tmp_path, {"test_home.py": HOME_SUITE}, record=record)
+    os.utime(suite / "record.txt", (0, 0))  # dated 1970, as files of sdists often are: zip needs care
     proc = _spawn(suite, tmp_path, f"--executor-dask-address={cluster.address}", "-rA")
     try:
         wait_for(lambda: (record / "started").exists() or proc.poll() is not None, "the first test", timeout=90)
