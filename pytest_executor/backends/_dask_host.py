@@ -70,11 +70,14 @@ def copy_root(worker: Any, name: str) -> str:
 
 def remove_copy(name: str, dask_worker: Any = None) -> None:
     """Run on each worker at the end (``client.run``): remove the run's copy and scratch there."""
+    if dask_worker is not None:
+        remove_run_dirs(copy_root(dask_worker, name))
+
+
+def remove_run_dirs(root: str) -> None:
+    """Remove a run's copy at ``root`` and its sessions' scratch folders."""
     import shutil
 
-    if dask_worker is None:
-        return
-    root = copy_root(dask_worker, name)
     for path in (root, root + "-tmp"):
         shutil.rmtree(path, ignore_errors=True)
 
@@ -346,4 +349,4 @@ def _supervise(proc: subprocess.Popen[bytes], relay: _Relay, out_r: int, chan_r:
         selector.close()
 
 
-__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_root", "host_session", "remove_copy"]
+__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_root", "host_session", "remove_copy", "remove_run_dirs"]

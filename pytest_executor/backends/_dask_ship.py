@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from distributed.diagnostics.plugin import NannyPlugin
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox",
@@ -57,6 +58,25 @@ class Shipment:
     pythonpath: list[str] = field(default_factory=list)
     """Source roots relative to the copy, put first on the session's ``PYTHONPATH``."""
     plugin_name: str = ""
+
+
+class CopyCleaner(NannyPlugin):
+    """Removes the run's copy from a nanny's local directory when the nanny closes or the plugin goes.
+
+    A retired worker's nanny closes before the run ends, so the clean-up
+    through ``client.run`` at the end would never reach its copy; unregistering
+    the plugin at the end removes the copies of every other nanny.
+    """
+
+    def __init__(self, copy: str) -> None:
+        self.name = f"{copy}-cleanup"
+        self.copy = copy
+
+    def teardown(self, nanny: Any) -> None:
+        """Remove the copy and the sessions' scratch folders."""
+        from pytest_executor.backends._dask_host import remove_run_dirs
+
+        remove_run_dirs(os.path.join(nanny.local_directory, self.copy))
 
 
 def _is_venv(path: str) -> bool:
@@ -141,6 +161,7 @@ def ship(client: Any, config: pytest.Config, run_id: str) -> Shipment:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     shipment.plugin_name = plugin.name
+    client.register_plugin(CopyCleaner(shipment.name))
     client.register_plugin(plugin)
     invocation = Path(config.invocation_params.dir).resolve()
     with contextlib.suppress(ValueError):
@@ -157,8 +178,9 @@ def unship(client: Any, shipment: Shipment) -> None:
 
     with contextlib.suppress(Exception):
         client.unregister_scheduler_plugin(shipment.plugin_name)
-    with contextlib.suppress(Exception):
-        client.unregister_worker_plugin(shipment.plugin_name, nanny=True)
+    for name in (shipment.plugin_name, f"{shipment.name}-cleanup"):  # the cleaner's teardown removes the copies
+        with contextlib.suppress(Exception):
+            client.unregister_worker_plugin(name, nanny=True)
     with contextlib.suppress(Exception):
         client.run(remove_copy, shipment.name, on_error="ignore")
 
@@ -225,4 +247,4 @@ def _remap(arg: str, invocation: Path, root: Path, cwd_inside: bool) -> Arg:
     return (head, "" if str(rel) == "." else str(rel), colons + rest)
 
 
-__all__ = ["Arg", "Shipment", "check_versions", "remap_args", "ship", "source_roots", "unship"]
+__all__ = ["Arg", "CopyCleaner", "Shipment", "check_versions", "remap_args", "ship", "source_roots", "unship"]

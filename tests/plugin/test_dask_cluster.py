@@ -320,6 +320,8 @@ def test_retiring_a_worker_mid_run_loses_no_test_and_reports_none_twice(
     tests = [job["test"] for job in json.loads(report.read_text())["jobs"]]
     assert len(tests) == len(set(tests)) == 13
     assert sum(line.startswith("PASSED ") for line in output.splitlines()) == 13, output
+    # the retired worker's nanny removed its copy as it closed, the others at the end of the run
+    wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
 
 
 KILL_SUITE = """
@@ -416,7 +418,9 @@ def test_a_scheduler_that_goes_away_ends_the_run_with_an_error_for_every_test_le
         assert f"test_stop.py::{name}" in output
     assert output.count("went away") >= 2, output
     assert "Traceback" not in output, output
-    assert output.rstrip().splitlines()[-1].startswith("=") and "1 passed, 3 errors" in output, output
+    summary = output.rstrip().splitlines()[-1]
+    # the test that stopped the scheduler ran (it fails) or its result was lost (an error)
+    assert "1 failed, 1 passed, 2 errors" in summary or "1 passed, 3 errors" in summary, output
 
 
 def test_a_worker_with_another_pytest_executor_version_fails_the_run_at_start(
