@@ -5,12 +5,12 @@ Implement them in a ``conftest.py`` or a plugin, like any pytest hook.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_executor.views.report import JobRecord
+    from pytest_executor.run._jobs import TestJob
 
 
 @pytest.hookspec(firstresult=True)
@@ -31,20 +31,51 @@ def pytest_executor_select_backend(item: pytest.Item) -> str | None:
     """
 
 
-def pytest_executor_job_created(item: pytest.Item, job: JobRecord) -> None:
-    """``job`` (a :class:`pytest_executor.views.report.JobRecord`) was created for ``item``.
+@pytest.hookspec(firstresult=True)
+def pytest_executor_dask_client(config: pytest.Config) -> Any | None:
+    """Return the synchronous ``distributed.Client`` the ``dask`` backend runs on, or ``None``.
+
+    Called once per run, when ``--executor-backend=dask`` starts; the first
+    non-``None`` answer wins over ``--executor-dask-address``.  Use it for
+    what an address alone cannot say: your own ``distributed.security.Security``,
+    a dask-gateway or dask-kubernetes cluster.  The client stays yours: the
+    plugin does not close it.  The suite is shipped to its workers as for an
+    address (see "Running on a cluster" in the README).
+
+    Example::
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_executor_dask_client(config):
+            from distributed import Client
+            from distributed.security import Security
+
+            security = Security(tls_ca_file="ca.pem", tls_client_cert="me.pem",
+                                tls_client_key="me.key", require_encryption=True)
+            return Client("tls://scheduler.example:8786", security=security)
+    """
+
+
+def pytest_executor_job_created(item: pytest.Item, job: TestJob) -> None:
+    """``job``, the engine job of ``item``, was created (it is not submitted yet: ``job.status == "created"``).
 
     Called once per job after collection, in dependency order, before anything
-    runs; the record's ``backend``, ``after`` and ``retries`` are already set.
+    runs.  ``job`` is an :class:`executor.engine.job.base.Job` (a
+    :class:`pytest_executor.run._jobs.TestJob`): besides the engine's
+    attributes (``id``, ``status``, ``retries``, ``exclusive``, ``condition``...)
+    it has ``nodeid``, ``backend``, and ``record`` (the job table's row:
+    ``record.after``, ``record.timeout``...).
     """
 
 
 def pytest_executor_job_finished(
-    item: pytest.Item, job: JobRecord, report: pytest.TestReport | None
+    item: pytest.Item, job: TestJob, report: pytest.TestReport | None
 ) -> None:
-    """``item``'s job reached a final status (``job.status``).
+    """``item``'s engine job has its final outcome (``job.outcome``: ``passed``, ``failed``...).
 
-    ``report`` is the item's most telling report of the final attempt (the failed
-    one if any, else the call report, else setup) or ``None`` if nothing ran,
-    e.g. when the run stopped first.
+    ``job.status`` is the engine's (``done``; ``failed`` for a failed test;
+    ``cancelled`` when the run stopped first), ``job.attempts`` the number of
+    attempts, ``job.reports`` the reports of each attempt and ``job.worker``
+    where the last one ran.  ``report`` is the item's most telling report of
+    the final attempt (the failed one if any, else the call report, else setup)
+    or ``None`` if nothing ran, e.g. when the run stopped first.
     """

@@ -61,7 +61,7 @@ def runtime_imports(path: Path, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules and m != name}
 
 
-REWORKED_ELSEWHERE = {"pytest_executor.backends.process", "pytest_executor.run.controller"}
+REWORKED_ELSEWHERE = {"pytest_executor.backends.process"}
 """The plugin's own pool and run loop: they shrink when tests run as engine jobs on the engine's
 pool (issue 13); drop each from here once that lands."""
 

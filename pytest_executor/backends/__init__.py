@@ -2,10 +2,10 @@
 
 The contract between the controller and a backend is
 :mod:`~pytest_executor.backends._runner`; the wire protocol to worker sessions
-is :mod:`~pytest_executor.backends._protocol` (opened by the hello of
-:mod:`~pytest_executor.backends._hello`); the worker side is
+is :mod:`~pytest_executor.backends._protocol` (the xdist link's sockets open
+with the hello of :mod:`~pytest_executor.backends._hello`); the worker side is
 :mod:`~pytest_executor.backends.worker`.  One module per backend:
 :mod:`~pytest_executor.backends.process`, :mod:`~pytest_executor.backends.subproc`
-and :mod:`~pytest_executor.backends.dask`, made by name in
-:mod:`~pytest_executor.backends._factory`.
+and :mod:`~pytest_executor.backends.dask` (with its ``_dask_*`` helpers), made by
+name in :mod:`~pytest_executor.backends._factory`.
 """

@@ -32,7 +32,8 @@ import pytest
 from _pytest.runner import call_and_report, show_test_item
 
 from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_FORKED, ENV_LIFELINE, ENV_ONESHOT,
-                                              ENV_WORKER, LIFELINE_THREAD, Channel, connect_channel)
+                                              ENV_WORKER, LIFELINE_THREAD, Channel, connect_channel, map_paths,
+                                              path_map_from_env)
 from executor._kill import become_subreaper, kill_own_descendants, signal_group
 
 # Options whose effect belongs to the controller only: files it writes, and
@@ -261,6 +262,7 @@ class WorkerSession:
         self._handled = False
         self._start = 0.0
         self._last_outcome = "passed"
+        self._path_map = path_map_from_env()  # run from a shipped copy (dask): report the controller's paths
         self.forker: Any = None
         """An :class:`~pytest_executor.backends._forked.ItemForker` in a worker of the forked backend."""
 
@@ -455,7 +457,7 @@ class WorkerSession:
             return
         if report.when in ("setup", "call") and not report.passed:
             self._last_outcome = str(report.outcome)
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        data = map_paths(self.config.hook.pytest_report_to_serializable(config=self.config, report=report), self._path_map)
         self._emit("logreport", data=data, worker=self.worker_id)
         if report.failed:
             # A failure must reach the controller even if the worker dies next.
@@ -490,7 +492,7 @@ class WorkerSession:
             "warning",
             message=str(warning_message.message),
             category=f"{category.__module__}:{category.__qualname__}",
-            filename=warning_message.filename,
+            filename=map_paths(warning_message.filename, self._path_map),
             lineno=warning_message.lineno,
             when=when,
             nodeid=nodeid,
