@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_executor.run._jobs import TestJob
+    from pytest_executor.run.jobs import TestJob
 
 
 @pytest.hookspec(firstresult=True)
@@ -60,7 +60,7 @@ def pytest_executor_job_created(item: pytest.Item, job: TestJob) -> None:
 
     Called once per job after collection, in dependency order, before anything
     runs.  ``job`` is an :class:`executor.engine.job.base.Job` (a
-    :class:`pytest_executor.run._jobs.TestJob`): besides the engine's
+    :class:`pytest_executor.run.jobs.TestJob`): besides the engine's
     attributes (``id``, ``status``, ``retries``, ``exclusive``, ``condition``...)
     it has ``nodeid``, ``backend``, and ``record`` (the job table's row:
     ``record.after``, ``record.timeout``...).

@@ -1,6 +1,6 @@
 """The remote lane: test jobs on runners, and the main-thread pump that replays their events.
 
-A :class:`~pytest_executor.run._jobs.RemoteTestJob` attempt is a coroutine on
+A :class:`~pytest_executor.run.jobs.RemoteTestJob` attempt is a coroutine on
 the engine's loop (which runs on the main thread, see
 :mod:`executor.engine._driving`): it waits for a free slot of its runner,
 submits an :class:`~pytest_executor.backends._runner.ItemTask` and awaits the
@@ -11,7 +11,7 @@ for events and replay them here through pytest's hooks, which resolves the
 attempts they end.
 
 Retries are the engine's: a failed result with retries left ends the attempt
-with :class:`~pytest_executor.run._jobs.RetryAttempt`.  Its reports are held
+with :class:`~pytest_executor.run.jobs.RetryAttempt`.  Its reports are held
 back (only the final attempt's reach the terminal and junitxml).  A runner that
 defers teardown (``Runner.defers_teardown``) gets the retry on the same worker
 before the failed attempt's ``done``: the worker tears that attempt down only
@@ -30,7 +30,7 @@ import pytest
 from _pytest.runner import CallInfo
 
 from pytest_executor.backends._runner import ItemTask, Runner
-from pytest_executor.run._jobs import RemoteTestJob, RetryAttempt, TestFailed
+from pytest_executor.run.jobs import RemoteTestJob, RetryAttempt, TestFailed
 from pytest_executor.run.local import outcome_of
 from pytest_executor.views.report import AttemptRecord
 

@@ -3,7 +3,7 @@
 A :class:`Controller` is registered as a pytest plugin object after collection
 when the plugin is active (never in worker sessions).  It replaces
 ``pytest_runtestloop``: each planned item becomes a job of one
-:class:`~executor.engine.Engine` (see :mod:`pytest_executor.run._jobs`), and
+:class:`~executor.engine.Engine` (see :mod:`pytest_executor.run.jobs`), and
 the engine decides what may start — ``after=`` dependencies, ``condition=``,
 ``retries``, ``--executor-max-jobs`` and ``exclusive`` are its conditions,
 retries, limits and exclusive scheduling:
@@ -34,7 +34,7 @@ from pytest_executor.backends._runner import Runner
 from pytest_executor.compat import order_only
 from pytest_executor.config.options import IN_PROCESS_BACKENDS
 from pytest_executor.plan._planner import Plan
-from pytest_executor.run._jobs import (
+from pytest_executor.run.jobs import (
     GuardedCondition, LocalTestJob, RemoteTestJob, RetryAttempt, TestFailed, TestJob, job_condition,
 )
 from pytest_executor.run._remote import MAIN_WORKER, RemoteLane
