@@ -234,7 +234,10 @@ class StatefulPool:
         if state.hosted:
             worker.hosted = state.key
         try:
-            reply = await pool.request(worker, cloudpickle.dumps(state.request()))
+            request = state.request()
+            if state.hosted:
+                request = (*request, worker.wid)  # the host learns the engine's id of its worker
+            reply = await pool.request(worker, cloudpickle.dumps(request))
         except WorkerCrashedError as exc:
             self._state_errors[state.key] = exc
             raise WorkerStateError(f"the worker died while setting up worker state {state.name!r}: {exc}") from exc
