@@ -31,17 +31,32 @@ _EARLY: Final = ("process", "dask")
 _STARTED_EARLY = pytest.StashKey[dict[str, Runner]]()
 
 
+def _process_runner(config: pytest.Config, workers: int) -> Any:
+    """The ``process`` runner: on the engine's process pool, or (``PYTEST_EXECUTOR_POOL=pipes``) the plugin's own."""
+    if os.environ.get("PYTEST_EXECUTOR_POOL", "engine") == "engine":
+        from pytest_executor.backends._pool_runner import EngineProcessRunner
+
+        return EngineProcessRunner(config, workers)
+    from pytest_executor.backends.process import ProcessRunner
+
+    return ProcessRunner(config, workers)
+
+
+def read_workers_option(config: pytest.Config, get: Any = None) -> int:
+    """``--executor-workers`` (see :func:`pytest_executor.backends.process.read_workers_option`)."""
+    from pytest_executor.backends.process import read_workers_option as read
+
+    return read(config, get)
+
+
 def make_runner(backend: str, config: pytest.Config) -> Runner:
     """The runner of ``backend`` configured from ``config``'s options (started early, or new)."""
     early = config.stash.get(_STARTED_EARLY, {})
     if backend in early:
         return early.pop(backend)
     if backend == "process":
-        from pytest_executor.backends.process import ProcessRunner, read_workers_option
-
-        return ProcessRunner(config, read_workers_option(config))
+        return _process_runner(config, read_workers_option(config))
     if backend == "subprocess":
-        from pytest_executor.backends.process import read_workers_option
         from pytest_executor.backends.subproc import SubprocessRunner
 
         return SubprocessRunner(config, read_workers_option(config))
@@ -70,13 +85,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     config = early_config
     if not _may_fork(config):
         return
-    from pytest_executor.backends.process import ProcessRunner, read_workers_option
-
     try:
         workers = read_workers_option(config, _early_option)
     except Exception:  # a bad option: pytest_configure reports it clearly
         return
-    runner = ProcessRunner(config, workers)
+    runner = _process_runner(config, workers)
     if runner.prefork():
         return  # the child: a worker from here on (ENV_WORKER is set)
     started: dict[str, Runner] = {"process": runner}

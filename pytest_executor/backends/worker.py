@@ -86,15 +86,24 @@ def pytest_configure(config: pytest.Config) -> None:
     if not worker_id or not spec:
         return
     oneshot = os.environ.get(ENV_ONESHOT) == "1"
-    for name, value in {**_CONTROLLER_ONLY_OPTIONS, **(_ONESHOT_OPTIONS if oneshot else {})}.items():
-        if hasattr(config.option, name):
-            setattr(config.option, name, value)
-    _limit_core_dumps()
+    limit_core_dumps()
     become_subreaper()  # detached grandchildren stay in this worker's tree, to be killed with it
     _watch_lifeline()
     channel = connect_channel(spec)
     if os.environ.get(ENV_FORKED) == "1":
         _receive_setup(config, channel)
+    become_worker_session(config, worker_id, channel, oneshot=oneshot)
+
+
+def become_worker_session(config: pytest.Config, worker_id: str, channel: Any, *, oneshot: bool = False) -> None:
+    """Make this configuring session a worker that talks over ``channel`` (a :class:`Channel` or a look-alike).
+
+    Options whose effect belongs to the controller are reset; the
+    :class:`WorkerSession` replaces pytest's run loop.
+    """
+    for name, value in {**_CONTROLLER_ONLY_OPTIONS, **(_ONESHOT_OPTIONS if oneshot else {})}.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
     session = WorkerSession(config, worker_id, channel, oneshot=oneshot)
     config.pluginmanager.register(session, "executor-worker-session")
 
@@ -192,7 +201,7 @@ def _leave_run_cache_to_controller(config: pytest.Config) -> None:
     setattr(cache, "set", set_unless_run_wide)  # noqa: B010 - mypy forbids assigning to a method
 
 
-def _limit_core_dumps() -> None:
+def limit_core_dumps() -> None:
     """A crashing test must not leave a core file in the user's directory."""
     try:
         import resource
@@ -247,7 +256,7 @@ def _capture_fds(config: pytest.Config) -> list[int]:
 class WorkerSession:
     """The worker's run loop and the hooks that stream its reports to the controller."""
 
-    def __init__(self, config: pytest.Config, worker_id: str, channel: Channel, *, oneshot: bool) -> None:
+    def __init__(self, config: pytest.Config, worker_id: str, channel: Any, *, oneshot: bool) -> None:
         self.config = config
         self.worker_id = worker_id
         self.channel = channel

@@ -156,7 +156,7 @@ class StatefulPool:
         pool = T.cast("ProcessPool", self)
         plain = state is None and ident is None and affinity is None
         choose = None if plain else self._chooser(state, ident, affinity)
-        if pool.prefetch <= 0:
+        if pool.prefetch <= 0 and not pool.eager:
             return await pool.acquire(choose), False
         key = state.key if state is not None else None
         while True:
@@ -180,7 +180,7 @@ class StatefulPool:
                     return worker, False
                 pool.release(worker)
                 continue
-            target = self._prefetch_target(choose, key, pool.prefetch)
+            target = self._prefetch_target(choose, key, pool.prefetch) if pool.prefetch > 0 else None
             if target is not None:
                 return target, True
             await self.wait_changed()

@@ -1,0 +1,550 @@
+"""The ``process`` backend on the engine's process pool: each item is a job for a hosted pytest session.
+
+The workers are those of an :class:`executor.engine.backend.process.ProcessPool`
+(forked by its zygote; where possible the zygote is forked from the controller
+before it loads its conftests, so workers start with every import done, see
+:meth:`EngineProcessRunner.prefork`).  Each holds a pytest session set up as a
+hosted :class:`executor.engine.WorkerState` (:mod:`._hosted`); an item is a
+call routed to a worker holding that state, preferring the worker that ran its
+module last (module fixtures stay set up there) or, for a retry, the worker
+that holds the failed attempt's teardown.  The pool prefetches: a worker is
+handed its next item while it runs one, as many as the items' mean duration
+warrants (:meth:`EngineProcessRunner._depth`).
+
+What the pool reports becomes the events of
+:mod:`pytest_executor.backends._runner`: a call's answer carries the session's
+events; a :class:`~executor.engine.job.utils.WorkerCrashedError` becomes the
+failed report of the item (with the worker's output, its test's captured
+output and the exit code or signal), a timeout stops the worker with SIGABRT
+(its stack dump is in the report) and kills its group
+(:meth:`ProcessPool.abort`); the pool replaces lost workers.
+
+The pool's event loop runs on a thread of its own, so that workers start and
+collect while the controller collects; the controller's thread turns what it
+posts into events (reports are rebuilt there, through pytest's hooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import queue
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from executor._kill import kill_tree
+from executor.engine import WorkerState
+from executor.engine.backend.process import ProcessPool
+from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
+
+from pytest_executor.backends import _hosted
+from pytest_executor.backends._runner import Event, ItemTask
+from pytest_executor.backends.process import (
+    _drop_basetemp,
+    _warning_event,
+    exit_reason,
+    split_invocation_args,
+    trim_stack_dump,
+)
+
+_CAPTURE_BYTES: Final = 64 * 1024
+_ENGINE_FRAMES: Final = os.sep + os.path.join("executor", "engine", "backend") + os.sep
+"""Frames of the engine's worker loop, dropped from a crashed worker's stack like pytest's own."""
+_REAP_GRACE: Final = 30.0
+"""Seconds the sessions get to end (after their last teardown) at cleanup before they are killed."""
+
+
+def _label_to_wid(label: str | None) -> int | None:
+    if label and label.startswith("w") and label[1:].isdigit():
+        return int(label[1:]) + 1
+    return None
+
+
+class EngineProcessRunner:
+    """``--executor-backend=process``: N hosted pytest sessions on the engine's warm process pool."""
+
+    name = "process"
+    defers_teardown = True
+
+    def __init__(self, config: pytest.Config, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self._session: pytest.Session | None = None
+        self._spare: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ProcessPool | None = None
+        self._state: WorkerState | None = None
+        self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._backlog: list[ItemTask] = []
+        self._in_flight: dict[int, ItemTask] = {}  # index -> task whose outcome is not known yet
+        self._exclusive: int | None = None
+        self._mean: float | None = None
+        self._controller_ids: list[str] | None = None
+        self._verified: set[int] = set()
+        self._captures: dict[int, list[int]] = {}
+        self._finishing = False
+        self._closing: set[int] | None = None  # workers whose last teardown is awaited
+        self._finished = False
+        self._killed = False
+        self._basetemp: Path | None = None
+        self._own_basetemp: str | None = None
+        self._ready: set[int] = set()  # workers whose session serves
+
+    # -- start ------------------------------------------------------------
+
+    def prefork(self) -> bool:
+        """Fork the pool's zygote now, while the controller is single-threaded (workers inherit its imports).
+
+        Returns False (the zygote never returns here).
+        """
+        from executor.engine.backend.process import can_fork_zygote, fork_zygote
+
+        if can_fork_zygote():
+            self._spare = fork_zygote()
+        return False
+
+    def start(self, session: pytest.Session) -> None:
+        """Start the pool's loop and the workers' sessions (idempotent)."""
+        if self._session is not None:
+            return
+        self._session = session
+        forward = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
+        options, positionals = split_invocation_args(self.config)
+        self._basetemp = self._make_basetemp()
+        env = {"PYTEST_EXECUTOR_POOL": "engine"}
+        host = partial(_hosted.host_session, [*_drop_basetemp(options), *positionals], str(self._basetemp), env)
+        self._state = WorkerState(host=host, name="pytest-session", max_workers=self.workers,
+                                  capture_output=not forward)
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._pool = ProcessPool(self.workers, loop, self._spare, prefetch=0, eager=True)
+        self._spare = None
+        self._thread = threading.Thread(target=loop.run_forever, name="executor-pool", daemon=True)
+        self._thread.start()
+        self.config.add_cleanup(self.close)
+        atexit.register(self.kill)
+        for _ in range(self.workers):  # every session starts and collects now
+            self._call_soon(self._warm)
+
+    def _call_soon(self, callback: Any, *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _warm(self) -> None:
+        asyncio.ensure_future(self._warm_one())
+
+    async def _warm_one(self) -> None:
+        assert self._pool is not None and self._state is not None
+        ran_on: list[Any] = []
+        try:
+            await self._pool.run(_noop, (), {}, state=self._state, on_worker=ran_on.append)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - the run must hear of every failure
+            self._posts.put(("failed", None, exc, _output_of(ran_on)))
+        else:
+            self._on_worker(ran_on[-1])
+
+    def _on_worker(self, worker: Any) -> None:
+        """A worker got a call: it serves (its session collected); the controller checks what once."""
+        assert self._state is not None
+        if worker.wid not in self._ready:
+            self._ready.add(worker.wid)
+            self._posts.put(("ready", worker.wid, worker.infos.get(self._state.key)))
+
+    # -- Runner protocol --------------------------------------------------
+
+    def free_slots(self) -> int:
+        """Room for more tasks: ``depth`` per worker, minus what is handed out or waiting."""
+        if self._killed or self._finished or self._finishing or self._exclusive is not None:
+            return 0
+        if any(task.exclusive for task in self._backlog):
+            return 0
+        return max(0, self.workers * self._depth() - len(self._in_flight) - len(self._backlog))
+
+    def submit(self, task: ItemTask) -> None:
+        """Queue ``task``; it goes to the pool at once unless an exclusive item holds the run."""
+        self._backlog.append(task)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        if self._killed or self._finished:
+            return
+        tasks: list[ItemTask] = []
+        while self._backlog and self._exclusive is None:
+            task = self._backlog[0]
+            if task.exclusive and (self._in_flight or tasks):
+                break  # an exclusive item waits until every worker is idle
+            self._backlog.pop(0)
+            self._in_flight[task.index] = task
+            tasks.append(task)
+            if task.exclusive:
+                self._exclusive = task.index
+        if tasks:
+            assert self._pool is not None
+            self._pool.prefetch = self._depth() - 1
+            self._call_soon(self._start_tasks, tasks)
+
+    def _start_tasks(self, tasks: list[ItemTask]) -> None:
+        for task in tasks:
+            asyncio.ensure_future(self._run(task))
+
+    async def _run(self, task: ItemTask) -> None:
+        """Run one task on the pool (on the loop thread); post its answer or its failure."""
+        assert self._pool is not None and self._loop is not None
+        loop = self._loop
+        current = asyncio.current_task()
+        timer: list[asyncio.TimerHandle] = []
+        timed_out: list[bool] = []
+        started: list[float] = []
+
+        def on_start() -> None:
+            started.append(time.time())
+            if task.timeout:
+                timer.append(loop.call_later(task.timeout, expire))
+
+        def expire() -> None:
+            timed_out.append(True)
+            if current is not None:
+                current.cancel()
+
+        ran_on: list[Any] = []
+
+        def on_worker(worker: Any) -> None:
+            ran_on.append(worker)
+            self._on_worker(worker)
+
+        module = task.nodeid.split("::", 1)[0]
+        try:
+            events = await self._pool.run(
+                _hosted.run_task, ((task.index, -1, task.nodeid, task.timeout),), {}, state=self._state,
+                worker=_label_to_wid(task.worker), affinity=module, on_worker=on_worker,
+                timed_out=lambda: bool(timed_out), on_start=on_start)
+        except (WorkerCrashedError, WorkerTimeoutError) as exc:
+            self._posts.put(("crashed", task, exc, started[0] if started else 0.0))
+        except WorkerStateError as exc:
+            self._posts.put(("failed", task, exc, _output_of(ran_on)))
+        except BaseException as exc:  # noqa: BLE001 - the run must hear of every failure
+            if not isinstance(exc, asyncio.CancelledError):
+                self._posts.put(("failed", task, exc, ""))
+        else:
+            wid = ran_on[-1].wid if ran_on else 0
+            self._posts.put(("answer", task, wid, events))
+        finally:
+            for handle in timer:
+                handle.cancel()
+
+    def next_events(self, timeout: float | None) -> list[Event]:
+        """Wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
+        events: list[Event] = []
+        end = None if timeout is None else time.monotonic() + timeout
+        while not events:
+            if self._killed or self._finished:
+                return [("finished", {})]
+            wait = None if end is None else max(0.0, end - time.monotonic())
+            try:
+                post = self._posts.get(timeout=wait)
+            except queue.Empty:
+                break
+            self._on_post(post, events)
+            while True:
+                try:
+                    self._on_post(self._posts.get_nowait(), events)
+                except queue.Empty:
+                    break
+            self._dispatch()
+        return events
+
+    def finish(self) -> None:
+        """No more tasks: each session tears down what is left (a last call) and ends."""
+        self._finishing = True
+        self._maybe_close_sessions()
+
+    def _maybe_close_sessions(self) -> None:
+        if not self._finishing or self._closing is not None or self._backlog or self._in_flight:
+            return
+        self._closing = set()
+        self._call_soon(self._close_sessions)
+
+    def _close_sessions(self) -> None:
+        assert self._pool is not None and self._state is not None
+        holders = list(self._pool.state_info(self._state))
+        self._posts.put(("closing", holders))
+        for wid in holders:
+            asyncio.ensure_future(self._close_one(wid))
+
+    async def _close_one(self, wid: int) -> None:
+        assert self._pool is not None
+        try:
+            events = await self._pool.run(_hosted.shut_down, (), {}, state=self._state, worker=wid)
+        except BaseException:  # noqa: BLE001 - a session lost while ending: nothing left to report
+            events = []
+        self._posts.put(("closed", wid, events))
+
+    def close(self) -> None:
+        """Config cleanup: let the sessions end (up to a grace period), then stop the pool."""
+        if self._killed or self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            future = asyncio.run_coroutine_threadsafe(self._drop(), self._loop)
+            future.result(_REAP_GRACE)
+        self.kill()
+
+    async def _drop(self) -> None:
+        assert self._pool is not None and self._state is not None
+        await self._pool.drop_state(self._state)
+
+    def kill(self) -> None:
+        """Kill every worker (and what its tests started) now, stop the pool."""
+        if self._killed:
+            return
+        self._killed = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.kill)
+        loop, pool = self._loop, self._pool
+        if loop is not None and pool is not None:
+            for pid in pool.pids:
+                kill_tree(pid)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_shutdown(pool), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            with contextlib.suppress(Exception):
+                loop.close()
+        elif self._spare is not None:
+            self._spare.close()
+        for fds in self._captures.values():
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._captures.clear()
+        if self._own_basetemp is not None:
+            import shutil
+
+            shutil.rmtree(self._own_basetemp, ignore_errors=True)
+
+    # -- posts from the loop ------------------------------------------------
+
+    def _on_post(self, post: tuple[Any, ...], events: list[Event]) -> None:
+        kind = post[0]
+        if kind == "ready":
+            self._verify(post[1], post[2], events)
+        elif kind == "answer":
+            _, task, wid, items = post
+            for name, kwargs in items:
+                self._on_event(wid, task, name, kwargs, events)
+        elif kind == "crashed":
+            self._on_crash(post[1], post[2], post[3], events)
+        elif kind == "failed":
+            self._on_failure(post[1], post[2], post[3], events)
+        elif kind == "closing":
+            assert self._closing is not None
+            self._closing.update(post[1])
+            if not self._closing:
+                self._finished = True
+        elif kind == "closed":
+            for name, kwargs in post[2]:
+                self._on_event(post[1], None, name, kwargs, events)
+            if self._closing is not None:
+                self._closing.discard(post[1])
+                if not self._closing:
+                    self._finished = True
+
+    def _verify(self, wid: int, info: Any, events: list[Event]) -> None:
+        """Check once that a worker collected what the controller did; keep its capture files."""
+        if wid in self._verified or not isinstance(info, dict):
+            return
+        self._verified.add(wid)
+        self._open_captures(wid, info.get("pid"), info.get("capture_fds", []))
+        if self._controller_ids is None and self._session is not None:
+            self._controller_ids = [item.nodeid for item in self._session.items]
+        known = set(info.get("ids", [])) | set(info.get("deselected", []))
+        ids = list(info.get("ids", []))
+        for i, nodeid in enumerate(self._controller_ids or []):
+            if nodeid not in known:
+                theirs = ids[i] if i < len(ids) else "<nothing>"
+                self._fail(
+                    f"collection mismatch: worker {_hosted.worker_label(wid)} did not collect what the controller "
+                    f"did; first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
+                    f"(controller collected {len(self._controller_ids or [])} items, worker {len(ids)})", events)
+                return
+
+    def _open_captures(self, wid: int, pid: Any, fds: list[int]) -> None:
+        """Hold the worker's capture files open so a crashed test's output survives it (Linux)."""
+        opened: list[int] = []
+        for fd in fds:
+            try:
+                opened.append(os.open(f"/proc/{int(pid)}/fd/{int(fd)}", os.O_RDONLY))
+            except (OSError, TypeError, ValueError):
+                break
+        self._captures[wid] = opened
+
+    def _read_captures(self, wid: int | None) -> tuple[str, str]:
+        texts = []
+        for fd in self._captures.pop(wid, [])[:2] if wid is not None else []:
+            try:
+                size = os.fstat(fd).st_size
+                start = max(0, size - _CAPTURE_BYTES)
+                texts.append(os.pread(fd, size - start, start).decode("utf-8", "replace"))
+            except OSError:
+                texts.append("")
+            finally:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        texts += [""] * (2 - len(texts))
+        return texts[0], texts[1]
+
+    def _on_event(self, wid: int, task: ItemTask | None, name: str, kwargs: dict[str, Any],
+                  events: list[Event]) -> None:
+        label = _hosted.worker_label(wid)
+        if name == "logstart":
+            events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": tuple(kwargs["location"]),
+                                        "worker": label}))
+        elif name == "logreport":
+            report = self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"])
+            events.append(("logreport", {"report": report, "worker": label}))
+        elif name == "result":
+            index = kwargs["index"]
+            self._in_flight.pop(index, None)
+            if self._exclusive == index:
+                self._exclusive = None
+            elapsed = float(kwargs.get("elapsed", 0.0))
+            self._mean = elapsed if self._mean is None else 0.8 * self._mean + 0.2 * elapsed
+            events.append(("result", {"index": index, "outcome": kwargs["outcome"], "worker": label}))
+            self._maybe_close_sessions()
+        elif name == "done":
+            events.append(("done", {**kwargs, "worker": label, "crashed": False}))
+        elif name == "warning":
+            events.append(("warning", _warning_event(kwargs)))
+        elif name == "exit":
+            events.append(("exit", {"message": str(kwargs.get("message", "")), "returncode": kwargs.get("returncode")}))
+        elif name == "interrupt":
+            events.append(("interrupt", {}))
+        elif name == "missing" and task is not None:
+            self._fail_task(task, label, "setup", f"worker {label} did not collect {task.nodeid!r}", ("", ""), 0.0,
+                            events)
+
+    def _on_crash(self, task: ItemTask, exc: WorkerCrashedError | WorkerTimeoutError, start: float,
+                  events: list[Event]) -> None:
+        label = _hosted.worker_label(exc.worker_id)
+        code = exc.exitcode
+        reason = exit_reason(code)
+        lines = [line for line in trim_stack_dump((exc.output or "").rstrip("\n").splitlines())
+                 if not (line.startswith("  File ") and _ENGINE_FRAMES in line)]
+        tail = "\n".join(lines[-60:])
+        if isinstance(exc, WorkerTimeoutError):
+            head = (f"Timeout: {task.nodeid} did not finish within {task.timeout or 0:g} s on worker {label}; "
+                    f"the worker was killed ({reason}) and replaced.")
+            detail = "Stack of the worker when it was stopped" if "File" in tail else "Last output of the worker"
+            lost = "timeout"
+        else:
+            head = f"worker {label} crashed while running {task.nodeid} ({reason}); the worker was replaced."
+            detail = "Last output of the worker"
+            lost = reason
+        message = head + (f"\n\n{detail}:\n{tail}" if tail.strip() else "")
+        self._fail_task(task, label, "call", message, self._read_captures(exc.worker_id), start, events)
+        events.append(("worker_lost", {"worker": label, "reason": lost}))
+        self._ready.discard(exc.worker_id or 0)
+        if not self._finishing:
+            self._call_soon(self._warm)  # the pool forks a replacement: its session starts now
+
+    def _on_failure(self, task: ItemTask | None, exc: BaseException, output: str, events: list[Event]) -> None:
+        detail = f"{exc}" + (f"\n{output}" if output.strip() else "")
+        if isinstance(exc, WorkerStateError) or task is None:
+            self._fail(f"a worker could not start its pytest session: {detail}", events)
+        else:
+            self._fail(f"running {task.nodeid} on the process pool failed: {exc!r}", events)
+
+    def _fail(self, message: str, events: list[Event]) -> None:
+        """A fatal problem: report it and stop every worker."""
+        events.append(("error", {"message": message}))
+        self.kill()
+        self._finished = True
+
+    def _fail_task(self, task: ItemTask, label: str, when: str, message: str, captured: tuple[str, str],
+                   start: float, events: list[Event]) -> None:
+        """Turn an item that can no longer finish normally into failed events."""
+        self._in_flight.pop(task.index, None)
+        if self._exclusive == task.index:
+            self._exclusive = None
+        sections = [(f"Captured {name} {when}", text) for name, text in zip(("stdout", "stderr"), captured) if text]
+        location = self._location(task)
+        events.append(("logstart", {"nodeid": task.nodeid, "location": location, "worker": label}))
+        events.append(("logreport", {"report": self._report(task, when, "failed", message, sections, start),
+                                     "worker": label}))
+        events.append(("result", {"index": task.index, "outcome": "failed", "worker": label}))
+        events.append(("logreport", {"report": self._report(task, "teardown", "passed", None, [], 0.0),
+                                     "worker": label}))
+        events.append(("done", {"index": task.index, "worker": label, "start": start or time.time(),
+                                "stop": time.time(), "crashed": True}))
+        self._maybe_close_sessions()
+
+    def _location(self, task: ItemTask) -> tuple[str, int | None, str]:
+        items = self._session.items if self._session is not None else []
+        if 0 <= task.index < len(items) and items[task.index].nodeid == task.nodeid:
+            return items[task.index].location
+        return (task.nodeid.split("::")[0], None, task.nodeid)
+
+    def _report(self, task: ItemTask, when: str, outcome: str, longrepr: str | None,
+                sections: list[tuple[str, str]], start: float) -> pytest.TestReport:
+        items = self._session.items if self._session is not None else []
+        keywords: dict[str, Any] = {}
+        if 0 <= task.index < len(items) and items[task.index].nodeid == task.nodeid:
+            keywords = {name: 1 for name in items[task.index].keywords}
+        stop = time.time()
+        return pytest.TestReport(task.nodeid, self._location(task), keywords, outcome,  # type: ignore[arg-type]
+                                 longrepr, when, sections=sections,  # type: ignore[arg-type]
+                                 duration=max(0.0, stop - start) if start else 0.0, start=start or stop, stop=stop,
+                                 user_properties=[])
+
+    # -- sizing -----------------------------------------------------------
+
+    def _depth(self) -> int:
+        """Items a worker may hold: enough to hide the round trip, few enough to balance the tail.
+
+        One while a worker is still starting (a worker ready moments later
+        must find items left), and while items are long or of unknown length.
+        """
+        if len(self._ready) < self.workers:
+            return 1
+        mean = self._mean
+        if mean is None or mean >= 0.05:
+            return 1
+        return 2 if mean >= 0.005 else 8
+
+    def _make_basetemp(self) -> Path:
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            with contextlib.suppress(Exception):
+                return Path(factory.getbasetemp())
+        self._own_basetemp = tempfile.mkdtemp(prefix="pytest-executor-")
+        return Path(self._own_basetemp)
+
+
+def _noop(link: _hosted.EngineLink) -> None:
+    """A call that only makes sure a worker's session is up (it starts and collects first)."""
+
+
+def _output_of(workers: list[Any]) -> str:
+    return workers[-1].output_text() if workers else ""
+
+
+async def _shutdown(pool: ProcessPool) -> None:
+    """Stop the pool, then let the calls still waiting on it end (they were cancelled)."""
+    pool.shutdown()
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
