@@ -61,9 +61,9 @@ def runtime_imports(path: Path, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules and m != name}
 
 
-REWORKED_ELSEWHERE = {"pytest_executor.backends.process", "pytest_executor.run.controller"}
-"""The plugin's own pool and run loop: they shrink when tests run as engine jobs on the engine's
-pool (issue 13); drop each from here once that lands."""
+REWORKED_ELSEWHERE = {"pytest_executor.run.controller"}
+"""The plugin's run loop: it shrinks when tests run as engine jobs (issue 13); drop it from here
+once that lands."""
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))

@@ -5,7 +5,10 @@ The contract between the controller and a backend is
 is :mod:`~pytest_executor.backends._protocol` (opened by the hello of
 :mod:`~pytest_executor.backends._hello`); the worker side is
 :mod:`~pytest_executor.backends.worker`.  One module per backend:
-:mod:`~pytest_executor.backends.process`, :mod:`~pytest_executor.backends.subproc`
-and :mod:`~pytest_executor.backends.dask`, made by name in
+:mod:`~pytest_executor.backends.process` (pytest sessions hosted on the
+engine's process pool, :mod:`~pytest_executor.backends._hosted`),
+:mod:`~pytest_executor.backends.subproc` and :mod:`~pytest_executor.backends.dask`
+(worker sessions over pipes or sockets, driven by
+:mod:`~pytest_executor.backends._pipe_pool`), made by name in
 :mod:`~pytest_executor.backends._factory`.
 """

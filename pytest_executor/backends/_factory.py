@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Final
 
 import pytest
 
 from pytest_executor.backends._protocol import ENV_WORKER
+from pytest_executor.config._parse import usable_cpu_count
 from pytest_executor.backends._runner import Runner
 
 BACKENDS: Final = ("process", "subprocess", "dask")
@@ -31,22 +33,21 @@ _EARLY: Final = ("process", "dask")
 _STARTED_EARLY = pytest.StashKey[dict[str, Runner]]()
 
 
-def _process_runner(config: pytest.Config, workers: int) -> Any:
-    """The ``process`` runner: on the engine's process pool, or (``PYTEST_EXECUTOR_POOL=pipes``) the plugin's own."""
-    if os.environ.get("PYTEST_EXECUTOR_POOL", "engine") == "engine":
-        from pytest_executor.backends._pool_runner import EngineProcessRunner
+def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str], Any] | None = None) -> int:
+    """``--executor-workers N|auto`` (default: the core count), capped by ``--executor-max-jobs``.
 
-        return EngineProcessRunner(config, workers)
-    from pytest_executor.backends.process import ProcessRunner
+    Values are read (and validated, with an error naming the option) through
+    :mod:`pytest_executor.config.options`, which owns them, or through ``get``.
+    """
+    from pytest_executor.config.options import check_workers_cap, get_option
 
-    return ProcessRunner(config, workers)
+    get = get or get_option
+    count = get(config, "workers") or usable_cpu_count()
+    check_workers_cap(int(count), get(config, "workers-max"))  # before a single fork
+    max_jobs = get(config, "max-jobs")
+    return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
 
 
-def read_workers_option(config: pytest.Config, get: Any = None) -> int:
-    """``--executor-workers`` (see :func:`pytest_executor.backends.process.read_workers_option`)."""
-    from pytest_executor.backends.process import read_workers_option as read
-
-    return read(config, get)
 
 
 def make_runner(backend: str, config: pytest.Config) -> Runner:
@@ -55,7 +56,9 @@ def make_runner(backend: str, config: pytest.Config) -> Runner:
     if backend in early:
         return early.pop(backend)
     if backend == "process":
-        return _process_runner(config, read_workers_option(config))
+        from pytest_executor.backends.process import ProcessRunner
+
+        return ProcessRunner(config, read_workers_option(config))
     if backend == "subprocess":
         from pytest_executor.backends.subproc import SubprocessRunner
 
@@ -89,7 +92,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         workers = read_workers_option(config, _early_option)
     except Exception:  # a bad option: pytest_configure reports it clearly
         return
-    runner = _process_runner(config, workers)
+    from pytest_executor.backends.process import ProcessRunner
+
+    runner = ProcessRunner(config, workers)
     if runner.prefork():
         return  # the child: a worker from here on (ENV_WORKER is set)
     started: dict[str, Runner] = {"process": runner}

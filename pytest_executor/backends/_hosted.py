@@ -42,6 +42,13 @@ def worker_label(wid: int | None) -> str:
     return f"w{(wid or 1) - 1}"
 
 
+def worker_of_label(label: str | None) -> int | None:
+    """The engine's id of the worker named ``label`` (None for no or another kind of name)."""
+    if label and label.startswith("w") and label[1:].isdigit():
+        return int(label[1:]) + 1
+    return None
+
+
 class EngineLink:
     """What :class:`~pytest_executor.backends.worker.WorkerSession` talks to instead of a channel.
 

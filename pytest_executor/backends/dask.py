@@ -50,7 +50,8 @@ from pytest_executor.backends._protocol import (
     read_available,
     write_all,
 )
-from pytest_executor.backends.process import WorkerPool, WorkerProcess, Batches
+from pytest_executor.backends._pipe_pool import WorkerPool
+from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
 
 _CONNECT_TIMEOUT = 5.0
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
