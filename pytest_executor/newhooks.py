@@ -5,7 +5,7 @@ Implement them in a ``conftest.py`` or a plugin, like any pytest hook.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +28,30 @@ def pytest_executor_select_backend(item: pytest.Item) -> str | None:
             if "slow" in item.nodeid.split("/"):
                 return "subprocess"
             return None
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_executor_dask_client(config: pytest.Config) -> Any | None:
+    """Return the synchronous ``distributed.Client`` the ``dask`` backend runs on, or ``None``.
+
+    Called once per run, when ``--executor-backend=dask`` starts; the first
+    non-``None`` answer wins over ``--executor-dask-address``.  Use it for
+    what an address alone cannot say: your own ``distributed.security.Security``,
+    a dask-gateway or dask-kubernetes cluster.  The client stays yours: the
+    plugin does not close it.  The suite is shipped to its workers as for an
+    address (see "Running on a cluster" in the README).
+
+    Example::
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_executor_dask_client(config):
+            from distributed import Client
+            from distributed.security import Security
+
+            security = Security(tls_ca_file="ca.pem", tls_client_cert="me.pem",
+                                tls_client_key="me.key", require_encryption=True)
+            return Client("tls://scheduler.example:8786", security=security)
     """
 
 

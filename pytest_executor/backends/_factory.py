@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -26,9 +26,12 @@ from pytest_executor.backends._protocol import ENV_WORKER
 from pytest_executor.config._parse import usable_cpu_count
 from pytest_executor.backends._runner import Runner
 
-BACKENDS: Final = ("process", "subprocess", "dask")
+if TYPE_CHECKING:
+    from pytest_executor.backends.forked import ForkedRunner
+
+BACKENDS: Final = ("process", "forked", "subprocess", "dask")
 """The backends :func:`make_runner` knows."""
-_EARLY: Final = ("process", "dask")
+_EARLY: Final = ("process", "forked", "dask")
 """Backends whose workers are worth starting before collection."""
 _STARTED_EARLY = pytest.StashKey[dict[str, Runner]]()
 
@@ -59,6 +62,10 @@ def make_runner(backend: str, config: pytest.Config) -> Runner:
         from pytest_executor.backends.process import ProcessRunner
 
         return ProcessRunner(config, read_workers_option(config))
+    if backend == "forked":
+        from pytest_executor.backends.forked import ForkedRunner
+
+        return ForkedRunner(config, read_workers_option(config))
     if backend == "subprocess":
         from pytest_executor.backends.subproc import SubprocessRunner
 
@@ -72,7 +79,7 @@ def make_runner(backend: str, config: pytest.Config) -> Runner:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """Fork the ``process`` workers as early as possible, where the platform allows.
+    """Fork the ``process`` (and ``forked``) workers as early as possible, where the platform allows.
 
     At this point the controller has imported pytest and every plugin and
     parsed the command line, but loaded no conftest and configured nothing: a
@@ -90,14 +97,21 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     try:
         workers = read_workers_option(config, _early_option)
+        backend = str(_early_option(config, "backend"))
     except Exception:  # a bad option: pytest_configure reports it clearly
         return
     from pytest_executor.backends.process import ProcessRunner
 
-    runner = ProcessRunner(config, workers)
+    runner: ProcessRunner | ForkedRunner
+    if backend == "forked":
+        from pytest_executor.backends.forked import ForkedRunner
+
+        runner = ForkedRunner(config, workers)
+    else:
+        runner = ProcessRunner(config, workers)
     if runner.prefork():
         return  # the child: a worker from here on (ENV_WORKER is set)
-    started: dict[str, Runner] = {"process": runner}
+    started: dict[str, Runner] = {backend: runner}
     config.stash[_STARTED_EARLY] = started
 
 
@@ -125,14 +139,14 @@ def _may_fork(config: pytest.Config) -> bool:
     if threading.active_count() != 1:
         return False
     try:
-        return bool(_early_option(config, "backend") == "process")
+        return _early_option(config, "backend") in ("process", "forked")
     except Exception:  # a bad option: pytest_configure reports it clearly
         return False
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Start the workers of ``--executor-backend=process|dask`` before collection."""
+    """Start the workers of ``--executor-backend=process|forked|dask`` before collection."""
     config = session.config
     if os.environ.get(ENV_WORKER) or _runs_no_tests(config):
         return

@@ -37,16 +37,15 @@ Serve = Callable[..., bool]
 """The ``serve(value, info=None, until=None)`` an engine hands a hosted state's host."""
 
 
-def worker_label(wid: int | None) -> str:
+def worker_label(wid: int | None, prefix: str = "w") -> str:
     """The plugin's name of engine worker ``wid`` (``w0``, ``w1``, ...; a replacement gets the next number)."""
-    return f"w{(wid or 1) - 1}"
+    return f"{prefix}{(wid or 1) - 1}"
 
 
-def worker_of_label(label: str | None) -> int | None:
+def worker_of_label(label: str | None, prefix: str = "w") -> int | None:
     """The engine's id of the worker named ``label`` (None for no or another kind of name)."""
-    if label and label.startswith("w") and label[1:].isdigit():
-        return int(label[1:]) + 1
-    return None
+    number = label[len(prefix):] if label and label.startswith(prefix) else ""
+    return int(number) + 1 if number.isdigit() else None
 
 
 class EngineLink:
@@ -65,11 +64,14 @@ class EngineLink:
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._info: dict[str, Any] | None = None
         self._serving = False
+        self.fatal: str | None = None
 
     def send(self, name: str, **kwargs: Any) -> None:
         """Keep one message of the session for the engine."""
         if name == "collected":
             self._info = kwargs
+        elif name == "fatal":
+            self.fatal = str(kwargs.get("message", ""))
         elif name == "events":
             self._events.extend(kwargs["items"])
             if any(event in ("exit", "interrupt") for event, _ in kwargs["items"]):
@@ -134,14 +136,14 @@ class _HostedWorker:
         become_worker_session(config, self.label, self.link)
 
 
-def host_session(args: list[str], basetemp: str, env: dict[str, str], serve: Serve) -> int:
+def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve) -> int:
     """The host of the ``process`` backend's worker state: a pytest session over ``args``.
 
     ``basetemp`` is the controller's; this worker's is ``executor-<label>``
     inside it.  ``env`` is set first (conftests read ``PYTEST_EXECUTOR_WORKER``
-    when imported).
+    when imported).  ``prefix`` names the workers (``w0``, ...).
     """
-    label = worker_label(worker_id())
+    label = worker_label(worker_id(), prefix)
     os.environ.pop("PYTEST_CURRENT_TEST", None)
     os.environ.update(env)
     os.environ[ENV_WORKER] = label
@@ -153,6 +155,8 @@ def host_session(args: list[str], basetemp: str, env: dict[str, str], serve: Ser
                            plugins=[_HostedWorker(label, link)])
     finally:
         link.close()
+    if link.fatal and not link._serving:
+        raise RuntimeError(link.fatal)  # the engine reports it as the state's setup error
     return int(code)
 
 

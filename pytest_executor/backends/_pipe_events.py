@@ -22,7 +22,7 @@ import pytest
 
 from executor._kill import signal_group
 
-from pytest_executor.backends._failed_item import exit_reason, failed_item_events, open_capture_files
+from pytest_executor.backends._failed_item import exit_reason, failed_item_events, item_report, open_capture_files
 from pytest_executor.backends._pipe_worker import (
     Batches,
     Slot,
@@ -244,6 +244,11 @@ class PoolEvents:
         self._shutdown_idle()
 
     # -- failures ---------------------------------------------------------
+
+    def _make_report(self, task: ItemTask, when: str, outcome: str, longrepr: str | None,
+                     sections: list[tuple[str, str]], start: float) -> pytest.TestReport:
+        """A report of ``task``'s item made by the controller (see :func:`~._failed_item.item_report`)."""
+        return item_report(self._session, task, when, outcome, longrepr, sections, start)
 
     def _fail_slot(self, worker: WorkerProcess, slot: Slot, when: str, message: str, captured: tuple[str, str]) -> None:
         """Turn an item that can no longer finish normally into failed events."""

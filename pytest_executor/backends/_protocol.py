@@ -1,10 +1,10 @@
 """The wire protocol between a runner (controller side) and a worker session.
 
 Every message is a plain ``(name, kwargs)`` pair of builtin data, pickled and
-framed with a 4-byte big-endian length prefix.  The framing works on any byte
-stream, so the *transport* is pluggable: a warm process worker talks over two
-pipes, a worker hosted on a dask worker talks over a TCP socket, and both use
-the same :class:`Channel` and the same worker session code.
+framed with a 4-byte big-endian length prefix.  A worker session always talks
+over two inherited pipes: to the controller itself on the ``process`` and
+``subprocess`` backends, to its host task on a dask worker, which relays the
+frames through dask's comms (:mod:`pytest_executor.backends._dask_host`).
 
 Messages from the controller to a worker:
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import pickle
 import select
-import socket
 import struct
 from collections.abc import Iterator
 from typing import Any, Protocol, final
@@ -50,11 +49,37 @@ _READ_SIZE = 1 << 16
 ENV_WORKER = "PYTEST_EXECUTOR_WORKER"
 """Set in every worker process to its worker id; makes the controller inert."""
 ENV_CHANNEL = "PYTEST_EXECUTOR_CHANNEL"
-"""How a worker reaches its controller: ``fd:<read>:<write>`` or ``tcp:<host>:<port>:<token>``."""
+"""How a worker reaches its controller (or its dask host): ``fd:<read>:<write>``, inherited pipes."""
 ENV_LIFELINE = "PYTEST_EXECUTOR_LIFELINE"
 """A pipe whose other end only the controller holds: EOF means the controller died."""
 ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
 """Set to ``1`` in a subprocess worker that runs exactly one item."""
+LIFELINE_THREAD = "executor-lifeline"
+"""Name of the worker's thread that watches the lifeline (the only thread a worker starts)."""
+ENV_FORK_ITEMS = "PYTEST_EXECUTOR_FORK_ITEMS"
+"""Set to ``1`` in a worker of the ``forked`` backend: it runs each item in a child forked from itself."""
+ENV_PATH_MAP = "PYTEST_EXECUTOR_PATH_MAP"
+"""``<copy root>\\n<controller rootdir>``: a session running from a shipped copy reports the controller's paths."""
+
+
+def path_map_from_env() -> tuple[str, str] | None:
+    """The ``(copy root, controller rootdir)`` pair of :data:`ENV_PATH_MAP`, if set."""
+    old, _, new = os.environ.get(ENV_PATH_MAP, "").partition("\n")
+    return (old, new) if old and new else None
+
+
+def map_paths(value: Any, mapping: tuple[str, str] | None) -> Any:
+    """``value`` with every string's copy-root prefix replaced by the controller's rootdir (see :data:`ENV_PATH_MAP`)."""
+    if mapping is None:
+        return value
+    old, new = mapping
+    if isinstance(value, str):
+        return value.replace(old, new) if old in value else value
+    if isinstance(value, dict):
+        return {key: map_paths(item, mapping) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_paths(item, mapping) for item in value)
+    return value
 
 
 class ChannelClosed(EOFError):
@@ -210,16 +235,4 @@ def connect_channel(spec: str) -> Channel:
         os.set_inheritable(read_fd, False)
         os.set_inheritable(write_fd, False)
         return FdChannel(read_fd, write_fd)
-    if kind == "tcp":
-        address, _, token = rest.rpartition(":")
-        host, _, port = address.rpartition(":")
-        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Plain-text hello first: the controller checks the token before unpickling anything.
-        from pytest_executor.backends._hello import hello_line
-
-        sock.sendall(hello_line(token, "session", os.environ.get(ENV_WORKER, "")))
-        fd = sock.detach()
-        return FdChannel(fd, fd)
-    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>' or 'tcp:<host>:<port>:<token>'")
+    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>'")

@@ -1,104 +1,69 @@
 """The ``dask`` backend: pytest worker sessions hosted on the workers of a dask cluster.
 
-For each session the controller submits one long-running *host task*
-(:func:`host_session`) pinned to a dask worker.  The host task starts a pytest
-worker session (:mod:`pytest_executor.backends.worker`) as a child process of the dask
-worker — so tests get a main thread of their own, signals work, and a crash
-kills only that session, never the dask worker — and supervises it:
+For each session the controller submits one long *host task*
+(:func:`~pytest_executor.backends._dask_host.host_session`).  It starts a
+pytest worker session (:mod:`pytest_executor.backends.worker`) as a child of
+the dask worker, over local pipes — so tests get a main thread of their own,
+signals work, and a crash kills only that session — and relays between it and
+the controller through dask's own comms only (see
+:mod:`~pytest_executor.backends._dask_link`): the controller opens no
+listening socket and no connection of its own, and unpickles only what came
+through the dask client.
 
-* the session talks to the controller over TCP with the same framed protocol
-  as the ``process`` backend (:mod:`pytest_executor.backends._protocol`);
-* the host task keeps a second connection, the *supervisor* stream: it
-  forwards the session's own stdout/stderr and its exit status, and obeys
-  ``kill``/``abort`` (timeout: SIGABRT so faulthandler dumps the stack).
+Where sessions run:
+
+* without ``--executor-dask-address``, on a ``LocalCluster`` started for the
+  run (one single-threaded worker per ``--executor-workers``; TLS with
+  temporary certificates, on 127.0.0.1, no dashboard on the network), from
+  the controller's own files;
+* on the scheduler at ``--executor-dask-address`` (TLS credentials from dask's
+  configuration, as for any client), or on the Client a
+  ``pytest_executor_dask_client(config)`` hook returns, from a copy of the
+  rootdir shipped to every worker (:mod:`~pytest_executor.backends._dask_ship`).
+  One session per dask worker, and the run follows the cluster: a worker that
+  joins gets a session, one that is retired hands its queued tests back;
+  ``--executor-workers N`` fixes the number of sessions instead.
+
+Faults: a session that crashes, or whose dask worker is killed, turns the test
+it ran into a failed report with the output so far (its capture files are
+followed while it runs) and is replaced; a scheduler that goes away ends the
+run with a clear error for every test that did not run.
 
 Items are handed out as on the ``process`` backend (short ones prefetched),
 except that while a session is still starting, every ready session holds only
-the item it runs (:meth:`WorkerPool._ready_depth`): sessions on a cluster
-become ready one by one, and items prefetched by the first would never reach
-the next.
-
-Both connections start with a plain-text hello carrying a random token, so the
-controller never unpickles data from a peer that does not know it.  The
-cluster is a ``distributed.LocalCluster`` started for the run (one
-single-threaded worker process per ``--executor-workers``), or the scheduler at
-``--executor-dask-address`` (one session per dask worker); an unreachable
-address is a :class:`pytest.UsageError` within 5 s.
+the item it runs (:meth:`~pytest_executor.backends._pipe_pool.WorkerPool._ready_depth`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import selectors
 import signal
-import socket
 import subprocess
 import time
-from typing import Any, final
+from typing import Any
 
 import pytest
 
-from pytest_executor.backends._dask_host import host_session
-from pytest_executor.backends._hello import MAX_LINE, check_hello, line_complete
-from pytest_executor.backends._protocol import (
-    ENV_CHANNEL,
-    ENV_WORKER,
-    FrameDecoder,
-    encode,
-    read_available,
-    write_all,
-)
-from pytest_executor.backends._pipe_pool import WorkerPool
+from pytest_executor.backends._dask_elastic import ElasticPool
+from pytest_executor.backends._dask_link import DaskLink
+from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
+from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
 from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
 
 _CONNECT_TIMEOUT = 5.0
+_STOP_WAIT = 5.0
+"""Seconds to wait for sessions to report their end once told to stop."""
+_CAPTURE_KEEP = 64 * 1024
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-@final
-class RemoteProcess:
-    """The controller's view of a session hosted on a dask worker (a ``Popen`` look-alike)."""
-
-    def __init__(self, runner: DaskRunner, wid: str) -> None:
-        self.runner = runner
-        self.wid = wid
-        self.pid = -1
-        self.returncode: int | None = None
-        self.control_fd = -1
-        self.lost = False
-
-    def poll(self) -> int | None:
-        """The exit status once the supervisor reported it (or vanished)."""
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until the supervisor reports the exit (or ``timeout``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            if self.control_fd < 0:
-                self.returncode = -int(signal.SIGKILL)
-                break
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                raise subprocess.TimeoutExpired(f"dask session {self.wid}", timeout or 0)
-            ready = selectors.DefaultSelector()
-            try:
-                ready.register(self.control_fd, selectors.EVENT_READ)
-                if ready.select(wait):
-                    self.runner._read_control(self, notify=False)
-            finally:
-                ready.close()
-        return self.returncode
-
-    def send(self, name: str) -> None:
-        """Ask the supervisor to ``kill`` or ``abort`` the session."""
-        if self.control_fd >= 0:
-            with contextlib.suppress(OSError):
-                write_all(self.control_fd, encode(name, {}))
+_WORKER_PLUGIN = "pytest_executor.backends.worker"
 
 
-class DaskRunner(WorkerPool):
+class DaskRunner(ElasticPool):
     """``--executor-backend=dask``: warm pytest sessions on the workers of a dask cluster."""
 
     name = "dask"
@@ -110,320 +75,276 @@ class DaskRunner(WorkerPool):
         self.address: str | None = get_option(config, "dask-address")
         self.requested: int | None = get_option(config, "workers")
         super().__init__(config, self.requested or 2)
-        self._run_id = secrets.token_hex(4)
-        self._tokens: dict[str, str] = {}
-        """Each session's own random token: a session can only ever claim its own connections."""
-        self._cluster: Any = None
-        self._scratch: str | None = None
-        """The private scratch directory of the LocalCluster we start."""
+        self._run_id = secrets.token_hex(6)
+        self._local: Any = None
+        """The LocalDaskCluster started for the run, if any."""
         self._client: Any = None
-        self._futures: list[Any] = []
-        self._listener: socket.socket | None = None
-        self._pending_hello: dict[int, tuple[socket.socket, bytes]] = {}
-        self._by_wid: dict[str, WorkerProcess] = {}
-        self._control_decoders: dict[str, FrameDecoder] = {}
-        self._dask_workers: list[str] = []
-        self._threads: dict[str, int] = {}
-        """Threads of each dask worker: how many host tasks (sessions) it runs at once."""
-        self._host_of: dict[str, str] = {}
-        """Dask worker hosting each session: a replacement goes where its predecessor was."""
+        self._own_client = False
+        self._link: DaskLink | None = None
+        self._shipment: Shipment | None = None
+        self._futures: dict[str, Any] = {}
+        self._by_wid: dict[str, RemoteWorker] = {}
+        self._elastic = False
+        """One session per dask worker, following the cluster (an existing cluster, no worker count)."""
+        self._dead: str | None = None
+        """Why the cluster is gone: every task left fails with this message."""
 
-    # -- cluster ------------------------------------------------------------
+    # -- cluster ------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        self._connect_cluster()
-        self._listen()
-        for number in range(self.workers):
-            self._spawn_remote(self._dask_workers[number % len(self._dask_workers)])
+        self._connect()
+        assert self._client is not None
+        self._link = DaskLink(self._client, self._run_id)
+        self._selector.register(self._link.wake_fd, selectors.EVENT_READ, ("wake", None))
+        if self._local is None:
+            from pytest_executor import __version__
 
-    def _connect_cluster(self) -> None:
+            check_versions(self._client, __version__)
+            self._shipment = ship(self._client, self.config, self._run_id)
+        workers = sorted(self._client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
+        if self._elastic:
+            self.workers = len(workers)
+        for number in range(self.workers):
+            self._spawn_remote(workers[number % len(workers)])
+
+    def _connect(self) -> None:
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError as error:
             raise pytest.UsageError(
                 f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
             ) from None
-        if self.address:
+        from executor.engine.backend.dask import LocalDaskCluster, connect_client
+
+        client = self.config.hook.pytest_executor_dask_client(config=self.config)
+        if client is not None:
+            if not isinstance(client, distributed.Client) or getattr(client, "_asynchronous", False):
+                raise pytest.UsageError(
+                    "pytest_executor_dask_client must return a synchronous distributed.Client "
+                    f"(or None), got {client!r}"
+                )
+            self._client, self._elastic = client, not self.requested
+        elif self.address:
             try:
-                self._client = Client(self.address, timeout=_CONNECT_TIMEOUT, set_as_default=False)
-            except (OSError, TimeoutError) as error:
+                self._client = connect_client(self.address, _CONNECT_TIMEOUT)
+            except ConnectionError:
                 raise pytest.UsageError(
                     f"--executor-dask-address {self.address}: cannot reach the dask scheduler "
-                    f"within {_CONNECT_TIMEOUT:g} s ({error})"
+                    f"within {_CONNECT_TIMEOUT:g} s"
                 ) from None
+            self._own_client, self._elastic = True, not self.requested
         else:
-            import tempfile
+            self._local = LocalDaskCluster(self.workers, threads_per_worker=1)
+            self._client, self._own_client = self._local.client(), True
 
-            import dask
+    def _scheduler_address(self) -> str:
+        with contextlib.suppress(Exception):
+            return str(self._client.scheduler.address)
+        return str(self.address or "")
 
-            # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
-            self._scratch = tempfile.mkdtemp(prefix="pytest-executor-dask-")
-            with dask.config.set({"temporary-directory": self._scratch}):
-                self._cluster = self._start_local_cluster(LocalCluster)
-            self._client = Client(self._cluster, set_as_default=False)
-        workers = self._client.scheduler_info(n_workers=-1)["workers"]
-        self._dask_workers = sorted(workers)
-        self._threads = {address: int(info.get("nthreads") or 1) for address, info in workers.items()}
-        if not self._dask_workers:
-            raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
-        if self.address and not self.requested:
-            self.workers = len(self._dask_workers)
+    # -- sessions ---------------------------------------------------------------------
 
-    def _start_local_cluster(self, LocalCluster: Any) -> Any:  # noqa: N803 - the class, imported lazily
-        import logging
+    def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
+        from pytest_executor import __version__
+        from pytest_executor.backends._pipe_worker import python_prefix
 
-        return LocalCluster(
-            local_directory=self._scratch,
-            n_workers=self.workers,
-            threads_per_worker=1,
-            processes=True,
-            # loopback only, on a free port: never on the network, never 8787 of a user cluster
-            dashboard_address="127.0.0.1:0",
-            security=True,  # temporary TLS certificates: other local users cannot connect
-            silence_logs=logging.ERROR,
-        )
+        assert self._link is not None and self._basetemp is not None
+        shipped = self._shipment is not None
+        args = ["-p", _WORKER_PLUGIN]
+        if not shipped:  # the same machine: a basetemp inside the controller's, as on the process backend
+            args.append(f"--basetemp={self._basetemp / ('executor-' + wid)}")
+        args += [*self._options, *self._positionals]
+        env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
+        if shipped:
+            env.pop("PYTHONPATH", None)  # the controller's paths: the copy's source roots replace them
+        return {
+            "wid": wid,
+            "topic": self._link.topic,
+            "queue": queue,
+            "argv": remap_args(args, self.config, shipped),
+            "cwd": self._shipment.cwd if self._shipment else str(self.config.invocation_params.dir),
+            "env": env,
+            "copy": self._shipment.name if self._shipment else None,
+            "pythonpath": self._shipment.pythonpath if self._shipment else [],
+            "module": python_prefix()[1:3] == ["-m", "pytest"],
+            "version": __version__,
+            "rootdir": str(self.config.rootpath),
+        }
 
-    def _live_host(self, preferred: str) -> str:
-        """``preferred`` if that dask worker is still there, else the live one hosting fewest sessions."""
-        try:
-            workers = self._client.scheduler_info(n_workers=-1)["workers"]
-        except Exception:  # the scheduler is unreachable: the loose restriction still lets dask choose
-            return preferred
-        if preferred in workers or not workers:
-            return preferred
-        for address, info in workers.items():
-            self._threads.setdefault(address, int(info.get("nthreads") or 1))
-        self._dask_workers = sorted(workers)
-        hosting = {address: 0 for address in workers}
-        for other in self._pool:
-            host = self._host_of.get(other.wid)
-            if host in hosting and not other.exited:
-                hosting[host] += 1
-        return min(sorted(hosting), key=hosting.__getitem__)
+    def _spawn_remote(self, dask_worker: str | None) -> RemoteWorker:
+        from pytest_executor.backends._dask_host import host_session
 
-    def _controller_host(self) -> str:
-        if not self.address:
-            return "127.0.0.1"
-        from distributed.utils import get_ip
-
-        scheduler = str(self._client.scheduler.address)
-        host = scheduler.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-        return str(get_ip(host))
-
-    def _listen(self) -> None:
-        host = self._controller_host()
-        listener = socket.create_server((host, 0), backlog=64)
-        listener.setblocking(False)
-        self._listener = listener
-        self._selector.register(listener, selectors.EVENT_READ, ("listen", None))
-
-    def _spawn_remote(self, dask_worker: str) -> WorkerProcess:
-        assert self._listener is not None and self._basetemp is not None
+        assert self._link is not None
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
-        host, port = self._listener.getsockname()[:2]
-        address = f"{host}:{port}"
-        argv = self._worker_argv(wid, None)
-        env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
-        token = self._tokens[wid] = secrets.token_hex(16)
-        env.update({ENV_WORKER: wid, ENV_CHANNEL: f"tcp:{address}:{token}"})
-        remote = RemoteProcess(self, wid)
-        worker = WorkerProcess(wid, remote, -1, -1, -1, -1, None, False)
+        queue = self._link.open_session(wid)
+        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, False, link=self._link)
         self._pool.append(worker)
         self._by_wid[wid] = worker
-        self._control_decoders[wid] = FrameDecoder()
-        self._host_of[wid] = dask_worker
         future = self._client.submit(
             host_session,
-            address,
-            token,
-            wid,
-            argv,
-            str(self.config.invocation_params.dir),
-            env,
-            key=f"pytest-executor-session-{wid}-{self._run_id}",
-            workers=[dask_worker],
-            # Loose: if that dask worker dies (its nanny restarts it on a new address),
-            # the session runs on another one instead of waiting for a worker that is gone.
-            allow_other_workers=True,
+            self._session_spec(wid, queue),
+            key=f"pytest-executor-session-{self._run_id}-{wid}",
+            workers=[dask_worker] if dask_worker else None,
+            # Loose: if that worker leaves first, the session starts on another one.
+            allow_other_workers=dask_worker is not None,
             pure=False,
         )
-        self._futures.append(future)
+        self._futures[wid] = future
+        future.add_done_callback(functools.partial(self._link.host_done, wid))
         return worker
 
-    # -- connections ----------------------------------------------------------
+    def _to_host(self, wid: str, item: list[Any]) -> None:
+        if self._link is not None:
+            self._link.send(wid, item)
 
-    def _on_readable(self, kind: str, worker: Any) -> None:
-        # ``worker`` is the selector key's payload: a WorkerProcess, or a socket fd for "hello".
-        if kind == "listen":
-            self._accept()
-        elif kind == "hello":
-            self._read_hello(worker)
-        elif kind == "control":
-            self._read_control(worker.proc)
-        else:
-            super()._on_readable(kind, worker)
-
-    def _accept(self) -> None:
-        assert self._listener is not None
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except BlockingIOError:
-                return
-            conn.setblocking(False)
-            self._pending_hello[conn.fileno()] = (conn, b"")
-            self._selector.register(conn, selectors.EVENT_READ, ("hello", conn.fileno()))
-
-    def _read_hello(self, fd: int) -> None:
-        conn, buffered = self._pending_hello[fd]
-        try:
-            data = conn.recv(MAX_LINE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        buffered += data
-        if data and not line_complete(buffered):
-            self._pending_hello[fd] = (conn, buffered)
-            return
-        del self._pending_hello[fd]
-        self._selector.unregister(conn)
-        worker = self._claim(buffered)
-        if worker is None:
-            conn.close()  # not ours: never unpickle what it sends
-            return
-        hello = check_hello(buffered, self._tokens[worker.wid])
-        assert hello is not None
-        rest = hello.rest
-        fd = conn.detach()
-        if hello.role == "supervisor":
-            remote: RemoteProcess = worker.proc
-            remote.control_fd = fd
-            self._selector.register(fd, selectors.EVENT_READ, ("control", worker))
-            if rest:
-                self._feed_control(remote, rest)
-        else:
-            worker.read_fd = worker.write_fd = fd
-            self._selector.register(fd, selectors.EVENT_READ, ("chan", worker))
-            for message in worker.outbox:  # e.g. a shutdown sent while it was starting
-                with contextlib.suppress(OSError):
-                    write_all(fd, message)
-            worker.outbox.clear()
-            for name, kwargs in worker.decoder.feed(rest):
-                self._on_message(worker, name, kwargs)
-
-    def _claim(self, buffered: bytes) -> WorkerProcess | None:
-        """The session a valid hello in ``buffered`` opens a connection for, if it may.
-
-        The token is the session's own; each of its two connections
-        (``supervisor``, ``session``) can be opened once.
-        """
-        line = buffered.partition(b"\n")[0].split(b" ")
-        wid = line[3].decode("ascii", "replace") if len(line) == 4 else ""
-        worker = self._by_wid.get(wid)
-        token = self._tokens.get(wid)
-        if worker is None or token is None or worker.exited:
-            return None
-        hello = check_hello(buffered, token)
-        if hello is None:
-            return None
-        if hello.role == "supervisor" and worker.proc.control_fd < 0:
-            return worker
-        if hello.role == "session" and worker.read_fd < 0:
-            return worker
-        return None
-
-    def _read_control(self, remote: RemoteProcess, notify: bool = True) -> None:
-        """Read the supervisor stream; with ``notify``, account for an exit it reports."""
-        if remote.control_fd < 0:
-            return
-        for data in read_available(remote.control_fd):
-            if not data:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(remote.control_fd)
-                with contextlib.suppress(OSError):
-                    os.close(remote.control_fd)
-                remote.control_fd = -1
-                if remote.returncode is None:
-                    remote.lost = True
-                    remote.returncode = -int(signal.SIGKILL)
-                if notify:
-                    self._exited(remote)
-                return
-            self._feed_control(remote, data, notify)
-            if remote.control_fd < 0:  # the data ended the stream
-                return
-
-    def _feed_control(self, remote: RemoteProcess, data: bytes, notify: bool = True) -> None:
-        worker = self._by_wid.get(remote.wid)
-        if worker is None:
-            return
-        for name, kwargs in self._control_decoders[remote.wid].feed(data):
-            if name == "out":
-                self._take_output(worker, kwargs["data"])
-            elif name == "exit":
-                remote.returncode = int(kwargs["returncode"])
-                if notify:
-                    self._exited(remote)
-
-    def _exited(self, remote: RemoteProcess) -> None:
-        worker = self._by_wid.get(remote.wid)
-        if worker is not None and not worker.exited and worker in self._pool:
-            self._read_channel(worker)
-            self._on_exit(worker)
-
-    # -- process control, the remote way -----------------------------------------
+    # -- events ---------------------------------------------------------------------------
 
     def _wait_time(self, end: float | None) -> float | None:
+        link = self._link
+        if link is not None and (link.news or link.cluster):
+            return 0.0  # taken off the wake-up pipe by a wait for one session: look now
         now = time.monotonic()
         waits = [] if end is None else [max(0.0, end - now)]
         waits += [max(0.0, w.deadline - now) for w in self._pool if w.deadline is not None]
         return min(waits) if waits else None
 
-    def _reap(self, worker: WorkerProcess) -> None:
-        """The session's channel closed: its supervisor reports the exit status."""
+    def _on_readable(self, kind: str, worker: Any) -> None:
+        if kind == "wake":
+            self._take_news()
+        else:
+            super()._on_readable(kind, worker)
+
+    def _take_news(self) -> None:
+        link = self._link
+        if link is None:
+            return
+        link.take_wake()
+        while link.cluster:
+            self._on_cluster(*link.cluster.popleft())
+        while link.news:
+            self._drain(link.news.popleft())
+
+    def _drain(self, wid: str, notify: bool = True) -> None:
+        """Handle the items a session's host sent, in order; with ``notify``, account for its exit."""
+        worker = self._by_wid.get(wid)
+        inbox = self._link.inbox.get(wid) if self._link is not None else None
+        if worker is None or inbox is None:
+            return
         remote: RemoteProcess = worker.proc
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            remote.wait(timeout=5)
-        if remote.returncode is None:
-            remote.send("kill")
-            remote.returncode = -int(signal.SIGKILL)
-        self._exited(remote)
+        while inbox:
+            kind, payload = inbox.popleft()
+            if kind == "chan":
+                for name, kwargs in worker.decoder.feed(payload["data"]):
+                    self._on_message(worker, name, kwargs)
+            elif kind == "out":
+                self._take_output(worker, payload["data"])
+            elif kind == "cap":
+                self._take_capture(worker, payload)
+            elif kind == "start":
+                if payload.get("error"):
+                    self._fail(str(payload["error"]))
+                    return
+                worker.address = str(payload.get("address"))
+                remote.pid = int(payload.get("pid", -1))
+            elif kind == "exit":
+                remote.returncode = int(payload["returncode"])
+                if notify:
+                    self._exited(worker)
+                return
+
+    @staticmethod
+    def _take_capture(worker: RemoteWorker, payload: dict[str, Any]) -> None:
+        stream = int(payload["stream"])
+        if stream not in (0, 1):
+            return
+        text = bytes(payload["data"]).decode("utf-8", "replace")
+        kept = text if payload.get("reset") else worker.captured[stream] + text
+        worker.captured[stream] = kept[-_CAPTURE_KEEP:]
+
+    def _on_event(self, worker: WorkerProcess, name: str, kwargs: dict[str, Any]) -> None:
+        if isinstance(worker, RemoteWorker):
+            if name == "logstart":
+                worker.captured = ["", ""]
+            elif name == "logreport":
+                worker.reported.add(str(kwargs["data"].get("nodeid", "")))
+        super()._on_event(worker, name, kwargs)
+
+    def _exited(self, worker: RemoteWorker) -> None:
+        if not worker.exited and worker in self._pool:
+            self._drain(worker.wid, notify=False)
+            self._on_exit(worker)
+
+    def _wait_session(self, remote: RemoteProcess, timeout: float | None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        link = self._link
+        while remote.returncode is None:
+            self._drain(remote.wid, notify=False)
+            if remote.returncode is not None:
+                break
+            if link is None or self._dead or remote.wid not in link.inbox:
+                remote.returncode = -int(signal.SIGKILL)
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(f"dask session {remote.wid}", timeout or 0)
+            ready = selectors.DefaultSelector()
+            try:
+                ready.register(link.wake_fd, selectors.EVENT_READ)
+                ready.select(left)
+            finally:
+                ready.close()
+            link.take_wake()
+            while link.cluster:  # a lost worker or scheduler ends the wait
+                kind, msg = link.cluster.popleft()
+                self._on_cluster(kind, msg)
+        return remote.returncode
+
+    # -- process control, the remote way -----------------------------------------------
+
+    def _read_channel(self, worker: WorkerProcess) -> None:
+        self._drain(worker.wid, notify=False)
+
+    def _read_output(self, worker: WorkerProcess) -> None:
+        """Output arrives with the channel's events (see :meth:`_drain`)."""
+
+    def _open_capture_files(self, worker: WorkerProcess, pid: Any, fds: list[int]) -> None:
+        """The session's capture files are on its machine: the host follows them (``cap`` events)."""
+
+    def _reap(self, worker: WorkerProcess) -> None:
+        if isinstance(worker, RemoteWorker):
+            self._exited(worker)
 
     def _abort(self, worker: WorkerProcess) -> None:
         worker.proc.send("abort")
 
     def _kill(self, worker: WorkerProcess) -> None:
         remote: RemoteProcess = worker.proc
-        remote.send("kill")
         if remote.returncode is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                remote.wait(timeout=5)
+            remote.send("stop")
+            if not (self._dead or self._killed):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    remote.wait(timeout=_STOP_WAIT)
         if remote.returncode is None:
             remote.returncode = -int(signal.SIGKILL)
-        if remote.control_fd >= 0:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(remote.control_fd)
-            with contextlib.suppress(OSError):
-                os.close(remote.control_fd)
-            remote.control_fd = -1
+        self._let_go(worker)
 
-    # -- pool hooks -----------------------------------------------------------------
+    def _let_go(self, worker: WorkerProcess) -> None:
+        """Forget a session's inbox and cancel its task (a task re-run elsewhere must not live on)."""
+        if self._link is not None:
+            self._link.forget(worker.wid)
+        future = self._futures.pop(worker.wid, None)
+        if future is not None and self._client is not None and not self._dead:
+            with contextlib.suppress(Exception):
+                self._client.cancel([future], force=True)
 
-    def free_slots(self) -> int:
-        """Free prefetch capacity of the sessions (see ``_ready_depth``) minus tasks not handed out yet."""
-        if self._killed or self._finished:
-            return 0
-        return self._free_prefetch()
+    # -- pool hooks ---------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Hand queued tasks to the least loaded sessions, a batch per session.
-
-        Short items are prefetched like on the ``process`` backend: over TCP a
-        round trip per item would cost more than a trivial test.
-        """
-        if self._killed or self._finished:
+        """Hand queued tasks to the least loaded sessions, a batch per session."""
+        if self._killed or self._finished or self._dead:
             return
         ready = self._ready_workers()
         depth = self._ready_depth()
@@ -436,62 +357,57 @@ class DaskRunner(WorkerPool):
         self._send_batches(batches)
 
     def _starting(self, worker: WorkerProcess) -> bool:
-        """Whether ``worker``'s session will be ready soon: not ready yet, yet holding a dask thread.
-
-        A session whose host task waits for a thread of its dask worker (more
-        sessions than threads there) starts only when an earlier one ends:
-        waiting for it would keep prefetch off for the whole run.
-        """
-        if worker.ready or worker.closing or worker.exited:
-            return False
-        host = self._host_of.get(worker.wid)
-        ahead = 0
-        for other in self._pool:
-            if other is worker:
-                break
-            if self._host_of.get(other.wid) == host and not other.exited:
-                ahead += 1
-        return ahead < self._threads.get(host or "", 1)
+        """A session whose host task runs but which is not ready yet (one waiting for a thread is not)."""
+        return not (worker.ready or worker.closing or worker.exited) and getattr(worker, "address", None) is not None
 
     def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
         self._by_wid.pop(worker.wid, None)
-        self._tokens.pop(worker.wid, None)
-        if self._killed or self._finished:
+        self._let_go(worker)
+        if self._killed or self._finished or self._dead:
             return
-        if (not self._finishing or self._backlog) and len(self._pool) < self.workers:
-            # The host task of the dead session has ended, freeing its dask worker's thread
-            # (or the dask worker itself died: then the replacement goes to a live one).
-            self._spawn_remote(self._live_host(self._host_of[worker.wid]))
+        if self._wants_sessions() and len(self._pool) < self.workers:
+            self._spawn_remote(None)  # dask places it on a worker with a free thread
         self._shutdown_idle()
         self._check_finished()
 
+    # -- the end ------------------------------------------------------------------------------------
+
     def kill(self) -> None:
-        """Kill every session, then close the client and the cluster we started."""
+        """Stop every session (all at once, then wait for them together), then release the cluster."""
+        if self._killed:
+            return
+        live = [w for w in self._pool if w.proc.returncode is None]
+        for worker in live:
+            worker.proc.send("stop")
+        deadline = time.monotonic() + (0.0 if self._dead else _STOP_WAIT)
+        for worker in live:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         super().kill()
         self._close_cluster()
 
     def _close_cluster(self) -> None:
-        for conn, _ in self._pending_hello.values():
-            conn.close()
-        self._pending_hello.clear()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        link, self._link = self._link, None
         client, self._client = self._client, None
-        cluster, self._cluster = self._cluster, None
+        if link is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(link.wake_fd)
+            link.close()
         if client is not None:
-            with contextlib.suppress(Exception):
-                client.cancel(self._futures, force=True)
-            with contextlib.suppress(Exception):
-                client.close(timeout=5)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close(timeout=5)
-        if self._scratch is not None:
-            import shutil
+            futures = list(self._futures.values())
+            self._futures.clear()
+            if futures and not self._dead:
+                with contextlib.suppress(Exception):
+                    client.cancel(futures, force=True)
+            if self._shipment is not None and not self._dead:
+                unship(client, self._shipment)
+            if self._own_client:
+                from executor.engine.backend.dask import close_client_quietly
 
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+                close_client_quietly(client, timeout=5 if not self._dead else 2)
+        local, self._local = self._local, None
+        if local is not None:
+            local.close(timeout=5)
 
 
-__all__ = ["DaskRunner", "host_session"]
+__all__ = ["DaskRunner", "RemoteProcess", "RemoteWorker"]

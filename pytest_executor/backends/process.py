@@ -1,27 +1,22 @@
 """The ``process`` backend on the engine's process pool: each item is a job for a hosted pytest session.
 
 The workers are those of an :class:`executor.engine.backend.process.ProcessPool`
-(forked by its zygote; where possible the zygote is forked from the controller
-before it loads its conftests, so workers start with every import done, see
-:meth:`ProcessRunner.prefork`).  Each holds a pytest session set up as a
-hosted :class:`executor.engine.WorkerState` (:mod:`._hosted`); an item is a
-call routed to a worker holding that state, preferring the worker that ran its
-module last (module fixtures stay set up there) or, for a retry, the worker
-that holds the failed attempt's teardown.  The pool prefetches: a worker is
-handed its next item while it runs one, as many as the items' mean duration
-warrants (:meth:`ProcessRunner._depth`).
+(forked by its zygote, itself forked from the controller before it loads its
+conftests where possible: :meth:`ProcessRunner.prefork`).  Each holds a pytest
+session set up as a hosted :class:`executor.engine.WorkerState`
+(:mod:`._hosted`); an item is a call routed to a worker holding that state,
+preferring the worker that ran its module last (its module fixtures are set up)
+or, for a retry, the worker that holds the failed attempt's teardown.  The pool
+prefetches as many items per worker as their mean duration warrants
+(:meth:`ProcessRunner._depth`).
 
-What the pool reports becomes the events of
-:mod:`pytest_executor.backends._runner`: a call's answer carries the session's
-events; a :class:`~executor.engine.job.utils.WorkerCrashedError` becomes the
-failed report of the item (with the worker's output, its test's captured
-output and the exit code or signal), a timeout stops the worker with SIGABRT
-(its stack dump is in the report) and kills its group
-(:meth:`ProcessPool.abort`); the pool replaces lost workers.
-
-The pool's event loop runs on a thread of its own, so that workers start and
-collect while the controller collects; the controller's thread turns what it
-posts into events (reports are rebuilt there, through pytest's hooks).
+A call's answer carries the session's events (:mod:`._runner`); a
+:class:`~executor.engine.job.utils.WorkerCrashedError` becomes the failed report
+of the item (worker output, captured output, exit code or signal); a timeout
+stops the worker with SIGABRT (its stack dump is in the report) then kills its
+group (:meth:`ProcessPool.abort`); the pool replaces lost workers.  The pool's
+loop runs on a thread of its own, so that workers start and collect while the
+controller collects; the controller's thread turns what it posts into events.
 """
 
 from __future__ import annotations
@@ -60,6 +55,11 @@ class ProcessRunner:
 
     name = "process"
     defers_teardown = True
+    worker_env: dict[str, str] = {}
+    """Extra environment of every worker session (the ``forked`` backend turns on item forking with it)."""
+    worker_prefix = "w"
+    deadline_grace = 0.0
+    """Seconds past an item's timeout before its worker is stopped (a forked worker times out its child itself)."""
 
     def __init__(self, config: pytest.Config, workers: int) -> None:
         self.config = config
@@ -108,7 +108,8 @@ class ProcessRunner:
         forward = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
         options, positionals = split_invocation_args(self.config)
         self._basetemp = self._make_basetemp()
-        host = partial(_hosted.host_session, [*drop_basetemp(options), *positionals], str(self._basetemp), {})
+        host = partial(_hosted.host_session, [*drop_basetemp(options), *positionals], str(self._basetemp),
+                       self.worker_env, self.worker_prefix)
         self._state = WorkerState(host=host, name="pytest-session", max_workers=self.workers,
                                   capture_output=not forward)
         loop = asyncio.new_event_loop()
@@ -199,7 +200,7 @@ class ProcessRunner:
             started.append(time.time())
             self._posts.put(("started", task, ran_on[-1].wid))  # shown running now, not once answered
             if task.timeout:
-                timer.append(loop.call_later(task.timeout, expire))
+                timer.append(loop.call_later(task.timeout + self.deadline_grace, expire))
 
         def expire() -> None:
             timed_out.append(True)
@@ -216,7 +217,7 @@ class ProcessRunner:
         try:
             events = await self._pool.run(
                 _hosted.run_task, ((task.index, -1, task.nodeid, task.timeout),), {}, state=self._state,
-                worker=_hosted.worker_of_label(task.worker), affinity=module, on_worker=on_worker,
+                worker=_hosted.worker_of_label(task.worker, self.worker_prefix), affinity=module, on_worker=on_worker,
                 timed_out=lambda: bool(timed_out), on_start=on_start)
         except (WorkerCrashedError, WorkerTimeoutError) as exc:
             self._posts.put(("crashed", task, exc, started[0] if started else 0.0))
@@ -329,7 +330,7 @@ class ProcessRunner:
         if kind == "ready":
             self._verify(post[1], post[2], events)
         elif kind == "started":
-            task, label = post[1], _hosted.worker_label(post[2])
+            task, label = post[1], self._label(post[2])
             self._started[task.index] = True
             events.append(("logstart", {"nodeid": task.nodeid, "location": item_location(self._session, task),
                                         "worker": label}))
@@ -368,7 +369,7 @@ class ProcessRunner:
             if nodeid not in known:
                 theirs = ids[i] if i < len(ids) else "<nothing>"
                 self._fail(
-                    f"collection mismatch: worker {_hosted.worker_label(wid)} did not collect what the controller "
+                    f"collection mismatch: worker {self._label(wid)} did not collect what the controller "
                     f"did; first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
                     f"(controller collected {len(self._controller_ids or [])} items, worker {len(ids)})", events)
                 return
@@ -384,7 +385,7 @@ class ProcessRunner:
 
     def _on_event(self, wid: int, task: ItemTask | None, name: str, kwargs: dict[str, Any],
                   events: list[Event]) -> None:
-        label = _hosted.worker_label(wid)
+        label = self._label(wid)
         if name == "logstart":
             if task is not None and self._started.get(task.index) and kwargs["nodeid"] == task.nodeid:
                 self._started[task.index] = False  # replayed when it started
@@ -418,7 +419,7 @@ class ProcessRunner:
 
     def _on_crash(self, task: ItemTask, exc: WorkerCrashedError | WorkerTimeoutError, start: float,
                   events: list[Event]) -> None:
-        label = _hosted.worker_label(exc.worker_id)
+        label = self._label(exc.worker_id)
         timeout = (task.timeout or 0.0) if isinstance(exc, WorkerTimeoutError) else None
         message = crash_message(task.nodeid, label, exc.exitcode, exc.output or "", timeout)
         lost = "timeout" if timeout is not None else exit_reason(exc.exitcode)
@@ -429,7 +430,7 @@ class ProcessRunner:
             self._call_soon(self._warm)  # the pool forks a replacement: its session starts now
 
     def _on_failure(self, task: ItemTask | None, exc: BaseException, output: str, events: list[Event]) -> None:
-        detail = f"{exc}" + (f"\n{output}" if output.strip() else "")
+        detail = f"{exc.__cause__ or exc}" + (f"\n{output}" if output.strip() else "")
         if isinstance(exc, WorkerStateError) or task is None:
             self._fail(f"a worker could not start its pytest session: {detail}", events)
         else:
@@ -450,6 +451,9 @@ class ProcessRunner:
         started = self._started.pop(task.index, None) is not None
         events += failed_item_events(self._session, task, label, when, message, captured, start, started=started)
         self._maybe_close_sessions()
+
+    def _label(self, wid: int | None) -> str:
+        return _hosted.worker_label(wid, self.worker_prefix)
 
     # -- sizing -----------------------------------------------------------
 

@@ -31,14 +31,9 @@ from typing import Any, NamedTuple, final
 import pytest
 from _pytest.runner import call_and_report, show_test_item
 
-from pytest_executor.backends._protocol import (
-    ENV_CHANNEL,
-    ENV_LIFELINE,
-    ENV_ONESHOT,
-    ENV_WORKER,
-    Channel,
-    connect_channel,
-)
+from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_LIFELINE, ENV_ONESHOT,
+                                              ENV_WORKER, LIFELINE_THREAD, Channel, connect_channel, map_paths,
+                                              path_map_from_env)
 from executor._kill import become_subreaper, kill_own_descendants, signal_group
 
 # Options whose effect belongs to the controller only: files it writes, and
@@ -99,6 +94,11 @@ def become_worker_session(config: pytest.Config, worker_id: str, channel: Any, *
             setattr(config.option, name, value)
     session = WorkerSession(config, worker_id, channel, oneshot=oneshot)
     config.pluginmanager.register(session, "executor-worker-session")
+    if os.environ.get(ENV_FORK_ITEMS) == "1":  # the forked backend: each item in a child (see _forked)
+        from pytest_executor.backends._forked import ItemForker
+
+        session.forker = ItemForker(session)
+        config.pluginmanager.register(session.forker, "executor-item-forker")
 
 
 def _leave_run_cache_to_controller(config: pytest.Config) -> None:
@@ -153,7 +153,7 @@ def _watch_lifeline() -> None:
         finally:
             os._exit(70)
 
-    threading.Thread(target=wait_for_eof, name="executor-lifeline", daemon=True).start()
+    threading.Thread(target=wait_for_eof, name=LIFELINE_THREAD, daemon=True).start()
 
 
 def _capture_fds(config: pytest.Config) -> list[int]:
@@ -192,6 +192,9 @@ class WorkerSession:
         self._handled = False
         self._start = 0.0
         self._last_outcome = "passed"
+        self._path_map = path_map_from_env()  # run from a shipped copy (dask): report the controller's paths
+        self.forker: Any = None
+        """An :class:`~pytest_executor.backends._forked.ItemForker` in a worker of the forked backend."""
 
     # -- collection -------------------------------------------------------
 
@@ -258,7 +261,10 @@ class WorkerSession:
                 continue
             self._current, self._next, self._handled = task, None, False
             self._last_outcome = "passed"
-            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+            if self.forker is not None:
+                self.forker.run(item, task)
+            else:
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
             # If another plugin ran its own protocol, our loop fetches the next task.
             task = self._next if self._handled else self._next_task()
         self._current = None
@@ -381,7 +387,7 @@ class WorkerSession:
             return
         if report.when in ("setup", "call") and not report.passed:
             self._last_outcome = str(report.outcome)
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        data = map_paths(self.config.hook.pytest_report_to_serializable(config=self.config, report=report), self._path_map)
         self._emit("logreport", data=data, worker=self.worker_id)
         if report.failed:
             # A failure must reach the controller even if the worker dies next.
@@ -416,7 +422,7 @@ class WorkerSession:
             "warning",
             message=str(warning_message.message),
             category=f"{category.__module__}:{category.__qualname__}",
-            filename=warning_message.filename,
+            filename=map_paths(warning_message.filename, self._path_map),
             lineno=warning_message.lineno,
             when=when,
             nodeid=nodeid,

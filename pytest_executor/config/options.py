@@ -24,7 +24,7 @@ from pytest_executor.views._timeline import parse_timeline_path
 
 from pytest_executor.benchmark._options import BENCHMARK_OPTIONS
 
-BACKENDS: Final = ("local", "thread", "process", "subprocess", "dask")
+BACKENDS: Final = ("local", "thread", "process", "forked", "subprocess", "dask")
 """Where a test may run; ``local`` and ``thread`` stay in the pytest process."""
 
 IN_PROCESS_BACKENDS: Final = frozenset({"local", "thread"})
@@ -114,14 +114,15 @@ OPTIONS: list[Option] = [
     Option(
         "backend",
         "Where tests run: local (in place, the default), thread (call phase on a "
-        "helper thread), process (warm worker processes), subprocess (a fresh "
-        "pytest per test) or dask (a dask cluster).",
+        "helper thread), process (warm worker processes), forked (each test in a "
+        "child forked from a warm worker), subprocess (a fresh pytest per test) "
+        "or dask (a dask cluster).",
         parse_choice(BACKENDS),
         metavar="{" + ",".join(BACKENDS) + "}",
     ),
     Option(
         "workers",
-        "Number of workers of the process/subprocess/dask backends, or 'auto' "
+        "Number of workers of the process/forked/subprocess/dask backends, or 'auto' "
         "(one per CPU). Default: auto.",
         parse_workers,
         metavar="N|auto",

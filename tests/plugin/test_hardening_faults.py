@@ -144,7 +144,7 @@ def no_daemon_left(pytester: pytest.Pytester) -> Iterator[None]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
-@pytest.mark.parametrize("backend", ["process", "subprocess", "dask"])
+@pytest.mark.parametrize("backend", ["process", "forked", "subprocess", "dask"])
 @pytest.mark.usefixtures("no_daemon_left")
 def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp_path: Path, backend: str) -> None:
     if backend == "dask":
@@ -159,13 +159,16 @@ def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
+@pytest.mark.parametrize("backend", ["process", "forked"])
 @pytest.mark.usefixtures("no_daemon_left")
-def test_detached_processes_end_after_the_controller_is_sigkilled(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_detached_processes_end_after_the_controller_is_sigkilled(
+    pytester: pytest.Pytester, tmp_path: Path, backend: str
+) -> None:
     pytester.makeini(INNER_INI + "    -p no:xdist\n")
     pytester.makepyfile(test_detach=DETACHING)
     env_block = dict(os.environ, BLOCK="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--executor-backend=process", "--executor-workers=1"],
+        [sys.executable, "-m", "pytest", f"--executor-backend={backend}", "--executor-workers=1"],
         cwd=pytester.path, env={k: v for k, v in env_block.items() if not k.startswith("PYTEST_")},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

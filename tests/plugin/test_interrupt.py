@@ -70,10 +70,11 @@ def _spawn_pytest(path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_ctrl_c_gives_the_interrupted_summary_and_leaves_no_process(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["process", "forked"])
+def test_ctrl_c_gives_the_interrupted_summary_and_leaves_no_process(pytester: pytest.Pytester, backend: str) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_blocking=BLOCKING)
-    proc = _spawn_pytest(pytester.path, "--executor-backend=process", "--executor-workers=2", "-p", "no:timeout")
+    proc = _spawn_pytest(pytester.path, f"--executor-backend={backend}", "--executor-workers=2", "-p", "no:timeout")
     try:
         wait_for(
             lambda: len(list(pytester.path.glob("worker-*.pid"))) == 2 and (pytester.path / "grandchild.pid").exists(),
@@ -122,10 +123,11 @@ def test_never_started():
 """
 
 
-def test_exitfirst_stops_every_worker(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["process", "forked"])
+def test_exitfirst_stops_every_worker(pytester: pytest.Pytester, backend: str) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_exitfirst=EXITFIRST)
-    result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=2", "-x", "-p", "no:timeout")
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}", "--executor-workers=2", "-x", "-p", "no:timeout")
     result.stdout.fnmatch_lines(["*first failure*", "*stopping after 1 failures*"])
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 1 and "passed" not in outcomes

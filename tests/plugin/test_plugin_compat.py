@@ -30,7 +30,7 @@ def test_help_groups_options_with_ini_twins(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "pytest-executor: run tests as engine jobs:",
-            "  --executor-backend={local,thread,process,subprocess,dask}",
+            "  --executor-backend={local,thread,process,forked,subprocess,dask}",
             "*--executor-workers=N|auto*",
             "*--executor-with-deps*",
         ]

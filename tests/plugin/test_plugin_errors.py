@@ -111,7 +111,7 @@ def test_self_dependency_is_a_cycle(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ('backend="gpu"', "job(backend='gpu') is not a backend; valid: local, thread, process, subprocess, dask"),
+        ('backend="gpu"', "job(backend='gpu') is not a backend; valid: local, thread, process, forked, subprocess, dask"),
         ("retries=-1", "job(retries=-1) must be an integer >= 0"),
         ("timeout=-2", "job(timeout=-2) must be a positive, finite number of seconds up to 31622400 (a year), or None"),
         ("exclusive=1", "job(exclusive=1) must be True or False"),
@@ -171,7 +171,7 @@ def test_errors_also_under_collect_only(pytester: pytest.Pytester) -> None:
     ("args", "message"),
     [
         (["--executor-workers", "0"], "ERROR: --executor-workers: '0' is neither a positive integer nor 'auto'*"),
-        (["--executor-backend=gpu"], "ERROR: --executor-backend: 'gpu' is not one of local, thread, process, subprocess, dask*"),
+        (["--executor-backend=gpu"], "ERROR: --executor-backend: 'gpu' is not one of local, thread, process, forked, subprocess, dask*"),
         (["--executor-table=some"], "ERROR: --executor-table: 'some' is not one of all, failed, summary, none*"),
         (["--executor-timeout=-1"], "ERROR: --executor-timeout: '-1' must be a positive number of seconds*"),
         (["--executor-max-jobs=x"], "ERROR: --executor-max-jobs: 'x' is not an integer*"),

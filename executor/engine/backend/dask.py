@@ -18,6 +18,12 @@ on the engine's event loop:
   loop: the backend connects its own client to that address on first use.
 
 ``distributed`` is imported lazily: the engine works without dask installed.
+
+The module is also the one dask layer of the repository: the pytest plugin's
+``dask`` backend starts and connects its clusters through
+:func:`local_cluster_options`, :class:`LocalDaskCluster`, :func:`connect_client`
+and :func:`close_client_quietly`, so both products start clusters the same
+secure way.
 """
 
 from __future__ import annotations
@@ -35,7 +41,16 @@ from ..log import logger
 if T.TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-__all__ = ["DaskBackend", "check_async_client", "check_scheduler_address", "close_soon"]
+__all__ = [
+    "DaskBackend",
+    "LocalDaskCluster",
+    "check_async_client",
+    "check_scheduler_address",
+    "close_client_quietly",
+    "close_soon",
+    "connect_client",
+    "local_cluster_options",
+]
 
 #: Seconds to wait for a cluster to answer before a DaskJob fails with a clear error.
 CONNECT_TIMEOUT = 10.0
@@ -87,6 +102,99 @@ def check_scheduler_address(address: str) -> str:
             "(or an asynchronous distributed.Client)"
         )
     return address
+
+
+def local_cluster_options(n_workers: int, threads_per_worker: int, scratch: str, quiet: int = logging.ERROR) -> dict[str, T.Any]:
+    """Keyword arguments for a ``LocalCluster`` (or ``Client``) that only this process can use.
+
+    Worker processes, TLS with temporary certificates that only this process
+    holds (``security=True``: other local users can neither connect nor
+    submit), scheduler and workers on 127.0.0.1, the dashboard on a free
+    loopback port (never on the network, never 8787 of a user's cluster) and
+    scratch space in ``scratch`` (private, removed by whoever made it).
+    """
+    return {
+        "n_workers": n_workers,
+        "threads_per_worker": threads_per_worker,
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": "127.0.0.1:0",
+        "security": True,
+        "silence_logs": quiet,
+        "local_directory": scratch,
+    }
+
+
+class LocalDaskCluster:
+    """A synchronous ``LocalCluster`` with :func:`local_cluster_options` and a private scratch folder.
+
+    For synchronous callers (the pytest plugin); :meth:`close` closes the
+    cluster and removes the scratch folder, whatever happened before.
+    """
+
+    def __init__(self, n_workers: int, threads_per_worker: int = 1) -> None:
+        distributed = _import_distributed()
+        import dask
+
+        # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
+        self.scratch = tempfile.mkdtemp(prefix="executor-dask-")
+        _scratch_dirs.add(self.scratch)
+        _quiet_scratch_removal()
+        try:
+            with dask.config.set({"temporary-directory": self.scratch}):
+                self.cluster: T.Any = distributed.LocalCluster(
+                    **local_cluster_options(n_workers, threads_per_worker, self.scratch)
+                )
+        except BaseException:
+            self._remove_scratch()
+            raise
+
+    @property
+    def security(self) -> T.Any:
+        """The cluster's temporary TLS credentials (a ``distributed.Security``)."""
+        return self.cluster.security
+
+    def client(self) -> "Client":
+        """A new synchronous client of this cluster (the caller closes it)."""
+        distributed = _import_distributed()
+        return T.cast("Client", distributed.Client(self.cluster, set_as_default=False))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the cluster (best effort) and remove its scratch folder."""
+        try:
+            self.cluster.close(timeout=timeout)
+        except Exception as error:  # closing is best effort: the scratch folder goes anyway
+            logger.debug("closing a LocalCluster: {!r}", error)
+        finally:
+            self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        _scratch_dirs.discard(self.scratch)
+
+
+def connect_client(address: str, timeout: float = CONNECT_TIMEOUT, security: T.Any = None) -> "Client":
+    """A synchronous client of the scheduler at ``address``; ``ConnectionError`` if it does not answer in time.
+
+    ``security`` defaults to dask's configuration (``distributed.comm.tls.*``),
+    as for any ``Client``: a ``tls://`` address works with the certificates the
+    user configured for dask.
+    """
+    distributed = _import_distributed()
+    try:
+        return T.cast(
+            "Client", distributed.Client(address, timeout=timeout, security=security, set_as_default=False)
+        )
+    except (OSError, TimeoutError) as error:
+        raise ConnectionError(f"cannot reach the dask scheduler at {address} within {timeout:g} s ({error})") from None
+
+
+def close_client_quietly(client: T.Any, timeout: float = 10.0) -> None:
+    """Close a synchronous client; a scheduler that is gone already is no error."""
+    try:
+        client.close(timeout=timeout)
+    except Exception as error:  # closing is best effort
+        logger.debug("closing a dask client: {!r}", error)
 
 
 def _client_address(client: "Client") -> str | None:
@@ -224,20 +332,10 @@ class DaskBackend:
         # The client starts the cluster itself, hence owns it: ``await engine.dask_client.close()``
         # (upstream's way to release dask) closes the cluster too, not only the connection.
         with dask.config.set({"distributed.scheduler.allowed-failures": 0, "temporary-directory": self._scratch}):
-            client = await distributed.Client(
-                asynchronous=True,
-                n_workers=n_workers,
-                threads_per_worker=self.threads_per_worker,
-                processes=True,
-                # loopback only, on a free port: never on the network, never 8787 of a user cluster
-                dashboard_address="127.0.0.1:0",
-                # temporary TLS certificates: other local users can neither connect nor submit
-                security=True,
-                # a failed task is the job's failure, reported by the engine: dask's own
-                # "Compute Failed" error log would say it twice
-                silence_logs=logging.CRITICAL,
-                local_directory=self._scratch,
-            )
+            # a failed task is the job's failure, reported by the engine: dask's own
+            # "Compute Failed" error log would say it twice (hence CRITICAL)
+            options = local_cluster_options(n_workers, self.threads_per_worker, self._scratch, logging.CRITICAL)
+            client = await distributed.Client(asynchronous=True, **options)
         self._cluster = client.cluster
         self._owned_client = True
         return T.cast("Client", client)

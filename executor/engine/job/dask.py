@@ -29,7 +29,9 @@ def get_default_client() -> T.Any:
     """
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(host="127.0.0.1", dashboard_address=":0", asynchronous=True)
+    # As the engine's own clusters: on loopback, TLS with temporary certificates (other
+    # local users cannot submit to it), the dashboard on 127.0.0.1 only (":0" is every interface).
+    cluster = LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0", security=True, asynchronous=True)
     return Client(cluster, asynchronous=True)
 
 

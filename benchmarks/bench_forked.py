@@ -1,0 +1,128 @@
+"""The ``forked`` backend beside ``process`` and ``subprocess``, in one run (issue 19).
+
+Generates two suites in a private temporary directory and times whole
+``pytest`` runs (start-up and collection included), round-robin, keeping the
+median of ``--repeat`` runs:
+
+* ``trivial`` — ``--tests`` (2,000) tests that do nothing: ``forked`` against
+  ``process``, both with ``--workers`` (2) workers.  Printed: both walls, their
+  ratio (target ≤ 2×), and the per-test overhead of forking over ``process``,
+  as seen by one worker: ``(forked wall - process wall) × workers / tests``
+  (target ≤ 5 ms), and as CPU of the whole run per test.
+* ``crashy`` — 40 tests, every fourth one segfaults: ``forked`` against
+  ``subprocess``.  Both must report the same outcomes (30 passed, 10 failed);
+  target: forked in under 1/10 of subprocess's wall.
+
+Every run's outcome counts are checked against the expected ones; the script
+stops at the first mismatch.  Numbers depend on the machine's load: the
+script prints the load average before and after.
+
+Usage::
+
+    python benchmarks/bench_forked.py [--repeat 3] [--tests 2000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from _pytest_run import PytestRun, run_pytest
+from _suites import write_trivial_suite
+
+_OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?)\b")
+_COMMON = ["--executor-table=none", "-p", "no:rerunfailures", "-p", "no:randomly"]
+
+CRASHY = '''
+import ctypes
+
+import pytest
+
+
+@pytest.mark.parametrize("n", range(40))
+def test_sometimes_crashes(n):
+    if n % 4 == 3:
+        ctypes.string_at(0)  # a segfault
+'''
+
+
+def outcomes(run: PytestRun) -> dict[str, int]:
+    """Outcome counts from pytest's last line."""
+    last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    return {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _OUTCOME.findall(last)}
+
+
+def timed(suite: Path, backend: str, workers: int, expected: dict[str, int]) -> PytestRun:
+    """One run of ``suite`` on ``backend``; stops the script if the outcomes differ from ``expected``."""
+    run = run_pytest(suite, [f"--executor-backend={backend}", f"--executor-workers={workers}", *_COMMON], ok_codes=(0, 1))
+    got = outcomes(run)
+    if got != expected:
+        sys.exit(f"{backend} on {suite.name}: outcomes {got}, expected {expected}\n{run.stdout[-3000:]}")
+    return run
+
+
+def load() -> str:
+    """The 1-minute load average (how busy the machine is while measuring)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    """Run both comparisons and print their ratios against the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load()}")
+    with tempfile.TemporaryDirectory(prefix="bench-forked-") as tmp:
+        trivial = Path(tmp) / "trivial"
+        write_trivial_suite(trivial, args.tests)
+        crashy = Path(tmp) / "crashy"
+        crashy.mkdir()
+        (crashy / "test_crashy.py").write_text(CRASHY)
+        (crashy / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+        walls: dict[str, list[float]] = {"process": [], "forked": [], "crash-forked": [], "crash-subprocess": []}
+        cpus: dict[str, list[float]] = {"process": [], "forked": []}
+        for _ in range(args.repeat):
+            for backend in ("process", "forked"):
+                run = timed(trivial, backend, args.workers, {"passed": args.tests})
+                walls[backend].append(run.wall)
+                cpus[backend].append(run.cpu)
+            for backend in ("forked", "subprocess"):
+                run = timed(crashy, backend, args.workers, {"passed": 30, "failed": 10})
+                walls[f"crash-{backend}"].append(run.wall)
+
+    wall = {name: statistics.median(values) for name, values in walls.items()}
+    cpu = {name: statistics.median(values) for name, values in cpus.items()}
+    ratio = wall["forked"] / wall["process"]
+    overhead = (wall["forked"] - wall["process"]) * args.workers / args.tests * 1000
+    cpu_overhead = (cpu["forked"] - cpu["process"]) / args.tests * 1000
+    crash_ratio = wall["crash-forked"] / wall["crash-subprocess"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print(f"\n{args.tests} trivial tests, {args.workers} workers (median of {args.repeat}):")
+    print(f"  process  {wall['process']:7.2f} s   CPU {cpu['process']:6.2f} s")
+    print(f"  forked   {wall['forked']:7.2f} s   CPU {cpu['forked']:6.2f} s")
+    print(f"  forked / process: {ratio:.2f}x (target <= 2x: {verdict(ratio <= 2)})")
+    print(f"  per-test overhead over process, per worker: {overhead:.2f} ms (target <= 5 ms: {verdict(overhead <= 5)})")
+    print(f"  per-test CPU over process (whole run): {cpu_overhead:.2f} ms")
+    print(f"\n40 tests, every 4th segfaults, {args.workers} workers: same outcomes (30 passed, 10 failed)")
+    print(f"  subprocess {wall['crash-subprocess']:7.2f} s")
+    print(f"  forked     {wall['crash-forked']:7.2f} s")
+    print(f"  forked / subprocess: {crash_ratio:.3f}x (target < 0.1x: {verdict(crash_ratio < 0.1)})")
+    print(f"\nload average at the end {load()}")
+
+
+if __name__ == "__main__":
+    main()
