@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_executor.views.report import JobRecord
+    from pytest_executor.run.jobs import TestJob
 
 
 @pytest.hookspec(firstresult=True)
@@ -55,20 +55,27 @@ def pytest_executor_dask_client(config: pytest.Config) -> Any | None:
     """
 
 
-def pytest_executor_job_created(item: pytest.Item, job: JobRecord) -> None:
-    """``job`` (a :class:`pytest_executor.views.report.JobRecord`) was created for ``item``.
+def pytest_executor_job_created(item: pytest.Item, job: TestJob) -> None:
+    """``job``, the engine job of ``item``, was created (it is not submitted yet: ``job.status == "created"``).
 
     Called once per job after collection, in dependency order, before anything
-    runs; the record's ``backend``, ``after`` and ``retries`` are already set.
+    runs.  ``job`` is an :class:`executor.engine.job.base.Job` (a
+    :class:`pytest_executor.run.jobs.TestJob`): besides the engine's
+    attributes (``id``, ``status``, ``retries``, ``exclusive``, ``condition``...)
+    it has ``nodeid``, ``backend``, and ``record`` (the job table's row:
+    ``record.after``, ``record.timeout``...).
     """
 
 
 def pytest_executor_job_finished(
-    item: pytest.Item, job: JobRecord, report: pytest.TestReport | None
+    item: pytest.Item, job: TestJob, report: pytest.TestReport | None
 ) -> None:
-    """``item``'s job reached a final status (``job.status``).
+    """``item``'s engine job has its final outcome (``job.outcome``: ``passed``, ``failed``...).
 
-    ``report`` is the item's most telling report of the final attempt (the failed
-    one if any, else the call report, else setup) or ``None`` if nothing ran,
-    e.g. when the run stopped first.
+    ``job.status`` is the engine's (``done``; ``failed`` for a failed test;
+    ``cancelled`` when the run stopped first), ``job.attempts`` the number of
+    attempts, ``job.reports`` the reports of each attempt and ``job.worker``
+    where the last one ran.  ``report`` is the item's most telling report of
+    the final attempt (the failed one if any, else the call report, else setup)
+    or ``None`` if nothing ran, e.g. when the run stopped first.
     """

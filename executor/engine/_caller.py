@@ -56,6 +56,8 @@ class CallerLane:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queue: collections.deque[_Body] = collections.deque()
+        self.wake: T.Optional[T.Callable[[], None]] = None
+        """Called after each post: how an engine driven by its caller learns of a body (see ``_driving``)."""
 
     def post(self, func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> concurrent.futures.Future:
         """Queue a body (any thread); the future settles with its result once a waiting thread ran it.
@@ -66,7 +68,21 @@ class CallerLane:
         with self._cond:
             self._queue.append(_Body(func, args, kwargs, future))
             self._cond.notify()
+        wake = self.wake
+        if wake is not None:
+            wake()
         return future
+
+    def run_posted(self) -> bool:
+        """Run the bodies posted so far on this thread, without waiting; whether there were any."""
+        ran = False
+        while True:
+            with self._cond:
+                if not self._queue:
+                    return ran
+                body = self._queue.popleft()
+            ran = True
+            self._run(body)
 
     def serve_until(self, done: concurrent.futures.Future, timeout: T.Optional[float] = None) -> bool:
         """Run posted bodies on this thread until ``done`` settles or ``timeout`` seconds passed.

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from ._lifecycle import JobLifecycle, safe_callback
 from .job._routes import INLINE as _INLINE
+from .job._routes import ON_CALLER as _ON_CALLER
 from .job._routes import ON_THREAD as _ON_THREAD
 from .job._routes import OWN_THREAD_CALL as _OWN_THREAD_CALL
 from .job._routes import ThreadCallJob, registered_route
@@ -52,7 +53,7 @@ def _class_fast_path(cls: type[Job]) -> int:
     return _INLINE if cls.run_function is Job.run_function else 0
 
 
-def _fast_path(job: Job) -> int:
+def _fast_path(job: Job, driven: bool) -> int:
     """How the attempt may run without a Task: ``_INLINE``, ``_ON_THREAD`` or 0 (a Task).
 
     ``_INLINE``: a plain sync call on the loop thread (a job class keeping the
@@ -65,6 +66,9 @@ def _fast_path(job: Job) -> int:
     still handled: the awaitable gets a Task).  A ThreadJob class with its
     own ``thread_call`` hook (SubprocessJob) always goes to the thread: the
     hook turns the whole attempt, options included, into the call.
+    ``_ON_CALLER``: a CallerJob on an engine driven by its caller
+    (``start(loop_thread=False)``): queued for the driving thread, which runs it
+    between loop iterations (see :mod:`executor.engine._driving`).
     """
     cls = type(job)
     path = _fast_classes.get(cls)
@@ -74,10 +78,10 @@ def _fast_path(job: Job) -> int:
         return 0
     if path == _OWN_THREAD_CALL:
         return _ON_THREAD
-    if not path or job.change_dir or job.redirect_out_err:
+    if not path or job.change_dir or job.redirect_out_err or (path == _ON_CALLER and not driven):
         return 0
     traits = func_traits(job.func)
-    if traits.generator or (path == _INLINE and traits.coroutine):
+    if traits.generator or (path != _ON_THREAD and traits.coroutine):
         return 0
     return path
 
@@ -91,7 +95,8 @@ class FastPath(JobLifecycle):
         loop = self._loop
         assert loop is not None
         started = datetime.now()  # one scheduling round: one start time
-        paths = [_fast_path(job) for job in jobs]
+        driven = self._driver is not None
+        paths = [_fast_path(job, driven) for job in jobs]
         for job, path in zip(jobs, paths):
             job.attempts += 1
             job.start_time = started
@@ -112,9 +117,13 @@ class FastPath(JobLifecycle):
                     self._arm_timeout(job)
             elif path == _ON_THREAD:
                 on_thread.append(job)
+            elif path == _ON_CALLER:
+                self._caller_queue.append(job)
             elif job._queued is not self:  # else a rerun found its entry still queued: that one runs it
                 job._queued = self  # type: ignore[assignment]  # self is the Engine (its base class here)
                 queue.append(job)
+        if self._caller_queue and loop.is_running():
+            loop.stop()  # the driving thread runs them once the loop returns control (see _driving)
         if queue and not self._inline_scheduled:
             self._inline_scheduled = True
             loop.call_soon(self._run_inline_batch)

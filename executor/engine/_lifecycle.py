@@ -153,7 +153,7 @@ class JobLifecycle(LoopBridge):
     def _attempt_failed(self, job: Job, exc: BaseException, pump: bool = True) -> None:
         self._sched.finished(job)
         if job.attempts <= job.retries:
-            logger.info(f"job {job.name} ({job.id}) failed with {exc!r}; "
+            logger.trace(f"job {job.name} ({job.id}) failed with {exc!r}; "
                         f"retry {job.attempts}/{job.retries} in {job.retry_time_delta} s")
             self._set_status(job, "pending")
             self._sched.add(job, job.id, job.resource_kind, None, time.time(),
@@ -182,7 +182,7 @@ class JobLifecycle(LoopBridge):
         if self.print_traceback:
             logger.error(f"job {job.name} ({job.id}) failed{where}:\n{job.traceback}")
         else:
-            logger.debug(f"job {job.name} ({job.id}) failed{where}: {exc!r}")
+            logger.trace(f"job {job.name} ({job.id}) failed{where}: {exc!r}")
 
     def _generator_ended(self, job: Job, exc: T.Optional[BaseException]) -> None:
         """Called by a generator proxy (any thread) when its generator ended."""

@@ -81,6 +81,8 @@ class LoopBridge:
     _loop: T.Optional[asyncio.AbstractEventLoop]
     _loop_thread_id: T.Optional[int]
     _thread: T.Optional[threading.Thread]
+    _driver: T.Optional[int]  # ident of the thread driving the loop (start(loop_thread=False)), else None
+    _caller_queue: collections.deque[Job]  # CallerJobs started on a driven engine, run by its driver
     _stopping: bool
     _sched: "Scheduler[Job]"
     _backends: dict[str, T.Any]  # open backends by resource kind (see backend/_registry.py)
@@ -107,10 +109,14 @@ class LoopBridge:
 
         def _pump(self) -> None: ...
 
+        def _drive(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any: ...
+
     def _in_loop_thread(self) -> bool:
         loop = self._loop
         if loop is None:
             return False
+        if self._driver is not None:
+            return threading.get_ident() == self._driver
         if self._thread is not None:
             return threading.get_ident() == self._loop_thread_id
         try:
@@ -133,6 +139,8 @@ class LoopBridge:
     def _call_on_loop(self, fn: T.Callable[..., T.Any], *args: T.Any) -> T.Any:
         """Run a sync function on the loop thread and return its result (re-raising)."""
         loop = self._loop
+        if self._driver is not None and self._in_loop_thread():
+            return fn(*args)
         if loop is None or not loop.is_running():
             raise RuntimeError("the engine is not started")
         if self._in_loop_thread():
@@ -182,6 +190,11 @@ class LoopBridge:
 
     def _wait_serving(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any:
         """Like :meth:`_call_on_loop_async`, running CallerJob bodies on this thread while it waits."""
+        if self._driver is not None:
+            if threading.get_ident() != self._driver:
+                raise RuntimeError("this engine's loop is driven by the thread that started it "
+                                   "(start(loop_thread=False)); wait for it from that thread")
+            return self._drive(coro_fn, *args)
         loop = self._loop
         if loop is None or not loop.is_running():
             raise RuntimeError("the engine is not started: use `with Engine()` or engine.start()")

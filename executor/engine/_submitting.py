@@ -51,7 +51,7 @@ class Submitting(FastPath):
         once, no polling), or until it is cancelled.
         """
         loop = self._loop
-        if loop is None or not loop.is_running() or self._stopping:
+        if (self._driver is None and (loop is None or not loop.is_running())) or self._stopping:
             check_jobs(jobs)
             raise RuntimeError(
                 "the engine is not started: use `with Engine() as engine:`, call engine.start(), "
@@ -179,7 +179,7 @@ class Submitting(FastPath):
                 if not (cancelled or failed or startable):
                     break
                 for job, reason in cancelled:
-                    logger.info(f"job {job.name} ({job.id}) cancelled: {reason}")
+                    logger.trace(f"job {job.name} ({job.id}) cancelled: {reason}")
                     self._finish(job, "cancelled")
                 for job, exc in failed:
                     job._record_failure(exc)

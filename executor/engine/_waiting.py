@@ -28,9 +28,14 @@ class Waiting(Submitting):
         async def _wait_selected(self, timeout: T.Optional[float],
                                  select_jobs: T.Optional[T.Callable[..., T.Any]]) -> bool: ...
 
+        def _drain(self) -> None: ...  # (Driving)
+
     def cancel(self, *jobs: Job) -> None:
         """Cancel jobs; returns once they are cancelled and their workers are stopped."""
         check_jobs(jobs)
+        if self._driver is not None and self._in_loop_thread():
+            self._cancel_now(list(jobs))
+            return
         if self._loop is None or not self._loop.is_running():
             for job in jobs:
                 if job.status in ACTIVE_STATUSES:
@@ -193,14 +198,26 @@ class Waiting(Submitting):
         while they block, but for a set of jobs.  Call it from the thread that
         must run the bodies (the main thread, for a pytest run); not from the
         engine's loop thread.  A timeout is no error: the jobs keep running.
+
+        On an engine started with ``loop_thread=False``, ``timeout=0`` runs
+        everything that is ready now (CallerJobs included) and returns.
         """
         if jobs is not None:
             check_jobs(jobs)
+        if self._driver is not None and timeout is not None and timeout <= 0:
+            self._wait_serving(_no_wait)  # checks the thread
+            self._drain()
+            pending = self._active_jobs() if jobs is None else [j for j in jobs if j.status in ACTIVE_STATUSES]
+            return not pending
         try:
             self._wait_serving(self._join_here, jobs, timeout)
         except TimeoutError:
             return False
         return True
+
+
+async def _no_wait() -> None:
+    """Nothing to wait for (``serve_caller(timeout=0)`` checks the thread with it)."""
 
 
 def clear_context(job: Job) -> None:

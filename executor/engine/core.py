@@ -23,12 +23,12 @@ import uuid
 from pathlib import Path
 
 from ._caller import CallerLane
+from ._driving import Driving
 from ._engine_stack import pop_default_engine, push_default_engine
 from ._loop_bridge import StatusListener, live_engines, release_command_watchdog
 from ._scheduler import Scheduler
 from ._setting import EngineSetting
 from ._upstream_engine import Resource, UpstreamEngineAPI
-from ._waiting import Waiting
 from .backend._registry import before_start, close_backends, close_backends_now, open_backend
 from .job.base import Job
 from .job.utils import InvalidStateError, JobEmitError, default_cache_root
@@ -42,7 +42,7 @@ if T.TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Engine", "EngineSetting", "Resource", "InvalidStateError", "JobEmitError"]
 
 
-class Engine(Waiting, UpstreamEngineAPI):
+class Engine(Driving, UpstreamEngineAPI):
     """Runs jobs: ``submit`` them, ``wait``/``join`` for them, ``cancel`` them.
 
     Sync use: ``with Engine() as engine: engine.submit(job); engine.wait()``.
@@ -50,7 +50,9 @@ class Engine(Waiting, UpstreamEngineAPI):
 
     Beyond upstream's API: ``add_listener``/``remove_listener`` (follow job
     status changes), ``serve_caller`` (run CallerJob bodies on the waiting
-    thread), and the jobs' ``timeout=`` and ``exclusive=`` options.
+    thread), ``start(loop_thread=False)`` (no loop thread: the loop runs on
+    the thread that waits, see :mod:`executor.engine._driving`), and the jobs'
+    ``timeout=`` and ``exclusive=`` options.
     """
 
     def __init__(self, setting: T.Optional[EngineSetting] = None, jobs: T.Optional[Jobs] = None,
@@ -70,6 +72,8 @@ class Engine(Waiting, UpstreamEngineAPI):
         self._loop: T.Optional[asyncio.AbstractEventLoop] = loop
         self._loop_thread_id: T.Optional[int] = None
         self._thread: T.Optional[threading.Thread] = None
+        self._driver: T.Optional[int] = None
+        self._caller_queue: collections.deque[Job] = collections.deque()
         self._sched: Scheduler[Job] = self._new_scheduler()
         self._backends: dict[str, T.Any] = {}
         self._spare_zygote: T.Optional["SpareZygote"] = None  # forked by start(), adopted by the pool
@@ -112,6 +116,8 @@ class Engine(Waiting, UpstreamEngineAPI):
     @property
     def is_running(self) -> bool:
         """True while the engine's loop runs and it accepts jobs."""
+        if self._driver is not None:
+            return not self._stopping
         return self._loop is not None and self._loop.is_running() and not self._stopping
 
     @property
@@ -162,13 +168,23 @@ class Engine(Waiting, UpstreamEngineAPI):
         self.dask_backend.set_client(client)
 
     # -------------------------------------------------------- start / stop
-    def start(self) -> None:
-        """Start the engine's loop in a daemon thread (sync use)."""
-        if self._thread is not None:
+    def start(self, loop_thread: bool = True) -> None:
+        """Start the engine's loop in a daemon thread (sync use).
+
+        ``loop_thread=False``: start no thread; the loop runs on this thread
+        while it waits in ``serve_caller``/``wait``/``wait_job``, and CallerJobs
+        run back to back on it (see :mod:`executor.engine._driving`).  Such an
+        engine is used from this thread only, and starts in well under a
+        millisecond (it forks no zygote for a process pool ahead of time).
+        """
+        if self._thread is not None or self._driver is not None:
             return
         if self._loop is not None and self._loop.is_running():
             raise RuntimeError("this engine already runs on an event loop (async use); no start() needed")
         self._release_closed_loop()
+        if not loop_thread:
+            self._start_driven()
+            return
         before_start(self)  # before the loop thread exists: fork is safe only single-threaded
         loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -187,7 +203,9 @@ class Engine(Waiting, UpstreamEngineAPI):
         not waited for; their daemon threads end when their functions return.
         """
         loop, thread = self._loop, self._thread
-        if thread is not None and loop is not None:
+        if self._driver is not None:
+            self._stop_driven()
+        elif thread is not None and loop is not None:
             if threading.get_ident() == self._loop_thread_id:
                 raise RuntimeError("engine.stop() cannot be called from a job running on the engine loop")
             if loop.is_running():
@@ -222,6 +240,7 @@ class Engine(Waiting, UpstreamEngineAPI):
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_when = None, None
+        self._caller_queue.clear()
         while self._inline:  # cancelled above; drop them so that a rerun queues them again
             job = self._inline.popleft()
             if job._queued is self:

@@ -161,10 +161,8 @@ class ElasticPool(WorkerPool):
         """Fail whatever is queued or running, and every task submitted from now on."""
         if self._dead or self._killed or self._finished:
             return
-        self._dead = (
-            f"the dask scheduler {self._scheduler_address()} went away ({reason}); "
-            "this test did not run"
-        )
+        gone = f"the dask scheduler {self._scheduler_address()} went away ({reason})"
+        self._dead = f"{gone}; this test did not run"
         self._learn_controller_ids()
         for worker in list(self._pool):
             assert isinstance(worker, RemoteWorker)
@@ -172,18 +170,20 @@ class ElasticPool(WorkerPool):
             worker.slots.clear()
             worker.load = 0
             for slot in slots:
-                if slot.result:
-                    self._fail_slot(worker, slot, "teardown", self._dead, ("", ""))
+                if slot.result:  # the outcome is known: only its teardown is lost
+                    self._close_slot(worker, slot)
+                elif slot.started:
+                    self._fail_slot(worker, slot, "call", f"{gone} while this test ran", worker.read_capture())
                 else:
-                    when = "call" if slot.started else "setup"
-                    self._fail_slot(worker, slot, when, self._dead, worker.read_capture())
-            worker.proc.returncode = worker.proc.returncode if worker.proc.returncode is not None else -9
+                    self._fail_slot(worker, slot, "setup", self._dead, ("", ""))
+            if worker.proc.returncode is None:
+                worker.proc.returncode = -int(signal.SIGKILL)
             self._close_worker(worker, kill=False)
             self._let_go(worker)
         self._pool.clear()
         while self._backlog:
             self._fail_task(self._backlog.popleft())
-        self._events.append(("worker_lost", {"worker": "all", "reason": self._dead}))
+        self._events.append(("worker_lost", {"worker": "every", "reason": gone}))
         self._check_finished()
 
     def _fail_task(self, task: ItemTask) -> None:

@@ -55,6 +55,8 @@ _CAPTURE_POLL = 0.1
 _WATCHDOG = 1.0
 """Seconds between checks that this task is still wanted."""
 _ALIVE_STATES = ("executing", "long-running")
+ENV_DASK_WORKER = "PYTEST_EXECUTOR_DASK_WORKER"
+"""Set in a session to the address of the dask worker hosting it."""
 
 
 def copy_root(worker: Any, name: str) -> str:
@@ -116,7 +118,7 @@ def host_session(spec: dict[str, Any]) -> int:
         return 70
     queue = Queue(spec["queue"], client=get_client())
     key = worker.get_current_task()
-    proc, life_w, out_r, chan_r, chan_w = _start(spec, root)
+    proc, life_w, out_r, chan_r, chan_w = _start({**spec, "dask_worker": worker.address}, root)
     relay.post("start", address=worker.address, pid=proc.pid)
     receiver = threading.Thread(
         target=_receive, args=(queue, proc, chan_w), name=f"pytest-executor-{wid}-receiver", daemon=True
@@ -150,7 +152,7 @@ def _start(spec: dict[str, Any], root: str | None) -> tuple[subprocess.Popen[byt
     w2c_r, w2c_w = os.pipe()
     life_r, life_w = os.pipe()
     out_r, out_w = os.pipe()
-    env = {**os.environ, **spec["env"]}
+    env = {**os.environ, **spec["env"], ENV_DASK_WORKER: spec["dask_worker"]}
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update({ENV_WORKER: spec["wid"], ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
     argv = [_resolve(arg, root) for arg in spec["argv"]]
@@ -344,4 +346,4 @@ def _supervise(proc: subprocess.Popen[bytes], relay: _Relay, out_r: int, chan_r:
         selector.close()
 
 
-__all__ = ["BATCH_SECONDS", "copy_root", "host_session", "remove_copy"]
+__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_root", "host_session", "remove_copy"]

@@ -129,10 +129,11 @@ class DaskRunner(ElasticPool):
         elif self.address:
             try:
                 self._client = connect_client(self.address, _CONNECT_TIMEOUT)
-            except ConnectionError:
+            except ConnectionError as error:
+                reason = "" if "within" in str(error) else f" ({error})"
                 raise pytest.UsageError(
                     f"--executor-dask-address {self.address}: cannot reach the dask scheduler "
-                    f"within {_CONNECT_TIMEOUT:g} s"
+                    f"within {_CONNECT_TIMEOUT:g} s{reason}"
                 ) from None
             self._own_client, self._elastic = True, not self.requested
         else:
@@ -205,7 +206,10 @@ class DaskRunner(ElasticPool):
     def _wait_time(self, end: float | None) -> float | None:
         link = self._link
         if link is not None and (link.news or link.cluster):
-            return 0.0  # taken off the wake-up pipe by a wait for one session: look now
+            # news whose wake-up byte a wait for one session took: handle them now
+            self._take_news()
+        if self._events:
+            return 0.0
         now = time.monotonic()
         waits = [] if end is None else [max(0.0, end - now)]
         waits += [max(0.0, w.deadline - now) for w in self._pool if w.deadline is not None]
@@ -356,6 +360,22 @@ class DaskRunner(ElasticPool):
             self._hand_out(worker, self._backlog.popleft(), batches)
         self._send_batches(batches)
 
+    def _depth(self) -> int:
+        """Tasks a session may hold: more than on the process backend, a round trip through dask costs more.
+
+        Handing the next item out only when the last one's result is back
+        would add the round trip (session → scheduler → controller → queue →
+        session, several milliseconds) to every test; one item queued behind
+        the running one hides it for items up to a second long, at the price
+        of at most one item of imbalance per session at the end.
+        """
+        mean = self._mean_duration
+        if mean is None or mean >= 1.0:
+            return 1
+        if mean >= 0.05:
+            return 2
+        return 4 if mean >= 0.005 else 16
+
     def _starting(self, worker: WorkerProcess) -> bool:
         """A session whose host task runs but which is not ready yet (one waiting for a thread is not)."""
         return not (worker.ready or worker.closing or worker.exited) and getattr(worker, "address", None) is not None
@@ -404,7 +424,7 @@ class DaskRunner(ElasticPool):
             if self._own_client:
                 from executor.engine.backend.dask import close_client_quietly
 
-                close_client_quietly(client, timeout=5 if not self._dead else 2)
+                close_client_quietly(client, timeout=5 if not self._dead else 2, scheduler_gone=bool(self._dead))
         local, self._local = self._local, None
         if local is not None:
             local.close(timeout=5)

@@ -43,7 +43,7 @@ def run_attempts(
     """
     attempts: list[Reports] = []
     for number in range(retries + 1):
-        reports, again = _attempt(
+        reports, again = run_attempt(
             item, nextitem, may_retry=number < retries, timeout=timeout, on_thread=on_thread
         )
         attempts.append(reports)
@@ -54,7 +54,7 @@ def run_attempts(
     return attempts
 
 
-def _attempt(
+def run_attempt(
     item: pytest.Item,
     nextitem: pytest.Item | None,
     *,

@@ -231,7 +231,7 @@ def test_hooks_see_every_job(pytester: pytest.Pytester) -> None:
             seen.append(("created", item.name, job.backend, job.status))
 
         def pytest_executor_job_finished(item, job, report):
-            seen.append(("finished", item.name, job.status, report.when if report else None))
+            seen.append(("finished", item.name, job.outcome, report.when if report else None))
 
         def pytest_sessionfinish(session):
             for entry in seen:
@@ -260,3 +260,46 @@ def test_hooks_see_every_job(pytester: pytest.Pytester) -> None:
             "SEEN finished test_threaded failed call",
         ]
     )
+
+
+@pytest.mark.parametrize("backend", ["local", "subprocess"])
+def test_hooks_receive_the_engine_job_with_its_attempts_and_reports(pytester: pytest.Pytester, backend: str) -> None:
+    pytester.makeini(WORKER_INI)
+    pytester.makeconftest(
+        """
+        from executor.engine.job.base import Job
+
+        def pytest_executor_job_created(item, job):
+            assert isinstance(job, Job) and job.status == "created"
+            print("CREATED", job.nodeid, job.backend, job.retries)
+
+        def pytest_executor_job_finished(item, job, report):
+            phases = [[r.when for r in attempt] for attempt in job.reports]
+            print("FINISHED", job.nodeid, job.status, job.outcome, job.attempts, phases)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from pathlib import Path
+
+        @pytest.mark.job(retries=1)
+        def test_flaky(tmp_path_factory):
+            mark = Path(tmp_path_factory.getbasetemp().parent) / "flaky-mark"
+            if not mark.exists():
+                mark.write_text("x")
+                assert False
+        def test_fails():
+            assert False
+        """
+    )
+    result = pytester.runpytest_subprocess("-s", f"--executor-backend={backend}", "--executor-table=none")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"CREATED test_hooks_receive_the_engine_job_with_its_attempts_and_reports.py::test_flaky {backend} 1",
+            "*FINISHED *::test_flaky done passed 2 ??'setup', 'call', 'teardown'?, ?'setup', 'call', 'teardown'??",
+            "*FINISHED *::test_fails failed failed 1 ??'setup', 'call', 'teardown'??",
+        ]
+    )
+    assert "retry" not in result.stderr.str() and "Traceback" not in result.stderr.str()  # the engine stays quiet

@@ -187,14 +187,30 @@ def connect_client(address: str, timeout: float = CONNECT_TIMEOUT, security: T.A
         )
     except (OSError, TimeoutError) as error:
         raise ConnectionError(f"cannot reach the dask scheduler at {address} within {timeout:g} s ({error})") from None
+    except Exception as error:  # e.g. a tls:// address without TLS settings: distributed raises TypeError
+        raise ConnectionError(f"cannot connect to the dask scheduler at {address}: {error}") from None
 
 
-def close_client_quietly(client: T.Any, timeout: float = 10.0) -> None:
-    """Close a synchronous client; a scheduler that is gone already is no error."""
+def close_client_quietly(client: T.Any, timeout: float = 10.0, scheduler_gone: bool = False) -> None:
+    """Close a synchronous client; a scheduler that is gone already is no error.
+
+    With ``scheduler_gone``, distributed's own logs are muted meanwhile: the
+    client is still trying to reconnect, and closing cancels that attempt,
+    which distributed would log as an error with a traceback (the run has
+    said what happened already).
+    """
+    # distributed's modules log through loggers of their own, some with their own level
+    names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "distributed"]
+    muted = {name: logging.getLogger(name).level for name in names} if scheduler_gone else {}
+    for name in muted:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         client.close(timeout=timeout)
     except Exception as error:  # closing is best effort
         logger.debug("closing a dask client: {!r}", error)
+    finally:
+        for name, level in muted.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _client_address(client: "Client") -> str | None:

@@ -7,6 +7,9 @@ The engine asks each job class once which route its plain calls may take:
 * ``OWN_THREAD_CALL``: like ``ON_THREAD`` whatever the job's options and
   function, because the class's ``thread_call`` hook describes the whole attempt
   (SubprocessJob);
+* ``ON_CALLER``: a plain sync call run by the thread that drives an engine
+  started with ``start(loop_thread=False)``, between loop iterations (CallerJob;
+  on an engine with a loop thread such jobs get a Task, see ``executor.engine._driving``);
 * 0: a Task runs ``job._execute``.
 
 The base rule (``INLINE`` for classes keeping ``Job``'s hooks) lives in the
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 import typing as T
 
-__all__ = ["INLINE", "ON_THREAD", "OWN_THREAD_CALL", "ThreadCallJob", "defining_class", "register_route",
+__all__ = ["INLINE", "ON_THREAD", "OWN_THREAD_CALL", "ON_CALLER", "ThreadCallJob", "defining_class", "register_route",
            "registered_route"]
 
-INLINE, ON_THREAD, OWN_THREAD_CALL = 1, 2, 3
+INLINE, ON_THREAD, OWN_THREAD_CALL, ON_CALLER = 1, 2, 3, 4
 
 _classifiers: list[tuple[type, T.Callable[[type], int]]] = []
 

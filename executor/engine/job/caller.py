@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import typing as T
 
+from ._routes import ON_CALLER, register_route
 from .base import GeneratorDriver, Job
 from .utils import JobTimeoutError, is_generator_function
 
@@ -79,3 +80,13 @@ async def _outcome(future: "asyncio.Future[T.Any]") -> T.Any:
         return await future
     except (KeyboardInterrupt, SystemExit) as exc:
         raise RuntimeError(f"the body was interrupted by {exc!r} on its thread") from exc
+
+
+def _caller_route(cls: type) -> int:
+    """Classes keeping CallerJob's ``run_function`` (and Job's ``_execute``) may run as plain caller calls."""
+    if cls.run_function is not CallerJob.run_function or cls._execute is not Job._execute:  # type: ignore[attr-defined]
+        return 0
+    return ON_CALLER
+
+
+register_route(CallerJob, _caller_route)
