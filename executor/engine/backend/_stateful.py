@@ -162,7 +162,9 @@ class StatefulPool:
         while True:
             pool._check_open()
             best, score = None, -1
-            for worker in pool._idle:
+            # Among equals the worker released last: the one whose reply just released this call's
+            # caller (a test whose dependency it ran tears that one down first).
+            for worker in reversed(pool._idle):
                 value = choose(worker) if choose is not None else 0
                 if worker.alive and value > score:
                     best, score = worker, value
