@@ -46,7 +46,7 @@ import typing as T
 
 import cloudpickle
 
-from ._frames import recv_frame, send_frame
+from ._frames import dumps, recv_frame, send_frame
 
 WORKER_ID_ENV = "EXECUTOR_WORKER_ID"
 """Environment variable holding the engine's id of this worker (set with the first worker state)."""
@@ -63,7 +63,7 @@ def _error_reply(exc: BaseException) -> tuple[str, T.Any, str]:
 
 def _dumps(reply: tuple) -> bytes:
     try:
-        return T.cast(bytes, cloudpickle.dumps(reply))
+        return dumps(reply)
     except Exception as exc:  # unpicklable result or exception
         text = reply[2] if reply[0] == "err" else ""
         err = RuntimeError(f"cannot send the job's {'error' if reply[0] == 'err' else 'result'} "

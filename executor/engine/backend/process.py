@@ -54,7 +54,7 @@ from ..._kill import kill_group
 from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
-from ._frames import recv_frame, send_frame
+from ._frames import dumps, recv_frame, send_frame
 from ._stateful import NotStarted, StatefulPool, acquire_chosen, crash_error
 from ._worker_handle import Call, RemoteTraceback, Worker, _unwrap
 from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
@@ -323,10 +323,10 @@ class ProcessPool(StatefulPool):
         token, data = entry
         tail = (key,) if seq is None else (key, seq)  # a seq makes the worker look for a skip first
         if cacheable and token in worker.known:
-            return T.cast(bytes, cloudpickle.dumps(("callc", token, None, args, kwargs, *tail)))
+            return dumps(("callc", token, None, args, kwargs, *tail))
         if cacheable:
             worker.known.add(token)
-        return T.cast(bytes, cloudpickle.dumps(("callc", token, data, args, kwargs, *tail)))
+        return dumps(("callc", token, data, args, kwargs, *tail))
 
     def _check_open(self) -> None:
         if self._closed:
