@@ -137,6 +137,8 @@ class ItemForker:
     def __init__(self, session: WorkerSession) -> None:
         self._session = session
         self._config = session.config
+        self._started = 0.0
+        """When the current item's child was forked (``time.time()``)."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -155,6 +157,7 @@ class ItemForker:
     def run(self, item: pytest.Item, task: Task) -> None:
         """Run ``item``'s protocol in a child, forward its events, report its crash or timeout."""
         self._session._flush()
+        self._started = time.time()
         read_fd, write_fd = os.pipe()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
@@ -246,19 +249,18 @@ class ItemForker:
         message = head + (f"\n\n{detail}:\n{stack}" if stack.strip() else "")
         # stderr (the stack dump included) is in the message, trimmed of pytest's frames
         sections = [(f"Captured stdout {when}", out)] if out else []
-        worker, now = session.worker_id, time.time()
+        worker, start = session.worker_id, self._started
         if not seen.logstart:
             session._emit("logstart", nodeid=item.nodeid, location=item.location, worker=worker)
         self._emit_report(item, when, "failed", message, sections)
         if not seen.result:
-            session._emit("result", index=task.position, outcome="failed", worker=worker, elapsed=now - session._start)
+            session._emit("result", index=task.position, outcome="failed", worker=worker, elapsed=time.time() - start)
             self._emit_report(item, "teardown", "passed", None, [])
-        session._emit("done", index=task.position, worker=worker, start=session._start, stop=time.time(), crashed=True)
+        session._emit("done", index=task.position, worker=worker, start=start, stop=time.time(), crashed=True)
         session._flush()
 
     def _emit_report(self, item: pytest.Item, when: str, outcome: str, longrepr: str | None, sections: list[tuple[str, str]]) -> None:
-        start = self._session._start or time.time()
-        stop = time.time()
+        start, stop = self._started, time.time()
         report = pytest.TestReport(
             item.nodeid,
             item.location,
@@ -328,7 +330,8 @@ def _poll(pid: int) -> int | None:
 
 def _stop(pid: int, pidfd: int | None) -> int:
     """Time out a child: SIGABRT (faulthandler dumps its stack), then SIGKILL its group; its exit code."""
-    signal_group(pid, signal.SIGABRT)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGABRT)  # the child only: what it started is killed below
     if pidfd is not None:
         select.select([pidfd], [], [], _ABORT_GRACE)
     else:

@@ -31,7 +31,7 @@ run with a clear error for every test that did not run.
 
 Items are handed out as on the ``process`` backend (short ones prefetched),
 except that while a session is still starting, every ready session holds only
-the item it runs (:meth:`WorkerPool._ready_depth`).
+the item it runs (:meth:`~pytest_executor.backends._pipe_pool.WorkerPool._ready_depth`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
 from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
-from pytest_executor.backends.process import Batches, WorkerProcess
+from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
@@ -149,7 +149,7 @@ class DaskRunner(ElasticPool):
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
-        from pytest_executor.backends.process import python_prefix
+        from pytest_executor.backends._pipe_worker import python_prefix
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None
@@ -206,7 +206,10 @@ class DaskRunner(ElasticPool):
     def _wait_time(self, end: float | None) -> float | None:
         link = self._link
         if link is not None and (link.news or link.cluster):
-            return 0.0  # taken off the wake-up pipe by a wait for one session: look now
+            # news whose wake-up byte a wait for one session took: handle them now
+            self._take_news()
+        if self._events:
+            return 0.0
         now = time.monotonic()
         waits = [] if end is None else [max(0.0, end - now)]
         waits += [max(0.0, w.deadline - now) for w in self._pool if w.deadline is not None]
@@ -356,6 +359,22 @@ class DaskRunner(ElasticPool):
                 break
             self._hand_out(worker, self._backlog.popleft(), batches)
         self._send_batches(batches)
+
+    def _depth(self) -> int:
+        """Tasks a session may hold: more than on the process backend, a round trip through dask costs more.
+
+        Handing the next item out only when the last one's result is back
+        would add the round trip (session → scheduler → controller → queue →
+        session, several milliseconds) to every test; one item queued behind
+        the running one hides it for items up to a second long, at the price
+        of at most one item of imbalance per session at the end.
+        """
+        mean = self._mean_duration
+        if mean is None or mean >= 1.0:
+            return 1
+        if mean >= 0.05:
+            return 2
+        return 4 if mean >= 0.005 else 16
 
     def _starting(self, worker: WorkerProcess) -> bool:
         """A session whose host task runs but which is not ready yet (one waiting for a thread is not)."""

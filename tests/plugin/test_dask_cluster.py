@@ -65,7 +65,7 @@ class Cluster:
         wait_for(lambda: json.loads(info.read_text()).get("address"), "the scheduler address", timeout=10)
         self.address: str = json.loads(info.read_text())["address"]
 
-    def add_worker(self, wait: bool = True) -> subprocess.Popen[bytes]:
+    def add_worker(self, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start one single-threaded worker (with its nanny) in a directory of its own."""
         home = self.root / f"worker-{self.started}"
         self.started += 1
@@ -74,7 +74,7 @@ class Cluster:
         proc = subprocess.Popen(
             [*WORKER, self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
              "--local-directory", str(home), *self.tls],
-            cwd=home, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=home, env=env or self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.workers.append(proc)
         if wait:
@@ -416,6 +416,28 @@ def test_a_scheduler_that_goes_away_ends_the_run_with_an_error_for_every_test_le
     assert output.count("went away") >= 2, output
     assert "Traceback" not in output, output
     assert output.rstrip().splitlines()[-1].startswith("=") and "1 passed, 3 errors" in output, output
+
+
+def test_a_worker_with_another_pytest_executor_version_fails_the_run_at_start(
+    cluster: Cluster, workers: Callable[[int], None], tmp_path: Path
+) -> None:
+    workers(1)
+    # a worker whose environment says pytest-executor 9.9.9 (package metadata first on its path)
+    fake = tmp_path / "fake-site"
+    (fake / "pytest_executor-9.9.9.dist-info").mkdir(parents=True)
+    (fake / "pytest_executor-9.9.9.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: pytest-executor\nVersion: 9.9.9\n")
+    with cluster.client() as client:
+        before = set(client.scheduler_info(n_workers=-1)["workers"])
+    cluster.add_worker(env={**cluster.env, "PYTHONPATH": str(fake)})
+    with cluster.client() as client:
+        (address,) = set(client.scheduler_info(n_workers=-1)["workers"]) - before
+    suite = _suite(tmp_path, {"test_one.py": "def test_one():\n    pass\n"})
+    output = _finish(_spawn(suite, tmp_path, f"--executor-dask-address={cluster.address}"))
+    assert "every dask worker needs pytest-executor" in output, output
+    assert f"{address}: pytest-executor 9.9.9" in output, output
+    assert "1 passed" not in output
+    wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
 
 
 def _self_signed(directory: Path) -> list[str]:

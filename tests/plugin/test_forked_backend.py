@@ -143,6 +143,8 @@ def test_a_crash_or_timeout_fails_the_test_and_the_worker_goes_on(pytester: pyte
     assert "worker f0 lost" not in result.stdout.str()
     jobs = json.loads((pytester.path / "report.json").read_text())["jobs"]
     assert {job["worker"] for job in jobs} == {"f0"}, "one worker ran everything: none was replaced"
+    hang = next(job for job in jobs if job["test"].endswith("test_hangs"))
+    assert 1 <= hang["duration"] < 30, hang  # timed from the fork to the child's end
 
 
 CHILDREN = """
