@@ -175,15 +175,7 @@ def _end_with_the_engine() -> None:
     which leaves their own children to init; a session asks for SIGTERM
     instead and ends its whole tree first.
     """
-    from executor._kill import kill_own_descendants, signal_group
-
-    def end(*_: Any) -> None:
-        try:
-            kill_own_descendants()
-            if os.getpgid(0) == os.getpid():
-                signal_group(os.getpid(), signal.SIGKILL)
-        finally:
-            os._exit(70)
+    from pytest_executor.backends.worker import end_own_tree as end
 
     with contextlib.suppress(Exception):
         import ctypes

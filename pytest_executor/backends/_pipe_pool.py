@@ -27,7 +27,6 @@ import os
 import selectors
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -38,7 +37,13 @@ import pytest
 from executor._pidfd import open_pidfd
 
 from pytest_executor.backends._pipe_events import PoolEvents
-from pytest_executor.backends._pipe_worker import WorkerProcess, drop_basetemp, python_prefix, split_invocation_args
+from pytest_executor.backends._pipe_worker import (
+    WorkerProcess,
+    drop_basetemp,
+    make_basetemp,
+    python_prefix,
+    split_invocation_args,
+)
 from pytest_executor.backends._protocol import (
     ENV_CHANNEL,
     ENV_LIFELINE,
@@ -186,12 +191,8 @@ class WorkerPool(PoolEvents):
         raise NotImplementedError
 
     def _make_basetemp(self) -> Path:
-        factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is not None:
-            with contextlib.suppress(Exception):
-                return Path(factory.getbasetemp())
-        self._own_basetemp = tempfile.mkdtemp(prefix="pytest-executor-")
-        return Path(self._own_basetemp)
+        path, self._own_basetemp = make_basetemp(self.config)
+        return path
 
     def _cleanup_basetemp(self) -> None:
         if self._own_basetemp is not None:

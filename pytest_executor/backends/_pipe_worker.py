@@ -13,9 +13,11 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,6 +172,17 @@ def drop_basetemp(options: list[str]) -> list[str]:
         elif not arg.startswith("--basetemp="):
             kept.append(arg)
     return kept
+
+
+def make_basetemp(config: pytest.Config) -> tuple[Path, str | None]:
+    """The controller's basetemp, under which each worker gets its own; and a directory made for want of one
+    (the caller removes it)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        with contextlib.suppress(Exception):
+            return Path(factory.getbasetemp()), None
+    own = tempfile.mkdtemp(prefix="pytest-executor-")
+    return Path(own), own
 
 
 def python_prefix() -> list[str]:

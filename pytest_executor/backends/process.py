@@ -26,7 +26,6 @@ import atexit
 import contextlib
 import os
 import queue
-import tempfile
 import threading
 import time
 from functools import partial
@@ -44,7 +43,7 @@ from pytest_executor.backends import _hosted
 from pytest_executor.backends._runner import Event, ItemTask
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._failed_item import open_capture_files, read_capture_files
-from pytest_executor.backends._pipe_worker import drop_basetemp, split_invocation_args, warning_event
+from pytest_executor.backends._pipe_worker import drop_basetemp, make_basetemp, split_invocation_args, warning_event
 
 _REAP_GRACE: Final = 30.0
 """Seconds the sessions get to end (after their last teardown) at cleanup before they are killed."""
@@ -471,12 +470,8 @@ class ProcessRunner:
         return 2 if mean >= 0.005 else 8
 
     def _make_basetemp(self) -> Path:
-        factory = getattr(self.config, "_tmp_path_factory", None)
-        if factory is not None:
-            with contextlib.suppress(Exception):
-                return Path(factory.getbasetemp())
-        self._own_basetemp = tempfile.mkdtemp(prefix="pytest-executor-")
-        return Path(self._own_basetemp)
+        path, self._own_basetemp = make_basetemp(self.config)
+        return path
 
 
 def _noop(link: _hosted.EngineLink) -> None:

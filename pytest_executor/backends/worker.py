@@ -146,14 +146,19 @@ def _watch_lifeline() -> None:
                 pass
         except OSError:
             pass
-        try:
-            kill_own_descendants()
-            if os.getpgid(0) == os.getpid():
-                signal_group(os.getpid(), signal.SIGKILL)
-        finally:
-            os._exit(70)
+        end_own_tree()
 
     threading.Thread(target=wait_for_eof, name=LIFELINE_THREAD, daemon=True).start()
+
+
+def end_own_tree(*_: Any) -> None:
+    """Kill what this worker's tests left running (detached ones too) and its process group, then exit."""
+    try:
+        kill_own_descendants()
+        if os.getpgid(0) == os.getpid():
+            signal_group(os.getpid(), signal.SIGKILL)
+    finally:
+        os._exit(70)
 
 
 def _capture_fds(config: pytest.Config) -> list[int]:
