@@ -103,18 +103,24 @@ class Driving(Waiting):
         return task.result()
 
     def _drain(self) -> None:
-        """Run what is ready now (loop callbacks, due timers, queued CallerJobs) without blocking."""
+        """Run what is ready now (loop callbacks, due timers, queued CallerJobs) without blocking.
+
+        A loop iteration is run only when the loop has something to do: a
+        driver that calls this between other waits (a pytest controller reading
+        its workers' pipes, many times a second) pays nothing when it has not.
+        """
         loop = self._loop
         assert loop is not None
+        polled = False
         while True:
-            worked = self._run_caller_work()
-            # asyncio's own queue of ready callbacks (BaseEventLoop._ready, there since 3.4)
-            if not worked and not getattr(loop, "_ready", True):
-                self._one_iteration()  # due timers, ready I/O
-                if not self._caller_queue and not getattr(loop, "_ready", True):
-                    return
-                continue
-            self._one_iteration()
+            self._run_caller_work()
+            if _has_ready(loop):
+                self._one_iteration()
+            elif not polled and _has_io(loop):
+                polled = True  # sockets or pipes besides the loop's own wake-up pipe: look once
+                self._one_iteration()
+            else:
+                return
 
     def _one_iteration(self) -> None:
         loop = self._loop
@@ -161,3 +167,24 @@ class Driving(Waiting):
         self._sched.finished(job)
         self._finish(job, "done")
         self._pump()
+
+
+# asyncio's BaseEventLoop keeps its ready callbacks in ``_ready``, its timers in the heap
+# ``_scheduled`` and its I/O in ``_selector`` (all there since Python 3.4); a loop without
+# them is treated as always having work.
+
+def _has_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop has callbacks ready or a timer due."""
+    ready = getattr(loop, "_ready", None)
+    scheduled = getattr(loop, "_scheduled", None)
+    if ready is None or scheduled is None:
+        return True
+    return bool(ready) or (bool(scheduled) and scheduled[0].when() <= loop.time())
+
+
+def _has_io(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop watches file descriptors other than its own wake-up pipe."""
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        return True
+    return len(selector.get_map()) > 1

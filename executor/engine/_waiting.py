@@ -8,6 +8,7 @@ block (see :mod:`executor.engine._caller`); the async ones do not.
 from __future__ import annotations
 
 import asyncio
+import threading
 import typing as T
 
 from ._loop_bridge import check_jobs
@@ -205,7 +206,9 @@ class Waiting(Submitting):
         if jobs is not None:
             check_jobs(jobs)
         if self._driver is not None and timeout is not None and timeout <= 0:
-            self._wait_serving(_no_wait)  # checks the thread
+            if threading.get_ident() != self._driver:
+                raise RuntimeError("this engine's loop is driven by the thread that started it "
+                                   "(start(loop_thread=False)); wait for it from that thread")
             self._drain()
             pending = self._active_jobs() if jobs is None else [j for j in jobs if j.status in ACTIVE_STATUSES]
             return not pending
@@ -214,10 +217,6 @@ class Waiting(Submitting):
         except TimeoutError:
             return False
         return True
-
-
-async def _no_wait() -> None:
-    """Nothing to wait for (``serve_caller(timeout=0)`` checks the thread with it)."""
 
 
 def clear_context(job: Job) -> None:

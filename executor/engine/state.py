@@ -90,3 +90,23 @@ class WorkerState:
 
     def __repr__(self) -> str:
         return f"WorkerState({self.key!r}{', hosted' if self.hosted else ''})"
+
+
+def defer_reply() -> T.Callable[[T.Any], None]:
+    """Inside a ProcessJob served by a hosted state's ``serve(..., until=)``: reply later.
+
+    Returns ``send(value)``; the job's return value is not sent.  The host
+    must call ``send`` before it serves the next request (replies go in the
+    order of the requests).  See :mod:`executor.engine.backend._worker_serve`.
+    """
+    from .backend._worker_serve import defer_reply as defer
+
+    return defer()
+
+
+def worker_id() -> T.Optional[int]:
+    """In a worker process: the engine's id of this worker (``job.worker_id``), once it holds a hosted state."""
+    from .backend._worker_serve import WORKER_ID_ENV
+
+    value = os.environ.get(WORKER_ID_ENV)
+    return int(value) if value else None

@@ -5,7 +5,11 @@ The contract between the controller and a backend is
 is :mod:`~pytest_executor.backends._protocol` (the xdist link's sockets open
 with the hello of :mod:`~pytest_executor.backends._hello`); the worker side is
 :mod:`~pytest_executor.backends.worker`.  One module per backend:
-:mod:`~pytest_executor.backends.process`, :mod:`~pytest_executor.backends.subproc`
-and :mod:`~pytest_executor.backends.dask` (with its ``_dask_*`` helpers), made by
-name in :mod:`~pytest_executor.backends._factory`.
+:mod:`~pytest_executor.backends.process` (pytest sessions hosted on the
+engine's process pool, :mod:`~pytest_executor.backends._hosted`; the ``forked``
+backend is the same pool forking a child per item, :mod:`~pytest_executor.backends.forked`),
+:mod:`~pytest_executor.backends.subproc` and :mod:`~pytest_executor.backends.dask`
+(with its ``_dask_*`` helpers; worker sessions over pipes driven by
+:mod:`~pytest_executor.backends._pipe_pool`), made by name in
+:mod:`~pytest_executor.backends._factory`.
 """

@@ -21,7 +21,8 @@ from typing import Any
 
 from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
 from pytest_executor.backends._runner import ItemTask
-from pytest_executor.backends.process import WorkerPool, _Slot
+from pytest_executor.backends._pipe_pool import WorkerPool
+from pytest_executor.backends._pipe_worker import Slot
 
 
 class ElasticPool(WorkerPool):
@@ -130,7 +131,7 @@ class ElasticPool(WorkerPool):
         self._events.append(("worker_lost", {"worker": worker.wid, "reason": "its dask worker was retired"}))
         self._after_exit(worker, crashed=False)
 
-    def _close_slot(self, worker: RemoteWorker, slot: _Slot) -> None:
+    def _close_slot(self, worker: RemoteWorker, slot: Slot) -> None:
         """End an item whose outcome was reported but whose teardown was lost with its worker."""
         report = self._make_report(slot.task, "teardown", "passed", None, [], 0)
         self._events.append(("logreport", {"report": report, "worker": worker.wid}))
@@ -187,7 +188,7 @@ class ElasticPool(WorkerPool):
 
     def _fail_task(self, task: ItemTask) -> None:
         stand_in = RemoteWorker("-", RemoteProcess(self, "-"), -1, -1, -1, -1, None, False)
-        self._fail_slot(stand_in, _Slot(task), "setup", self._dead or "the dask cluster is gone", ("", ""))
+        self._fail_slot(stand_in, Slot(task), "setup", self._dead or "the dask cluster is gone", ("", ""))
 
     def _check_finished(self) -> None:
         if self._dead and self._finishing:

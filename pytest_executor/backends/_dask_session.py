@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, final
 
 from pytest_executor.backends._protocol import encode
-from pytest_executor.backends.process import WorkerProcess
+from pytest_executor.backends._pipe_worker import WorkerProcess
 
 
 class SessionOwner(Protocol):

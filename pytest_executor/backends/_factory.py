@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from pytest_executor.backends._protocol import ENV_WORKER
+from pytest_executor.config._parse import usable_cpu_count
 from pytest_executor.backends._runner import Runner
 
 if TYPE_CHECKING:
@@ -34,22 +36,37 @@ _EARLY: Final = ("process", "forked", "dask")
 _STARTED_EARLY = pytest.StashKey[dict[str, Runner]]()
 
 
+def read_workers_option(config: pytest.Config, get: Callable[[pytest.Config, str], Any] | None = None) -> int:
+    """``--executor-workers N|auto`` (default: the core count), capped by ``--executor-max-jobs``.
+
+    Values are read (and validated, with an error naming the option) through
+    :mod:`pytest_executor.config.options`, which owns them, or through ``get``.
+    """
+    from pytest_executor.config.options import check_workers_cap, get_option
+
+    get = get or get_option
+    count = get(config, "workers") or usable_cpu_count()
+    check_workers_cap(int(count), get(config, "workers-max"))  # before a single fork
+    max_jobs = get(config, "max-jobs")
+    return max(1, min(int(count), int(max_jobs)) if max_jobs else int(count))
+
+
+
+
 def make_runner(backend: str, config: pytest.Config) -> Runner:
     """The runner of ``backend`` configured from ``config``'s options (started early, or new)."""
     early = config.stash.get(_STARTED_EARLY, {})
     if backend in early:
         return early.pop(backend)
     if backend == "process":
-        from pytest_executor.backends.process import ProcessRunner, read_workers_option
+        from pytest_executor.backends.process import ProcessRunner
 
         return ProcessRunner(config, read_workers_option(config))
     if backend == "forked":
         from pytest_executor.backends.forked import ForkedRunner
-        from pytest_executor.backends.process import read_workers_option
 
         return ForkedRunner(config, read_workers_option(config))
     if backend == "subprocess":
-        from pytest_executor.backends.process import read_workers_option
         from pytest_executor.backends.subproc import SubprocessRunner
 
         return SubprocessRunner(config, read_workers_option(config))
@@ -78,13 +95,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     config = early_config
     if not _may_fork(config):
         return
-    from pytest_executor.backends.process import ProcessRunner, read_workers_option
-
     try:
         workers = read_workers_option(config, _early_option)
         backend = str(_early_option(config, "backend"))
     except Exception:  # a bad option: pytest_configure reports it clearly
         return
+    from pytest_executor.backends.process import ProcessRunner
+
     runner: ProcessRunner | ForkedRunner
     if backend == "forked":
         from pytest_executor.backends.forked import ForkedRunner

@@ -14,10 +14,6 @@ Messages from the controller to a worker:
     look it up by ``nodeid`` (one-shot workers).
 ``("shutdown", {})``
     no more tasks: tear down what is left and end the session.
-``("setup", {"basetemp": str})``
-    only to a worker forked from the controller before it configured (see
-    :data:`ENV_FORKED`): the first message, with the ``--basetemp`` the worker
-    must use (the controller learns its own only after configuring).
 
 Messages from a worker to the controller:
 
@@ -58,8 +54,6 @@ ENV_LIFELINE = "PYTEST_EXECUTOR_LIFELINE"
 """A pipe whose other end only the controller holds: EOF means the controller died."""
 ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
 """Set to ``1`` in a subprocess worker that runs exactly one item."""
-ENV_FORKED = "PYTEST_EXECUTOR_FORKED"
-"""Set to ``1`` in a worker forked from the controller: it waits for ``setup`` before configuring."""
 LIFELINE_THREAD = "executor-lifeline"
 """Name of the worker's thread that watches the lifeline (the only thread a worker starts)."""
 ENV_FORK_ITEMS = "PYTEST_EXECUTOR_FORK_ITEMS"

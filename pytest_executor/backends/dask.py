@@ -31,7 +31,7 @@ run with a clear error for every test that did not run.
 
 Items are handed out as on the ``process`` backend (short ones prefetched),
 except that while a session is still starting, every ready session holds only
-the item it runs (:meth:`WorkerPool._ready_depth`).
+the item it runs (:meth:`~pytest_executor.backends._pipe_pool.WorkerPool._ready_depth`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
 from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
-from pytest_executor.backends.process import Batches, WorkerProcess
+from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
@@ -149,7 +149,7 @@ class DaskRunner(ElasticPool):
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
-        from pytest_executor.backends.process import python_prefix
+        from pytest_executor.backends._pipe_worker import python_prefix
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None

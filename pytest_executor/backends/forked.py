@@ -24,7 +24,7 @@ import pytest
 from pytest_executor.backends._forked import FORK_UNSAFE
 from pytest_executor.backends._protocol import ENV_FORK_ITEMS
 from pytest_executor.backends._runner import Event, ItemTask
-from pytest_executor.backends.process import ProcessRunner, WorkerPool
+from pytest_executor.backends.process import ProcessRunner
 from pytest_executor.backends.subproc import SubprocessRunner
 
 _DEADLINE_GRACE = 15.0
@@ -58,7 +58,7 @@ class ForkedRunner:
         self._notice: str | None = None
         self._pending: dict[int, ItemTask] = {}
         """Tasks submitted and not done, by index: what a fallback must run again."""
-        self._inner: WorkerPool
+        self._inner: ProcessRunner | SubprocessRunner
         if hasattr(os, "fork"):
             self._inner = forked_pool(config, workers)
         else:

@@ -7,7 +7,7 @@ arguments replaced by the item's node id, loading
 :mod:`pytest_executor.backends.worker` in one-shot mode, so its reports come back over
 the same protocol as the ``process`` backend's and look the same in the
 terminal.  Crash, timeout and Ctrl-C handling are those of
-:class:`~pytest_executor.backends.process.WorkerPool`.
+:class:`~pytest_executor.backends._pipe_pool.WorkerPool`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import final
 
 import pytest
 
-from pytest_executor.backends.process import WorkerPool, WorkerProcess
+from pytest_executor.backends._pipe_pool import WorkerPool
+from pytest_executor.backends._pipe_worker import WorkerProcess
 
 
 @final

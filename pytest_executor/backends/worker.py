@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, final
 import pytest
 from _pytest.runner import call_and_report, show_test_item
 
-from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_FORKED, ENV_LIFELINE, ENV_ONESHOT,
+from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_LIFELINE, ENV_ONESHOT,
                                               ENV_WORKER, LIFELINE_THREAD, Channel, connect_channel, map_paths,
                                               path_map_from_env)
 from executor._kill import become_subreaper, kill_own_descendants, signal_group
@@ -80,15 +80,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if not worker_id or not spec:
         return
     oneshot = os.environ.get(ENV_ONESHOT) == "1"
-    for name, value in {**_CONTROLLER_ONLY_OPTIONS, **(_ONESHOT_OPTIONS if oneshot else {})}.items():
-        if hasattr(config.option, name):
-            setattr(config.option, name, value)
-    _limit_core_dumps()
+    limit_core_dumps()
     become_subreaper()  # detached grandchildren stay in this worker's tree, to be killed with it
     _watch_lifeline()
     channel = connect_channel(spec)
-    if os.environ.get(ENV_FORKED) == "1":
-        _receive_setup(config, channel)
+    become_worker_session(config, worker_id, channel, oneshot=oneshot)
+
+
+def become_worker_session(config: pytest.Config, worker_id: str, channel: Any, *, oneshot: bool = False) -> None:
+    """Make this configuring session a worker talking over ``channel`` (a :class:`Channel` or a look-alike)."""
+    for name, value in {**_CONTROLLER_ONLY_OPTIONS, **(_ONESHOT_OPTIONS if oneshot else {})}.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
     session = WorkerSession(config, worker_id, channel, oneshot=oneshot)
     config.pluginmanager.register(session, "executor-worker-session")
     if os.environ.get(ENV_FORK_ITEMS) == "1":  # the forked backend: each item in a child (see _forked)
@@ -96,79 +99,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
         session.forker = ItemForker(session)
         config.pluginmanager.register(session.forker, "executor-item-forker")
-
-
-def _receive_setup(config: pytest.Config, channel: Channel) -> None:
-    """A forked worker learns its ``--basetemp`` before the tmpdir plugin reads the option.
-
-    The controller knows its own basetemp only once configured, and creating
-    it clears a ``--basetemp`` directory: the worker must not create its own
-    inside before that.  The lifeline (already watched) ends the wait if the
-    controller dies first.
-    """
-    name, kwargs = channel.recv()
-    if name != "setup":
-        raise pytest.UsageError(f"pytest-executor worker: expected 'setup' from the controller, got {name!r}")
-    config.option.basetemp = kwargs["basetemp"]
-
-
-def become_forked_worker(config: pytest.Config, env: dict[str, str], out_fd: int) -> None:
-    """Turn a process forked from the controller at ``pytest_load_initial_conftests`` into a worker.
-
-    Called inside that hook, where pytest's global capture is active (it is
-    suspended once the initial conftests are loaded).
-
-    The fork shares everything the controller did up to that hook (imports,
-    plugins, parsed options) — the point of forking — but not what must be the
-    worker's own: standard streams go to the controller's output pipe, the
-    global capture gets fresh temp files (the inherited ones are shared with
-    the controller), the worker environment is set and the worker plugin loaded.
-    """
-    os.setsid()  # own process group: killed as a tree, deaf to the terminal's Ctrl-C
-    capman = config.pluginmanager.get_plugin("capturemanager")
-    # pytest offers no public way to drop a capture without writing what it
-    # holds back to the terminal (and truncating the file it shares with the
-    # controller), so the inherited one is forgotten, its descriptors closed.
-    inherited = getattr(capman, "_global_capturing", None)
-    if inherited is not None:
-        # Give this process its standard streams back (a suspend only restores
-        # descriptors and sys.std*, it does not touch the shared files).
-        inherited.suspend_capturing(in_=True)
-        for capture in (inherited.in_, inherited.out, inherited.err):
-            saved = getattr(capture, "targetfd_save", None)
-            if isinstance(saved, int):
-                with contextlib.suppress(OSError):
-                    os.close(saved)
-            tmpfile = getattr(capture, "tmpfile", None)
-            if tmpfile is not None:
-                with contextlib.suppress(Exception):
-                    tmpfile.close()
-        capman._global_capturing = None  # type: ignore[union-attr]
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    os.close(out_fd)
-    os.environ.pop("PYTEST_CURRENT_TEST", None)
-    os.environ.update(env)
-    if inherited is not None:
-        # The state the controller is in at this hook: capturing.
-        capman.start_global_capturing()  # type: ignore[union-attr]
-    _register_self(config)
-
-
-def _register_self(config: pytest.Config) -> None:
-    """Register this (already imported) module as the worker plugin.
-
-    ``import_plugin`` would warn that the module cannot be assertion-rewritten
-    any more — an error under ``-W error`` — since the controller imported it
-    before the fork.
-    """
-    module = sys.modules[__name__]
-    if not config.pluginmanager.is_registered(module):
-        config.pluginmanager.register(module, __name__)
-        config.pluginmanager.consider_module(module)
 
 
 def _leave_run_cache_to_controller(config: pytest.Config) -> None:
@@ -191,7 +121,7 @@ def _leave_run_cache_to_controller(config: pytest.Config) -> None:
     setattr(cache, "set", set_unless_run_wide)  # noqa: B010 - mypy forbids assigning to a method
 
 
-def _limit_core_dumps() -> None:
+def limit_core_dumps() -> None:
     """A crashing test must not leave a core file in the user's directory."""
     try:
         import resource
@@ -216,14 +146,19 @@ def _watch_lifeline() -> None:
                 pass
         except OSError:
             pass
-        try:
-            kill_own_descendants()
-            if os.getpgid(0) == os.getpid():
-                signal_group(os.getpid(), signal.SIGKILL)
-        finally:
-            os._exit(70)
+        end_own_tree()
 
     threading.Thread(target=wait_for_eof, name=LIFELINE_THREAD, daemon=True).start()
+
+
+def end_own_tree(*_: Any) -> None:
+    """Kill what this worker's tests left running (detached ones too) and its process group, then exit."""
+    try:
+        kill_own_descendants()
+        if os.getpgid(0) == os.getpid():
+            signal_group(os.getpid(), signal.SIGKILL)
+    finally:
+        os._exit(70)
 
 
 def _capture_fds(config: pytest.Config) -> list[int]:
@@ -246,7 +181,7 @@ def _capture_fds(config: pytest.Config) -> list[int]:
 class WorkerSession:
     """The worker's run loop and the hooks that stream its reports to the controller."""
 
-    def __init__(self, config: pytest.Config, worker_id: str, channel: Channel, *, oneshot: bool) -> None:
+    def __init__(self, config: pytest.Config, worker_id: str, channel: Any, *, oneshot: bool) -> None:
         self.config = config
         self.worker_id = worker_id
         self.channel = channel

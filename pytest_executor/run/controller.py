@@ -196,6 +196,7 @@ class Controller:
         plan = self.plan
         jobs: list[TestJob | None] = [None] * len(plan.items)
         previous_local: TestJob | None = None
+        chained = self._lane_needs_chain()
         for node in plan.order:
             spec = plan.specs[node]
             user = None
@@ -203,7 +204,7 @@ class Controller:
                 user = self.conditions[node] = GuardedCondition(spec.condition)
             after = [dep for dep in (jobs[d] for d in plan.deps.get(node, ())) if dep is not None]
             local = plan.backends[node] in IN_PROCESS_BACKENDS
-            condition = job_condition(after, previous_local if local else None, user)
+            condition = job_condition(after, previous_local if local and chained else None, user)
             options: dict[str, Any] = dict(retries=spec.retries, exclusive=spec.exclusive, condition=condition)
             job: TestJob
             if local:
@@ -214,6 +215,26 @@ class Controller:
             jobs[node] = job
         self.jobs = [job for job in jobs if job is not None]
         assert len(self.jobs) == len(plan.items), "the plan orders every item"
+
+    def _lane_needs_chain(self) -> bool:
+        """Whether the local jobs must each wait for the previous one (see :mod:`pytest_executor.run.jobs`).
+
+        The engine starts ready CallerJobs one at a time in submission order,
+        i.e. in lane order, and a local job whose dependencies are all earlier
+        local jobs is ready when its turn comes.  Only a job that may not be
+        startable at its turn — it has a condition, a dependency on a remote
+        test, or retries (a retried attempt queues again behind later jobs) —
+        could let a later one pass it.  A plain suite then needs no chain,
+        whose conditions cost the scheduler some work per test.
+        """
+        plan = self.plan
+        for node in self.lane:
+            spec = plan.specs[node]
+            if spec.retries or spec.condition is not None:
+                return True
+            if any(plan.backends[dep] not in IN_PROCESS_BACKENDS for dep in plan.deps.get(node, ())):
+                return True
+        return False
 
     def _on_status(self, job: Any, status: str) -> None:
         """Engine listener: a local test job ended (on the main thread, no loop running): announce it."""

@@ -17,8 +17,11 @@ limits and ``exclusive`` are the engine's:
 ``after=`` becomes a condition on the upstream jobs having *finished* (done,
 failed or cancelled), not on their success: a test whose dependency did not
 pass still runs its body, which turns it into a skip naming the dependency.
-The local tests form a chain (each waits for the previous one to finish)
-because pytest's fixture teardown needs to know the next item in advance.
+The local tests run in lane order because pytest's fixture teardown needs to
+know the next item in advance: the engine starts ready CallerJobs one at a
+time in submission order, and where a local job could be passed by a later one
+(a condition, a remote dependency, retries) every local job also waits for the
+previous one to finish (see ``Controller._lane_needs_chain``).
 
 A failed attempt that will be retried raises :class:`RetryAttempt` (the engine
 retries it); a test that failed in the end raises :class:`TestFailed`, so its

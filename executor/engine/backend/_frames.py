@@ -6,6 +6,7 @@ zygote and the engine side can all import it without importing each other.
 
 from __future__ import annotations
 
+import pickle
 import struct
 import typing as T
 
@@ -38,3 +39,22 @@ def _recv_exactly(sock: T.Any, size: int) -> bytearray:
             raise EOFError("the peer closed the connection")
         got += n
     return buf
+
+
+def dumps(obj: T.Any) -> bytes:
+    """Pickle a request or reply: with the C pickler where that is faithful, else with cloudpickle.
+
+    A small message costs about a fifth with :mod:`pickle`.  But pickle names
+    functions and classes by module: those of ``__main__`` (the other process
+    has another one) and what it cannot name (lambdas, local functions) go
+    through cloudpickle, which sends them by value.
+    """
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        data = b"__main__"
+    if b"__main__" in data:  # a name cloudpickle would send by value (or a string that mentions it)
+        import cloudpickle
+
+        return T.cast(bytes, cloudpickle.dumps(obj))
+    return data

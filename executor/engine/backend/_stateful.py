@@ -156,13 +156,15 @@ class StatefulPool:
         pool = T.cast("ProcessPool", self)
         plain = state is None and ident is None and affinity is None
         choose = None if plain else self._chooser(state, ident, affinity)
-        if pool.prefetch <= 0:
+        if pool.prefetch <= 0 and not pool.eager:
             return await pool.acquire(choose), False
         key = state.key if state is not None else None
         while True:
             pool._check_open()
             best, score = None, -1
-            for worker in pool._idle:
+            # Among equals the worker released last: the one whose reply just released this call's
+            # caller (a test whose dependency it ran tears that one down first).
+            for worker in reversed(pool._idle):
                 value = choose(worker) if choose is not None else 0
                 if worker.alive and value > score:
                     best, score = worker, value
@@ -180,7 +182,7 @@ class StatefulPool:
                     return worker, False
                 pool.release(worker)
                 continue
-            target = self._prefetch_target(choose, key, pool.prefetch)
+            target = self._prefetch_target(choose, key, pool.prefetch) if pool.prefetch > 0 else None
             if target is not None:
                 return target, True
             await self.wait_changed()
@@ -234,7 +236,10 @@ class StatefulPool:
         if state.hosted:
             worker.hosted = state.key
         try:
-            reply = await pool.request(worker, cloudpickle.dumps(state.request()))
+            request = state.request()
+            if state.hosted:
+                request = (*request, worker.wid)  # the host learns the engine's id of its worker
+            reply = await pool.request(worker, cloudpickle.dumps(request))
         except WorkerCrashedError as exc:
             self._state_errors[state.key] = exc
             raise WorkerStateError(f"the worker died while setting up worker state {state.name!r}: {exc}") from exc

@@ -21,6 +21,19 @@ Worker states (:class:`executor.engine.WorkerState`) live here, by key:
   answered once ``host`` has returned (with its error, if it raised).  A host
   that raises, or returns without serving, answers the host request with
   its error.
+
+  A host that drives its own loop (a pytest session running one item per
+  job, tearing it down only once the next one is known) calls
+  ``serve(value, info, until=pred)`` repeatedly: each call serves requests
+  until ``pred()`` is true after a request, and returns True then (False
+  once the key is dropped or the engine is gone).  A job may answer later:
+  :func:`defer_reply` (inside the job) returns a function that sends the
+  reply; the host must call it before it serves again, replies go in the
+  order of the requests.  A host that returns on its own (not dropped) sends
+  nothing; a later drop is answered by the worker's own loop.
+
+The engine's id of this worker (``job.worker_id``) is in the environment as
+:data:`WORKER_ID_ENV` once a worker state was set up in it.
 """
 
 from __future__ import annotations
@@ -33,7 +46,10 @@ import typing as T
 
 import cloudpickle
 
-from ._frames import recv_frame, send_frame
+from ._frames import dumps, recv_frame, send_frame
+
+WORKER_ID_ENV = "EXECUTOR_WORKER_ID"
+"""Environment variable holding the engine's id of this worker (set with the first worker state)."""
 
 _MAX_FUNCTIONS = 256
 """Functions a worker keeps unpickled; the engine resends an evicted one when asked."""
@@ -47,7 +63,7 @@ def _error_reply(exc: BaseException) -> tuple[str, T.Any, str]:
 
 def _dumps(reply: tuple) -> bytes:
     try:
-        return T.cast(bytes, cloudpickle.dumps(reply))
+        return dumps(reply)
     except Exception as exc:  # unpicklable result or exception
         text = reply[2] if reply[0] == "err" else ""
         err = RuntimeError(f"cannot send the job's {'error' if reply[0] == 'err' else 'result'} "
@@ -74,6 +90,27 @@ def _call(func: T.Callable[..., T.Any], args: tuple, kwargs: dict) -> T.Any:
     return result
 
 
+_serving: "Connection | None" = None
+"""The connection whose request is being answered (for :func:`defer_reply`)."""
+
+
+def defer_reply() -> T.Callable[[T.Any], None]:
+    """Inside a job: do not reply when the job returns; reply with ``send(value)`` later.
+
+    Only for jobs served by a hosted state's ``serve(..., until=)``: the host
+    must send the reply before it serves the next request.
+    """
+    conn = _serving
+    if conn is None:
+        raise RuntimeError("defer_reply() is only available inside a job running in a process-pool worker")
+    conn.deferred = True
+
+    def send(value: T.Any) -> None:
+        conn.send(("ok", value))
+
+    return send
+
+
 class StateMissingError(RuntimeError):
     """A job asked for a worker state this worker does not hold (its setup failed or it was dropped)."""
 
@@ -91,6 +128,7 @@ class Connection:
         self.teardowns: dict[str, T.Any] = {}
         self.hosted: list[str] = []
         self.stepper: T.Any = None
+        self.deferred = False  # the current job replies later (defer_reply)
 
     # ------------------------------------------------------------- reading
     def _read(self) -> T.Any:
@@ -139,20 +177,33 @@ class Connection:
         return True
 
     # ------------------------------------------------------------- serving
-    def serve(self, hosted_key: str | None = None) -> None:
-        """Answer requests until EOF, or until ``hosted_key`` is dropped (then return to its host)."""
+    def serve(self, hosted_key: str | None = None, until: T.Callable[[], bool] | None = None) -> bool:
+        """Answer requests until EOF, or until ``hosted_key`` is dropped (then return to its host): False;
+        or until ``until()`` is true after a request: True."""
+        global _serving
         while True:
             msg = self.next_request()
             if msg is None:
-                return
+                return False
             if isinstance(msg, tuple) and msg[:1] == ("drop",) and msg[1] == hosted_key:
-                return
+                return False
             if isinstance(msg, tuple) and msg[:1] == ("host",):
-                self.host(msg[1], msg[2])
-            elif not self.send(self.answer(msg)):
-                return
+                self.host(msg[1], msg[2], *msg[3:])
+            else:
+                outer, _serving = _serving, self
+                try:
+                    reply = self.answer(msg)
+                finally:
+                    _serving = outer
+                if self.deferred and reply[0] != "err":
+                    self.deferred = False
+                elif not self.send(reply):
+                    return False
+                self.deferred = False
             if self.eof:
-                return
+                return False
+            if until is not None and until():
+                return True
 
     def answer(self, msg: T.Any) -> tuple:
         """The reply to one ordinary request (every exception becomes an ``err`` reply)."""
@@ -225,23 +276,32 @@ class Connection:
             _call(teardown, (value,), {})
         return ("ok", None)
 
-    def host(self, key: str, host: T.Callable[[T.Callable[..., None]], T.Any]) -> None:
+    def host(self, key: str, host: T.Callable[[T.Callable[..., None]], T.Any], worker_id: int | None = None) -> None:
         """Run a hosted state's ``host(serve)``; send the replies of its host and drop requests."""
         served = False
+        dropped = False
+        if worker_id is not None:
+            import os
 
-        def serve(value: T.Any, info: T.Any = None) -> None:
-            nonlocal served
-            if served:
-                raise RuntimeError("serve() may be called once per hosted worker state")
-            served = True
+            os.environ[WORKER_ID_ENV] = str(worker_id)
+
+        def serve(value: T.Any, info: T.Any = None, until: T.Callable[[], bool] | None = None) -> bool:
+            nonlocal served, dropped
+            if dropped:
+                raise RuntimeError(f"worker state {key!r} was dropped: serve() cannot be called again")
+            if served and until is None:
+                raise RuntimeError("serve() may be called once per hosted worker state (or again with until=)")
+            first, served = not served, True
             self.states[key] = value
-            self.hosted.append(key)
-            try:
-                if self.send(("ok", info)):
-                    self.serve(hosted_key=key)
-            finally:
-                self.hosted.remove(key)
-                self.states.pop(key, None)
+            if first:
+                self.hosted.append(key)
+                if not self.send(("ok", info)):
+                    dropped = True
+                    return False
+            more = self.serve(hosted_key=key, until=until)
+            if not more:
+                dropped = True
+            return more
 
         error: BaseException | None = None
         try:
@@ -250,6 +310,14 @@ class Connection:
                 error = RuntimeError(f"the host function of worker state {key!r} returned without calling serve()")
         except BaseException as exc:
             error = exc
+        finally:
+            if key in self.hosted:
+                self.hosted.remove(key)
+            self.states.pop(key, None)
+        if served and not dropped and not self.eof:
+            if error is not None:
+                sys.stderr.write(f"worker state {key!r}: its host failed after serving: {error!r}\n")
+            return  # it returned on its own: a later drop is answered by the worker's loop
         if self.eof:
             if error is not None and served:
                 sys.stderr.write(f"worker state {key!r}: its host failed after serving: {error!r}\n")

@@ -54,7 +54,7 @@ from ..._kill import kill_group
 from ..._pidfd import close_pidfd, open_pidfd, pid_running, wait_exited
 from ..job.utils import WorkerCrashedError
 from ..log import logger
-from ._frames import recv_frame, send_frame
+from ._frames import dumps, recv_frame, send_frame
 from ._stateful import NotStarted, StatefulPool, acquire_chosen, crash_error
 from ._worker_handle import Call, RemoteTraceback, Worker, _unwrap
 from ._zygote import SpareZygote, Zygote, _stop_reading_and_close, can_fork_zygote, fork_zygote
@@ -80,6 +80,8 @@ class ProcessPool(StatefulPool):
         self.loop = loop
         self.prefetch = prefetch
         """Calls a busy worker may hold queued behind the one it runs (see :mod:`._stateful`); settable."""
+        self.eager = eager
+        """Fork up to ``max_workers`` at once for calls that find no idle worker (else up to one per CPU)."""
         self._eager_workers = max_workers if eager else min(max_workers, os.cpu_count() or 1)
         self._seqs = itertools.count(1)
         self._grow_timer: asyncio.TimerHandle | None = None
@@ -120,6 +122,7 @@ class ProcessPool(StatefulPool):
         worker: int | None = None,
         affinity: T.Hashable = None,
         timed_out: T.Callable[[], bool] | None = None,
+        on_start: T.Callable[[], None] | None = None,
     ) -> T.Any:
         """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error).
 
@@ -130,19 +133,22 @@ class ProcessPool(StatefulPool):
         ``timed_out``: asked when the call is cancelled; True means the attempt
         timed out: the worker is stopped with a stack dump (:meth:`abort`) and
         :class:`~executor.engine.job.utils.WorkerTimeoutError` is raised.
+        ``on_start``: called when the worker starts the call (later than the send if it was prefetched).
         """
         if state is not None:
             self._raise_state_error(state)
         while True:
             chosen, ahead = await self.acquire_call(state, worker, affinity)
             try:
-                return await self._call_on(chosen, ahead, func, args, kwargs, on_worker, state, affinity, timed_out)
+                return await self._call_on(chosen, ahead, func, args, kwargs, on_worker, state, affinity, timed_out,
+                                           on_start)
             except NotStarted:  # it waited in a worker that died before it could start: run it elsewhere
                 continue
 
     async def _call_on(self, chosen: Worker, ahead: bool, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
                        on_worker: T.Callable[[Worker], None] | None, state: "WorkerState | None",
-                       affinity: T.Hashable, timed_out: T.Callable[[], bool] | None) -> T.Any:
+                       affinity: T.Hashable, timed_out: T.Callable[[], bool] | None,
+                       on_start: T.Callable[[], None] | None = None) -> T.Any:
         """Run the call on ``chosen``: acquired, or busy with ``ahead`` (prefetched) calls it runs first."""
         key = state.key if state is not None else None
         call: Call | None = None
@@ -155,9 +161,14 @@ class ProcessPool(StatefulPool):
                 chosen.affinity = affinity
             seq = next(self._seqs)
             payload = self._call_payload(chosen, func, args, kwargs, key, seq if ahead else None)
+            def started(worker: Worker = chosen) -> None:
+                worker.tail.clear()  # crash and timeout reports show the output of this job only
+                if on_start is not None:
+                    on_start()
+
             if not ahead:
-                chosen.tail.clear()  # crash and timeout reports show the output of this job only
-            call = self._send(chosen, payload, seq, chosen.tail.clear)
+                started()
+            call = self._send(chosen, payload, seq, started)
             reply = await call.fut
             if reply[0] == "missing":  # the worker evicted the function: send it in full
                 chosen.known.discard(reply[1])
@@ -312,10 +323,10 @@ class ProcessPool(StatefulPool):
         token, data = entry
         tail = (key,) if seq is None else (key, seq)  # a seq makes the worker look for a skip first
         if cacheable and token in worker.known:
-            return T.cast(bytes, cloudpickle.dumps(("callc", token, None, args, kwargs, *tail)))
+            return dumps(("callc", token, None, args, kwargs, *tail))
         if cacheable:
             worker.known.add(token)
-        return T.cast(bytes, cloudpickle.dumps(("callc", token, data, args, kwargs, *tail)))
+        return dumps(("callc", token, data, args, kwargs, *tail))
 
     def _check_open(self) -> None:
         if self._closed:

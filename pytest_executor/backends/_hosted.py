@@ -1,0 +1,186 @@
+"""The ``process`` backend's worker side: a pytest session hosted as a worker state of the engine's pool.
+
+:func:`host_session` is the ``host`` of an :class:`executor.engine.WorkerState`
+(see :mod:`executor.engine.state`): in a worker of the engine's process pool
+it runs ``pytest.main`` over the controller's arguments, and the session, once
+collected, serves the engine's jobs from its run loop.  Each job hands the
+session one item (:func:`run_task`) and is answered once the item's outcome
+is known, with every event since the previous answer: the previous item's
+teardown (deferred until the next item is known, so module and session
+fixtures live as long as the items that need them) and this item's start,
+reports and result.  :func:`shut_down` is the last job: its answer carries
+the last teardown.  The session's logic is
+:class:`~pytest_executor.backends.worker.WorkerSession`'s, the same as over a
+pipe; :class:`EngineLink` stands in for its channel.
+
+Why a job answers late (``defer_reply``): the session's stack is inside the
+previous item's protocol, waiting to learn the next item before it tears
+that one down; only the session's own loop can run the new item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections import deque
+from typing import Any, Callable
+
+import pytest
+
+from executor.engine.state import defer_reply, worker_id
+
+from pytest_executor.backends._protocol import ENV_WORKER
+
+Serve = Callable[..., bool]
+"""The ``serve(value, info=None, until=None)`` an engine hands a hosted state's host."""
+
+
+def worker_label(wid: int | None, prefix: str = "w") -> str:
+    """The plugin's name of engine worker ``wid`` (``w0``, ``w1``, ...; a replacement gets the next number)."""
+    return f"{prefix}{(wid or 1) - 1}"
+
+
+def worker_of_label(label: str | None, prefix: str = "w") -> int | None:
+    """The engine's id of the worker named ``label`` (None for no or another kind of name)."""
+    number = label[len(prefix):] if label and label.startswith(prefix) else ""
+    return int(number) + 1 if number.isdigit() else None
+
+
+class EngineLink:
+    """What :class:`~pytest_executor.backends.worker.WorkerSession` talks to instead of a channel.
+
+    ``send`` keeps the session's messages (its collection becomes the
+    state's ``info``, its events are buffered); ``recv`` answers the pending
+    job with the buffered events, then serves the engine until a job hands
+    over the next message.
+    """
+
+    def __init__(self, serve: Serve) -> None:
+        self._serve = serve
+        self.inbox: deque[tuple[str, dict[str, Any]]] = deque()
+        self.reply: Callable[[Any], None] | None = None
+        self._events: list[tuple[str, dict[str, Any]]] = []
+        self._info: dict[str, Any] | None = None
+        self._serving = False
+        self.fatal: str | None = None
+
+    def send(self, name: str, **kwargs: Any) -> None:
+        """Keep one message of the session for the engine."""
+        if name == "collected":
+            self._info = kwargs
+        elif name == "fatal":
+            self.fatal = str(kwargs.get("message", ""))
+        elif name == "events":
+            self._events.extend(kwargs["items"])
+            if any(event in ("exit", "interrupt") for event, _ in kwargs["items"]):
+                self.answer()  # the session ends now, without asking for another item
+        elif name == "bye":
+            self.answer()
+
+    def recv(self) -> tuple[str, dict[str, Any]]:
+        """Answer the pending job, then the next message a job hands over (``shutdown`` if the engine left)."""
+        self.answer()
+        if not self.inbox:
+            until = lambda: bool(self.inbox)  # noqa: E731
+            if not self._serving:
+                self._serving = True
+                served = self._serve(self, self._info or {}, until=until)
+            else:
+                served = self._serve(self, until=until)
+            if not served:
+                return ("shutdown", {})
+        return self.inbox.popleft()
+
+    def hand(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Inside a job: give the session its next message; the job is answered by :meth:`answer`."""
+        self.reply = defer_reply()
+        self.inbox.append((name, kwargs))
+
+    def answer(self) -> None:
+        """Answer the pending job with the events buffered since the previous answer."""
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            events, self._events = self._events, []
+            reply(events)
+
+    def close(self) -> None:
+        """The session ended: answer a job still pending."""
+        self.answer()
+
+
+def run_task(link: EngineLink, task: tuple[int, int, str, float | None]) -> None:
+    """A job: run one item ``(index, windex, nodeid, timeout)``; answered with the events since the last answer."""
+    link.hand("run", {"tasks": [task]})
+
+
+def shut_down(link: EngineLink) -> None:
+    """The last job of a worker: tear down what is left; answered with the last events."""
+    link.hand("shutdown", {})
+
+
+class _HostedWorker:
+    """Registered with ``pytest.main`` in the worker: turns the session into a worker over an :class:`EngineLink`."""
+
+    def __init__(self, label: str, link: EngineLink) -> None:
+        self.label = label
+        self.link = link
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """Become a worker session before the other plugins configure."""
+        from pytest_executor.backends.worker import become_worker_session, limit_core_dumps
+
+        limit_core_dumps()
+        become_worker_session(config, self.label, self.link)
+
+
+def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve) -> int:
+    """The host of the ``process`` backend's worker state: a pytest session over ``args``.
+
+    ``basetemp`` is the controller's; this worker's is ``executor-<label>``
+    inside it.  ``env`` is set first (conftests read ``PYTEST_EXECUTOR_WORKER``
+    when imported).  ``prefix`` names the workers (``w0``, ...).
+    """
+    label = worker_label(worker_id(), prefix)
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
+    os.environ.update(env)
+    os.environ[ENV_WORKER] = label
+    _forget_inherited_rewrite_hooks()
+    _end_with_the_engine()
+    link = EngineLink(serve)
+    try:
+        code = pytest.main([*args, f"--basetemp={os.path.join(basetemp, 'executor-' + label)}"],
+                           plugins=[_HostedWorker(label, link)])
+    finally:
+        link.close()
+    if link.fatal and not link._serving:
+        raise RuntimeError(link.fatal)  # the engine reports it as the state's setup error
+    return int(code)
+
+
+def _forget_inherited_rewrite_hooks() -> None:
+    """Drop the assertion-rewrite hook of a controller this worker was forked from (the session installs its own)."""
+    with contextlib.suppress(Exception):
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        sys.meta_path[:] = [hook for hook in sys.meta_path if not isinstance(hook, AssertionRewritingHook)]
+
+
+def _end_with_the_engine() -> None:
+    """When the zygote (so the engine) dies, kill what the tests left running, detached ones too, then exit.
+
+    The pool's workers die with their zygote (``PR_SET_PDEATHSIG`` SIGKILL),
+    which leaves their own children to init; a session asks for SIGTERM
+    instead and ends its whole tree first.
+    """
+    from pytest_executor.backends.worker import end_own_tree as end
+
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        signal.signal(signal.SIGTERM, end)
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the zygote died before the prctl took effect
+            end()
