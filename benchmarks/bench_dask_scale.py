@@ -68,7 +68,7 @@ def main() -> None:
         base: tuple[float, float] | None = None
         for count in counts:
             report = root / f"report-{count}.json"
-            run = run_pytest(root, ["--executor-backend=dask", f"--executor-workers={count}",
+            run = run_pytest(root, ["--executor-backend=dask", f"--executor-workers={count}", "--executor-workers-max=64",
                                     "--executor-table=none", f"--executor-report={report}"])
             span = _test_span(report)
             base = base or (run.wall, span)
