@@ -39,11 +39,8 @@ from typing import Any
 
 from executor._kill import kill_tree
 from pytest_executor.backends._protocol import (
-    ENV_CHANNEL,
-    ENV_LIFELINE,
     ENV_PATH_MAP,
-    ENV_WORKER,
-    fd_channel_spec,
+    spawn_piped_session,
     write_all,
 )
 
@@ -151,13 +148,7 @@ def host_session(spec: dict[str, Any]) -> int:
 
 def _start(spec: dict[str, Any], root: str | None) -> tuple[subprocess.Popen[bytes], int, int, int, int]:
     """Start the session: (process, lifeline write end, output read end, channel read end, channel write end)."""
-    c2w_r, c2w_w = os.pipe()
-    w2c_r, w2c_w = os.pipe()
-    life_r, life_w = os.pipe()
-    out_r, out_w = os.pipe()
     env = {**os.environ, **spec["env"], ENV_DASK_WORKER: spec["dask_worker"]}
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env.update({ENV_WORKER: spec["wid"], ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
     argv = [_resolve(arg, root) for arg in spec["argv"]]
     cwd = spec["cwd"] if root is None else os.path.join(root, spec["cwd"])
     if root is not None:
@@ -171,23 +162,7 @@ def _start(spec: dict[str, Any], root: str | None) -> tuple[subprocess.Popen[byt
         prefix = [sys.executable, "-m", "pytest"]
     else:  # like the pytest console script: the working directory is not importable
         prefix = [sys.executable, "-c", "import sys; sys.path.pop(0); import pytest; raise SystemExit(pytest.main())"]
-    try:
-        proc = subprocess.Popen(
-            [*prefix, *argv],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=subprocess.STDOUT,
-            pass_fds=(c2w_r, w2c_w, life_r),
-            start_new_session=True,
-        )
-    except BaseException:
-        for fd in (c2w_r, c2w_w, w2c_r, w2c_w, life_r, life_w, out_r, out_w):
-            os.close(fd)
-        raise
-    for fd in (c2w_r, w2c_w, life_r, out_w):
-        os.close(fd)
+    proc, c2w_w, w2c_r, out_r, life_w = spawn_piped_session([*prefix, *argv], cwd, env, spec["wid"])
     return proc, life_w, out_r, w2c_r, c2w_w
 
 

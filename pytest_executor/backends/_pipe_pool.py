@@ -45,12 +45,9 @@ from pytest_executor.backends._pipe_worker import (
     split_invocation_args,
 )
 from pytest_executor.backends._protocol import (
-    ENV_CHANNEL,
-    ENV_LIFELINE,
     ENV_ONESHOT,
-    ENV_WORKER,
-    fd_channel_spec,
     read_available,
+    spawn_piped_session,
 )
 from pytest_executor.backends._runner import Event, ItemTask
 
@@ -216,32 +213,12 @@ class WorkerPool(PoolEvents):
     def _spawn(self, task: ItemTask | None = None) -> WorkerProcess:
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
-        c2w_r, c2w_w = os.pipe()
-        w2c_r, w2c_w = os.pipe()
-        life_r, life_w = os.pipe()
-        out_r, out_w = os.pipe()
         env = dict(os.environ)
-        env.pop("PYTEST_CURRENT_TEST", None)
-        env.update({ENV_WORKER: wid, ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
         if self.oneshot:
             env[ENV_ONESHOT] = "1"
-        try:
-            proc = subprocess.Popen(
-                self._worker_argv(wid, task),
-                cwd=str(self.config.invocation_params.dir),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=subprocess.STDOUT,
-                pass_fds=(c2w_r, w2c_w, life_r),
-                start_new_session=True,
-            )
-        except BaseException:
-            for fd in (c2w_r, c2w_w, w2c_r, w2c_w, life_r, life_w, out_r, out_w):
-                os.close(fd)
-            raise
-        for fd in (c2w_r, w2c_w, life_r, out_w):
-            os.close(fd)
+        proc, c2w_w, w2c_r, out_r, life_w = spawn_piped_session(
+            self._worker_argv(wid, task), str(self.config.invocation_params.dir), env, wid
+        )
         return self._adopt(wid, proc, c2w_w, w2c_r, out_r, life_w)
 
     def _adopt(self, wid: str, proc: Any, write_fd: int, read_fd: int, out_fd: int, lifeline_fd: int) -> WorkerProcess:

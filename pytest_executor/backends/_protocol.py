@@ -37,6 +37,7 @@ import os
 import pickle
 import select
 import struct
+import subprocess
 from collections.abc import Iterator
 from typing import Any, Protocol, final
 
@@ -236,3 +237,38 @@ def connect_channel(spec: str) -> Channel:
         os.set_inheritable(write_fd, False)
         return FdChannel(read_fd, write_fd)
     raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>'")
+
+
+def spawn_piped_session(
+    argv: list[str], cwd: str, env: dict[str, str], wid: str
+) -> tuple[subprocess.Popen[bytes], int, int, int, int]:
+    """Start a worker session wired to us by pipes, in its own process group.
+
+    ``env`` is completed with the worker id, the channel and lifeline descriptors. Returns
+    (process, channel write end, channel read end, output read end, lifeline write end); the
+    child's ends are closed here, and every end is closed if the start fails.
+    """
+    c2w_r, c2w_w = os.pipe()
+    w2c_r, w2c_w = os.pipe()
+    life_r, life_w = os.pipe()
+    out_r, out_w = os.pipe()
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env.update({ENV_WORKER: wid, ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=subprocess.STDOUT,
+            pass_fds=(c2w_r, w2c_w, life_r),
+            start_new_session=True,
+        )
+    except BaseException:
+        for fd in (c2w_r, c2w_w, w2c_r, w2c_w, life_r, life_w, out_r, out_w):
+            os.close(fd)
+        raise
+    for fd in (c2w_r, w2c_w, life_r, out_w):
+        os.close(fd)
+    return proc, c2w_w, w2c_r, out_r, life_w
