@@ -63,12 +63,7 @@ async def acquire_chosen(pool: "ProcessPool", choose: T.Callable[[Worker], int])
             pool._idle.remove(best)
             return best
         if len(pool._workers) < pool.max_workers and not any(choose(w) >= 0 for w in pool._workers):
-            worker = pool._start_worker()
-            try:
-                await asyncio.shield(worker.ready)
-            except asyncio.CancelledError:
-                pool._release_when_ready(worker)
-                raise
+            worker = await _start_ready_worker(pool)
             if choose(worker) >= 0:
                 return worker
             pool.release(worker)
@@ -172,12 +167,7 @@ class StatefulPool:
                 pool._idle.remove(best)
                 return best, False
             if len(self._workers) < pool._eager_workers:
-                worker = pool._start_worker()
-                try:
-                    await asyncio.shield(worker.ready)
-                except asyncio.CancelledError:
-                    pool._release_when_ready(worker)
-                    raise
+                worker = await _start_ready_worker(pool)
                 if choose is None or choose(worker) >= 0:
                     return worker, False
                 pool.release(worker)
@@ -309,3 +299,14 @@ class StatefulPool:
             f"the job timed out: worker {wid} (pid {pid}) was stopped with SIGABRT "
             f"(its stack dump is in .output) and {'exited' if ended == 'SIGABRT' else 'killed'}",
             exitcode=code, signal=ended, output=worker.output_text(), worker_pid=pid, worker_id=wid)
+
+
+async def _start_ready_worker(pool: ProcessPool) -> Worker:
+    """A fresh worker of ``pool`` once it is ready; cancelled meanwhile, it goes back to the pool when ready."""
+    worker = pool._start_worker()
+    try:
+        await asyncio.shield(worker.ready)
+    except asyncio.CancelledError:
+        pool._release_when_ready(worker)
+        raise
+    return worker
