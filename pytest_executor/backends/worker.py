@@ -33,6 +33,7 @@ from _pytest.runner import call_and_report, show_test_item
 from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_LIFELINE, ENV_ONESHOT,
                                               ENV_WORKER, Channel, connect_channel, map_paths,
                                               path_map_from_env)
+from pytest_executor.backends._compact import compact_enabled, compact_of, item_keywords
 from executor._kill import become_subreaper, kill_own_descendants
 from executor._lifeline import watch_lifeline
 
@@ -176,6 +177,9 @@ class WorkerSession:
         self._start = 0.0
         self._last_outcome = "passed"
         self._path_map = path_map_from_env()  # run from a shipped copy (dask): report the controller's paths
+        self._compact = compact_enabled() and bool(getattr(channel, "compact_reports", False))
+        self._keywords: tuple[str, dict[str, Any]] | None = None
+        """(nodeid, keywords) of the running item before it ran, for compact reports (:mod:`._compact`)."""
         self.forker: Any = None
         """An :class:`~pytest_executor.backends._forked.ItemForker` in a worker of the forked backend."""
 
@@ -297,6 +301,7 @@ class WorkerSession:
             return None
         self._handled = True
         ihook = item.ihook
+        self._keywords = (item.nodeid, item_keywords(item)) if self._compact and self.forker is None else None
         self._start = time.time()
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         # The controller learns that the item started (timeouts, crash attribution).
@@ -370,6 +375,12 @@ class WorkerSession:
             return
         if report.when in ("setup", "call") and not report.passed:
             self._last_outcome = str(report.outcome)
+        keywords = self._keywords
+        if keywords is not None and report.nodeid == keywords[0]:
+            compact = compact_of(report, keywords[1])
+            if compact is not None:
+                self._emit("logreport", nodeid=report.nodeid, compact=compact, worker=self.worker_id)
+                return
         data = map_paths(self.config.hook.pytest_report_to_serializable(config=self.config, report=report), self._path_map)
         self._emit("logreport", data=data, worker=self.worker_id)
         if report.failed:
