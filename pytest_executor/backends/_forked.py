@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import pytest
 
 from executor._kill import kill_own_descendants, signal_group, signal_name
+from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
 from pytest_executor.backends._protocol import (
-    LIFELINE_THREAD,
     ChannelClosed,
     FrameDecoder,
     Message,

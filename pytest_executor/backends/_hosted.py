@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections import deque
 from typing import Any, Callable
 
 import pytest
 
+from executor._lifeline import end_tree_with_parent
 from executor.engine.state import defer_reply, worker_id
 
 from pytest_executor.backends._protocol import ENV_WORKER
@@ -57,8 +57,12 @@ class EngineLink:
     over the next message.
     """
 
-    def __init__(self, serve: Serve) -> None:
+    compact_reports = False
+    """Whether the session may send plain passed reports compactly (:mod:`._compact`)."""
+
+    def __init__(self, serve: Serve, *, compact_reports: bool = False) -> None:
         self._serve = serve
+        self.compact_reports = compact_reports
         self.inbox: deque[tuple[str, dict[str, Any]]] = deque()
         self.reply: Callable[[Any], None] | None = None
         self._events: list[tuple[str, dict[str, Any]]] = []
@@ -136,12 +140,14 @@ class _HostedWorker:
         become_worker_session(config, self.label, self.link)
 
 
-def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve) -> int:
+def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve, *,
+                 compact_reports: bool = False) -> int:
     """The host of the ``process`` backend's worker state: a pytest session over ``args``.
 
     ``basetemp`` is the controller's; this worker's is ``executor-<label>``
     inside it.  ``env`` is set first (conftests read ``PYTEST_EXECUTOR_WORKER``
-    when imported).  ``prefix`` names the workers (``w0``, ...).
+    when imported).  ``prefix`` names the workers (``w0``, ...).  ``compact_reports``: the
+    runner decodes compact reports (:mod:`._compact`).
     """
     label = worker_label(worker_id(), prefix)
     os.environ.pop("PYTEST_CURRENT_TEST", None)
@@ -149,7 +155,7 @@ def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: st
     os.environ[ENV_WORKER] = label
     _forget_inherited_rewrite_hooks()
     _end_with_the_engine()
-    link = EngineLink(serve)
+    link = EngineLink(serve, compact_reports=compact_reports)
     try:
         code = pytest.main([*args, f"--basetemp={os.path.join(basetemp, 'executor-' + label)}"],
                            plugins=[_HostedWorker(label, link)])
@@ -171,16 +177,9 @@ def _forget_inherited_rewrite_hooks() -> None:
 def _end_with_the_engine() -> None:
     """When the zygote (so the engine) dies, kill what the tests left running, detached ones too, then exit.
 
-    The pool's workers die with their zygote (``PR_SET_PDEATHSIG`` SIGKILL),
-    which leaves their own children to init; a session asks for SIGTERM
-    instead and ends its whole tree first.
+    The zygote kills every worker's tree when the engine dies, but a zygote
+    killed outright (SIGKILL) cannot: the session asks for SIGTERM when its
+    own parent dies and then ends its whole tree (:mod:`executor._lifeline`).
     """
-    from pytest_executor.backends.worker import end_own_tree as end
-
     with contextlib.suppress(Exception):
-        import ctypes
-
-        signal.signal(signal.SIGTERM, end)
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the zygote died before the prctl took effect
-            end()
+        end_tree_with_parent()

@@ -40,6 +40,7 @@ from executor.engine.backend.process import ProcessPool
 from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
 
 from pytest_executor.backends import _hosted
+from pytest_executor.backends._compact import CompactReports
 from pytest_executor.backends._runner import Event, ItemTask
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._failed_item import open_capture_files, read_capture_files
@@ -64,6 +65,7 @@ class ProcessRunner:
         self.config = config
         self.workers = workers
         self._session: pytest.Session | None = None
+        self._compact = CompactReports(None)
         self._spare: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -104,11 +106,12 @@ class ProcessRunner:
         if self._session is not None:
             return
         self._session = session
+        self._compact = CompactReports(session)
         forward = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
         options, positionals = split_invocation_args(self.config)
         self._basetemp = self._make_basetemp()
         host = partial(_hosted.host_session, [*drop_basetemp(options), *positionals], str(self._basetemp),
-                       self.worker_env, self.worker_prefix)
+                       self.worker_env, self.worker_prefix, compact_reports=True)
         self._state = WorkerState(host=host, name="pytest-session", max_workers=self.workers,
                                   capture_output=not forward)
         loop = asyncio.new_event_loop()
@@ -392,7 +395,8 @@ class ProcessRunner:
             events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": tuple(kwargs["location"]),
                                         "worker": label}))
         elif name == "logreport":
-            report = self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"])
+            report = (self._compact.rebuild(kwargs["nodeid"], kwargs["compact"]) if "compact" in kwargs
+                      else self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"]))
             events.append(("logreport", {"report": report, "worker": label}))
         elif name == "result":
             index = kwargs["index"]
