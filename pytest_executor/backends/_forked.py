@@ -46,6 +46,7 @@ from executor._kill import kill_own_descendants, signal_group, signal_name
 from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
 from pytest_executor.backends._fork_shared import SharedFixtures
+from pytest_executor.backends._fork_stats import ForkStats
 from pytest_executor.backends._protocol import (
     ChannelClosed,
     FrameDecoder,
@@ -103,9 +104,24 @@ class _PipeChannel:
 
     def __init__(self, write_fd: int) -> None:
         self._fd = write_fd
+        self._held: list[Any] = []
+        """A ``logstart`` not sent yet: it goes with the next events (one write, one wake-up less)."""
 
     def send(self, name: str, **kwargs: Any) -> None:
-        """Send one message to the worker."""
+        """Send one message to the worker (a batch of only ``logstart`` waits for the next one).
+
+        The controller announces an item's start itself when it hands the item
+        out, and the worker reports a child that dies before it sent anything,
+        so a ``logstart`` alone is not worth a write.
+        """
+        if name == "events":
+            items = kwargs["items"]
+            if all(event == "logstart" for event, _ in items):
+                self._held.extend(items)
+                return
+            if self._held:
+                kwargs = {**kwargs, "items": [*self._held, *items]}
+                self._held = []
         try:
             write_all(self._fd, encode(name, kwargs))
         except OSError as exc:
@@ -141,6 +157,8 @@ class ItemForker:
         self._config = session.config
         self._started = 0.0
         """When the current item's child was forked (``time.time()``)."""
+        self._stats: ForkStats | None = None
+        """CPU and page faults of the children and the worker, for benchmarks (see :mod:`._fork_stats`)."""
         self._shared: SharedFixtures | None = None
         """The session fixtures shared by the children (``--executor-fork-shared``), if any."""
 
@@ -152,6 +170,7 @@ class ItemForker:
         factory = getattr(self._config, "_tmp_path_factory", None)
         if factory is not None:
             factory.getbasetemp()
+        self._stats = ForkStats.from_env()
         names = get_option(self._config, "fork-shared")
         if names:
             # Set up now, before this worker takes a task: a fixture that starts a thread
@@ -220,7 +239,7 @@ class ItemForker:
                     else:
                         watched.remove(read_fd)
                 if pidfd is None or pidfd in ready:
-                    returncode = _poll(pid)
+                    returncode = _poll(pid, self._stats)
                 if returncode is None and deadline is not None and time.monotonic() >= deadline:
                     returncode, timed_out = _stop(pid, pidfd), True
             os.set_blocking(read_fd, False)
@@ -339,13 +358,17 @@ class ItemForker:
             os._exit(code)
 
 
-def _poll(pid: int) -> int | None:
+def _poll(pid: int, stats: ForkStats | None = None) -> int | None:
     """The exit code of child ``pid`` once it exited (negative: the signal), else None."""
     try:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
     except ChildProcessError:
         return -signal.SIGKILL
-    return os.waitstatus_to_exitcode(status) if done else None
+    if not done:
+        return None
+    if stats is not None:
+        stats.reaped(usage)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _stop(pid: int, pidfd: int | None) -> int:
