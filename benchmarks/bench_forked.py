@@ -13,6 +13,11 @@ median of ``--repeat`` runs:
   ``subprocess``.  Both must report the same outcomes (30 passed, 10 failed);
   target: forked in under 1/10 of subprocess's wall.
 
+Where a forked test's time goes is printed too, from the workers' own counts
+(``PYTEST_EXECUTOR_FORK_STATS``): per test, the child's CPU and page faults
+(mostly copy-on-write faults: every page a child writes to is copied) and the
+worker's (the ``fork()`` itself, its own faults, forwarding the reports).
+
 Every run's outcome counts are checked against the expected ones; the script
 stops at the first mismatch.  Numbers depend on the machine's load: the
 script prints the load average before and after.
@@ -25,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -57,13 +63,27 @@ def outcomes(run: PytestRun) -> dict[str, int]:
     return {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _OUTCOME.findall(last)}
 
 
-def timed(suite: Path, backend: str, workers: int, expected: dict[str, int]) -> PytestRun:
+def timed(suite: Path, backend: str, workers: int, expected: dict[str, int], env: dict[str, str] | None = None) -> PytestRun:
     """One run of ``suite`` on ``backend``; stops the script if the outcomes differ from ``expected``."""
-    run = run_pytest(suite, [f"--executor-backend={backend}", f"--executor-workers={workers}", *_COMMON], ok_codes=(0, 1))
+    args = [f"--executor-backend={backend}", f"--executor-workers={workers}", *_COMMON]
+    run = run_pytest(suite, args, env=env, ok_codes=(0, 1))
     got = outcomes(run)
     if got != expected:
         sys.exit(f"{backend} on {suite.name}: outcomes {got}, expected {expected}\n{run.stdout[-3000:]}")
     return run
+
+
+def fork_stats(directory: Path) -> dict[str, float]:
+    """Per forked test: the child's and the worker's CPU ms and page faults (the workers' stats files)."""
+    totals: dict[str, float] = {}
+    children = 0
+    for path in directory.glob("*.json"):
+        data = json.loads(path.read_text())
+        children += data["children"]
+        for who in ("child", "worker"):
+            for key, value in data[who].items():
+                totals[f"{who} {key}"] = totals.get(f"{who} {key}", 0.0) + value
+    return {key: value / max(children, 1) * (1000 if key.split()[1] != "faults" else 1) for key, value in totals.items()}
 
 
 def load() -> str:
@@ -90,11 +110,15 @@ def main() -> None:
         (crashy / "test_crashy.py").write_text(CRASHY)
         (crashy / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 
+        stats: dict[str, float] = {}
         walls: dict[str, list[float]] = {"process": [], "forked": [], "crash-forked": [], "crash-subprocess": []}
         cpus: dict[str, list[float]] = {"process": [], "forked": []}
         for _ in range(args.repeat):
             for backend in ("process", "forked"):
-                run = timed(trivial, backend, args.workers, {"passed": args.tests})
+                counts = Path(tempfile.mkdtemp(dir=tmp))
+                env = {"PYTEST_EXECUTOR_FORK_STATS": str(counts)} if backend == "forked" else None
+                run = timed(trivial, backend, args.workers, {"passed": args.tests}, env)
+                stats = fork_stats(counts) if backend == "forked" else stats
                 walls[backend].append(run.wall)
                 cpus[backend].append(run.cpu)
             for backend in ("forked", "subprocess"):
@@ -117,6 +141,10 @@ def main() -> None:
     print(f"  forked / process: {ratio:.2f}x (target <= 2x: {verdict(ratio <= 2)})")
     print(f"  per-test overhead over process, per worker: {overhead:.2f} ms (target <= 5 ms: {verdict(overhead <= 5)})")
     print(f"  per-test CPU over process (whole run): {cpu_overhead:.2f} ms")
+    if stats:
+        print(f"  per forked test (last run): child {stats['child user']:.2f} ms user + {stats['child sys']:.2f} ms system, "
+              f"{stats['child faults']:.0f} page faults; worker {stats['worker user']:.2f} ms user + "
+              f"{stats['worker sys']:.2f} ms system, {stats['worker faults']:.0f} page faults")
     print(f"\n40 tests, every 4th segfaults, {args.workers} workers: same outcomes (30 passed, 10 failed)")
     print(f"  subprocess {wall['crash-subprocess']:7.2f} s")
     print(f"  forked     {wall['crash-forked']:7.2f} s")

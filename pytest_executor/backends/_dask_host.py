@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import selectors
 import signal
 import struct
@@ -56,13 +57,19 @@ ENV_DASK_WORKER = "PYTEST_EXECUTOR_DASK_WORKER"
 """Set in a session to the address of the dask worker hosting it."""
 
 
-def copy_root(worker: Any, name: str) -> str:
-    """Where distributed's upload-directory plugin unpacked the copy ``name`` for ``worker``.
+def copy_folder(name: str, nanny_address: str) -> str:
+    """The folder name of the run's copy ``name`` for the nanny at ``nanny_address`` (one copy per nanny)."""
+    return f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '-', nanny_address).strip('-')}"
 
-    The nanny extracts it into its own local directory, the parent of the
-    worker's (``<local-directory>/dask-scratch-space``).
+
+def copy_root(worker: Any, name: str) -> str:
+    """Where ``worker``'s nanny unpacked the copy ``name`` (:class:`~pytest_executor.backends._dask_ship.ShippedCopy`).
+
+    The nanny unpacks it into its own local directory, the parent of the
+    worker's (``<local-directory>/dask-scratch-space``), in a folder named
+    for the nanny too: nannies may share that directory.
     """
-    return os.path.join(os.path.dirname(worker.local_directory), name)
+    return os.path.join(os.path.dirname(worker.local_directory), copy_folder(name, str(worker.nanny or "")))
 
 
 def remove_copy(name: str, dask_worker: Any = None) -> None:
@@ -104,7 +111,7 @@ def host_session(spec: dict[str, Any]) -> int:
         if not os.path.isdir(root):
             relay.post("start", address=worker.address, error=(
                 f"dask worker {worker.address} has no copy of the test tree at {root}: it gets one "
-                "through its nanny (distributed's UploadDirectory plugin); workers started with "
+                "through its nanny (a nanny plugin); workers started with "
                 "--no-nanny cannot take part"))
             relay.flush()
             return 70
@@ -324,4 +331,4 @@ def _supervise(proc: subprocess.Popen[bytes], relay: _Relay, out_r: int, chan_r:
         selector.close()
 
 
-__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_root", "host_session", "remove_copy", "remove_run_dirs"]
+__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_folder", "copy_root", "host_session", "remove_copy", "remove_run_dirs"]

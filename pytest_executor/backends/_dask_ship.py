@@ -2,11 +2,18 @@
 
 A cluster given by address (or by the ``pytest_executor_dask_client`` hook)
 shares no filesystem with the controller.  Before sessions start, the rootdir
-is sent to every worker with distributed's own ``UploadDirectory`` plugin:
-the scheduler keeps it and hands it to each nanny, also to those that join
-later, and the nanny unpacks it into its local directory.  The copy is named
-for the run (``pytest-executor-<run id>``), so runs sharing a cluster never
-overwrite each other's files.
+is zipped into a :class:`ShippedCopy` nanny plugin registered with the
+cluster: the scheduler keeps it and hands it to each nanny, also to those that
+join later (distributed's own plugin mechanism, as its ``UploadDirectory``
+uses), and the nanny unpacks it.  ``UploadDirectory`` itself is not used: it
+unpacks in place into the nanny's local directory, which several nannies share
+when they were started with one ``--local-directory`` (``dask worker
+--nworkers N``, or several workers pointed at one folder) — a later nanny
+re-extracts over files a running session reads, and the first one to close
+would remove the copy the others still use.  So each nanny gets a copy of its
+own (named for the run and the nanny, ``pytest-executor-<run id>-<nanny>``),
+unpacked into a hidden folder first and renamed into place whole; runs sharing
+a cluster never overwrite each other's files either.
 
 What is shipped: every file under the rootdir (tests, conftests, ini files, a
 local package source such as ``src/``, data files), except version-control
@@ -60,23 +67,52 @@ class Shipment:
     plugin_name: str = ""
 
 
-class CopyCleaner(NannyPlugin):
-    """Removes the run's copy from a nanny's local directory when the nanny closes or the plugin goes.
+class ShippedCopy(NannyPlugin):
+    """The run's copy of the rootdir: unpacked by each nanny into a folder of its own, removed when it goes.
 
-    A retired worker's nanny closes before the run ends, so the clean-up
-    through ``client.run`` at the end would never reach its copy; unregistering
-    the plugin at the end removes the copies of every other nanny.
+    The copy is unpacked into a hidden temporary folder beside its final place
+    and renamed into place whole, so a session never sees a half-written
+    tree.  :meth:`teardown` runs when the nanny closes (a retired worker: the
+    clean-up at the end of the run would not reach it any more) and when the
+    plugin is unregistered at the end of the run.
     """
 
-    def __init__(self, copy: str) -> None:
-        self.name = f"{copy}-cleanup"
+    def __init__(self, copy: str, data: bytes) -> None:
+        self.name = copy
         self.copy = copy
+        self.data = data
+
+    def _root(self, nanny: Any) -> str:
+        from pytest_executor.backends._dask_host import copy_folder
+
+        return os.path.join(nanny.local_directory, copy_folder(self.copy, str(nanny.address)))
+
+    def setup(self, nanny: Any) -> None:
+        """Unpack the copy for this nanny (atomically; a copy already there is kept)."""
+        import io
+        import zipfile
+
+        root = self._root(nanny)
+        if os.path.isdir(root):
+            return
+        stage = tempfile.mkdtemp(prefix=f".{self.copy}-", dir=nanny.local_directory)
+        try:
+            with zipfile.ZipFile(io.BytesIO(self.data)) as archive:
+                archive.extractall(stage)
+            unpacked = os.path.join(stage, self.copy)
+            os.makedirs(unpacked, exist_ok=True)  # an empty rootdir
+            os.rename(unpacked, root)
+        except OSError:
+            if not os.path.isdir(root):
+                raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     def teardown(self, nanny: Any) -> None:
-        """Remove the copy and the sessions' scratch folders."""
+        """Remove this nanny's copy and its sessions' scratch folders."""
         from pytest_executor.backends._dask_host import remove_run_dirs
 
-        remove_run_dirs(os.path.join(nanny.local_directory, self.copy))
+        remove_run_dirs(self._root(nanny))
 
 
 def _is_venv(path: str) -> bool:
@@ -84,7 +120,7 @@ def _is_venv(path: str) -> bool:
 
 
 def _skip_predicate(top: str) -> Any:
-    """A predicate for UploadDirectory: True for files that must not be shipped."""
+    """A predicate for the archive: True for files that must not be shipped."""
     venv = functools.lru_cache(maxsize=None)(_is_venv)
 
     def skip(filename: str) -> bool:
@@ -105,7 +141,7 @@ def _skip_predicate(top: str) -> Any:
 
 
 def _archive(top: str, skip: Any) -> bytes:
-    """The zip UploadDirectory would make of ``top`` (same names), old timestamps allowed."""
+    """A zip of ``top`` with names under its folder name (``<name>/...``), files dated before 1980 allowed."""
     import io
     import zipfile
 
@@ -138,31 +174,19 @@ def check_versions(client: Any, version: str) -> None:
 
 
 def ship(client: Any, config: pytest.Config, run_id: str) -> Shipment:
-    """Register the upload of the rootdir with the cluster (it reaches every nanny, now and later)."""
-    from distributed.diagnostics.plugin import UploadDirectory
-
+    """Register the run's copy of the rootdir with the cluster (it reaches every nanny, now and later)."""
     rootdir = str(config.rootpath)
     shipment = Shipment(f"pytest-executor-{run_id}")
     stage = tempfile.mkdtemp(prefix="pytest-executor-ship-")
     try:
-        # The archive is named after the folder it is made from: a link named for the run.
+        # The archive's names start with the folder it is made from: a link named for the run.
         link = os.path.join(stage, shipment.name)
         os.symlink(rootdir, link)
-        skip = _skip_predicate(link)
-        try:
-            plugin = UploadDirectory(link, skip_words=(), skip=(skip,))
-        except ValueError:
-            # A file dated before 1980 (sdists often carry mtime 0), which zipfile refuses by
-            # default: the same plugin for an empty folder of the same name, with our archive.
-            empty = os.path.join(stage, "empty", shipment.name)
-            os.makedirs(empty)
-            plugin = UploadDirectory(empty, skip_words=())
-            plugin.data = _archive(link, skip)
+        data = _archive(link, _skip_predicate(link))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    shipment.plugin_name = plugin.name
-    client.register_plugin(CopyCleaner(shipment.name))
-    client.register_plugin(plugin)
+    shipment.plugin_name = shipment.name
+    client.register_plugin(ShippedCopy(shipment.name, data))
     invocation = Path(config.invocation_params.dir).resolve()
     with contextlib.suppress(ValueError):
         shipment.cwd = str(invocation.relative_to(Path(rootdir).resolve()))
@@ -173,14 +197,11 @@ def ship(client: Any, config: pytest.Config, run_id: str) -> Shipment:
 
 
 def unship(client: Any, shipment: Shipment) -> None:
-    """Unregister the upload (no later worker gets it) and remove the copies (best effort)."""
+    """Unregister the copy (no later worker gets it; each nanny removes its own) and remove what is left."""
     from pytest_executor.backends._dask_host import remove_copy
 
     with contextlib.suppress(Exception):
-        client.unregister_scheduler_plugin(shipment.plugin_name)
-    for name in (shipment.plugin_name, f"{shipment.name}-cleanup"):  # the cleaner's teardown removes the copies
-        with contextlib.suppress(Exception):
-            client.unregister_worker_plugin(name, nanny=True)
+        client.unregister_worker_plugin(shipment.plugin_name, nanny=True)
     with contextlib.suppress(Exception):
         client.run(remove_copy, shipment.name, on_error="ignore")
 
@@ -247,4 +268,4 @@ def _remap(arg: str, invocation: Path, root: Path, cwd_inside: bool) -> Arg:
     return (head, "" if str(rel) == "." else str(rel), colons + rest)
 
 
-__all__ = ["Arg", "CopyCleaner", "Shipment", "check_versions", "remap_args", "ship", "source_roots", "unship"]
+__all__ = ["Arg", "Shipment", "ShippedCopy", "check_versions", "remap_args", "ship", "source_roots", "unship"]

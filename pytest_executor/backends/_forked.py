@@ -43,9 +43,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 import pytest
 
 from executor._kill import kill_own_descendants, signal_group, signal_name
+from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
+from pytest_executor.backends._fork_shared import SharedFixtures
+from pytest_executor.backends._fork_stats import ForkStats
 from pytest_executor.backends._protocol import (
-    LIFELINE_THREAD,
     ChannelClosed,
     FrameDecoder,
     Message,
@@ -53,6 +55,7 @@ from pytest_executor.backends._protocol import (
     read_available,
     write_all,
 )
+from pytest_executor.config.options import get_option
 
 if TYPE_CHECKING:
     from pytest_executor.backends.worker import Task, WorkerSession
@@ -83,15 +86,15 @@ def _is_idle(thread: threading.Thread) -> bool:
     return (module, getattr(target, "__name__", None)) in _IDLE_THREADS
 
 
-def fork_unsafe_reason() -> str | None:
-    """Why this process must not fork a test child, or None when it may."""
+def fork_unsafe_reason(when: str = "after collection") -> str | None:
+    """Why this process must not fork a test child, or None when it may (``when``: for the message)."""
     if not hasattr(os, "fork"):
         return "os.fork is not available on this platform"
     main = threading.main_thread()
     others = sorted(t.name for t in threading.enumerate() if t is not main and not _is_idle(t))
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        return f"{len(others)} thread(s) running after collection ({shown})"
+        return f"{len(others)} thread(s) running {when} ({shown})"
     return None
 
 
@@ -101,9 +104,24 @@ class _PipeChannel:
 
     def __init__(self, write_fd: int) -> None:
         self._fd = write_fd
+        self._held: list[Any] = []
+        """A ``logstart`` not sent yet: it goes with the next events (one write, one wake-up less)."""
 
     def send(self, name: str, **kwargs: Any) -> None:
-        """Send one message to the worker."""
+        """Send one message to the worker (a batch of only ``logstart`` waits for the next one).
+
+        The controller announces an item's start itself when it hands the item
+        out, and the worker reports a child that dies before it sent anything,
+        so a ``logstart`` alone is not worth a write.
+        """
+        if name == "events":
+            items = kwargs["items"]
+            if all(event == "logstart" for event, _ in items):
+                self._held.extend(items)
+                return
+            if self._held:
+                kwargs = {**kwargs, "items": [*self._held, *items]}
+                self._held = []
         try:
             write_all(self._fd, encode(name, kwargs))
         except OSError as exc:
@@ -139,18 +157,37 @@ class ItemForker:
         self._config = session.config
         self._started = 0.0
         """When the current item's child was forked (``time.time()``)."""
+        self._stats: ForkStats | None = None
+        """CPU and page faults of the children and the worker, for benchmarks (see :mod:`._fork_stats`)."""
+        self._shared: SharedFixtures | None = None
+        """The session fixtures shared by the children (``--executor-fork-shared``), if any."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Refuse to fork with threads running; else prepare what every child shares."""
-        reason = fork_unsafe_reason()
-        if reason is not None:
-            self._session.channel.send("fatal", message=f"{FORK_UNSAFE} {reason}")
-            raise pytest.exit.Exception(f"{FORK_UNSAFE} {reason}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        self._refuse_if_unsafe("after collection")
         # Created once here: a child creating it would first wipe its siblings' temporary directories.
         factory = getattr(self._config, "_tmp_path_factory", None)
         if factory is not None:
             factory.getbasetemp()
+        self._stats = ForkStats.from_env()
+        names = get_option(self._config, "fork-shared")
+        if names:
+            # Set up now, before this worker takes a task: a fixture that starts a thread
+            # makes forking unsafe, which the controller handles best before any test ran.
+            self._shared = SharedFixtures(session, names)
+            prepared = self._shared.prepare_all(session.items)
+            if prepared:
+                self._read_capture()  # their setup's output belongs to no test: dropped
+                self._refuse_if_unsafe(f"after the shared fixture(s) {', '.join(prepared)} were set up")
+
+    def _refuse_if_unsafe(self, when: str) -> None:
+        """Tell the controller, and end this session, if forking is unsafe (see :func:`fork_unsafe_reason`)."""
+        reason = fork_unsafe_reason(when)
+        if reason is not None:
+            message = f"{FORK_UNSAFE} {reason}"
+            self._session.channel.send("fatal", message=message)
+            raise pytest.exit.Exception(message, returncode=pytest.ExitCode.INTERNAL_ERROR)
 
     # -- the worker ---------------------------------------------------------
 
@@ -202,7 +239,7 @@ class ItemForker:
                     else:
                         watched.remove(read_fd)
                 if pidfd is None or pidfd in ready:
-                    returncode = _poll(pid)
+                    returncode = _poll(pid, self._stats)
                 if returncode is None and deadline is not None and time.monotonic() >= deadline:
                     returncode, timed_out = _stop(pid, pidfd), True
             os.set_blocking(read_fd, False)
@@ -303,6 +340,8 @@ class ItemForker:
             # finds no next task (without asking the controller) and tears all down.
             session._queue.clear()
             session._shutdown = True
+            if self._shared is not None:
+                self._shared.forget_in_child()
             item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
             session._flush()
         except (KeyboardInterrupt, pytest.exit.Exception):
@@ -319,13 +358,17 @@ class ItemForker:
             os._exit(code)
 
 
-def _poll(pid: int) -> int | None:
+def _poll(pid: int, stats: ForkStats | None = None) -> int | None:
     """The exit code of child ``pid`` once it exited (negative: the signal), else None."""
     try:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
     except ChildProcessError:
         return -signal.SIGKILL
-    return os.waitstatus_to_exitcode(status) if done else None
+    if not done:
+        return None
+    if stats is not None:
+        stats.reaped(usage)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _stop(pid: int, pidfd: int | None) -> int:

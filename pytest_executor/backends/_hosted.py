@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections import deque
 from typing import Any, Callable
 
 import pytest
 
+from executor._lifeline import end_tree_with_parent
 from executor.engine.state import defer_reply, worker_id
 
 from pytest_executor.backends._protocol import ENV_WORKER
@@ -177,16 +177,9 @@ def _forget_inherited_rewrite_hooks() -> None:
 def _end_with_the_engine() -> None:
     """When the zygote (so the engine) dies, kill what the tests left running, detached ones too, then exit.
 
-    The pool's workers die with their zygote (``PR_SET_PDEATHSIG`` SIGKILL),
-    which leaves their own children to init; a session asks for SIGTERM
-    instead and ends its whole tree first.
+    The zygote kills every worker's tree when the engine dies, but a zygote
+    killed outright (SIGKILL) cannot: the session asks for SIGTERM when its
+    own parent dies and then ends its whole tree (:mod:`executor._lifeline`).
     """
-    from pytest_executor.backends.worker import end_own_tree as end
-
     with contextlib.suppress(Exception):
-        import ctypes
-
-        signal.signal(signal.SIGTERM, end)
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the zygote died before the prctl took effect
-            end()
+        end_tree_with_parent()

@@ -21,11 +21,13 @@ from typing import final
 
 import pytest
 
+from pytest_executor.backends._fork_shared import check_shared_fixtures
 from pytest_executor.backends._forked import FORK_UNSAFE
 from pytest_executor.backends._protocol import ENV_FORK_ITEMS
 from pytest_executor.backends._runner import Event, ItemTask
 from pytest_executor.backends.process import ProcessRunner
 from pytest_executor.backends.subproc import SubprocessRunner
+from pytest_executor.config.options import get_option
 
 _DEADLINE_GRACE = 15.0
 """Seconds the controller waits past a timeout before it kills a forked worker that did
@@ -73,6 +75,7 @@ class ForkedRunner:
     def start(self, session: pytest.Session) -> None:
         """Start the workers (idempotent)."""
         if self._session is None:
+            check_shared_fixtures(session, get_option(self.config, "fork-shared") or ())
             self._session = session
             if self._notice is not None:
                 self._say_fallback(self._notice)

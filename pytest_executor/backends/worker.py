@@ -22,7 +22,6 @@ import faulthandler
 import os
 import signal
 import sys
-import threading
 import time
 import warnings
 from collections import deque
@@ -32,10 +31,11 @@ import pytest
 from _pytest.runner import call_and_report, show_test_item
 
 from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_LIFELINE, ENV_ONESHOT,
-                                              ENV_WORKER, LIFELINE_THREAD, Channel, connect_channel, map_paths,
+                                              ENV_WORKER, Channel, connect_channel, map_paths,
                                               path_map_from_env)
 from pytest_executor.backends._compact import compact_enabled, compact_of, item_keywords
-from executor._kill import become_subreaper, kill_own_descendants, signal_group
+from executor._kill import become_subreaper, kill_own_descendants
+from executor._lifeline import watch_lifeline
 
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
@@ -134,32 +134,10 @@ def limit_core_dumps() -> None:
 
 
 def _watch_lifeline() -> None:
-    """Kill this worker (and its process group) as soon as the controller dies."""
+    """Kill this worker (and its tree) as soon as the controller dies (see :mod:`executor._lifeline`)."""
     fd_text = os.environ.get(ENV_LIFELINE)
-    if not fd_text:
-        return
-    fd = int(fd_text)
-    os.set_inheritable(fd, False)
-
-    def wait_for_eof() -> None:
-        try:
-            while os.read(fd, 1):
-                pass
-        except OSError:
-            pass
-        end_own_tree()
-
-    threading.Thread(target=wait_for_eof, name=LIFELINE_THREAD, daemon=True).start()
-
-
-def end_own_tree(*_: Any) -> None:
-    """Kill what this worker's tests left running (detached ones too) and its process group, then exit."""
-    try:
-        kill_own_descendants()
-        if os.getpgid(0) == os.getpid():
-            signal_group(os.getpid(), signal.SIGKILL)
-    finally:
-        os._exit(70)
+    if fd_text:
+        watch_lifeline(int(fd_text))
 
 
 def _capture_fds(config: pytest.Config) -> list[int]:

@@ -72,6 +72,17 @@ def parse_text(raw: str) -> str:
     return raw
 
 
+def parse_names(raw: str) -> tuple[str, ...]:
+    """Parse a comma- or space-separated list of Python names (fixture names)."""
+    names = tuple(name for name in raw.replace(",", " ").split() if name)
+    if not names:
+        raise ValueError("no name given")
+    for name in names:
+        if not name.isidentifier():
+            raise ValueError(f"{name!r} is not a fixture name")
+    return names
+
+
 def parse_bool(raw: str) -> bool:
     """Parse an ini boolean (``true/false``, ``1/0``, ``yes/no``, ``on/off``)."""
     value = raw.strip().lower()
@@ -133,6 +144,16 @@ OPTIONS: list[Option] = [
         "than the available memory holds) up to N.",
         parse_positive_int,
         metavar="N",
+    ),
+    Option(
+        "fork-shared",
+        "Session-scoped fixtures (comma-separated names) that the forked backend sets up "
+        "once per worker, before forking, and shares copy-on-write with every test's child "
+        "instead of setting them up around each test. Only for fixtures whose value the "
+        "tests may change in memory alone: files, databases or connections they reach "
+        "would be shared by all tests.",
+        parse_names,
+        metavar="NAME[,NAME...]",
     ),
     Option(
         "dask-address",

@@ -29,6 +29,8 @@ def mode_args(request: pytest.FixtureRequest) -> list[str]:
         return ["--executor-backend=process", "--executor-workers=2"]
     if mode == "dask":
         address = request.getfixturevalue("dask_address")
+        tester: pytest.Pytester = request.getfixturevalue("pytester")
+        (tester.path / "count_dir.txt").write_text(str(tester.path))  # see shared_dir in the suites
         return ["--executor-backend=dask", f"--executor-dask-address={address}"]
     if mode == "xdist":
         return ["-n", "2"]
@@ -43,11 +45,16 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 DEPENDENCY_SUITE = """
 import pytest
 
+def shared_dir(request):
+    # on a cluster given by address each dask worker runs a copy of its own: meet where the test says
+    pointer = request.config.rootpath / "count_dir.txt"
+    return type(pointer)(pointer.read_text()) if pointer.exists() else request.config.rootpath
+
 def ran(request, name):
-    (request.config.rootpath / f"ran-{name}").touch()
+    (shared_dir(request) / f"ran-{name}").touch()
 
 def has_run(request, name):
-    return (request.config.rootpath / f"ran-{name}").exists()
+    return (shared_dir(request) / f"ran-{name}").exists()
 
 @pytest.mark.dependency(depends=["test_a"])
 def test_b(request):
@@ -107,8 +114,13 @@ def test_pytest_dependency_markers(pytester: pytest.Pytester, mode_args: list[st
 ORDER_SUITE = """
 import pytest
 
+def shared_dir(request):
+    # on a cluster given by address each dask worker runs a copy of its own: meet where the test says
+    pointer = request.config.rootpath / "count_dir.txt"
+    return type(pointer)(pointer.read_text()) if pointer.exists() else request.config.rootpath
+
 def log(request, name):
-    path = request.config.rootpath / "order.log"
+    path = shared_dir(request) / "order.log"
     with open(path, "a") as stream:
         stream.write(name + "\\n")
     return path.read_text().split()

@@ -25,8 +25,13 @@ from pathlib import Path
 import pytest
 
 
+# where the sessions leave notes for each other: each dask worker may run a copy of its own
+RECORD = Path(Path(__file__).with_name("record.txt").read_text())
+
+
 def test_pass():
     Path(__file__).with_name(f"ran-on-{os.environ['PYTEST_EXECUTOR_WORKER']}").write_text("x")
+    (RECORD / "passed").write_text("x")
 
 
 def test_fail():
@@ -46,7 +51,7 @@ def test_xfail():
 
 @pytest.mark.job(after="test_pass")
 def test_after_pass():
-    assert list(Path(__file__).parent.glob("ran-on-*"))
+    assert (RECORD / "passed").exists()
 
 
 def test_crash():
@@ -85,6 +90,7 @@ def _check_suite(result: pytest.RunResult, pytester: pytest.Pytester, shipped: b
 def test_runs_on_a_cluster_given_by_address(pytester: pytest.Pytester, dask_address: str) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "record.txt").write_text(str(pytester.mkdir("record")))
     result = pytester.runpytest_subprocess("--executor-backend=dask", f"--executor-dask-address={dask_address}", "-rA")
     _check_suite(result, pytester, shipped=True)
 
@@ -92,6 +98,7 @@ def test_runs_on_a_cluster_given_by_address(pytester: pytest.Pytester, dask_addr
 def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "record.txt").write_text(str(pytester.mkdir("record")))
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
     _check_suite(result, pytester, shipped=False)
 
@@ -108,6 +115,8 @@ def test_a_starting_session_gets_work_the_ready_one_has_not_started(pytester: py
     pytester.makeini(INNER_INI)
     pytester.makeconftest(LATE_SESSION_CONFTEST)
     pytester.makepyfile(test_meet=RENDEZVOUS_SUITE)
+    meet = pytester.mkdir("meet")  # each dask worker runs its own copy of the suite: they meet here
+    (pytester.path / "meet-dir.txt").write_text(str(meet))
     report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess(
         "--executor-backend=dask", f"--executor-dask-address={dask_address}", f"--executor-report={report}"

@@ -65,20 +65,20 @@ class Cluster:
         wait_for(lambda: json.loads(info.read_text()).get("address"), "the scheduler address", timeout=10)
         self.address: str = json.loads(info.read_text())["address"]
 
-    def add_worker(self, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start one single-threaded worker (with its nanny) in a directory of its own."""
+    def add_worker(self, wait: bool = True, env: dict[str, str] | None = None, nworkers: int = 1) -> subprocess.Popen[bytes]:
+        """Start ``nworkers`` single-threaded workers (each with its nanny) sharing a directory of their own."""
         home = self.root / f"worker-{self.started}"
         self.started += 1
         home.mkdir()
         before = self.worker_count() if wait else 0
         proc = subprocess.Popen(
-            [*WORKER, self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-             "--local-directory", str(home), *self.tls],
+            [*WORKER, self.address, "--nthreads", "1", "--nworkers", str(nworkers), "--no-dashboard",
+             "--host", "127.0.0.1", "--local-directory", str(home), *self.tls],
             cwd=home, env=env or self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.workers.append(proc)
         if wait:
-            wait_for(lambda: self.worker_count() > before, "the worker to join", timeout=60)
+            wait_for(lambda: self.worker_count() >= before + nworkers, "the workers to join", timeout=60)
         return proc
 
     def client(self) -> distributed.Client:
@@ -172,8 +172,17 @@ def _left_behind(cluster: Cluster) -> list[str]:
     copies = [str(p) for p in cluster.root.glob("worker-*/dask-scratch-space/pytest-executor-*")]
     sessions = []
     for proc in cluster.workers:
-        with_children = psutil.Process(proc.pid).children(recursive=True) if alive(proc.pid) else []
-        sessions += [" ".join(p.cmdline()) for p in with_children if "pytest_executor.backends.worker" in p.cmdline()]
+        try:
+            with_children = psutil.Process(proc.pid).children(recursive=True) if alive(proc.pid) else []
+        except psutil.Error:  # the worker ended meanwhile
+            continue
+        for child in with_children:
+            try:
+                command = child.cmdline()
+            except psutil.Error:  # a session that ended meanwhile (gone, or a zombie not yet reaped) is not left
+                continue
+            if "pytest_executor.backends.worker" in command:
+                sessions.append(" ".join(command))
     return copies + sessions
 
 
@@ -322,6 +331,54 @@ def test_retiring_a_worker_mid_run_loses_no_test_and_reports_none_twice(
     assert sum(line.startswith("PASSED ") for line in output.splitlines()) == 13, output
     # the retired worker's nanny removed its copy as it closed, the others at the end of the run
     wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+
+
+SHARED_SUITE = """
+import os
+from pathlib import Path
+
+from distributed import Client
+
+HERE = Path(__file__).parent
+ADDRESS = (HERE / "address.txt").read_text()
+RECORD = Path((HERE / "record.txt").read_text())
+
+
+def test_retire_the_worker_sharing_my_directory():
+    mine = os.environ["PYTEST_EXECUTOR_DASK_WORKER"]
+    (RECORD / "here.txt").write_text(str(HERE))
+    copies = sorted(p.name for p in HERE.parent.glob("pytest-executor-*") if not p.name.endswith("-tmp"))
+    (RECORD / "copies.txt").write_text("\\n".join(copies))
+    with Client(ADDRESS, set_as_default=False) as client:
+        others = [w for w in client.scheduler_info(n_workers=-1)["workers"] if w != mine]
+        assert len(others) == 1
+        client.retire_workers(others, close_workers=True)
+    # the other nanny removed its own copy as it closed, not this one
+    assert (HERE / "address.txt").read_text() == ADDRESS
+    assert Path(__file__).read_text().startswith("\\nimport os")
+"""
+
+
+def test_nannies_sharing_a_local_directory_each_unpack_a_copy_of_their_own(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.add_worker(nworkers=2)  # one `dask worker --nworkers 2`: two nannies, one --local-directory
+    try:
+        record = tmp_path / "record"
+        record.mkdir()
+        suite = _suite(tmp_path, {"test_shared.py": SHARED_SUITE}, address=cluster.address, record=record)
+        proc = _spawn(suite, tmp_path, f"--executor-dask-address={cluster.address}", "-rA")
+        output = _finish(proc)
+        assert proc.returncode == 0, output
+        assert "1 passed" in output, output
+        copies = (record / "copies.txt").read_text().split("\n")
+        assert len(copies) == 2 and len(set(copies)) == 2, copies  # one copy per nanny, both unpacked whole
+        here = Path((record / "here.txt").read_text())
+        assert here.name in copies and cluster.root in here.parents
+        assert not list(here.parent.glob(".pytest-executor-*")), "a staging folder was left"
+        wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+    finally:
+        cluster.stop_workers()
 
 
 KILL_SUITE = """

@@ -310,3 +310,16 @@ def test_the_worker_survives_pytest_exit_in_a_child_and_the_run_ends(pytester: p
 def test_the_option_help_names_the_forked_backend(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*forked (each test in a*"])
+
+
+def test_fork_stats_count_every_child_for_the_benchmark(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_some="import pytest\n\n@pytest.mark.parametrize('n', range(5))\ndef test_n(n): pass\n")
+    counts = pytester.path / "counts"
+    counts.mkdir()
+    monkeypatch.setenv("PYTEST_EXECUTOR_FORK_STATS", str(counts))
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1")
+    result.assert_outcomes(passed=5)
+    (stats,) = [json.loads(path.read_text()) for path in counts.iterdir()]
+    assert stats["children"] == 5
+    assert stats["child"]["faults"] > 0 and stats["worker"]["user"] + stats["worker"]["sys"] > 0

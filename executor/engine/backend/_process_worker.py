@@ -42,7 +42,8 @@ import sys
 import time
 import typing as T
 
-from ..._kill import kill_group, kill_own_descendants
+from ..._kill import kill_group, kill_own_descendants, kill_tree
+from ..._lifeline import die_with_parent
 from ._worker_serve import flush_std_streams
 
 
@@ -72,15 +73,8 @@ def load_libc() -> T.Any:
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (no orphans after a crash)."""
-    libc = load_libc()
-    if libc is None:
-        return
-    try:
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, sig)
-    except Exception:  # best effort: EOF on the sockets still ends idle processes
-        pass
+    """Ask Linux to send ``sig`` to this process when its parent dies (see :mod:`executor._lifeline`)."""
+    die_with_parent(sig, load_libc())
 
 
 def _whole_lines() -> None:
@@ -246,6 +240,7 @@ class _Zygote:
     def _become_worker(self, fds: list[int], zygote_pid: int) -> T.NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the zygote's parent-death handler is not the job's
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
@@ -288,15 +283,22 @@ class _Zygote:
                     return
 
     def close(self) -> None:
-        """The engine is gone: give workers a moment to exit on their own, then kill them."""
+        """The engine closed the control socket: give workers a moment to exit on their own, then kill them."""
         deadline = time.monotonic() + _GRACE_SECONDS
         while self.children and time.monotonic() < deadline:
             self.reap(report=False)
             if self.children:
                 select.select([self.wake_r], [], [], max(0.0, deadline - time.monotonic()))
                 self.drain_wakeups()
+        self.kill_all()
+
+    def kill_all(self, trees: bool = False) -> None:
+        """Kill every worker's process group (``trees``: and every descendant, detached ones too), reap them."""
         for pid in list(self.children):
-            kill_group(pid)
+            if trees:
+                kill_tree(pid)  # a snapshot of the tree first: a killed worker hands its children on
+            else:
+                kill_group(pid)
         for pid in list(self.children):
             try:
                 os.waitpid(pid, 0)
@@ -319,19 +321,40 @@ def zygote_main() -> None:
         os._exit(code)  # no interpreter teardown: the engine waits for this exit at stop()
 
 
+class _ParentDied(BaseException):
+    """Raised by the zygote's SIGTERM handler: the engine (its parent) died."""
+
+
+def _on_parent_death(*_: T.Any) -> None:
+    raise _ParentDied
+
+
 def run_zygote(fd: int, parent_pid: int) -> None:
-    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it."""
-    _die_with_parent()
+    """Serve fork requests on the control socket ``fd`` until the engine (``parent_pid``) closes it.
+
+    When the engine dies (``kill -9`` included) the kernel sends SIGTERM
+    (``PR_SET_PDEATHSIG``, :mod:`executor._lifeline`): the zygote kills every
+    worker's tree at once, process groups and detached descendants, and
+    exits.  (Its workers would die with it anyway, by SIGKILL, but what their
+    jobs started would be left to init.)
+    """
+    signal.signal(signal.SIGTERM, _on_parent_death)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business (inherited by workers)
+    _die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the engine died while we started
         return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's business (inherited by workers)
     import cloudpickle  # noqa: F401  - loaded once here, inherited by every worker
 
     zygote = _Zygote(_socket.socket(fileno=fd))
+    orphaned = False
     try:
         zygote.serve()
-    finally:
         zygote.close()
+    except _ParentDied:
+        orphaned = True
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # killing the rest must not be cut short
+        zygote.kill_all(trees=orphaned)
 
 
 def forked_zygote_main(fd: int, parent_pid: int) -> T.NoReturn:

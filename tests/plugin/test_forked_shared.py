@@ -1,0 +1,173 @@
+"""Acceptance: ``--executor-fork-shared`` shares opted-in session fixtures copy-on-write (forked backend)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="the forked backend needs os.fork"),
+]
+
+INNER_INI = """
+[pytest]
+addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:xdist.looponfail -p no:cacheprovider -p no:randomly
+"""
+
+CONFTEST = """
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+LOG = Path(__file__).with_name("log")
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return {"base": 7}
+
+
+@pytest.fixture(scope="session")
+def shared(settings):
+    with LOG.open("a") as log:
+        log.write(f"setup {os.getpid()}\\n")
+    yield {"seen": [], "settings": settings}
+    with LOG.open("a") as log:
+        log.write(f"teardown {os.getpid()}\\n")
+
+
+@pytest.fixture(scope="session")
+def broken():
+    raise RuntimeError("the shared setup broke")
+
+
+@pytest.fixture(scope="session")
+def threaded():
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, name="pool-thread", daemon=True).start()
+    yield
+    stop.set()
+
+
+@pytest.fixture
+def per_test():
+    return 1
+
+
+@pytest.fixture(scope="session", params=[1, 2])
+def two_values(request):
+    return request.param
+"""
+
+TESTS = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_changes_stay_in_the_child(shared, n):
+    shared["seen"].append(n)  # in memory: copied on write, the next test does not see it
+    shared["settings"]["base"] += 1
+    assert shared["seen"] == [n]
+    assert shared["settings"]["base"] == 8
+    Path(__file__).with_name(f"pid-{n}").write_text(str(os.getpid()))
+
+
+def test_without_the_fixture():
+    pass
+"""
+
+
+def _log(pytester: pytest.Pytester) -> list[str]:
+    return (pytester.path / "log").read_text().splitlines()
+
+
+def test_a_shared_fixture_is_set_up_once_in_the_worker_and_copied_on_write(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=TESTS)
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=shared"
+    )
+    result.assert_outcomes(passed=5)
+    children = {(pytester.path / f"pid-{n}").read_text() for n in range(4)}
+    assert len(children) == 4, "each test must still run in a child of its own"
+    # Set up and torn down once, in the worker (no child's pid), not around each test.
+    log = _log(pytester)
+    assert [line.split()[0] for line in log] == ["setup", "teardown"], log
+    assert len({line.split()[1] for line in log}) == 1
+    assert log[0].split()[1] not in children
+
+
+def test_by_default_a_session_fixture_is_built_in_every_child(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=TESTS)
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1")
+    result.assert_outcomes(passed=5)
+    assert [line.split()[0] for line in _log(pytester)] == ["setup", "teardown"] * 4
+
+
+def test_the_ini_option_and_one_sharing_per_worker(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI + "executor_fork_shared = shared\n")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=TESTS)
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=2")
+    result.assert_outcomes(passed=5)
+    log = _log(pytester)
+    assert sorted(line.split()[0] for line in log) == ["setup"] * 2 + ["teardown"] * 2, log
+
+
+def test_a_shared_fixture_that_fails_errors_each_test_using_it(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_broken="def test_a(broken): pass\ndef test_b(broken): pass\ndef test_c(): pass\n")
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=broken"
+    )
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        ["ERROR test_broken.py::test_a - RuntimeError: the shared setup broke",
+         "ERROR test_broken.py::test_b - RuntimeError: the shared setup broke"]
+    )
+
+
+def test_a_shared_fixture_that_starts_a_thread_falls_back_to_subprocess(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_threaded="def test_a(threaded): pass\ndef test_b(): pass\n")
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=threaded"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["executor: forked backend falls back to subprocess: 1 thread(s) running after the shared "
+         "fixture(s) threaded were set up (pool-thread)"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "error"),
+    [
+        ("per_test", "*fixture 'per_test' (in conftest) is function-scoped; only session-scoped fixtures can be shared*"),
+        ("two_values", "*fixture 'two_values' (in conftest) is parametrized; a shared fixture must have one value*"),
+        ("shared,nosuch", "*no fixture named 'nosuch' was collected*"),
+        ("not-a-name", "*'not-a-name' is not a fixture name (option --executor-fork-shared / ini executor_fork_shared)*"),
+    ],
+)
+def test_what_cannot_be_shared_is_a_usage_error(pytester: pytest.Pytester, names: str, error: str) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=TESTS)
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=forked", "--executor-workers=1", f"--executor-fork-shared={names}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {error}"])
+    assert not (pytester.path / "log").exists(), "nothing may run"
