@@ -167,9 +167,8 @@ class ProcessRunner:
         return max(0, self.workers * self._depth() - len(self._in_flight) - len(self._backlog))
 
     def submit(self, task: ItemTask) -> None:
-        """Queue ``task``; it goes to the pool at once unless an exclusive item holds the run."""
+        """Queue ``task``; it goes to the pool with the others of this turn (:meth:`next_events`)."""
         self._backlog.append(task)
-        self._dispatch()
 
     def _dispatch(self) -> None:
         if self._killed or self._finished:
@@ -240,8 +239,10 @@ class ProcessRunner:
                 handle.cancel()
 
     def next_events(self, timeout: float | None) -> list[Event]:
-        """Wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
+        """Send the tasks submitted since the last call (one wake-up of the pool's thread for all),
+        wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
         events: list[Event] = []
+        self._dispatch()
         end = None if timeout is None else time.monotonic() + timeout
         while not events:
             if self._killed or self._finished:
