@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from executor._kill import signal_group
+from executor._kill import kill_pid, signal_group
 
 from pytest_executor.backends._failed_item import exit_reason, failed_item_events, item_report, open_capture_files
 from pytest_executor.backends._pipe_worker import (
@@ -318,8 +318,7 @@ class PoolEvents:
 
     def _abort(self, worker: WorkerProcess) -> None:
         """SIGABRT the worker: faulthandler dumps every thread's stack, then it dies."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.proc.pid, signal.SIGABRT)
+        kill_pid(worker.proc.pid, signal.SIGABRT)
 
     def _close_worker(self, worker: WorkerProcess, kill: bool) -> None:
         if kill:
