@@ -87,6 +87,21 @@ def kill_tree(pid: int, *, include_self: bool = True) -> None:
             child.wait(timeout=1)  # type: ignore[attr-defined]
 
 
+def kill_group_terminate_rest(pid: int) -> None:
+    """SIGKILL the process group led by ``pid``; SIGTERM the descendants that left it (a snapshot first).
+
+    For a parent that died: what a job started in its worker's group is
+    killed; a process that detached itself is asked to end, so one that
+    cleans up after its owner (a command watchdog ignores SIGTERM and acts
+    on its owner's pipe closing) still can.
+    """
+    descendants = _descendants(pid)
+    kill_group(pid)
+    for child in descendants:
+        with contextlib.suppress(Exception):
+            child.terminate()  # type: ignore[attr-defined]
+
+
 def kill_own_descendants() -> None:
     """SIGKILL every process this one started (directly, or detached and adopted)."""
     kill_tree(os.getpid(), include_self=False)
@@ -100,5 +115,5 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-__all__ = ["become_subreaper", "kill_group", "kill_own_descendants", "kill_pid", "kill_tree", "signal_group",
-           "signal_name"]
+__all__ = ["become_subreaper", "kill_group", "kill_group_terminate_rest", "kill_own_descendants", "kill_pid",
+           "kill_tree", "signal_group", "signal_name"]

@@ -3,8 +3,10 @@
 Not only the zygote and the workers (tests/engine/test_process_pool.py) but
 what the jobs started: a child in the worker's process group and a detached
 one (its own session; the worker is its subreaper).  The zygote hears of the
-engine's death by ``PR_SET_PDEATHSIG`` (:mod:`executor._lifeline`) and kills
-every worker's tree before it exits.
+engine's death by ``PR_SET_PDEATHSIG`` (:mod:`executor._lifeline`), kills
+every worker's process group and sends SIGTERM to what left it before it exits
+(a SubprocessJob's watchdog ignores that and cleans up on its own:
+tests/engine/test_extend_crash.py).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ PARENT_SCRIPT = textwrap.dedent("""
     with Engine(EngineSetting(max_process_jobs=2, fork_zygote=fork_zygote)) as engine:
         engine.submit(ProcessJob(start_children, args=(str(out / "w1"),)),
                       ProcessJob(start_children, args=(str(out / "w2"),)))
-        (out / "zygote.tmp").write_text(str(engine.process_pool.zygote_pid))
         threading.Event().wait()  # until killed
 """)
 

@@ -42,7 +42,7 @@ import sys
 import time
 import typing as T
 
-from ..._kill import kill_group, kill_own_descendants, kill_tree
+from ..._kill import kill_group, kill_group_terminate_rest, kill_own_descendants
 from ..._lifeline import die_with_parent
 from ._worker_serve import flush_std_streams
 
@@ -293,10 +293,13 @@ class _Zygote:
         self.kill_all()
 
     def kill_all(self, trees: bool = False) -> None:
-        """Kill every worker's process group (``trees``: and every descendant, detached ones too), reap them."""
+        """Kill every worker's process group, reap them; ``trees``: also SIGTERM what left the groups.
+
+        (A snapshot of each tree is taken first: a killed worker hands its children on.)
+        """
         for pid in list(self.children):
             if trees:
-                kill_tree(pid)  # a snapshot of the tree first: a killed worker hands its children on
+                kill_group_terminate_rest(pid)
             else:
                 kill_group(pid)
         for pid in list(self.children):
@@ -334,8 +337,8 @@ def run_zygote(fd: int, parent_pid: int) -> None:
 
     When the engine dies (``kill -9`` included) the kernel sends SIGTERM
     (``PR_SET_PDEATHSIG``, :mod:`executor._lifeline`): the zygote kills every
-    worker's tree at once, process groups and detached descendants, and
-    exits.  (Its workers would die with it anyway, by SIGKILL, but what their
+    worker's process group at once, sends SIGTERM to what left those groups
+    (:func:`executor._kill.kill_group_terminate_rest`), and exits.  (Its workers would die with it anyway, by SIGKILL, but what their
     jobs started would be left to init.)
     """
     signal.signal(signal.SIGTERM, _on_parent_death)
