@@ -181,7 +181,7 @@ class DaskRunner(ElasticPool):
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
-        from pytest_executor.backends._pipe_worker import python_prefix
+        from pytest_executor.backends._invocation import python_prefix
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None
@@ -213,7 +213,7 @@ class DaskRunner(ElasticPool):
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
         queue = self._link.open_session(wid)
-        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, False, link=self._link)
+        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, link=self._link)
         self._pool.append(worker)
         self._by_wid[wid] = worker
         future = self._client.submit(
