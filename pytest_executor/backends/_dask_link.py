@@ -62,6 +62,8 @@ class DaskLink:
         self._queues: dict[str, Any] = {}
         self._outbox: dict[str, deque[list[Any]]] = {}
         self._pumping: set[str] = set()
+        self._scheduled: set[str] = set()
+        """Sessions with a pump scheduled on the client's loop that has not started yet."""
         self._closed = False
         client.subscribe_topic(self.topic, self._on_session_event)
         client.subscribe_topic(CLUSTER_TOPIC, self._on_cluster_event)
@@ -135,11 +137,17 @@ class DaskLink:
         if outbox is None or self._closed:
             return
         outbox.append(item)
+        with self._lock:
+            if wid in self._scheduled:  # a pump will run and take it: no second wake-up of the loop
+                return
+            self._scheduled.add(wid)
         with contextlib.suppress(Exception):  # a client already closed: the run is ending
             self.client.loop.add_callback(self._pump, wid)
 
     async def _pump(self, wid: str) -> None:
         """Put ``wid``'s pending items, oldest first, one batch per round trip (client loop only)."""
+        with self._lock:
+            self._scheduled.discard(wid)  # items sent from now on schedule another pump
         if wid in self._pumping:
             return
         self._pumping.add(wid)

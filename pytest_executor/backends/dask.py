@@ -51,8 +51,10 @@ import pytest
 from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
+from pytest_executor.backends._dask_start import LocalStart
 from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
 from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
+from pytest_executor.backends._runner import ItemTask
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
@@ -61,6 +63,8 @@ _CAPTURE_KEEP = 64 * 1024
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
 """Controller environment that shapes the pytest session, passed to remote sessions."""
 _WORKER_PLUGIN = "pytest_executor.backends.worker"
+_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host")
+"""Imported once by the fork server of a LocalCluster started for the run, not by each worker."""
 
 
 class DaskRunner(ElasticPool):
@@ -88,11 +92,38 @@ class DaskRunner(ElasticPool):
         """One session per dask worker, following the cluster (an existing cluster, no worker count)."""
         self._dead: str | None = None
         """Why the cluster is gone: every task left fails with this message."""
+        self._cluster_start: LocalStart | None = None
+        """The LocalCluster for the run while it starts (until the controller took it)."""
 
     # -- cluster ------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        self._connect()
+        if self._connect():
+            # the cluster starts while the controller collects; the sessions follow (_started)
+            self._cluster_start = LocalStart(self.workers, _HOST_MODULES)
+            self._selector.register(self._cluster_start.fd, selectors.EVENT_READ, ("started", None))
+            return
+        self._submit_sessions()
+
+    def _started(self) -> None:
+        """On the controller's thread, once the LocalCluster's start is over: submit the sessions (or fail the run)."""
+        starting, self._cluster_start = self._cluster_start, None
+        if starting is None:
+            return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(starting.fd)
+        try:
+            self._local, self._client = starting.result()
+        except Exception as error:
+            if not self._killed:
+                self._fail(f"--executor-backend=dask: the LocalCluster for the run did not start: "
+                           f"{type(error).__name__}: {error}")
+            return
+        self._own_client = True
+        if not self._killed:
+            self._submit_sessions()
+
+    def _submit_sessions(self) -> None:
         assert self._client is not None
         self._link = DaskLink(self._client, self._run_id)
         self._selector.register(self._link.wake_fd, selectors.EVENT_READ, ("wake", None))
@@ -109,14 +140,15 @@ class DaskRunner(ElasticPool):
         for number in range(self.workers):
             self._spawn_remote(workers[number % len(workers)])
 
-    def _connect(self) -> None:
+    def _connect(self) -> bool:
+        """Connect to the cluster given by the hook or address; True when a LocalCluster must be started instead."""
         try:
             import distributed
         except ImportError as error:
             raise pytest.UsageError(
                 f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
             ) from None
-        from executor.engine.backend.dask import LocalDaskCluster, connect_client
+        from executor.engine.backend.dask import connect_client
 
         client = self.config.hook.pytest_executor_dask_client(config=self.config)
         if client is not None:
@@ -137,8 +169,8 @@ class DaskRunner(ElasticPool):
                 ) from None
             self._own_client, self._elastic = True, not self.requested
         else:
-            self._local = LocalDaskCluster(self.workers, threads_per_worker=1)
-            self._client, self._own_client = self._local.client(), True
+            return True
+        return False
 
     def _scheduler_address(self) -> str:
         with contextlib.suppress(Exception):
@@ -149,7 +181,7 @@ class DaskRunner(ElasticPool):
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
-        from pytest_executor.backends._pipe_worker import python_prefix
+        from pytest_executor.backends._invocation import python_prefix
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None
@@ -181,7 +213,7 @@ class DaskRunner(ElasticPool):
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
         queue = self._link.open_session(wid)
-        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, False, link=self._link)
+        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, link=self._link)
         self._pool.append(worker)
         self._by_wid[wid] = worker
         future = self._client.submit(
@@ -204,6 +236,7 @@ class DaskRunner(ElasticPool):
     # -- events ---------------------------------------------------------------------------
 
     def _wait_time(self, end: float | None) -> float | None:
+        self._dispatch()  # what was submitted since the last wait, in one batch per session
         link = self._link
         if link is not None and (link.news or link.cluster):
             # news whose wake-up byte a wait for one session took: handle them now
@@ -218,6 +251,8 @@ class DaskRunner(ElasticPool):
     def _on_readable(self, kind: str, worker: Any) -> None:
         if kind == "wake":
             self._take_news()
+        elif kind == "started":
+            self._started()
         else:
             super()._on_readable(kind, worker)
 
@@ -346,15 +381,35 @@ class DaskRunner(ElasticPool):
 
     # -- pool hooks ---------------------------------------------------------------------------
 
+    def submit(self, task: ItemTask) -> None:
+        """Queue ``task``: the queued tasks are handed out together at the next wait for events.
+
+        One ``run`` message per session per round, instead of one per test,
+        each a trip through the client's loop and the scheduler.
+        """
+        if self._dead:
+            super().submit(task)  # fails it at once
+            return
+        self._learn_controller_ids()
+        self._backlog.append(task)
+
     def _dispatch(self) -> None:
-        """Hand queued tasks to the least loaded sessions, a batch per session."""
+        """Hand queued tasks to the least loaded sessions, a batch per session.
+
+        A session whose prefetch is more than half full gets nothing this
+        round: refilled by half its depth at a time, it costs a queue put per
+        several tests rather than one per test.
+        """
         if self._killed or self._finished or self._dead:
             return
-        ready = self._ready_workers()
         depth = self._ready_depth()
+        ready = self._ready_workers()
+        refill = ready if depth <= 2 else [w for w in ready if w.load <= depth // 2]
         batches: Batches = {}
         while self._backlog:
-            worker = self._choose_worker(self._backlog[0], ready, depth)
+            task = self._backlog[0]
+            # a retry goes back to its worker whatever its load (see _choose_worker)
+            worker = self._choose_worker(task, ready if task.worker is not None else refill, depth)
             if worker is None:
                 break
             self._hand_out(worker, self._backlog.popleft(), batches)
@@ -374,7 +429,10 @@ class DaskRunner(ElasticPool):
             return 1
         if mean >= 0.05:
             return 2
-        return 4 if mean >= 0.005 else 16
+        if mean >= 0.005:
+            return 4
+        # tiny items: the round trip is worth dozens of them (at most ~50 ms of imbalance at the end)
+        return 16 if mean >= 0.001 else 48
 
     def _starting(self, worker: WorkerProcess) -> bool:
         """A session whose host task runs but which is not ready yet (one waiting for a thread is not)."""
@@ -407,6 +465,7 @@ class DaskRunner(ElasticPool):
         self._close_cluster()
 
     def _close_cluster(self) -> None:
+        self._started()  # a start still under way is let finish: then it is closed like any other
         link, self._link = self._link, None
         client, self._client = self._client, None
         if link is not None:

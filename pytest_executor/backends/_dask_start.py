@@ -1,0 +1,62 @@
+"""The LocalCluster of a ``dask`` run, started in the background while the controller collects.
+
+Starting a cluster takes a second or more (a scheduler, TLS certificates, a
+fork server, one process per worker); the controller's own collection needs
+none of it.  :class:`LocalStart` starts it on a thread of its own and says
+when it is over with a byte on a pipe the controller's selector watches; the
+controller then takes the result on its own thread and submits the sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, final
+
+
+@final
+class LocalStart:
+    """A LocalCluster of ``workers`` single-threaded workers, starting on a thread; :attr:`fd` is readable once over."""
+
+    def __init__(self, workers: int, preload: Sequence[str]) -> None:
+        self.fd, self._done_w = os.pipe()
+        self._workers = workers
+        self._preload = tuple(preload)
+        self._cluster: Any = None
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pytest-executor-dask-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from executor.engine.backend.dask import LocalDaskCluster
+
+        try:
+            self._cluster = LocalDaskCluster(self._workers, threads_per_worker=1, preload=self._preload)
+            self._client = self._cluster.client()
+        except BaseException as error:  # the controller's thread reports it (result)
+            self._error = error
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(self._done_w, b"x")
+            with contextlib.suppress(OSError):
+                os.close(self._done_w)
+
+    def result(self) -> tuple[Any, Any]:
+        """Wait for the start to be over: ``(LocalDaskCluster, client)``, or what the start raised.
+
+        A cluster whose client could not be made is closed before raising.
+        """
+        self._thread.join()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        if self._error is not None:
+            if self._cluster is not None:
+                self._cluster.close(timeout=5)
+            raise self._error
+        return self._cluster, self._client
+
+
+__all__ = ["LocalStart"]
