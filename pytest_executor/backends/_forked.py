@@ -191,6 +191,23 @@ class ItemForker:
 
     # -- the worker ---------------------------------------------------------
 
+    def finish(self) -> None:
+        """After the worker's last test: tear the shared fixtures down while the controller still listens.
+
+        A teardown that fails reaches the run's warnings summary (every test
+        that used the fixture has been reported by then).
+        """
+        if self._shared is None:
+            return
+        error = self._shared.teardown()
+        self._read_capture()  # their teardown's output belongs to no test: dropped
+        if error is not None:
+            self._session._emit(
+                "warning", message=f"teardown of a shared fixture (--executor-fork-shared) failed in worker "
+                f"{self._session.worker_id}:\n{error}", category="pytest:PytestWarning", filename="", lineno=0,
+                when="runtest", nodeid="", location=None,
+            )
+
     def run(self, item: pytest.Item, task: Task) -> None:
         """Run ``item``'s protocol in a child, forward its events, report its crash or timeout."""
         self._session._flush()
