@@ -97,6 +97,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         plan_on_worker(session, state)
         return
+    if state.worker and not state.settings["with-deps"]:
+        return  # our worker plans only to pull in the same dependencies as the controller; none here
     from pytest_executor.plan._planner import choose_backends, plan_session
 
     plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])

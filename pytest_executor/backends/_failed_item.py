@@ -115,8 +115,13 @@ _ENGINE_FRAMES = os.sep + os.path.join("executor", "engine", "backend") + os.sep
 """Frames of the engine's worker loop, dropped from a crashed worker's stack like pytest's own."""
 
 
-def crash_message(nodeid: str, worker: str, exitcode: int | None, output: str, timeout: float | None) -> str:
-    """The report of an item whose engine worker died (``timeout``: stopped after that many seconds)."""
+def crash_message(nodeid: str, worker: str, exitcode: int | None, output: str, timeout: float | None, *,
+                  replaced: bool = True, teardown: bool = False) -> str:
+    """The report of an item whose engine worker died (``timeout``: stopped after that many seconds).
+
+    ``replaced``: a new worker takes its place (not said of one-shot workers);
+    ``teardown``: it died while tearing the item down.
+    """
     reason = exit_reason(exitcode)
     lines = [line for line in trim_stack_dump(output.rstrip("\n").splitlines())
              if not (line.startswith("  File ") and _ENGINE_FRAMES in line)]
@@ -126,7 +131,8 @@ def crash_message(nodeid: str, worker: str, exitcode: int | None, output: str, t
                 f"the worker was killed ({reason}) and replaced.")
         detail = "Stack of the worker when it was stopped" if "File" in tail else "Last output of the worker"
     else:
-        head = f"worker {worker} crashed while running {nodeid} ({reason}); the worker was replaced."
+        where = "in the teardown of" if teardown else "while running"
+        head = f"worker {worker} crashed {where} {nodeid} ({reason})" + ("; the worker was replaced." if replaced else ".")
         detail = "Last output of the worker"
     return head + (f"\n\n{detail}:\n{tail}" if tail.strip() else "")
 

@@ -31,7 +31,7 @@ import pytest
 from executor._lifeline import end_tree_with_parent
 from executor.engine.state import defer_reply, worker_id
 
-from pytest_executor.backends._protocol import ENV_WORKER
+from pytest_executor.backends._protocol import ENV_ONESHOT, ENV_WORKER
 
 Serve = Callable[..., bool]
 """The ``serve(value, info=None, until=None)`` an engine hands a hosted state's host."""
@@ -137,7 +137,7 @@ class _HostedWorker:
         from pytest_executor.backends.worker import become_worker_session, limit_core_dumps
 
         limit_core_dumps()
-        become_worker_session(config, self.label, self.link)
+        become_worker_session(config, self.label, self.link, oneshot=os.environ.get(ENV_ONESHOT) == "1")
 
 
 def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve, *,

@@ -28,9 +28,8 @@ from pytest_executor.backends._pipe_worker import (
     Slot,
     WorkerProcess,
     kill_process_tree,
-    warning_event,
 )
-from pytest_executor.backends._runner import Event, ItemTask
+from pytest_executor.backends._runner import Event, ItemTask, warning_event
 
 _MAX_START_FAILURES = 3
 

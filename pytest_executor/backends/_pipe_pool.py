@@ -37,13 +37,8 @@ import pytest
 from executor._pidfd import open_pidfd
 
 from pytest_executor.backends._pipe_events import PoolEvents
-from pytest_executor.backends._pipe_worker import (
-    WorkerProcess,
-    drop_basetemp,
-    make_basetemp,
-    python_prefix,
-    split_invocation_args,
-)
+from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, python_prefix, split_invocation_args
+from pytest_executor.backends._pipe_worker import WorkerProcess
 from pytest_executor.backends._protocol import (
     ENV_ONESHOT,
     read_available,

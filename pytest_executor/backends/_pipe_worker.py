@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import os
-import signal
-import sys
-import tempfile
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from executor._kill import kill_tree
 
-from pytest_executor.backends._failed_item import exit_reason, read_capture_files, trim_stack_dump
+from pytest_executor.backends._failed_item import read_capture_files, trim_stack_dump
 from pytest_executor.backends._protocol import FrameDecoder, encode, write_all
 from pytest_executor.backends._runner import ItemTask
 
@@ -119,103 +111,6 @@ def kill_process_tree(pid: int) -> None:
     kill_tree(pid)
 
 
-def _option_takes_value(config: pytest.Config) -> dict[str, bool]:
-    """Map each command-line option string to whether it consumes a value."""
-    # No public API lists the options: pytest >= 9 keeps the argparse parser in
-    # ``optparser``, older versions build it with ``_getparser()``.
-    try:
-        internal: Any = config._parser
-        parser = getattr(internal, "optparser", None) or internal._getparser()
-        actions = parser._option_string_actions
-    except Exception:
-        return {}
-    return {name: action.nargs != 0 for name, action in actions.items()}
-
-
-def split_invocation_args(config: pytest.Config) -> tuple[list[str], list[str]]:
-    """Split the controller's command line into (options, positional file/node args)."""
-    takes_value = _option_takes_value(config)
-    args = [str(arg) for arg in config.invocation_params.args]
-    options: list[str] = []
-    positionals: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            positionals.extend(args[i + 1 :])
-            break
-        if arg.startswith("--"):
-            options.append(arg)
-            if "=" not in arg and takes_value.get(arg, False) and i + 1 < len(args):
-                options.append(args[i + 1])
-                i += 1
-        elif arg.startswith("-") and len(arg) > 1:
-            options.append(arg)
-            if len(arg) == 2 and takes_value.get(arg, False) and i + 1 < len(args):
-                options.append(args[i + 1])
-                i += 1
-        else:
-            positionals.append(arg)
-        i += 1
-    return options, positionals
-
-
-def drop_basetemp(options: list[str]) -> list[str]:
-    """Remove the user's ``--basetemp``: each worker gets its own under the controller's."""
-    kept: list[str] = []
-    skip = False
-    for arg in options:
-        if skip:
-            skip = False
-        elif arg == "--basetemp":
-            skip = True
-        elif not arg.startswith("--basetemp="):
-            kept.append(arg)
-    return kept
-
-
-def make_basetemp(config: pytest.Config) -> tuple[Path, str | None]:
-    """The controller's basetemp, under which each worker gets its own; and a directory made for want of one
-    (the caller removes it)."""
-    factory = getattr(config, "_tmp_path_factory", None)
-    if factory is not None:
-        with contextlib.suppress(Exception):
-            return Path(factory.getbasetemp()), None
-    own = tempfile.mkdtemp(prefix="pytest-executor-")
-    return Path(own), own
-
-
-def python_prefix() -> list[str]:
-    """How to start a pytest like the controller's (``python -m pytest`` keeps cwd on sys.path)."""
-    main = sys.argv[0] if sys.argv else ""
-    if main.endswith(os.path.join("pytest", "__main__.py")):
-        return [sys.executable, "-m", "pytest"]
-    # Like the ``pytest`` console script: the working directory is not importable.
-    boot = "import sys; sys.path.pop(0); import pytest; raise SystemExit(pytest.main())"
-    return [sys.executable, "-c", boot]
-
-
 Batches = dict[str, tuple[WorkerProcess, list[tuple[int, int, str, float | None]]]]
 """Tasks handed out in one dispatch round, by worker id: ``(index, windex, nodeid, timeout)`` each."""
 
-def warning_event(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild a worker's warning as the ``pytest_warning_recorded`` hook arguments."""
-    category: type[Warning] = UserWarning
-    module_name, _, qualname = str(kwargs.get("category", "")).partition(":")
-    with contextlib.suppress(Exception):
-        module = sys.modules.get(module_name) or __import__(module_name, fromlist=["_"])
-        found: Any = module
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        if isinstance(found, type) and issubclass(found, Warning):
-            category = found
-    message = warnings.WarningMessage(
-        category(kwargs.get("message", "")), category, kwargs.get("filename", ""), kwargs.get("lineno", 0)
-    )
-    location = kwargs.get("location")
-    return {
-        "warning_message": message,
-        "when": kwargs.get("when", "runtest"),
-        "nodeid": kwargs.get("nodeid", ""),
-        "location": tuple(location) if location else None,
-    }

@@ -50,6 +50,9 @@ Workers of the ``process``/``subprocess``/``dask`` backends are sessions of
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,3 +109,26 @@ class Runner(Protocol):
 
     def kill(self) -> None:
         """Abort now (Ctrl-C, ``-x``): kill every worker and child process."""
+
+
+def warning_event(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild a worker's warning as the ``pytest_warning_recorded`` hook arguments."""
+    category: type[Warning] = UserWarning
+    module_name, _, qualname = str(kwargs.get("category", "")).partition(":")
+    with contextlib.suppress(Exception):
+        module = sys.modules.get(module_name) or __import__(module_name, fromlist=["_"])
+        found: Any = module
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        if isinstance(found, type) and issubclass(found, Warning):
+            category = found
+    message = warnings.WarningMessage(
+        category(kwargs.get("message", "")), category, kwargs.get("filename", ""), kwargs.get("lineno", 0)
+    )
+    location = kwargs.get("location")
+    return {
+        "warning_message": message,
+        "when": kwargs.get("when", "runtest"),
+        "nodeid": kwargs.get("nodeid", ""),
+        "location": tuple(location) if location else None,
+    }

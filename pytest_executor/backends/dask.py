@@ -181,7 +181,7 @@ class DaskRunner(ElasticPool):
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
-        from pytest_executor.backends._pipe_worker import python_prefix
+        from pytest_executor.backends._invocation import python_prefix
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None

@@ -41,10 +41,10 @@ from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, Work
 
 from pytest_executor.backends import _hosted
 from pytest_executor.backends._compact import CompactReports
-from pytest_executor.backends._runner import Event, ItemTask
+from pytest_executor.backends._runner import Event, ItemTask, warning_event
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._failed_item import open_capture_files, read_capture_files
-from pytest_executor.backends._pipe_worker import drop_basetemp, make_basetemp, split_invocation_args, warning_event
+from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
 
 _REAP_GRACE: Final = 30.0
 """Seconds the sessions get to end (after their last teardown) at cleanup before they are killed."""
@@ -109,11 +109,17 @@ class ProcessRunner:
         self._compact = CompactReports(session)
         forward = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
         options, positionals = split_invocation_args(self.config)
-        self._basetemp = self._make_basetemp()
+        self._basetemp, self._own_basetemp = make_basetemp(self.config)
         host = partial(_hosted.host_session, [*drop_basetemp(options), *positionals], str(self._basetemp),
                        self.worker_env, self.worker_prefix, compact_reports=True)
         self._state = WorkerState(host=host, name="pytest-session", max_workers=self.workers,
                                   capture_output=not forward)
+        self._start_pool()
+        for _ in range(self.workers):  # every session starts and collects now
+            self._call_soon(self._warm)
+
+    def _start_pool(self) -> None:
+        """The engine's pool, on a loop of its own thread; stopped at config cleanup (or exit)."""
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._pool = ProcessPool(self.workers, loop, self._spare, prefetch=0, eager=True)
@@ -122,8 +128,6 @@ class ProcessRunner:
         self._thread.start()
         self.config.add_cleanup(self.close)
         atexit.register(self.kill)
-        for _ in range(self.workers):  # every session starts and collects now
-            self._call_soon(self._warm)
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         assert self._loop is not None
@@ -163,9 +167,8 @@ class ProcessRunner:
         return max(0, self.workers * self._depth() - len(self._in_flight) - len(self._backlog))
 
     def submit(self, task: ItemTask) -> None:
-        """Queue ``task``; it goes to the pool at once unless an exclusive item holds the run."""
+        """Queue ``task``; it goes to the pool with the others of this turn (:meth:`next_events`)."""
         self._backlog.append(task)
-        self._dispatch()
 
     def _dispatch(self) -> None:
         if self._killed or self._finished:
@@ -236,8 +239,10 @@ class ProcessRunner:
                 handle.cancel()
 
     def next_events(self, timeout: float | None) -> list[Event]:
-        """Wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
+        """Send the tasks submitted since the last call (one wake-up of the pool's thread for all),
+        wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
         events: list[Event] = []
+        self._dispatch()
         end = None if timeout is None else time.monotonic() + timeout
         while not events:
             if self._killed or self._finished:
@@ -472,10 +477,6 @@ class ProcessRunner:
         if mean is None or mean >= 0.05:
             return 1
         return 2 if mean >= 0.005 else 8
-
-    def _make_basetemp(self) -> Path:
-        path, self._own_basetemp = make_basetemp(self.config)
-        return path
 
 
 def _noop(link: _hosted.EngineLink) -> None:

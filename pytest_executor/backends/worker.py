@@ -204,6 +204,7 @@ class WorkerSession:
 
             self._devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed at unconfigure
             reporter._tw = TerminalWriter(self._devnull)
+            reporter._show_progress_info = False  # its "[ 42%]" would cost a computation per report, for /dev/null
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Close the channel and the null terminal."""

@@ -159,7 +159,7 @@ def test_detached_processes_end_with_a_normal_run(pytester: pytest.Pytester, tmp
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreapers are a Linux feature")
-@pytest.mark.parametrize("backend", ["process", "forked"])
+@pytest.mark.parametrize("backend", ["process", "forked", "subprocess"])
 @pytest.mark.usefixtures("no_daemon_left")
 def test_detached_processes_end_after_the_controller_is_sigkilled(
     pytester: pytest.Pytester, tmp_path: Path, backend: str

@@ -70,7 +70,7 @@ def _spawn_pytest(path: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("backend", ["process", "forked"])
+@pytest.mark.parametrize("backend", ["process", "forked", "subprocess"])
 def test_ctrl_c_gives_the_interrupted_summary_and_leaves_no_process(pytester: pytest.Pytester, backend: str) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_blocking=BLOCKING)
@@ -123,7 +123,7 @@ def test_never_started():
 """
 
 
-@pytest.mark.parametrize("backend", ["process", "forked"])
+@pytest.mark.parametrize("backend", ["process", "forked", "subprocess"])
 def test_exitfirst_stops_every_worker(pytester: pytest.Pytester, backend: str) -> None:
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_exitfirst=EXITFIRST)

@@ -17,6 +17,13 @@ reads before it starts a call, and the worker stays.  A queued call whose
 worker dies never started: it is run on another worker (:class:`NotStarted`
 tells its caller).  The engine's own ProcessJobs do not prefetch: the engine
 runs at most one per worker, a job that is "running" must run.
+
+One-shot workers (``ProcessPool.run(..., retire=True)``, :meth:`StatefulPool.retire`):
+after that call the worker ends, so no later call shares its process (a
+state that cannot be undone: a pytest session over one test, a native
+library that leaks).  The call returns once the process has exited, and the
+worker counts against ``max_workers`` until then; the next call gets a
+freshly forked worker.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import typing as T
 import cloudpickle
 
 from ..._kill import kill_group, signal_name
-from ..._pidfd import wait_exited
+from ..._pidfd import close_pidfd, wait_exited
 from ..job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
 from ._frames import send_frame
 from ._worker_handle import Call, RemoteTraceback, Worker
@@ -38,6 +45,8 @@ if T.TYPE_CHECKING:  # pragma: no cover
     from ..state import WorkerState
     from .process import ProcessPool
 
+RETIRE_GRACE = 30.0
+"""Seconds a retired worker gets to end its states and exit before its process group is killed."""
 ABORT_GRACE = 2.0
 """Seconds a worker stopped with SIGABRT gets to write its stack dump and exit before its group is killed."""
 
@@ -270,6 +279,48 @@ class StatefulPool:
             if reply[0] == "err":
                 raise WorkerStateError(f"dropping worker state {state.name!r} failed in worker {worker.wid}: "
                                        f"{reply[1]!r}") from reply[1]
+
+    # ------------------------------------------------------------ retiring
+    async def retire(self, worker: Worker, grace: float = RETIRE_GRACE) -> int | None:
+        """End an idle ``worker`` for good and wait until its process has exited; return its exit status.
+
+        Its socket is closed: it tears its worker states down (a hosted state's
+        ``serve`` returns) and exits.  Until then it takes no call but counts
+        against ``max_workers``, so a pool of one-shot workers (``run(...,
+        retire=True)``) never runs more processes than that.  One still running
+        after ``grace`` seconds is killed with its process group.  None: the
+        status is unknown (the zygote is gone).
+        """
+        pool = T.cast("ProcessPool", self)
+        if not worker.alive:
+            return None
+        worker.alive, worker.retiring = False, True
+        if worker in pool._idle:
+            pool._idle.remove(worker)
+        if worker.reading:
+            self.loop.remove_reader(worker.sock.fileno())
+            worker.reading = False
+        worker.sock.close()
+        zygote = pool._zygote
+        code: int | None = None
+        try:
+            if zygote is not None and worker.pid:
+                codes = zygote.exit_code(worker.pid)
+                try:
+                    code = await asyncio.wait_for(asyncio.shield(codes), grace)
+                except asyncio.TimeoutError:
+                    kill_group(worker.pid)
+                    code = await codes
+        finally:
+            worker.retiring = False
+            if worker in self._workers:
+                self._workers.remove(worker)
+            close_pidfd(worker.pidfd)
+            worker.pidfd = None
+            worker.close_outputs(self.loop)  # what it wrote while ending, then its pipes are closed
+            self.changed()
+            pool._refill()
+        return code
 
     # --------------------------------------------------------------- kills
     async def abort(self, worker: Worker, grace: float = ABORT_GRACE) -> str:

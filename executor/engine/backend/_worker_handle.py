@@ -49,6 +49,7 @@ class Worker:
         self.reading = False
         self.calls: collections.deque[Call] = collections.deque()  # sent, reply awaited; the first one runs
         self.alive = True
+        self.retiring = False  # retired (see StatefulPool.retire): not alive for calls, its process still ends
         self.known: set[int] = set()  # tokens of the functions this worker has cached
         self.states: set[str] = set()  # keys of the worker states it holds
         self.hosted: str | None = None  # key of the hosted state that owns its main stack

@@ -104,7 +104,7 @@ class ProcessPool(StatefulPool):
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
-        return [w.pid for w in self._workers if w.alive and w.pid]
+        return [w.pid for w in self._workers if (w.alive or w.retiring) and w.pid]
 
     @property
     def zygote_pid(self) -> int | None:
@@ -123,6 +123,7 @@ class ProcessPool(StatefulPool):
         affinity: T.Hashable = None,
         timed_out: T.Callable[[], bool] | None = None,
         on_start: T.Callable[[], None] | None = None,
+        retire: bool = False,
     ) -> T.Any:
         """Run ``func(*args, **kwargs)`` in a worker and return its result (raise its error).
 
@@ -134,6 +135,7 @@ class ProcessPool(StatefulPool):
         timed out: the worker is stopped with a stack dump (:meth:`abort`) and
         :class:`~executor.engine.job.utils.WorkerTimeoutError` is raised.
         ``on_start``: called when the worker starts the call (later than the send if it was prefetched).
+        ``retire``: the worker's last call: then it ends (:meth:`retire`); returns once it has exited.
         """
         if state is not None:
             self._raise_state_error(state)
@@ -141,14 +143,14 @@ class ProcessPool(StatefulPool):
             chosen, ahead = await self.acquire_call(state, worker, affinity)
             try:
                 return await self._call_on(chosen, ahead, func, args, kwargs, on_worker, state, affinity, timed_out,
-                                           on_start)
+                                           on_start, retire)
             except NotStarted:  # it waited in a worker that died before it could start: run it elsewhere
                 continue
 
     async def _call_on(self, chosen: Worker, ahead: bool, func: T.Callable[..., T.Any], args: tuple, kwargs: dict,
                        on_worker: T.Callable[[Worker], None] | None, state: "WorkerState | None",
                        affinity: T.Hashable, timed_out: T.Callable[[], bool] | None,
-                       on_start: T.Callable[[], None] | None = None) -> T.Any:
+                       on_start: T.Callable[[], None] | None = None, retire: bool = False) -> T.Any:
         """Run the call on ``chosen``: acquired, or busy with ``ahead`` (prefetched) calls it runs first."""
         key = state.key if state is not None else None
         call: Call | None = None
@@ -187,7 +189,7 @@ class ProcessPool(StatefulPool):
         except BaseException:
             self.discard_if_dead(chosen)
             raise
-        self.release(chosen)
+        await self.retire(chosen) if retire else self.release(chosen)
         return _unwrap(reply)
 
     async def acquire(self, choose: T.Callable[[Worker], int] | None = None) -> Worker:
@@ -473,7 +475,7 @@ class ProcessPool(StatefulPool):
         if why:
             message += f": {why}"
         if fut is not None:
-            logger.warning(message)
+            logger.trace(message)  # its caller gets the error (a test runner reports it its own way)
             if not fut.done():
                 fut.set_exception(crash_error(message, code, worker, worker.output_text()))
 
