@@ -8,8 +8,8 @@ with the hello of :mod:`~pytest_executor.backends._hello`); the worker side is
 :mod:`~pytest_executor.backends.process` (pytest sessions hosted on the
 engine's process pool, :mod:`~pytest_executor.backends._hosted`; the ``forked``
 backend is the same pool forking a child per item, :mod:`~pytest_executor.backends.forked`),
-:mod:`~pytest_executor.backends.subproc` and :mod:`~pytest_executor.backends.dask`
-(with its ``_dask_*`` helpers; worker sessions over pipes driven by
-:mod:`~pytest_executor.backends._pipe_pool`), made by name in
+:mod:`~pytest_executor.backends.subproc` (one-shot sessions on the same pool) and
+:mod:`~pytest_executor.backends.dask` (with its ``_dask_*`` helpers; remote worker
+sessions driven by :mod:`~pytest_executor.backends._pipe_pool`), made by name in
 :mod:`~pytest_executor.backends._factory`.
 """

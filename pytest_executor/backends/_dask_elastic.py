@@ -187,7 +187,7 @@ class ElasticPool(WorkerPool):
         self._check_finished()
 
     def _fail_task(self, task: ItemTask) -> None:
-        stand_in = RemoteWorker("-", RemoteProcess(self, "-"), -1, -1, -1, -1, None, False)
+        stand_in = RemoteWorker("-", RemoteProcess(self, "-"), -1, -1, -1, -1, None)
         self._fail_slot(stand_in, Slot(task), "setup", self._dead or "the dask cluster is gone", ("", ""))
 
     def _check_finished(self) -> None:

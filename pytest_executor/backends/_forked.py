@@ -202,10 +202,7 @@ class ItemForker:
         # Every object alive now is moved out of the collector's reach: the child's
         # collections then never write to (so never copy) the pages the worker holds.
         gc.freeze()
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns of a fork with threads: ours are known idle (see fork_unsafe_reason).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = _fork()
         if pid == 0:
             self._child(item, read_fd, write_fd)
         os.close(write_fd)
@@ -356,6 +353,15 @@ class ItemForker:
                 sys.stderr.flush()
             _save_coverage()
             os._exit(code)
+
+
+def _fork() -> int:
+    """``os.fork()``, without the warning of Python >= 3.12 about threads: ours are known idle (see fork_unsafe_reason)."""
+    if sys.version_info < (3, 12):
+        return os.fork()  # no warning to silence: spare the worker the filter copy (pages it writes to)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def _poll(pid: int, stats: ForkStats | None = None) -> int | None:

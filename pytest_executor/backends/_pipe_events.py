@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from executor._kill import signal_group
+from executor._kill import kill_pid, signal_group
 
 from pytest_executor.backends._failed_item import exit_reason, failed_item_events, item_report, open_capture_files
 from pytest_executor.backends._pipe_worker import (
@@ -51,7 +51,6 @@ class PoolEvents:
     _killed: bool
     _mean_duration: float | None
     _basetemp: Path | None
-    oneshot: bool
 
     def _shutdown_idle(self) -> None:
         raise NotImplementedError
@@ -90,9 +89,6 @@ class PoolEvents:
         if worker.ready or worker.collected is None:
             return
         self._start_failures = 0
-        if self.oneshot:
-            worker.ready = True
-            return
         if self._controller_ids is None:
             return
         ids: list[str] = list(worker.collected.get("ids", []))
@@ -269,7 +265,7 @@ class PoolEvents:
         else:
             where = "in the teardown of" if slot.result else "while running"
             head = f"worker {worker.wid} crashed {where} {slot.task.nodeid} ({reason})"
-            head += "." if worker.oneshot else "; the worker was replaced."
+            head += "; the worker was replaced."
             detail = "Last output of the worker"
         if worker.fatal:
             tail = f"{worker.fatal}\n{tail}"
@@ -287,14 +283,6 @@ class PoolEvents:
         worker.load = 0
         if worker.fatal and not slots:
             self._fail(f"worker {worker.wid} failed: {worker.fatal}")
-            return
-        if worker.oneshot and not worker.ready and slots and not self._killed:
-            message = (
-                f"subprocess worker {worker.wid} ended before it collected {slots[0].task.nodeid} "
-                f"({exit_reason(worker.proc.returncode)}):\n{worker.tail_text()}"
-            )
-            self._fail_slot(worker, slots[0], "setup", message, captured)
-            self._after_exit(worker, crashed=True)
             return
         if not worker.ready and not worker.closing and not self._killed:
             self._start_failures += 1
@@ -330,8 +318,7 @@ class PoolEvents:
 
     def _abort(self, worker: WorkerProcess) -> None:
         """SIGABRT the worker: faulthandler dumps every thread's stack, then it dies."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.proc.pid, signal.SIGABRT)
+        kill_pid(worker.proc.pid, signal.SIGABRT)
 
     def _close_worker(self, worker: WorkerProcess, kill: bool) -> None:
         if kill:

@@ -1,10 +1,12 @@
-"""A pool of worker processes running pytest sessions, driven through selectors and pipes.
+"""The ``dask`` backend's pool of remote pytest sessions, driven through selectors.
 
-Used by the ``subprocess`` backend (one-shot workers,
-:mod:`pytest_executor.backends.subproc`) and the ``dask`` backend (sessions
-hosted on dask workers, :mod:`pytest_executor.backends.dask`); the
-``process`` backend runs on the engine's process pool instead
-(:mod:`pytest_executor.backends.process`).
+Only the ``dask`` backend uses it (:mod:`pytest_executor.backends.dask`: sessions
+hosted on dask workers, their frames relayed through dask's comms); the
+``process``, ``forked`` and ``subprocess`` backends run on the engine's
+process pool (:mod:`pytest_executor.backends.process`,
+:mod:`pytest_executor.backends.subproc`).  What remains here of a local
+process pool (pipes, pidfds, process groups) is the default the dask backend
+overrides for its remote sessions.
 
 How it stays fast: tasks are prefetched (a worker holds a few queued items,
 more when items are short), events travel in batches, reports are pickled
@@ -34,22 +36,17 @@ from typing import Any
 
 import pytest
 
-from executor._pidfd import open_pidfd
-
 from pytest_executor.backends._pipe_events import PoolEvents
-from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, python_prefix, split_invocation_args
+from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
 from pytest_executor.backends._pipe_worker import WorkerProcess
 from pytest_executor.backends._protocol import (
-    ENV_ONESHOT,
     read_available,
-    spawn_piped_session,
 )
 from pytest_executor.backends._runner import Event, ItemTask
 
 _TAIL_BYTES = 64 * 1024
 _ABORT_GRACE = 2.0
 """Seconds a timed-out worker gets to dump its stack after SIGABRT."""
-_WORKER_PLUGIN = "pytest_executor.backends.worker"
 
 
 class WorkerPool(PoolEvents):
@@ -60,7 +57,6 @@ class WorkerPool(PoolEvents):
     """
 
     name = "pool"
-    oneshot = False
     worker_prefix = "w"
     release_on_bye = True
     """Report ``finished`` once every worker said ``bye``, reaping the processes at cleanup."""
@@ -104,9 +100,6 @@ class WorkerPool(PoolEvents):
         self._options = drop_basetemp(options)
         self._basetemp = self._make_basetemp()
         self._watch_for_cleanup()
-        for worker in self._pool:
-            if worker.forked:
-                worker.send("setup", basetemp=str(self._basetemp / ("executor-" + worker.wid)))
         self._start_workers()
 
     def free_slots(self) -> int:
@@ -192,42 +185,6 @@ class WorkerPool(PoolEvents):
 
             shutil.rmtree(self._own_basetemp, ignore_errors=True)
             self._own_basetemp = None
-
-    def _worker_argv(self, wid: str, task: ItemTask | None) -> list[str]:
-        assert self._basetemp is not None
-        options = ["-p", _WORKER_PLUGIN, f"--basetemp={self._basetemp / ('executor-' + wid)}"]
-        if task is None:
-            return [*python_prefix(), *options, *self._options, *self._positionals]
-        return [*python_prefix(), *options, *self._options, self._node_arg(task.nodeid)]
-
-    def _node_arg(self, nodeid: str) -> str:
-        """An absolute path form of ``nodeid`` (node ids are relative to the rootdir)."""
-        path, sep, rest = nodeid.partition("::")
-        return str(self.config.rootpath / path) + sep + rest
-
-    def _spawn(self, task: ItemTask | None = None) -> WorkerProcess:
-        wid = f"{self.worker_prefix}{self._spawned}"
-        self._spawned += 1
-        env = dict(os.environ)
-        if self.oneshot:
-            env[ENV_ONESHOT] = "1"
-        proc, c2w_w, w2c_r, out_r, life_w = spawn_piped_session(
-            self._worker_argv(wid, task), str(self.config.invocation_params.dir), env, wid
-        )
-        return self._adopt(wid, proc, c2w_w, w2c_r, out_r, life_w)
-
-    def _adopt(self, wid: str, proc: Any, write_fd: int, read_fd: int, out_fd: int, lifeline_fd: int) -> WorkerProcess:
-        """Watch a started worker process through the controller's ends of its pipes."""
-        os.set_blocking(read_fd, False)
-        os.set_blocking(out_fd, False)
-        pidfd = open_pidfd(proc.pid)
-        worker = WorkerProcess(wid, proc, write_fd, read_fd, out_fd, lifeline_fd, pidfd, self.oneshot)
-        self._selector.register(read_fd, selectors.EVENT_READ, ("chan", worker))
-        self._selector.register(out_fd, selectors.EVENT_READ, ("out", worker))
-        if pidfd is not None:
-            self._selector.register(pidfd, selectors.EVENT_READ, ("exit", worker))
-        self._pool.append(worker)
-        return worker
 
     # -- reading ----------------------------------------------------------
 

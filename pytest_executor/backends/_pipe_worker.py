@@ -1,4 +1,4 @@
-"""The controller's side of a pipe-connected worker session (used by the ``subprocess`` and ``dask`` backends).
+"""The controller's side of a pipe-connected worker session (the ``dask`` backend's remote sessions derive from it).
 
 :class:`WorkerProcess` is one worker process and the controller's ends of
 its pipes (its channel, its own output, a lifeline); the functions build a
@@ -42,7 +42,6 @@ class WorkerProcess:
     out_fd: int
     lifeline_fd: int
     pidfd: int | None
-    oneshot: bool
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     tail: bytearray = field(default_factory=bytearray)
     slots: deque[Slot] = field(default_factory=deque)
@@ -59,10 +58,6 @@ class WorkerProcess:
     fatal: str | None = None
     bye: bool = False
     """The worker finished its run loop; only its session's exit is left."""
-    outbox: list[bytes] = field(default_factory=list)
-    """Messages sent before a remote worker connected (``write_fd`` still -1)."""
-    forked: bool = False
-    """Forked from the controller before it configured: waits for the ``setup`` message."""
 
     out_decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
@@ -91,7 +86,6 @@ class WorkerProcess:
     def send(self, name: str, **kwargs: Any) -> None:
         """Send one message; a dead worker is noticed by its pidfd/EOF, not here."""
         if self.write_fd < 0:
-            self.outbox.append(encode(name, kwargs))
             return
         with contextlib.suppress(BrokenPipeError, OSError):
             write_all(self.write_fd, encode(name, kwargs))

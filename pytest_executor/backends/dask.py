@@ -213,7 +213,7 @@ class DaskRunner(ElasticPool):
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
         queue = self._link.open_session(wid)
-        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, False, link=self._link)
+        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, link=self._link)
         self._pool.append(worker)
         self._by_wid[wid] = worker
         future = self._client.submit(

@@ -306,15 +306,3 @@ def topological_order(count: int, deps: Mapping[int, Iterable[int]]) -> list[int
         cycle = find_cycle(count, deps)
         raise DependencyCycle(cycle or [])
     return order
-
-
-def prerequisites(nodes: Iterable[int], deps: Mapping[int, Iterable[int]]) -> set[int]:
-    """All nodes that ``nodes`` transitively depend on (some may be in ``nodes``)."""
-    seen: set[int] = set()
-    todo = [dep for node in nodes for dep in deps.get(node, ())]
-    while todo:
-        node = todo.pop()
-        if node not in seen:
-            seen.add(node)
-            todo.extend(deps.get(node, ()))
-    return seen

@@ -30,12 +30,13 @@ from typing import Any, final
 import pytest
 
 from executor.engine.core import Engine, EngineSetting
+from executor.engine.job.utils import ACTIVE_STATUSES
 from pytest_executor.backends._runner import Runner
 from pytest_executor.compat import order_only
 from pytest_executor.config.options import IN_PROCESS_BACKENDS
 from pytest_executor.plan._planner import Plan
 from pytest_executor.run.jobs import (
-    GuardedCondition, LocalTestJob, RemoteTestJob, RetryAttempt, TestFailed, TestJob, job_condition,
+    FINISHED, GuardedCondition, LocalTestJob, RemoteTestJob, RetryAttempt, TestFailed, TestJob, job_condition,
 )
 from pytest_executor.run._remote import MAIN_WORKER, RemoteLane
 from pytest_executor.run.local import outcome_of, run_attempt
@@ -244,7 +245,7 @@ class Controller:
     def _announce(self, every: bool = False) -> None:
         """Call ``pytest_executor_job_finished`` for finalized tests whose job ended (``every``: all of them)."""
         for node in list(self.unannounced):
-            if every or self.jobs[node].status in ("done", "failed", "cancelled"):
+            if every or self.jobs[node].status in FINISHED:
                 self._announce_one(node)
 
     def _announce_one(self, node: int) -> None:
@@ -298,7 +299,7 @@ class Controller:
         self.remote.kill()
         engine = self.engine
         if engine is not None:
-            active = [job for job in self.jobs if job is not but and job.status in ("pending", "running")]
+            active = [job for job in self.jobs if job is not but and job.status in ACTIVE_STATUSES]
             if active:
                 engine.cancel(*active)
 
@@ -388,7 +389,7 @@ class Controller:
         # Announced once the engine ended the job too (job.status final): for a local test
         # when its body returned, for a remote one when the engine took its result.
         self.unannounced[node] = telling
-        if job.status in ("done", "failed", "cancelled"):
+        if job.status in FINISHED:
             self._announce_one(node)
 
     # ---------------------------------------------------------------- remote

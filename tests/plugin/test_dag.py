@@ -13,7 +13,6 @@ from pytest_executor.plan.dag import (
     escape_param,
     find_cycle,
     find_cycles,
-    prerequisites,
     split_param,
     topological_order,
 )
@@ -90,10 +89,6 @@ def test_cycles_are_reported_with_their_path() -> None:
     assert "dependency cycle: " in str(info.value)
     assert find_cycle(2, {0: [0]}) == [0, 0]
     assert find_cycle(3, {2: [1], 1: [0]}) is None
-
-
-def test_prerequisites_are_transitive() -> None:
-    assert prerequisites([3], {3: [2], 2: [1], 1: [], 0: []}) == {1, 2}
 
 
 def test_suggestions_rank_by_similarity_once_per_test_and_never_the_test_itself() -> None:

@@ -29,13 +29,12 @@ freshly forked worker.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import typing as T
 
 import cloudpickle
 
-from ..._kill import kill_group, signal_name
+from ..._kill import kill_group, kill_pid, signal_name
 from ..._pidfd import close_pidfd, wait_exited
 from ..job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
 from ._frames import send_frame
@@ -332,10 +331,7 @@ class StatefulPool:
         pool = T.cast("ProcessPool", self)
         pid, pidfd, ended = worker.pid, worker.pidfd, "SIGKILL"
         if worker.alive and pid:
-            try:
-                os.kill(pid, signal.SIGABRT)
-            except ProcessLookupError:
-                pass
+            kill_pid(pid, signal.SIGABRT)
             if await self.loop.run_in_executor(None, wait_exited, pid, pidfd, grace):
                 ended = "SIGABRT"
             kill_group(pid)  # what the worker started, and the worker if it did not exit

@@ -22,7 +22,7 @@ import typing as T
 from dataclasses import dataclass
 from datetime import datetime, time as dtime, timedelta
 
-from .utils import JobStatusType
+from .utils import FINISHED_STATUSES, JobStatusType
 
 if T.TYPE_CHECKING:  # pragma: no cover
     from ..core import Engine
@@ -33,7 +33,7 @@ __all__ = [
     "AfterClock", "BeforeClock", "AfterWeekday", "BeforeWeekday", "parse_period",
 ]
 
-_DEFAULT_STATUSES: tuple[JobStatusType, ...] = ("done", "failed", "cancelled")
+_DEFAULT_STATUSES: tuple[JobStatusType, ...] = FINISHED_STATUSES
 
 
 class Condition:
