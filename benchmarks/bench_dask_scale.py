@@ -2,16 +2,24 @@
 
 Each run is ``pytest --executor-backend=dask --executor-workers=N`` (the
 plugin starts a LocalCluster of N single-threaded workers for the run) on a
-generated suite.  Printed per N:
+generated suite.  Printed per N, with these definitions:
 
-* ``end-to-end``: the whole ``pytest`` process, cluster start and stop included;
-* ``tests``: from the first test's start to the last test's end (from
-  ``--executor-report``), the part that more workers can shorten;
-* each against the ideal ``400 × 50 ms / N`` and as a speed-up over N = 1.
+* ``end-to-end``: the wall time of the whole ``pytest`` process, from its
+  start to its exit (interpreter start, cluster start, N sessions starting
+  and collecting, the tests, cluster stop);
+* ``start``: from the process start to the first test's start (from
+  ``--executor-report``): what more workers cannot shorten, and what N
+  sessions starting at once on few cores lengthen;
+* ``run phase``: from the first test's start to the last test's end, the part
+  that more workers can shorten; ``ideal`` is ``tests × sleep / N``;
+* ``speed-up``: each of end-to-end and run phase of N = 1 divided by that of N.
 
 The target (DESIGN.md §4) is 16 workers at least 6× faster than 1.  On a
-machine with fewer cores than workers, session start-up (one pytest process
-per worker, collecting the suite) competes with the tests for the CPU.
+machine with fewer cores than workers, starting the workers and their sessions
+(one pytest process each, collecting the suite) competes with the tests for
+the CPU: end-to-end, the start is paid once per run whatever N, so the
+speed-up of the run phase is what shows the scaling itself.  Report
+``uptime``'s load next to the numbers.
 
     python benchmarks/bench_dask_scale.py [--tests 400] [--sleep 0.05] [--workers 1,2,4,8,16]
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -44,11 +53,12 @@ addopts = -p no:hypothesispytest -p no:anyio -p no:asyncio -p no:xdist -p no:ben
 """
 
 
-def _test_span(report: Path) -> float:
+def _phases(report: Path, started: float) -> tuple[float, float]:
+    """``(start, run phase)`` of a run (see the module docstring) from its JSON report."""
     jobs = json.loads(report.read_text())["jobs"]
-    starts = [job["start"] for job in jobs if job.get("start")]
-    stops = [job["stop"] for job in jobs if job.get("stop")]
-    return max(stops) - min(starts)
+    first = min(job["start"] for job in jobs if job.get("start"))
+    last = max(job["stop"] for job in jobs if job.get("stop"))
+    return first - started, last - first
 
 
 def main() -> None:
@@ -59,8 +69,12 @@ def main() -> None:
     options = parser.parse_args()
     counts = [int(part) for part in options.workers.split(",")]
     work = options.tests * options.sleep
-    print(f"{options.tests} tests x {options.sleep * 1000:g} ms = {work:.1f} s of sleep, dask LocalCluster per run")
-    print(f"{'workers':>7} {'end-to-end':>11} {'ideal':>7} {'tests':>7} {'ideal':>7} {'e2e x':>6} {'tests x':>7}")
+    print(f"{options.tests} tests x {options.sleep * 1000:g} ms = {work:.1f} s of sleep, a dask LocalCluster per run, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print("end-to-end = process start to exit; start = process start to first test start; "
+          "run phase = first test start to last test end (ideal = sleep / workers)")
+    print(f"{'workers':>7} {'end-to-end':>11} {'start':>7} {'run phase':>10} {'ideal':>7} "
+          f"{'speed-up e2e':>13} {'speed-up run':>13}")
     with tempfile.TemporaryDirectory(prefix="bench-dask-scale-") as folder:
         root = Path(folder)
         (root / "pytest.ini").write_text(INI)
@@ -70,11 +84,11 @@ def main() -> None:
             report = root / f"report-{count}.json"
             run = run_pytest(root, ["--executor-backend=dask", f"--executor-workers={count}", "--executor-workers-max=64",
                                     "--executor-table=none", f"--executor-report={report}"])
-            span = _test_span(report)
+            start, span = _phases(report, run.started)
             base = base or (run.wall, span)
-            ideal = work / count
-            print(f"{count:>7} {run.wall:>10.2f}s {ideal:>6.2f}s {span:>6.2f}s {ideal:>6.2f}s "
-                  f"{base[0] / run.wall:>5.1f}x {base[1] / span:>6.1f}x", flush=True)
+            print(f"{count:>7} {run.wall:>10.2f}s {start:>6.2f}s {span:>9.2f}s {work / count:>6.2f}s "
+                  f"{base[0] / run.wall:>12.1f}x {base[1] / span:>12.1f}x", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

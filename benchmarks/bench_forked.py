@@ -9,6 +9,10 @@ median of ``--repeat`` runs:
   ratio (target ≤ 2×), and the per-test overhead of forking over ``process``,
   as seen by one worker: ``(forked wall - process wall) × workers / tests``
   (target ≤ 5 ms), and as CPU of the whole run per test.
+* ``session`` — 200 tests using one session fixture that builds a 200,000-entry
+  table: ``forked`` by default (the fixture is built in every test's child)
+  against ``forked --executor-fork-shared=table`` (built once per worker and
+  shared copy-on-write), with ``process`` for reference.
 * ``crashy`` — 40 tests, every fourth one segfaults: ``forked`` against
   ``subprocess``.  Both must report the same outcomes (30 passed, 10 failed);
   target: forked in under 1/10 of subprocess's wall.
@@ -57,15 +61,37 @@ def test_sometimes_crashes(n):
 '''
 
 
+SESSION_CONFTEST = '''
+import pytest
+
+
+@pytest.fixture(scope="session")
+def table():
+    return {n: str(n) for n in range(200_000)}  # an expensive, read-only session resource
+'''
+
+SESSION_TESTS = '''
+import pytest
+
+
+@pytest.mark.parametrize("n", range(200))
+def test_lookup(table, n):
+    assert table[n * 7] == str(n * 7)
+'''
+
+
 def outcomes(run: PytestRun) -> dict[str, int]:
     """Outcome counts from pytest's last line."""
     last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     return {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _OUTCOME.findall(last)}
 
 
-def timed(suite: Path, backend: str, workers: int, expected: dict[str, int], env: dict[str, str] | None = None) -> PytestRun:
+def timed(
+    suite: Path, backend: str, workers: int, expected: dict[str, int], env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> PytestRun:
     """One run of ``suite`` on ``backend``; stops the script if the outcomes differ from ``expected``."""
-    args = [f"--executor-backend={backend}", f"--executor-workers={workers}", *_COMMON]
+    args = [f"--executor-backend={backend}", f"--executor-workers={workers}", *_COMMON, *extra]
     run = run_pytest(suite, args, env=env, ok_codes=(0, 1))
     got = outcomes(run)
     if got != expected:
@@ -109,9 +135,15 @@ def main() -> None:
         crashy.mkdir()
         (crashy / "test_crashy.py").write_text(CRASHY)
         (crashy / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+        session = Path(tmp) / "session"
+        session.mkdir()
+        (session / "conftest.py").write_text(SESSION_CONFTEST)
+        (session / "test_session.py").write_text(SESSION_TESTS)
+        (session / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 
         stats: dict[str, float] = {}
-        walls: dict[str, list[float]] = {"process": [], "forked": [], "crash-forked": [], "crash-subprocess": []}
+        walls: dict[str, list[float]] = {"process": [], "forked": [], "crash-forked": [], "crash-subprocess": [],
+                                         "session-process": [], "session-forked": [], "session-shared": []}
         cpus: dict[str, list[float]] = {"process": [], "forked": []}
         for _ in range(args.repeat):
             for backend in ("process", "forked"):
@@ -121,6 +153,9 @@ def main() -> None:
                 stats = fork_stats(counts) if backend == "forked" else stats
                 walls[backend].append(run.wall)
                 cpus[backend].append(run.cpu)
+            for name, backend, extra in (("session-process", "process", ()), ("session-forked", "forked", ()),
+                                         ("session-shared", "forked", ("--executor-fork-shared=table",))):
+                walls[name].append(timed(session, backend, args.workers, {"passed": 200}, extra=extra).wall)
             for backend in ("forked", "subprocess"):
                 run = timed(crashy, backend, args.workers, {"passed": 30, "failed": 10})
                 walls[f"crash-{backend}"].append(run.wall)
@@ -145,6 +180,10 @@ def main() -> None:
         print(f"  per forked test (last run): child {stats['child user']:.2f} ms user + {stats['child sys']:.2f} ms system, "
               f"{stats['child faults']:.0f} page faults; worker {stats['worker user']:.2f} ms user + "
               f"{stats['worker sys']:.2f} ms system, {stats['worker faults']:.0f} page faults")
+    print(f"\n200 tests using one session fixture (a 200,000-entry table), {args.workers} workers:")
+    print(f"  process                               {wall['session-process']:7.2f} s")
+    print(f"  forked (fixture built in every child) {wall['session-forked']:7.2f} s")
+    print(f"  forked --executor-fork-shared=table   {wall['session-shared']:7.2f} s")
     print(f"\n40 tests, every 4th segfaults, {args.workers} workers: same outcomes (30 passed, 10 failed)")
     print(f"  subprocess {wall['crash-subprocess']:7.2f} s")
     print(f"  forked     {wall['crash-forked']:7.2f} s")

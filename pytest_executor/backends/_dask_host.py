@@ -123,15 +123,19 @@ def host_session(spec: dict[str, Any]) -> int:
             f"{spec['version']}: install the same version on every worker"))
         relay.flush()
         return 70
-    queue = Queue(spec["queue"], client=get_client())
     key = worker.get_current_task()
     proc, life_w, out_r, chan_r, chan_w = _start({**spec, "dask_worker": worker.address}, root)
     relay.post("start", address=worker.address, pid=proc.pid)
-    receiver = threading.Thread(
-        target=_receive, args=(queue, proc, chan_w), name=f"pytest-executor-{wid}-receiver", daemon=True
-    )
-    receiver.start()
+    relay.flush()
+    queue: Any = None
+    receiver: threading.Thread | None = None
     try:
+        # The worker's client connects to the scheduler (a TLS handshake) while the session imports pytest.
+        queue = Queue(spec["queue"], client=get_client())
+        receiver = threading.Thread(
+            target=_receive, args=(queue, proc, chan_w), name=f"pytest-executor-{wid}-receiver", daemon=True
+        )
+        receiver.start()
         returncode = _supervise(proc, relay, out_r, chan_r, lambda: _wanted(worker, key))
     finally:
         kill_tree(proc.pid)
@@ -142,12 +146,14 @@ def host_session(spec: dict[str, Any]) -> int:
                 os.close(fd)
         relay.post("exit", returncode=returncode)
         relay.flush()
-        # The receiver waits on the queue: our own "end" ends it before we let go of the queue.
-        with contextlib.suppress(Exception):
-            queue.put([["end"]])
-        receiver.join(timeout=10)
-        with contextlib.suppress(Exception):
-            queue.close()
+        if receiver is not None:
+            # The receiver waits on the queue: our own "end" ends it before we let go of the queue.
+            with contextlib.suppress(Exception):
+                queue.put([["end"]], timeout=5)
+            receiver.join(timeout=10)
+        if queue is not None:
+            with contextlib.suppress(Exception):
+                queue.close()
         with contextlib.suppress(OSError):
             os.close(chan_w)
     return returncode

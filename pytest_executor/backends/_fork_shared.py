@@ -16,6 +16,8 @@ shared as well.
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Sequence
 from typing import Any, final
 
@@ -23,6 +25,9 @@ import pytest
 
 _OUTCOMES = (Exception, pytest.fail.Exception, pytest.skip.Exception)
 """What a fixture's setup may raise that pytest keeps in the fixture's cache and reports per test."""
+
+
+_MACHINERY = tuple(f"{os.sep}{name}{os.sep}" for name in ("_pytest", "pluggy", "pytest_executor"))
 
 
 def _definitions(session: pytest.Session, name: str) -> list[Any]:
@@ -111,6 +116,19 @@ class SharedFixtures:
             function._request = False
             function.funcargs = None
         return todo
+
+    def teardown(self) -> str | None:
+        """Tear the shared fixtures down (in the worker, after its last test); the error, if one failed."""
+        state: Any = self._session._setupstate
+        if self._session not in state.stack:
+            return None
+        try:
+            state.teardown_exact(None)
+        except Exception as error:  # pytest's outcomes and exception groups included
+            # The fixture's frames only: pytest's, pluggy's and ours say nothing about the failure.
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if not any(p in f.filename for p in _MACHINERY)]
+            return "".join([*traceback.format_list(frames), *traceback.format_exception_only(error)]).rstrip()
+        return None
 
     def forget_in_child(self) -> None:
         """In a child: never run the shared fixtures' teardown (the worker runs it once, at its end).

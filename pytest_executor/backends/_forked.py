@@ -191,6 +191,23 @@ class ItemForker:
 
     # -- the worker ---------------------------------------------------------
 
+    def finish(self) -> None:
+        """After the worker's last test: tear the shared fixtures down while the controller still listens.
+
+        A teardown that fails reaches the run's warnings summary (every test
+        that used the fixture has been reported by then).
+        """
+        if self._shared is None:
+            return
+        error = self._shared.teardown()
+        self._read_capture()  # their teardown's output belongs to no test: dropped
+        if error is not None:
+            self._session._emit(
+                "warning", message=f"teardown of a shared fixture (--executor-fork-shared) failed in worker "
+                f"{self._session.worker_id}:\n{error}", category="pytest:PytestWarning", filename="", lineno=0,
+                when="runtest", nodeid="", location=None,
+            )
+
     def run(self, item: pytest.Item, task: Task) -> None:
         """Run ``item``'s protocol in a child, forward its events, report its crash or timeout."""
         self._session._flush()
@@ -202,10 +219,7 @@ class ItemForker:
         # Every object alive now is moved out of the collector's reach: the child's
         # collections then never write to (so never copy) the pages the worker holds.
         gc.freeze()
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns of a fork with threads: ours are known idle (see fork_unsafe_reason).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = _fork()
         if pid == 0:
             self._child(item, read_fd, write_fd)
         os.close(write_fd)
@@ -356,6 +370,15 @@ class ItemForker:
                 sys.stderr.flush()
             _save_coverage()
             os._exit(code)
+
+
+def _fork() -> int:
+    """``os.fork()``, without the warning of Python >= 3.12 about threads: ours are known idle (see fork_unsafe_reason)."""
+    if sys.version_info < (3, 12):
+        return os.fork()  # no warning to silence: spare the worker the filter copy (pages it writes to)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def _poll(pid: int, stats: ForkStats | None = None) -> int | None:

@@ -256,6 +256,8 @@ class WorkerSession:
             # If another plugin ran its own protocol, our loop fetches the next task.
             task = self._next if self._handled else self._next_task()
         self._current = None
+        if self.forker is not None:
+            self.forker.finish()  # the forked backend's shared fixtures: torn down while reportable
         self._flush()
         # Everything reportable was sent: the controller need not wait for our exit.
         self.channel.send("bye")

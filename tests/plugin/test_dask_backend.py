@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -93,6 +94,7 @@ def test_runs_on_a_cluster_given_by_address(pytester: pytest.Pytester, dask_addr
     (pytester.path / "record.txt").write_text(str(pytester.mkdir("record")))
     result = pytester.runpytest_subprocess("--executor-backend=dask", f"--executor-dask-address={dask_address}", "-rA")
     _check_suite(result, pytester, shipped=True)
+    _assert_quiet_stderr(result)
 
 
 def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
@@ -101,6 +103,14 @@ def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     (pytester.path / "record.txt").write_text(str(pytester.mkdir("record")))
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
     _check_suite(result, pytester, shipped=False)
+    _assert_quiet_stderr(result)
+
+
+def _assert_quiet_stderr(result: pytest.RunResult) -> None:
+    """Nothing of dask's shutdown on stderr: no unretrieved future, no client closing on a closed loop."""
+    noise = [line for line in result.stderr.lines
+             if re.search(r"never retrieved|Exception ignored|IOLoop is closed|Traceback|Error", line)]
+    assert noise == [], result.stderr.str()
 
 
 @pytest.mark.timeout(90)

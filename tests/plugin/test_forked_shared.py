@@ -53,6 +53,12 @@ def threaded():
     stop.set()
 
 
+@pytest.fixture(scope="session")
+def breaks_at_teardown():
+    yield 1
+    raise RuntimeError("the shared teardown broke")
+
+
 @pytest.fixture
 def per_test():
     return 1
@@ -135,6 +141,21 @@ def test_a_shared_fixture_that_fails_errors_each_test_using_it(pytester: pytest.
     result.stdout.fnmatch_lines(
         ["ERROR test_broken.py::test_a - RuntimeError: the shared setup broke",
          "ERROR test_broken.py::test_b - RuntimeError: the shared setup broke"]
+    )
+
+
+def test_a_shared_fixture_whose_teardown_fails_is_in_the_warnings_summary(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_teardown="def test_a(breaks_at_teardown): pass\ndef test_b(breaks_at_teardown): pass\n")
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=breaks_at_teardown"
+    )
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*PytestWarning: teardown of a shared fixture (--executor-fork-shared) failed in worker f0:",
+         '*conftest.py", line *, in breaks_at_teardown',
+         "*RuntimeError: the shared teardown broke"]
     )
 
 

@@ -239,6 +239,11 @@ def close_client_quietly(client: T.Any, timeout: float = 10.0, scheduler_gone: b
     except Exception as error:  # closing is best effort
         logger.debug("closing a dask client: {!r}", error)
     finally:
+        if getattr(client, "status", "closed") != "closed":
+            # A close that timed out leaves the client "closing": its __del__ would close it again
+            # at exit, on a loop stopped by then (with the cluster's), and print "IOLoop is closed".
+            # Its connections go with the loop and the cluster anyway.
+            client.status = "closed"
         for name, level in muted.items():
             logging.getLogger(name).setLevel(level)
 
