@@ -8,6 +8,7 @@ goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -47,6 +48,38 @@ def read_capture_files(fds: list[int]) -> tuple[str, str]:
             texts.append("")
     texts += [""] * (2 - len(texts))
     return texts[0], texts[1]
+
+
+class WorkerCaptures:
+    """Each worker's capture files: opened once it is ready, read and closed when it ends or crashes."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, list[int]] = {}
+
+    def open(self, wid: int, info: Any) -> None:
+        """Open the files named by the ``info`` a worker's session published (its pid and descriptors)."""
+        info = info if isinstance(info, dict) else {}
+        self._fds[wid] = open_capture_files(info.get("pid"), info.get("capture_fds", []))
+
+    def take(self, wid: int | None) -> tuple[str, str]:
+        """The end of what worker ``wid``'s running test wrote; its files are closed."""
+        fds = self._fds.pop(wid or 0, [])
+        try:
+            return read_capture_files(fds)
+        finally:
+            _close_all(fds)
+
+    def close(self) -> None:
+        """Close every file still open."""
+        for fds in self._fds.values():
+            _close_all(fds)
+        self._fds.clear()
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def collected_item(session: pytest.Session | None, task: ItemTask) -> pytest.Item | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -43,7 +42,7 @@ from pytest_executor.backends import _hosted
 from pytest_executor.backends._compact import CompactReports
 from pytest_executor.backends._runner import Event, ItemTask, warning_event
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
-from pytest_executor.backends._failed_item import open_capture_files, read_capture_files
+from pytest_executor.backends._failed_item import WorkerCaptures
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
 
 _REAP_GRACE: Final = 30.0
@@ -78,7 +77,7 @@ class ProcessRunner:
         self._mean: float | None = None
         self._controller_ids: list[str] | None = None
         self._verified: set[int] = set()
-        self._captures: dict[int, list[int]] = {}
+        self._captures = WorkerCaptures()
         self._finishing = False
         self._closing: set[int] | None = None  # workers whose last teardown is awaited
         self._finished = False
@@ -87,6 +86,7 @@ class ProcessRunner:
         self._own_basetemp: str | None = None
         self._ready: set[int] = set()  # workers whose session serves
         self._started: dict[int, bool] = {}  # index -> its logstart was replayed (True: the worker's is still due)
+        self._undone: dict[int, set[int]] = {}  # worker -> items whose teardown waits for its next task
 
     # -- start ------------------------------------------------------------
 
@@ -320,11 +320,7 @@ class ProcessRunner:
                 loop.close()
         elif self._spare is not None:
             self._spare.close()
-        for fds in self._captures.values():
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._captures.clear()
+        self._captures.close()
         if self._own_basetemp is not None:
             import shutil
 
@@ -357,6 +353,7 @@ class ProcessRunner:
         elif kind == "closed":
             for name, kwargs in post[2]:
                 self._on_event(post[1], None, name, kwargs, events)
+            self._end_undone(post[1], events)
             if self._closing is not None:
                 self._closing.discard(post[1])
                 if not self._closing:
@@ -367,7 +364,7 @@ class ProcessRunner:
         if wid in self._verified or not isinstance(info, dict):
             return
         self._verified.add(wid)
-        self._captures[wid] = open_capture_files(info.get("pid"), info.get("capture_fds", []))
+        self._captures.open(wid, info)
         if self._controller_ids is None and self._session is not None:
             self._controller_ids = [item.nodeid for item in self._session.items]
         known = set(info.get("ids", [])) | set(info.get("deselected", []))
@@ -380,15 +377,6 @@ class ProcessRunner:
                     f"did; first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
                     f"(controller collected {len(self._controller_ids or [])} items, worker {len(ids)})", events)
                 return
-
-    def _read_captures(self, wid: int | None) -> tuple[str, str]:
-        fds = self._captures.pop(wid or 0, [])
-        try:
-            return read_capture_files(fds)
-        finally:
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
     def _on_event(self, wid: int, task: ItemTask | None, name: str, kwargs: dict[str, Any],
                   events: list[Event]) -> None:
@@ -411,9 +399,11 @@ class ProcessRunner:
             elapsed = float(kwargs.get("elapsed", 0.0))
             self._mean = elapsed if self._mean is None else 0.8 * self._mean + 0.2 * elapsed
             events.append(("result", {"index": index, "outcome": kwargs["outcome"], "worker": label}))
+            self._undone.setdefault(wid, set()).add(index)
             self._maybe_close_sessions()
         elif name == "done":
             self._started.pop(kwargs["index"], None)
+            self._undone.get(wid, set()).discard(kwargs["index"])
             events.append(("done", {**kwargs, "worker": label, "crashed": False}))
         elif name == "warning":
             events.append(("warning", warning_event(kwargs)))
@@ -431,11 +421,18 @@ class ProcessRunner:
         timeout = (task.timeout or 0.0) if isinstance(exc, WorkerTimeoutError) else None
         message = crash_message(task.nodeid, label, exc.exitcode, exc.output or "", timeout)
         lost = "timeout" if timeout is not None else exit_reason(exc.exitcode)
-        self._fail_task(task, label, "call", message, self._read_captures(exc.worker_id), start, events)
+        self._end_undone(exc.worker_id or 0, events)
+        self._fail_task(task, label, "call", message, self._captures.take(exc.worker_id), start, events)
         events.append(("worker_lost", {"worker": label, "reason": lost}))
         self._ready.discard(exc.worker_id or 0)
         if not self._finishing:
             self._call_soon(self._warm)  # the pool forks a replacement: its session starts now
+
+    def _end_undone(self, wid: int, events: list[Event]) -> None:
+        """End the items a lost worker still owed a ``done`` (their teardown events died with it)."""
+        for index in sorted(self._undone.pop(wid, ())):
+            self._started.pop(index, None)
+            events.append(("done", {"index": index, "worker": self._label(wid), "stop": time.time(), "crashed": True}))
 
     def _on_failure(self, task: ItemTask | None, exc: BaseException, output: str, events: list[Event]) -> None:
         detail = f"{exc.__cause__ or exc}" + (f"\n{output}" if output.strip() else "")

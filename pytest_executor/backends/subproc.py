@@ -39,7 +39,7 @@ from executor.engine import WorkerState
 from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
 
 from pytest_executor.backends import _hosted
-from pytest_executor.backends._failed_item import crash_message, exit_reason, open_capture_files, trim_stack_dump
+from pytest_executor.backends._failed_item import crash_message, exit_reason, trim_stack_dump
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, python_prefix, split_invocation_args
 from pytest_executor.backends._protocol import ENV_ONESHOT
 from pytest_executor.backends._runner import Event, ItemTask
@@ -178,14 +178,13 @@ class SubprocessRunner(ProcessRunner):
     def _on_post(self, post: tuple[Any, ...], events: list[Event]) -> None:
         kind = post[0]
         if kind == "opened":
-            info = post[2] if isinstance(post[2], dict) else {}
-            self._captures[post[1]] = open_capture_files(info.get("pid"), info.get("capture_fds", []))
+            self._captures.open(post[1], post[2])
         elif kind == "crashed":
             self._on_oneshot_crash(post[1], post[2], post[3], post[4], events)
         elif kind == "unready":
             self._on_unready(post[1], post[2], events)
         elif kind == "ended":
-            self._read_captures(post[1])  # closes them
+            self._captures.take(post[1])  # closes them
             self._running -= 1
             self._maybe_close_sessions()
         else:
@@ -197,7 +196,7 @@ class SubprocessRunner(ProcessRunner):
         timeout = (task.timeout or 0.0) if isinstance(exc, WorkerTimeoutError) else None
         message = crash_message(task.nodeid, label, exc.exitcode, exc.output or "", timeout, replaced=False,
                                 teardown=when == "teardown")
-        self._fail_task(task, label, when, message, self._read_captures(exc.worker_id), start, events)
+        self._fail_task(task, label, when, message, self._captures.take(exc.worker_id), start, events)
         events.append(("worker_lost", {"worker": label, "reason": "timeout" if timeout is not None
                                        else exit_reason(exc.exitcode)}))
 

@@ -82,3 +82,51 @@ def test_crashes_and_timeouts_fail_one_test_each_and_the_run_goes_on(pytester: p
     result.stdout.fnmatch_lines(["*test_crashes_once_then_passes*"])
     assert (pytester.path / "crashed-once").exists()
     assert not list(pytester.path.glob("core*")), "a crash must not leave a core file behind"
+
+
+BEFORE_A_CRASH = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+def test_passes():
+    pass
+
+
+@pytest.mark.job(retries=1)
+def test_fails_once():
+    marker = Path(__file__).with_name("failed-once")
+    if not marker.exists():
+        marker.write_text("x")
+        assert False, "first attempt"
+
+
+def test_exits():
+    os._exit(3)
+
+
+def test_after():
+    pass
+"""
+
+
+def test_items_whose_teardown_was_pending_on_a_crashed_worker_still_end(pytester: pytest.Pytester) -> None:
+    """A worker tears an item down once it has its next task; if that task kills it, the item still ends.
+
+    The earlier item's ``done`` (and a failed attempt's close) died with the
+    worker: it must neither count as cancelled nor replay the failed attempt.
+    """
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_pending=BEFORE_A_CRASH)
+    result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=1", "-v", "-p",
+                                           "no:randomly", "--junitxml=out.xml")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([
+        "test_pending.py::test_passes PASSED*",
+        "test_pending.py::test_exits FAILED*",
+        "process * 4 * 3 * 1 * 0 * 0 * 0 * 0 * 0 * 5 *",
+    ])
+    result.stdout.no_fnmatch_line("*test_fails_once FAILED*")
+    assert (pytester.path / "out.xml").read_text().count("<testcase ") == 4
