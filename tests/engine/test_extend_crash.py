@@ -108,7 +108,7 @@ def test_sigkilled_engine_process_leaves_no_command_behind(base: str, tmp_path: 
         engine_process.wait()
     assert wait_until(lambda: not processes_with(marker), timeout=GRACE + 10), processes_with(marker)
     assert wait_until(lambda: not watchdogs_with(token), timeout=10)  # gone with the process it watched
-    assert wait_until(lambda: not left_in_temp(temp), timeout=10), left_in_temp(temp)
+    assert wait_until(lambda: not left_in_temp(temp), timeout=10), [(p.name, sorted(q.name for q in p.iterdir()) if p.is_dir() else "") for p in left_in_temp(temp)]
 
 
 STOP_SCRIPT = textwrap.dedent("""

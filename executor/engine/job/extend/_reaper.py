@@ -12,8 +12,10 @@ process, started on the first command:
 * the watchdog blocks reading a pipe whose only writer is this process, which
   never writes to it: end-of-file means this process is gone, however it ended.
   It then SIGTERMs every group still in the table, gives them
-  :data:`GRACE` seconds, SIGKILLs what is left and exits. After a normal exit
-  the table is empty and it just exits.
+  :data:`GRACE` seconds, SIGKILLs what is left, removes this process's
+  scratch folder (retrying for up to :data:`GRACE` seconds: a pool worker of
+  the dead process may still publish a file there until it is killed too) and
+  exits. After a normal exit the table is empty and it just exits.
 
 The watchdog is started through ``sh -c '... &'`` so it is not a child of this
 process (it belongs to no test's or engine's process tree) and is in a session
@@ -73,15 +75,23 @@ while groups and time.monotonic() < deadline:
     time.sleep(0.05)
     groups = signal_all(0)
 signal_all(signal.SIGKILL)
-try:
-    for name in os.listdir(scratch):
-        try:
-            os.unlink(os.path.join(scratch, name))
-        except OSError:
-            pass
-    os.rmdir(scratch)
-except OSError:
-    pass
+# a worker of the dead owner may still write a file here until it is killed too: retry for a while
+deadline = time.monotonic() + grace
+while True:
+    try:
+        for name in os.listdir(scratch):
+            try:
+                os.unlink(os.path.join(scratch, name))
+            except OSError:
+                pass
+        os.rmdir(scratch)
+        break
+    except FileNotFoundError:
+        break
+    except OSError:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
 """
 
 
