@@ -1,5 +1,6 @@
 """Settings shared by the whole test suite."""
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,14 @@ from tests.foreign_plugins import OFF as FOREIGN_PLUGINS_OFF
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "pytest-executor-hypothesis"))
 settings.register_profile("pytest-executor", database=None)
 settings.load_profile("pytest-executor")
+
+# dask imports the importlib_metadata backport, which adds its own distribution
+# finder to sys.meta_path and deletes the standard one.  Imported first inside a
+# test that uses pytester, pytester's restore of sys.meta_path then drops the
+# backport's finder too: no distribution is found any more, and every later
+# in-process run loads no plugin ("unrecognized arguments: --executor-...").
+with contextlib.suppress(ImportError):
+    import importlib_metadata  # noqa: F401
 
 
 ASYNCIO_SCOPE_UNSET = 'ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset'
