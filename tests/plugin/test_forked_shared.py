@@ -192,3 +192,53 @@ def test_what_cannot_be_shared_is_a_usage_error(pytester: pytest.Pytester, names
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {error}"])
     assert not (pytester.path / "log").exists(), "nothing may run"
+
+
+UNUSED = "*has no effect: no selected test runs on the forked backend (they run on process); it applies with " \
+    '--executor-backend=forked or to tests marked job(backend="forked")'
+
+
+def test_the_option_without_a_forked_test_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=TESTS)
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=process", "--executor-workers=1", "--executor-fork-shared=shared"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --executor-fork-shared=shared{UNUSED}"])
+    assert not (pytester.path / "log").exists(), "nothing may run"
+
+
+def test_the_ini_option_without_a_forked_test_is_a_warning_line(pytester: pytest.Pytester) -> None:
+    """Project configuration: a run that selects no forked test (``-k``, one file) still runs."""
+    pytester.makeini(INNER_INI + "executor_fork_shared = shared\n")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_plain="def test_a(shared): pass\ndef test_b(): pass\n")
+    result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=1")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"executor: warning: executor_fork_shared=shared{UNUSED}"])
+
+
+MARKED = """
+import pytest
+
+
+@pytest.mark.job(backend="forked")
+def test_forked(shared):
+    assert shared["settings"]["base"] == 7
+
+
+def test_local():
+    pass
+"""
+
+
+def test_the_option_with_some_tests_marked_forked_is_accepted(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest_subprocess("--executor-workers=1", "--executor-fork-shared=shared")
+    result.assert_outcomes(passed=2)
+    assert "has no effect" not in result.stdout.str() + result.stderr.str()
+    assert [line.split()[0] for line in _log(pytester)] == ["setup", "teardown"]
