@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -176,6 +177,28 @@ def test_what_a_test_leaves_running_is_killed_with_its_child(pytester: pytest.Py
     for name in ("child.pid", "detached.pid"):
         pid = int((pytester.path / name).read_text())
         assert not alive(pid), f"{name}: process {pid} outlived its test"
+
+
+HAS_CHILDREN = """
+import subprocess
+import sys
+
+from executor._kill import has_children
+
+assert not has_children(), "a fresh interpreter has no child"
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+assert has_children(), "a running child"
+child.stdin.close()  # it ends
+child.wait()
+assert not has_children(), "the child was reaped"
+print("ok")
+"""
+
+
+def test_has_children_sees_a_running_child_and_not_a_reaped_one() -> None:
+    """The worker's check after each forked test (one waitid) against a real child, in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", HAS_CHILDREN], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 DETACHED_THEN_NEXT = """
