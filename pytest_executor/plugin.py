@@ -99,7 +99,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if state.worker and not state.settings["with-deps"]:
         return  # our worker plans only to pull in the same dependencies as the controller; none here
-    from pytest_executor.plan._planner import choose_backends, plan_session
+    from pytest_executor.plan._planner import choose_backends, plan_session, unused_fork_shared
 
     plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     if plan.pulled_in:
@@ -109,6 +109,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state.worker:
         return
     choose_backends(config, plan)
+    unused = unused_fork_shared(config, plan)
+    if unused is not None:
+        state.notes.append(unused)
     from pytest_executor.run.controller import Controller
     from pytest_executor.views.report import run_metadata
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import pytest
 
-from executor._kill import kill_own_descendants, signal_group, signal_name
+from executor._kill import has_children, kill_own_descendants, signal_group, signal_name
 from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
 from pytest_executor.backends._fork_shared import SharedFixtures
@@ -423,24 +423,8 @@ def _poll_alive(pid: int) -> bool:
 def _clean_up_after(pid: int) -> None:
     """Kill what the child left running: its process group, then whatever the worker adopted."""
     signal_group(pid, signal.SIGKILL)
-    if _has_children():
+    if has_children():
         kill_own_descendants()
-
-
-def _has_children() -> bool:
-    """Whether this process has a child (cheap on Linux: no scan of every process)."""
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return True  # cannot tell: look the slow way
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as children:
-                if children.read().strip():
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 def _exit_reason(returncode: int) -> str:

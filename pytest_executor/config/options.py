@@ -151,7 +151,8 @@ OPTIONS: list[Option] = [
         "once per worker, before forking, and shares copy-on-write with every test's child "
         "instead of setting them up around each test. Only for fixtures whose value the "
         "tests may change in memory alone: files, databases or connections they reach "
-        "would be shared by all tests.",
+        "would be shared by all tests. A usage error when no selected test runs on the "
+        "forked backend (from the ini file: a warning line).",
         parse_names,
         metavar="NAME[,NAME...]",
     ),

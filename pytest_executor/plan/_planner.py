@@ -17,7 +17,7 @@ import pytest
 from pytest_executor.plan._collect_more import CollectFailed
 from pytest_executor.plan.dag import DependencyCycle, NameNotFound, NodeIndex, find_cycles, topological_order
 from pytest_executor.config.marker import SPEC_KEY, JobSpec, MarkerError, job_spec
-from pytest_executor.config.options import BACKENDS, IN_PROCESS_BACKENDS
+from pytest_executor.config.options import BACKENDS, IN_PROCESS_BACKENDS, find_option, raw_option
 
 
 @final
@@ -204,6 +204,30 @@ def choose_backends(config: pytest.Config, plan: Plan) -> None:
     if errors:
         raise _error_lines(errors)
     _refuse_setup_display_on_workers(config, plan)
+
+
+def unused_fork_shared(config: pytest.Config, plan: Plan) -> str | None:
+    """``--executor-fork-shared`` set while no selected test runs forked: a usage error, or a warning line.
+
+    Given on the command line, the option asks for something this run cannot
+    do: an error, before any test runs.  Set in the ini file, it is project
+    configuration that stays right when a run selects only tests of other
+    backends (``-k``, one file, or a suite that marks only some tests
+    ``job(backend="forked")``): an error would break such runs, so the one
+    line returned says that it is ignored.
+    """
+    raw, source = raw_option(config, "fork-shared")
+    if raw is None or not plan.items or "forked" in plan.backends:
+        return None
+    option = find_option("fork-shared")
+    used = ", ".join(sorted(set(plan.backends)))
+    message = (
+        f"{source}={raw} has no effect: no selected test runs on the forked backend (they run on {used}); "
+        f'it applies with --executor-backend=forked or to tests marked job(backend="forked")'
+    )
+    if source == option.cli:
+        raise pytest.UsageError(message)
+    return f"executor: warning: {message}"
 
 
 #: pytest options that print fixture setup/teardown as it happens, from the pytest process; each

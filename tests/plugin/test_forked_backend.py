@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -176,6 +177,62 @@ def test_what_a_test_leaves_running_is_killed_with_its_child(pytester: pytest.Py
     for name in ("child.pid", "detached.pid"):
         pid = int((pytester.path / name).read_text())
         assert not alive(pid), f"{name}: process {pid} outlived its test"
+
+
+HAS_CHILDREN = """
+import subprocess
+import sys
+
+from executor._kill import has_children
+
+assert not has_children(), "a fresh interpreter has no child"
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+assert has_children(), "a running child"
+child.stdin.close()  # it ends
+child.wait()
+assert not has_children(), "the child was reaped"
+print("ok")
+"""
+
+
+def test_has_children_sees_a_running_child_and_not_a_reaped_one() -> None:
+    """The worker's check after each forked test (one waitid) against a real child, in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", HAS_CHILDREN], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+DETACHED_THEN_NEXT = """
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_leaves_a_detached_child_behind():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    Path(__file__).with_name("detached.pid").write_text(str(proc.pid))
+
+
+def test_next_starts_after_it_was_killed():
+    pid = int(Path(__file__).with_name("detached.pid").read_text())
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone (and reaped) already
+    # Readable once the process exited: at once if the worker killed it before forking this test.
+    ready, _, _ = select.select([pidfd], [], [], 20)
+    assert ready, f"process {pid}, detached by the previous test, still runs in the next one"
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the check waits on a pidfd (Linux >= 5.3)")
+def test_a_detached_process_is_killed_before_the_workers_next_test(pytester: pytest.Pytester) -> None:
+    """The worker adopts (subreaper) and kills what a test detached as soon as its child is gone."""
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_detached=DETACHED_THEN_NEXT)
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
 
 
 THREADED_CONFTEST = """

@@ -94,13 +94,19 @@ def _log(pytester: pytest.Pytester) -> list[str]:
     return (pytester.path / "log").read_text().splitlines()
 
 
-def test_a_shared_fixture_is_set_up_once_in_the_worker_and_copied_on_write(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI)
+ONE_FORKED_WORKER = ("--executor-backend=forked", "--executor-workers=1")
+
+
+def _run(pytester: pytest.Pytester, *args: str, ini: str = "", **files: str) -> pytest.RunResult:
+    """Run ``files`` (module name: source) with the shared conftest in a fresh pytest process."""
+    pytester.makeini(INNER_INI + ini)
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_shared=TESTS)
-    result = pytester.runpytest_subprocess(
-        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=shared"
-    )
+    pytester.makepyfile(**files)
+    return pytester.runpytest_subprocess(*args)
+
+
+def test_a_shared_fixture_is_set_up_once_in_the_worker_and_copied_on_write(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, *ONE_FORKED_WORKER, "--executor-fork-shared=shared", test_shared=TESTS)
     result.assert_outcomes(passed=5)
     children = {(pytester.path / f"pid-{n}").read_text() for n in range(4)}
     assert len(children) == 4, "each test must still run in a child of its own"
@@ -112,30 +118,25 @@ def test_a_shared_fixture_is_set_up_once_in_the_worker_and_copied_on_write(pytes
 
 
 def test_by_default_a_session_fixture_is_built_in_every_child(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_shared=TESTS)
-    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1")
+    result = _run(pytester, *ONE_FORKED_WORKER, test_shared=TESTS)
     result.assert_outcomes(passed=5)
     assert [line.split()[0] for line in _log(pytester)] == ["setup", "teardown"] * 4
 
 
 def test_the_ini_option_and_one_sharing_per_worker(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI + "executor_fork_shared = shared\n")
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_shared=TESTS)
-    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=2")
+    result = _run(
+        pytester, "--executor-backend=forked", "--executor-workers=2",
+        test_shared=TESTS, ini="executor_fork_shared = shared\n"
+    )
     result.assert_outcomes(passed=5)
     log = _log(pytester)
     assert sorted(line.split()[0] for line in log) == ["setup"] * 2 + ["teardown"] * 2, log
 
 
 def test_a_shared_fixture_that_fails_errors_each_test_using_it(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_broken="def test_a(broken): pass\ndef test_b(broken): pass\ndef test_c(): pass\n")
-    result = pytester.runpytest_subprocess(
-        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=broken"
+    result = _run(
+        pytester, *ONE_FORKED_WORKER, "--executor-fork-shared=broken",
+        test_broken="def test_a(broken): pass\ndef test_b(broken): pass\ndef test_c(): pass\n"
     )
     result.assert_outcomes(passed=1, errors=2)
     result.stdout.fnmatch_lines(
@@ -145,11 +146,9 @@ def test_a_shared_fixture_that_fails_errors_each_test_using_it(pytester: pytest.
 
 
 def test_a_shared_fixture_whose_teardown_fails_is_in_the_warnings_summary(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_teardown="def test_a(breaks_at_teardown): pass\ndef test_b(breaks_at_teardown): pass\n")
-    result = pytester.runpytest_subprocess(
-        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=breaks_at_teardown"
+    result = _run(
+        pytester, *ONE_FORKED_WORKER, "--executor-fork-shared=breaks_at_teardown",
+        test_teardown="def test_a(breaks_at_teardown): pass\ndef test_b(breaks_at_teardown): pass\n"
     )
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(
@@ -160,11 +159,9 @@ def test_a_shared_fixture_whose_teardown_fails_is_in_the_warnings_summary(pytest
 
 
 def test_a_shared_fixture_that_starts_a_thread_falls_back_to_subprocess(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INNER_INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_threaded="def test_a(threaded): pass\ndef test_b(): pass\n")
-    result = pytester.runpytest_subprocess(
-        "--executor-backend=forked", "--executor-workers=1", "--executor-fork-shared=threaded"
+    result = _run(
+        pytester, *ONE_FORKED_WORKER, "--executor-fork-shared=threaded",
+        test_threaded="def test_a(threaded): pass\ndef test_b(): pass\n"
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
@@ -183,12 +180,51 @@ def test_a_shared_fixture_that_starts_a_thread_falls_back_to_subprocess(pytester
     ],
 )
 def test_what_cannot_be_shared_is_a_usage_error(pytester: pytest.Pytester, names: str, error: str) -> None:
-    pytester.makeini(INNER_INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_shared=TESTS)
-    result = pytester.runpytest_subprocess(
-        "--executor-backend=forked", "--executor-workers=1", f"--executor-fork-shared={names}"
-    )
+    result = _run(pytester, *ONE_FORKED_WORKER, f"--executor-fork-shared={names}", test_shared=TESTS)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {error}"])
     assert not (pytester.path / "log").exists(), "nothing may run"
+
+
+UNUSED = "*has no effect: no selected test runs on the forked backend (they run on process); it applies with " \
+    '--executor-backend=forked or to tests marked job(backend="forked")'
+
+
+def test_the_option_without_a_forked_test_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = _run(
+        pytester, "--executor-backend=process", "--executor-workers=1", "--executor-fork-shared=shared", test_shared=TESTS
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --executor-fork-shared=shared{UNUSED}"])
+    assert not (pytester.path / "log").exists(), "nothing may run"
+
+
+def test_the_ini_option_without_a_forked_test_is_a_warning_line(pytester: pytest.Pytester) -> None:
+    """Project configuration: a run that selects no forked test (``-k``, one file) still runs."""
+    result = _run(
+        pytester, "--executor-backend=process", "--executor-workers=1",
+        test_plain="def test_a(shared): pass\ndef test_b(): pass\n", ini="executor_fork_shared = shared\n"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"executor: warning: executor_fork_shared=shared{UNUSED}"])
+
+
+MARKED = """
+import pytest
+
+
+@pytest.mark.job(backend="forked")
+def test_forked(shared):
+    assert shared["settings"]["base"] == 7
+
+
+def test_local():
+    pass
+"""
+
+
+def test_the_option_with_some_tests_marked_forked_is_accepted(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "--executor-workers=1", "--executor-fork-shared=shared", test_marked=MARKED)
+    result.assert_outcomes(passed=2)
+    assert "has no effect" not in result.stdout.str() + result.stderr.str()
+    assert [line.split()[0] for line in _log(pytester)] == ["setup", "teardown"]
