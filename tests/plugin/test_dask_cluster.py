@@ -396,7 +396,10 @@ RECORD = Path((HERE / "record.txt").read_text())
 def kill_my_dask_worker():
     print("output so far")
     time.sleep(1.0)  # margin for the host to forward the captured output (it looks every 0.1 s)
-    os.kill(os.getppid(), signal.SIGKILL)  # the session's parent is its dask worker
+    # the session is a worker of its host's process pool, forked by the pool's zygote, a child of the dask worker
+    with open(f"/proc/{os.getppid()}/stat") as stat:
+        dask_worker = int(stat.read().rsplit(")", 1)[1].split()[1])
+    os.kill(dask_worker, signal.SIGKILL)
     time.sleep(60)  # the session dies with its host (lifeline) long before
 
 
