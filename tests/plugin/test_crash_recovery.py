@@ -130,3 +130,22 @@ def test_items_whose_teardown_was_pending_on_a_crashed_worker_still_end(pytester
     ])
     result.stdout.no_fnmatch_line("*test_fails_once FAILED*")
     assert (pytester.path / "out.xml").read_text().count("<testcase ") == 4
+
+
+def test_on_dask_items_whose_teardown_was_pending_on_a_crashed_session_still_end(pytester: pytest.Pytester) -> None:
+    """The same on the ``dask`` backend: a session's call answers carry the teardown of the item before."""
+    pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_pending=BEFORE_A_CRASH)
+    # a LocalCluster of one worker for the run: the retry finds the marker file its first attempt wrote
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-v", "-p",
+                                           "no:randomly", "--junitxml=out.xml")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([
+        "test_pending.py::test_passes PASSED*",
+        "test_pending.py::test_exits FAILED*",
+        "*worker d0 crashed while running test_pending.py::test_exits (exit code 3)*",
+        "dask * 4 * 3 * 1 * 0 * 0 * 0 * 0 * 0 * 5 *",
+    ])
+    result.stdout.no_fnmatch_line("*test_fails_once FAILED*")
+    assert (pytester.path / "out.xml").read_text().count("<testcase ") == 4
