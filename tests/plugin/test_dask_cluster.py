@@ -168,7 +168,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 150) -> str:
 
 
 def _left_behind(cluster: Cluster) -> list[str]:
-    """Copies of the suite or session processes still on the workers."""
+    """Copies of the suite or session processes (and their pools' zygotes) still on the workers."""
     copies = [str(p) for p in cluster.root.glob("worker-*/dask-scratch-space/pytest-executor-*")]
     sessions = []
     for proc in cluster.workers:
@@ -181,8 +181,9 @@ def _left_behind(cluster: Cluster) -> list[str]:
                 command = child.cmdline()
             except psutil.Error:  # a session that ended meanwhile (gone, or a zombie not yet reaped) is not left
                 continue
-            if "pytest_executor.backends.worker" in command:
-                sessions.append(" ".join(command))
+            # a session is a worker of its host's engine pool: it and the pool's zygote run zygote_main
+            if any("zygote_main" in part for part in command):
+                sessions.append(" ".join(command[:3]))
     return copies + sessions
 
 
