@@ -184,7 +184,7 @@ def session_host(spec: dict[str, Any], root: str | None, serve: _hosted.Serve) -
     # a warning pytest would make an error under -W error, about the plugin's own modules only.
     for package in ("pytest_executor", "executor"):  # -W takes a literal message prefix
         args += ["-W", f"ignore:{_NOT_REWRITTEN}{package}:pytest.PytestAssertRewriteWarning"]
-    return _hosted.host_session(args, basetemp, env, "d", serve, label=spec["wid"])
+    return _hosted.host_session(args, basetemp, env, "d", serve, label=spec["wid"], compact_reports=True)
 
 
 def _wanted(worker: Any, key: Any) -> bool:

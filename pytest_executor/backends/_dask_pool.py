@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from pytest_executor.backends._compact import CompactReports
 from pytest_executor.backends._dask_session import RemoteWorker, Slot
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
@@ -52,6 +53,7 @@ class SessionPool:
         self.config = config
         self.workers = workers
         self._session: pytest.Session | None = None
+        self._compact = CompactReports(None)
         self._selector = selectors.DefaultSelector()
         self._pool: list[RemoteWorker] = []
         self._backlog: deque[ItemTask] = deque()
@@ -78,6 +80,7 @@ class SessionPool:
         if self._session is not None:
             return
         self._session = session
+        self._compact = CompactReports(session)
         self._forward_output = self.config.getoption("capture", default="fd") in ("no", "tee-sys")
         options, self._positionals = split_invocation_args(self.config)
         self._options = drop_basetemp(options)
@@ -257,8 +260,11 @@ class SessionPool:
                 slot.start = time.time()
             self._events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": tuple(kwargs["location"]), "worker": wid}))
         elif name == "logreport":
-            worker.reported.add(str(kwargs["data"].get("nodeid", "")))
-            report = self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"])
+            if "compact" in kwargs:  # a plain passed phase: rebuilt from the controller's item
+                report = self._compact.rebuild(kwargs["nodeid"], kwargs["compact"])
+            else:
+                report = self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"])
+            worker.reported.add(report.nodeid)
             self._events.append(("logreport", {"report": report, "worker": wid}))
         elif name == "result":
             slot = self._slot(worker, kwargs["index"], resolved=False)

@@ -49,6 +49,7 @@ from typing import Any
 
 import pytest
 
+from pytest_executor.backends._compact import ENV_COMPACT
 from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_pool import Batches
@@ -61,7 +62,7 @@ _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
 """Seconds to wait for sessions to report their end once told to stop."""
 _CAPTURE_KEEP = 64 * 1024
-_FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+_FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", ENV_COMPACT)
 """Controller environment that shapes the pytest session, passed to remote sessions."""
 _HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host")
 """Imported once by the fork server of a LocalCluster started for the run, not by each worker."""
