@@ -3,7 +3,7 @@
 Most phase reports of a real suite say nothing but "passed, took this long":
 no output, no warnings attached, no user properties, no extra attributes,
 the item's own keywords.  A worker session whose channel accepts it
-(``compact_reports`` on the channel, set by the ``process`` backend's
+(``compact_reports`` on the channel, set by the ``process`` and ``dask`` backends'
 :class:`~pytest_executor.backends._hosted.EngineLink`) sends such a report
 as ``("logreport", {"nodeid": str, "compact": (when, duration, start, stop)})``
 instead of ``pytest_report_to_serializable``'s dict.  The controller rebuilds

@@ -19,13 +19,13 @@ import signal
 import time
 from typing import Any
 
-from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
+from pytest_executor.backends._dask_pool import SessionPool
+from pytest_executor.backends._dask_session import RemoteWorker, Slot
+from pytest_executor.backends._failed_item import item_report
 from pytest_executor.backends._runner import ItemTask
-from pytest_executor.backends._pipe_pool import WorkerPool
-from pytest_executor.backends._pipe_worker import Slot
 
 
-class ElasticPool(WorkerPool):
+class ElasticPool(SessionPool):
     """A pool of dask-hosted sessions that follows its cluster (see the module docstring)."""
 
     _client: Any
@@ -55,14 +55,6 @@ class ElasticPool(WorkerPool):
         """The scheduler's address, for messages."""
         raise NotImplementedError
 
-    def _wait_session(self, remote: RemoteProcess, timeout: float | None) -> int:
-        """Block until the session's exit is known (or ``timeout``)."""
-        raise NotImplementedError
-
-    def _to_host(self, wid: str, item: list[Any]) -> None:
-        """Send ``item`` to the session's host task."""
-        raise NotImplementedError
-
     # -- cluster news ----------------------------------------------------------------------
 
     def _on_cluster(self, kind: str, msg: dict[str, Any]) -> None:
@@ -73,7 +65,7 @@ class ElasticPool(WorkerPool):
         elif kind == "remove-worker":
             if self._elastic:
                 self.workers = max(1, self.workers - 1)
-            gone = [w for w in self._pool if isinstance(w, RemoteWorker) and w.address == msg["worker"]]
+            gone = [w for w in self._pool if w.address == msg["worker"]]
             for worker in gone:
                 if worker.exited:
                     continue
@@ -87,7 +79,7 @@ class ElasticPool(WorkerPool):
                 self._scheduler_lost(str(msg.get("reason") or "connection lost"))
                 return
             session = self._by_wid.get(str(msg["wid"]))
-            if session is not None and not session.exited and session.proc.returncode is None:
+            if session is not None and not session.exited and session.returncode is None:
                 if msg.get("status") == "error" and session.address is None:
                     self._fail(f"session {session.wid} could not start on the dask cluster: {msg.get('reason')}")
                 else:
@@ -101,8 +93,8 @@ class ElasticPool(WorkerPool):
         self._drain(worker.wid, notify=False)
         if worker.exited:
             return
-        if worker.proc.returncode is None:
-            worker.proc.returncode = -int(signal.SIGKILL)
+        if worker.returncode is None:
+            worker.returncode = -int(signal.SIGKILL)
             worker.tail += f"\n[the dask worker {worker.address or '?'} hosting this session was lost]\n".encode()
         self._exited(worker)
 
@@ -122,8 +114,8 @@ class ElasticPool(WorkerPool):
                 self._fail_slot(worker, slot, "call", message, worker.read_capture())
             else:
                 self._backlog.appendleft(slot.task)
-        if worker.proc.returncode is None:
-            worker.proc.returncode = -int(signal.SIGTERM)
+        if worker.returncode is None:
+            worker.returncode = -int(signal.SIGTERM)
         worker.closing = True  # not a crash: no start failure is counted
         self._close_worker(worker, kill=False)
         if worker in self._pool:
@@ -133,7 +125,7 @@ class ElasticPool(WorkerPool):
 
     def _close_slot(self, worker: RemoteWorker, slot: Slot) -> None:
         """End an item whose outcome was reported but whose teardown was lost with its worker."""
-        report = self._make_report(slot.task, "teardown", "passed", None, [], 0)
+        report = item_report(self._session, slot.task, "teardown", "passed", None, [], 0)
         self._events.append(("logreport", {"report": report, "worker": worker.wid}))
         start = slot.start or time.time()
         self._events.append(("done", {"index": slot.task.index, "worker": worker.wid, "start": start,
@@ -165,7 +157,6 @@ class ElasticPool(WorkerPool):
         self._dead = f"{gone}; this test did not run"
         self._learn_controller_ids()
         for worker in list(self._pool):
-            assert isinstance(worker, RemoteWorker)
             slots = list(worker.slots)
             worker.slots.clear()
             worker.load = 0
@@ -176,8 +167,8 @@ class ElasticPool(WorkerPool):
                     self._fail_slot(worker, slot, "call", f"{gone} while this test ran", worker.read_capture())
                 else:
                     self._fail_slot(worker, slot, "setup", self._dead, ("", ""))
-            if worker.proc.returncode is None:
-                worker.proc.returncode = -int(signal.SIGKILL)
+            if worker.returncode is None:
+                worker.returncode = -int(signal.SIGKILL)
             self._close_worker(worker, kill=False)
             self._let_go(worker)
         self._pool.clear()
@@ -187,7 +178,7 @@ class ElasticPool(WorkerPool):
         self._check_finished()
 
     def _fail_task(self, task: ItemTask) -> None:
-        stand_in = RemoteWorker("-", RemoteProcess(self, "-"), -1, -1, -1, -1, None)
+        stand_in = RemoteWorker("-")
         self._fail_slot(stand_in, Slot(task), "setup", self._dead or "the dask cluster is gone", ("", ""))
 
     def _check_finished(self) -> None:

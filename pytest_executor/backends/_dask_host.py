@@ -1,98 +1,72 @@
 """The dask-worker side of the ``dask`` backend: the host task that runs one pytest session.
 
-:func:`host_session` runs as one long task on a dask worker.  It starts the
-pytest worker session (:mod:`pytest_executor.backends.worker`) as a child
-process, joined to it by local pipes only (the same framed protocol as the
-``process`` backend), and relays between that session and the controller
-through dask's own comms — nothing else crosses the network:
+:func:`host_session` runs as one long task on a dask worker.  The session is
+the hosted worker state of an engine
+:class:`~executor.engine.backend.process.ProcessPool` of one worker, the same
+state as the ``process`` backend's (:mod:`~pytest_executor.backends._hosted`):
+each item is a call of :func:`~pytest_executor.backends._hosted.run_task`,
+answered with the session's events.  The host relays between that session and
+the controller through dask's own comms; nothing else crosses the network:
 
-* **to the controller**: :meth:`distributed.Worker.log_event` on the run's
-  topic (the controller subscribed to it).  Each event carries the session's
-  channel bytes, its own stdout/stderr, the growth of its capture files (so a
-  test whose worker is killed still shows its output so far) and, last, its
-  exit status.  Events are sent as soon as data arrives, but at most one per
-  :data:`BATCH_SECONDS` per session: a burst of small frames becomes one event.
-* **from the controller**: the session's ``distributed.Queue``.  A receiver
-  thread waits on it and writes frames into the session's input pipe, or obeys
-  ``kill``/``abort``/``stop``.
+* **to the controller** (:class:`~pytest_executor.backends._dask_relay.Relay`):
+  the session's collection, the start of each item, each call's answer
+  (``events``), the session's own output, the growth of its capture files (so
+  a test whose dask worker is killed still shows its output so far) and, last,
+  how the session ended (``exit``);
+* **from the controller**: the session's ``distributed.Queue``, read by this
+  task's thread, which hands ``run``/``shutdown``/``stop`` to the host's event
+  loop (a thread of its own, where the pool lives).
 
-The session runs in its own process group, watches a lifeline pipe (it dies
-with its host) and is killed with its whole tree when the host ends.  A
-watchdog ends the session when this task is cancelled (the controller went
-away, or gave up on this incarnation after a worker loss) or the worker is
-closing.
+Items run one call at a time, in the order they came: a call queued in the
+worker behind another (the pool's prefetch) would, if the worker died, be run
+again by the pool in a fresh worker, that is, in a new session, while the
+controller hands it out elsewhere.  The next call follows the answer through a
+local socket, which costs far less than the trip to the controller the
+controller's own prefetch hides.  A call's ``timeout`` is kept here, from the
+moment the item starts: the pool stops the worker with SIGABRT (faulthandler
+dumps its stack into the output relayed) and kills its group.  A crash or a
+timeout ends the host task, whose ``exit`` names the item: the controller
+reports it and replaces the session, as it would a lost dask worker.
+
+Nothing is left behind: the host kills the session when the controller says
+``stop``, when this task is no longer wanted (cancelled, the worker closing:
+a watchdog looks every second) and when it ends; the pool's zygote dies with
+the host's loop thread and its workers with it (``PR_SET_PDEATHSIG``, see
+:mod:`executor._lifeline`), so a dask worker killed outright takes its session
+along.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-import pickle
-import re
-import selectors
 import signal
-import struct
-import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections import deque
+from functools import partial
+from typing import Any, Callable
 
 from executor._kill import kill_tree
-from pytest_executor.backends._protocol import (
-    ENV_PATH_MAP,
-    spawn_piped_session,
-    write_all,
-)
+from executor.engine.backend.process import ProcessPool
+from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
+from executor.engine.state import WorkerState
 
-BATCH_SECONDS = 0.005
-"""At most one event per session per this many seconds: bursts are coalesced."""
-_MAX_EVENT_BYTES = 1 << 20
+from pytest_executor.backends import _hosted
+from pytest_executor.backends._dask_copy import copy_root, session_host
+from pytest_executor.backends._dask_relay import CaptureFollower, Relay
+
 _CAPTURE_POLL = 0.1
-"""Seconds between looks at the session's capture files (their growth is the output so far)."""
+"""Seconds between looks at the session's capture files while it runs (their growth is the output so far)."""
 _WATCHDOG = 1.0
 """Seconds between checks that this task is still wanted."""
+_DROP_GRACE = 30.0
+"""Seconds a session that said ``bye`` gets to end before it is killed."""
 _ALIVE_STATES = ("executing", "long-running")
-ENV_DASK_WORKER = "PYTEST_EXECUTOR_DASK_WORKER"
-"""Set in a session to the address of the dask worker hosting it."""
+_KILLED = -int(signal.SIGKILL)
 
-
-def copy_folder(name: str, nanny_address: str) -> str:
-    """The folder name of the run's copy ``name`` for the nanny at ``nanny_address`` (one copy per nanny)."""
-    return f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '-', nanny_address).strip('-')}"
-
-
-def copy_root(worker: Any, name: str) -> str:
-    """Where ``worker``'s nanny unpacked the copy ``name`` (:class:`~pytest_executor.backends._dask_ship.ShippedCopy`).
-
-    The nanny unpacks it into its own local directory, the parent of the
-    worker's (``<local-directory>/dask-scratch-space``), in a folder named
-    for the nanny too: nannies may share that directory.
-    """
-    return os.path.join(os.path.dirname(worker.local_directory), copy_folder(name, str(worker.nanny or "")))
-
-
-def remove_copy(name: str, dask_worker: Any = None) -> None:
-    """Run on each worker at the end (``client.run``): remove the run's copy and scratch there."""
-    if dask_worker is not None:
-        remove_run_dirs(copy_root(dask_worker, name))
-
-
-def remove_run_dirs(root: str) -> None:
-    """Remove a run's copy at ``root`` and its sessions' scratch folders."""
-    import shutil
-
-    for path in (root, root + "-tmp"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _resolve(arg: Any, root: str | None) -> str:
-    """An argument as sent: a string, or ``(head, relative path, tail)`` inside the shipped copy."""
-    if isinstance(arg, str):
-        return arg
-    head, rel, tail = arg
-    assert root is not None
-    return f"{head}{os.path.join(root, rel) if rel else root}{tail}"
 
 
 def host_session(spec: dict[str, Any]) -> int:
@@ -103,8 +77,7 @@ def host_session(spec: dict[str, Any]) -> int:
     from distributed import Queue, get_client, get_worker
 
     worker = get_worker()
-    wid: str = spec["wid"]
-    relay = _Relay(worker, spec["topic"], wid)
+    relay = Relay(worker, spec["topic"], spec["wid"])
     root: str | None = None
     if spec["copy"] is not None:
         root = os.path.realpath(copy_root(worker, spec["copy"]))  # as the session's getcwd() will say
@@ -124,59 +97,25 @@ def host_session(spec: dict[str, Any]) -> int:
         relay.flush()
         return 70
     key = worker.get_current_task()
-    proc, life_w, out_r, chan_r, chan_w = _start({**spec, "dask_worker": worker.address}, root)
-    relay.post("start", address=worker.address, pid=proc.pid)
+    relay.post("start", address=worker.address)
     relay.flush()
+    host = _Host({**spec, "dask_worker": worker.address}, root, relay, lambda: _wanted(worker, key))
+    host.thread.start()
     queue: Any = None
-    receiver: threading.Thread | None = None
     try:
         # The worker's client connects to the scheduler (a TLS handshake) while the session imports pytest.
         queue = Queue(spec["queue"], client=get_client())
-        receiver = threading.Thread(
-            target=_receive, args=(queue, proc, chan_w), name=f"pytest-executor-{wid}-receiver", daemon=True
-        )
-        receiver.start()
-        returncode = _supervise(proc, relay, out_r, chan_r, lambda: _wanted(worker, key))
+        if host.attach(queue):
+            _receive(queue, host)
     finally:
-        kill_tree(proc.pid)
-        returncode = proc.wait()
-        os.close(life_w)  # the session's lifeline: it dies with its host
-        for fd in (out_r, chan_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        relay.post("exit", returncode=returncode)
+        host.take([["stop"]])  # no-op once the host ended
+        host.thread.join()
+        relay.post("exit", **host.ending)
         relay.flush()
-        if receiver is not None:
-            # The receiver waits on the queue: our own "end" ends it before we let go of the queue.
-            with contextlib.suppress(Exception):
-                queue.put([["end"]], timeout=5)
-            receiver.join(timeout=10)
         if queue is not None:
             with contextlib.suppress(Exception):
                 queue.close()
-        with contextlib.suppress(OSError):
-            os.close(chan_w)
-    return returncode
-
-
-def _start(spec: dict[str, Any], root: str | None) -> tuple[subprocess.Popen[bytes], int, int, int, int]:
-    """Start the session: (process, lifeline write end, output read end, channel read end, channel write end)."""
-    env = {**os.environ, **spec["env"], ENV_DASK_WORKER: spec["dask_worker"]}
-    argv = [_resolve(arg, root) for arg in spec["argv"]]
-    cwd = spec["cwd"] if root is None else os.path.join(root, spec["cwd"])
-    if root is not None:
-        scratch = os.path.join(root + "-tmp", spec["wid"])
-        os.makedirs(os.path.dirname(scratch), mode=0o700, exist_ok=True)
-        argv.insert(0, f"--basetemp={scratch}")
-        paths = [os.path.join(root, rel) if rel else root for rel in spec["pythonpath"]]
-        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env[ENV_PATH_MAP] = f"{root}\n{spec['rootdir']}"
-    if spec["module"]:
-        prefix = [sys.executable, "-m", "pytest"]
-    else:  # like the pytest console script: the working directory is not importable
-        prefix = [sys.executable, "-c", "import sys; sys.path.pop(0); import pytest; raise SystemExit(pytest.main())"]
-    proc, c2w_w, w2c_r, out_r, life_w = spawn_piped_session([*prefix, *argv], cwd, env, spec["wid"])
-    return proc, life_w, out_r, w2c_r, c2w_w
+    return int(host.ending["returncode"])
 
 
 def _wanted(worker: Any, key: Any) -> bool:
@@ -187,154 +126,240 @@ def _wanted(worker: Any, key: Any) -> bool:
     return state is not None and state.state in _ALIVE_STATES
 
 
-def _receive(queue: Any, proc: subprocess.Popen[bytes], chan_w: int) -> None:
-    """Thread: obey the controller's queue until ``end``/``stop`` (or the queue fails)."""
+def _receive(queue: Any, host: _Host) -> None:
+    """Hand the controller's items to the host until ``end``/``stop`` (or the queue fails)."""
     while True:
         try:
             items = queue.get()
         except Exception:  # the worker or the scheduler is going away
             return
-        for item in items:
-            kind = item[0]
-            if kind == "frame":
-                with contextlib.suppress(OSError):
-                    write_all(chan_w, item[1])
-            elif kind == "abort":  # timeout: faulthandler dumps the stack, then the session dies
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGABRT)
-            elif kind in ("kill", "stop"):
-                kill_tree(proc.pid)
-            if kind in ("end", "stop"):
-                return
+        host.take(items)
+        if any(item[0] in ("end", "stop") for item in items):
+            return
 
 
-class _Relay:
-    """Events to the controller: coalesced per :data:`BATCH_SECONDS`, sent through the worker's stream."""
+def _noop(link: _hosted.EngineLink) -> None:
+    """A call that only makes sure the session is up (it starts and collects first)."""
 
-    def __init__(self, worker: Any, topic: str, wid: str) -> None:
-        self.worker = worker
-        self.topic = topic
-        self.wid = wid
-        self.pending: list[list[Any]] = []
-        self.size = 0
-        self.last = 0.0
+
+class _Host:
+    """The session's pool and the relay, on an event loop of their own thread (see the module docstring)."""
+
+    def __init__(self, spec: dict[str, Any], root: str | None, relay: Relay, wanted: Callable[[], bool]) -> None:
+        self.relay = relay
+        self.wanted = wanted
+        self.loop = asyncio.new_event_loop()
+        self.state = WorkerState(host=partial(session_host, spec, root), name="pytest-session", max_workers=1,
+                                 capture_output=True)
+        self.pool: ProcessPool | None = None
+        self.todo: deque[tuple[int, int, str, float | None]] = deque()
+        self.shutting = False
+        self.ready = False
+        self.serving: asyncio.Task[None] | None = None
+        self.ending: dict[str, Any] = {"returncode": _KILLED}
+        """The ``exit`` item: ``returncode``, and ``index``/``timeout`` of the item a crash or timeout ended."""
+        self.captures = CaptureFollower()
+        self.collected = False
+        self._done: asyncio.Future[None] | None = None
+        self._flushing: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()
+        self._queue: Any = None
+        self._over = False
+        self.thread = threading.Thread(target=self._run, name=f"pytest-executor-{spec['wid']}-host", daemon=True)
+
+    # -- the task's thread ---------------------------------------------------------
+
+    def attach(self, queue: Any) -> bool:
+        """Keep the session's queue (the host puts ``end`` in it when it ends); False if it ended already."""
+        with self._lock:
+            self._queue = queue
+            return not self._over
+
+    def take(self, items: list[list[Any]]) -> None:
+        """Thread-safe: obey the controller's items on the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the host ended
+            self.loop.call_soon_threadsafe(self._take, items)
+
+    # -- the loop's thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._done = self.loop.create_future()  # before any item of the controller is taken
+        try:
+            self.loop.run_until_complete(self._main())
+        finally:
+            self._stop_pool()
+            self.captures.close()
+            if self._flushing is not None:
+                self._flushing.cancel()
+            with contextlib.suppress(Exception):
+                self.loop.close()
+            with self._lock:
+                self._over, queue = True, self._queue
+            if queue is not None:  # the task's thread waits on the queue: our own "end" ends its wait
+                with contextlib.suppress(Exception):
+                    queue.put([["end"]], timeout=5)
+
+    async def _main(self) -> None:
+        assert self._done is not None
+        self.pool = ProcessPool(1, self.loop, eager=True, on_output=self._on_output)
+        ticker = self.loop.create_task(self._tick())
+        warm = self.loop.create_task(self._warm())
+        try:
+            await self._done
+        finally:
+            for task in (ticker, warm, self.serving):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    def _stop_pool(self) -> None:
+        """Kill what is left of the session (and what its tests started), stop the pool."""
+        pool = self.pool
+        if pool is None:
+            return
+        for pid in pool.pids:
+            kill_tree(pid)
+        with contextlib.suppress(Exception):
+            pool.shutdown()
+        tasks = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # the calls still waiting on the pool end (cancelled)
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+
+    def _end(self, returncode: int, **detail: Any) -> None:
+        """The session is over (or must be): ``_main`` returns, the pool is stopped."""
+        if self._done is not None and not self._done.done():
+            self.ending = {"returncode": returncode, **detail}
+            self._done.set_result(None)
 
     def post(self, kind: str, **payload: Any) -> None:
-        """Queue one event item (``flush`` sends it)."""
-        self.pending.append([kind, payload])
-        self.size += len(payload.get("data", b""))
+        """Queue an item for the controller; it goes with the others of its :data:`~._dask_relay.BATCH_SECONDS`."""
+        self.relay.post(kind, **payload)
+        due = self.relay.due()
+        if due == 0.0:
+            self._flush()
+        elif self._flushing is None and due is not None:
+            self._flushing = self.loop.call_later(due, self._flush)
 
-    def due(self) -> float | None:
-        """Seconds until pending items may go (0: now), ``None`` when nothing is pending."""
-        if not self.pending:
-            return None
-        if self.size >= _MAX_EVENT_BYTES:
-            return 0.0
-        return max(0.0, self.last + BATCH_SECONDS - time.monotonic())
+    def _flush(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
+        self.relay.flush()
 
-    def flush(self) -> None:
-        """Send what is pending as one event."""
-        if self.pending:
-            items, self.pending, self.size = self.pending, [], 0
-            self.worker.log_event(self.topic, {"w": self.wid, "ev": items})
-            self.last = time.monotonic()
+    def _on_output(self, _: int, data: bytes) -> None:
+        self.post("out", data=data)
 
+    def _take(self, items: list[list[Any]]) -> None:
+        for item in items:
+            kind = item[0]
+            if kind == "run":
+                self.todo.extend(tuple(task) for task in item[1])
+            elif kind == "shutdown":
+                self.shutting = True
+            elif kind == "stop":
+                self._end(_KILLED)
+        self._kick()
 
-class _Captures:
-    """Follows the session's capture files: what a running test wrote so far."""
+    def _kick(self) -> None:
+        if self.ready and (self.serving is None or self.serving.done()) and (self.todo or self.shutting):
+            self.serving = self.loop.create_task(self._serve())
 
-    def __init__(self) -> None:
-        self.fds: list[int] = []
-        self.sizes: list[int] = []
+    async def _warm(self) -> None:
+        assert self.pool is not None
+        try:
+            await self.pool.run(_noop, (), {}, state=self.state, on_worker=self._on_worker)
+        except WorkerStateError as exc:
+            cause = exc.__cause__
+            self.post("fatal", message=f"the pytest session could not start: {cause or exc}")
+            code = cause.exitcode if isinstance(cause, WorkerCrashedError) and cause.exitcode is not None else 1
+            self._end(code)
+        except WorkerCrashedError as exc:
+            self._end(exc.exitcode if exc.exitcode is not None else _KILLED)
+        except Exception as exc:  # noqa: BLE001 - the controller must hear of every failure
+            self.post("fatal", message=f"the pytest session could not start: {exc!r}")
+            self._end(70)
+        else:
+            self.ready = True
+            self._kick()
 
-    def open(self, pid: int, fds: list[int]) -> None:
-        for fd in fds[:2]:
-            with contextlib.suppress(OSError):
-                self.fds.append(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY))
-                self.sizes.append(0)
+    def _on_worker(self, worker: Any) -> None:
+        """The session serves: tell the controller what it collected, follow its capture files."""
+        if not self.collected:
+            self.collected = True
+            info = worker.infos.get(self.state.key) or {}
+            if sys.platform.startswith("linux"):
+                self.captures.open(int(info.get("pid", worker.pid)), list(info.get("capture_fds", [])))
+            self.post("collected", **info)
 
-    def poll(self, relay: _Relay) -> None:
-        """Post the growth of each capture file; a shrunk file (the next phase) starts over."""
-        for number, fd in enumerate(self.fds):
+    async def _serve(self) -> None:
+        """Run the items queued, one call at a time; then the last call if the controller said ``shutdown``."""
+        while self.todo:
+            task = self.todo.popleft()
             try:
-                size = os.fstat(fd).st_size
-            except OSError:
-                continue
-            seen = self.sizes[number]
-            if size == seen:
-                continue
-            if size < seen:
-                seen = 0
-            data = os.pread(fd, size - seen, seen)
-            self.sizes[number] = size
-            relay.post("cap", stream=number, reset=seen == 0, data=data)
+                events = await self._run_one(task)
+            except (WorkerCrashedError, WorkerTimeoutError) as exc:
+                timeout = task[3] if isinstance(exc, WorkerTimeoutError) else None
+                self._end(exc.exitcode if exc.exitcode is not None else _KILLED, index=task[0], timeout=timeout)
+                return
+            except Exception as exc:  # noqa: BLE001 - the controller must hear of every failure
+                self.post("fatal", message=f"running {task[2]} on the session's pool failed: {exc!r}")
+                self._end(70)
+                return
+            self.captures.poll(self.post)
+            self.post("events", items=events)
+        if self.shutting:
+            await self._shut_down()
 
-    def close(self) -> None:
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds = []
+    async def _run_one(self, task: tuple[int, int, str, float | None]) -> Any:
+        assert self.pool is not None
+        loop, current = self.loop, asyncio.current_task()
+        timer: list[asyncio.TimerHandle] = []
+        timed_out: list[bool] = []
 
+        def expire() -> None:
+            timed_out.append(True)
+            if current is not None:
+                current.cancel()
 
-_HEADER = struct.Struct("!I")
+        def on_start() -> None:
+            self.post("started", index=task[0])
+            if task[3]:
+                timer.append(loop.call_later(task[3], expire))
 
+        try:
+            return await self.pool.run(_hosted.run_task, (task,), {}, state=self.state, on_start=on_start,
+                                       timed_out=lambda: bool(timed_out))
+        finally:
+            for handle in timer:
+                handle.cancel()
 
-def _first_message(buffered: bytes) -> tuple[str, dict[str, Any]] | None:
-    """The session's first frame (``collected``), once it is complete."""
-    if len(buffered) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack_from(buffered)
-    if len(buffered) < _HEADER.size + size:
-        return None
-    message: tuple[str, dict[str, Any]] = pickle.loads(buffered[_HEADER.size : _HEADER.size + size])
-    return message
+    async def _shut_down(self) -> None:
+        """The session's last call (its last teardown), ``bye``, then let it end."""
+        assert self.pool is not None
+        try:
+            events = await self.pool.run(_hosted.shut_down, (), {}, state=self.state)
+        except (WorkerCrashedError, WorkerTimeoutError) as exc:
+            self._end(exc.exitcode if exc.exitcode is not None else _KILLED)  # no bye: a crash in the teardown
+            return
+        self.post("events", items=events)
+        self.post("bye")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pool.drop_state(self.state), _DROP_GRACE)
+        self._end(0)
 
-
-def _supervise(proc: subprocess.Popen[bytes], relay: _Relay, out_r: int, chan_r: int, wanted: Any) -> int:
-    """Relay the session's channel, output and captures until it exits (or is no longer wanted)."""
-    selector = selectors.DefaultSelector()
-    selector.register(out_r, selectors.EVENT_READ, "out")
-    selector.register(chan_r, selectors.EVENT_READ, "chan")
-    captures = _Captures()
-    head: bytes | None = b""  # the channel until its first frame was read (then None)
-    next_check = time.monotonic() + _WATCHDOG
-    try:
-        while proc.poll() is None or selector.get_map():
-            waits = [_CAPTURE_POLL if captures.fds else _WATCHDOG, max(0.0, next_check - time.monotonic())]
-            due = relay.due()
-            if due is not None:
-                waits.append(due)
-            if proc.poll() is not None:
-                waits.append(0.05)  # the session ended: only its last bytes are left to read
-            for key, _ in selector.select(min(waits)):
-                data = b""
-                with contextlib.suppress(OSError):
-                    data = os.read(key.fd, 1 << 16)
-                if not data:
-                    selector.unregister(key.fd)
-                    continue
-                relay.post(key.data, data=data)
-                if key.data == "chan" and head is not None:
-                    head += data
-                    first = _first_message(head)
-                    if first is not None:
-                        head = None
-                        if first[0] == "collected" and sys.platform.startswith("linux"):
-                            captures.open(int(first[1].get("pid", proc.pid)), list(first[1].get("capture_fds", [])))
-            if proc.poll() is not None and not any(True for _ in selector.select(0)):
-                break
-            captures.poll(relay)
-            if relay.due() == 0.0:
-                relay.flush()
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + _WATCHDOG
-                if not wanted():
-                    kill_tree(proc.pid)
-        captures.poll(relay)
-        return proc.wait()
-    finally:
-        captures.close()
-        selector.close()
+    async def _tick(self) -> None:
+        """Follow the capture files; end the session once this task is no longer wanted."""
+        check = time.monotonic() + _WATCHDOG
+        while True:
+            await asyncio.sleep(_CAPTURE_POLL if self.captures.fds else _WATCHDOG)
+            self.captures.poll(self.post)
+            if time.monotonic() >= check:
+                check = time.monotonic() + _WATCHDOG
+                if not self.wanted():
+                    self._end(_KILLED)
 
 
-__all__ = ["BATCH_SECONDS", "ENV_DASK_WORKER", "copy_folder", "copy_root", "host_session", "remove_copy", "remove_run_dirs"]
+__all__ = ["host_session"]

@@ -1,75 +1,110 @@
-"""The controller's view of one ``dask`` session: a ``Popen`` look-alike and its worker record.
+"""The controller's record of one ``dask`` session: the items handed to it and what its host said.
 
-A session's process runs on a dask worker; the controller knows it only
-through its host task's events (see :mod:`~pytest_executor.backends._dask_link`).
-:class:`RemoteProcess` answers ``poll``/``wait`` from those events and sends
-``kill``/``abort``/``stop`` to the host; :class:`RemoteWorker` sends protocol
-messages through the session's queue and keeps the capture output forwarded
-so far.
+A session runs on a dask worker, as the hosted state of its host task's
+engine pool (:mod:`~pytest_executor.backends._dask_host`); the controller
+knows it only through the host's events (see
+:mod:`~pytest_executor.backends._dask_link`) and reaches it only through its
+queue.  :class:`RemoteWorker` keeps the items handed to it (:class:`Slot`),
+its collection, its own output so far and the capture output forwarded for the
+test it runs.
 """
 
 from __future__ import annotations
 
+import codecs
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol, final
+from typing import Any
 
-from pytest_executor.backends._protocol import encode
-from pytest_executor.backends._pipe_worker import WorkerProcess
+from pytest_executor.backends._failed_item import trim_stack_dump
+from pytest_executor.backends._runner import ItemTask
 
-
-class SessionOwner(Protocol):
-    """What a :class:`RemoteProcess` needs from its runner."""
-
-    def _wait_session(self, remote: RemoteProcess, timeout: float | None) -> int:
-        """Block until the session's exit is known (or ``timeout``)."""
-
-    def _to_host(self, wid: str, item: list[Any]) -> None:
-        """Send ``item`` to the session's host task."""
+_TAIL_BYTES = 64 * 1024
+"""How much of a session's own output is kept for crash and timeout reports."""
 
 
-@final
-class RemoteProcess:
-    """The controller's view of a session hosted on a dask worker (a ``Popen`` look-alike)."""
+@dataclass
+class Slot:
+    """A task handed to a session, from ``run`` until ``done``."""
 
-    def __init__(self, runner: SessionOwner, wid: str) -> None:
-        self.runner = runner
-        self.wid = wid
-        self.pid = -1
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        """The exit status once the host reported it (or the session was lost)."""
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until the host reports the exit (or ``timeout``)."""
-        return self.runner._wait_session(self, timeout)
-
-    def send(self, name: str) -> None:
-        """Ask the host to ``kill``, ``abort`` or ``stop`` the session."""
-        self.runner._to_host(self.wid, [name])
+    task: ItemTask
+    started: bool = False
+    result: bool = False
+    start: float = 0.0
+    announced: bool = False
+    """Its ``logstart`` was replayed when the host said it started (the session's own is not replayed again)."""
 
 
 @dataclass(eq=False)
-class RemoteWorker(WorkerProcess):
-    """A session on a dask worker: messages go through its queue, captures come as events."""
+class RemoteWorker:
+    """A pytest session on a dask worker, as its controller sees it."""
 
+    wid: str
     link: Any = None
+    """The run's :class:`~pytest_executor.backends._dask_link.DaskLink` (None: a stand-in for failing tasks)."""
     address: str | None = None
     """The dask worker hosting it, once its host task started."""
+    returncode: int | None = None
+    """How it ended (negative: a signal), once known."""
+    tail: bytearray = field(default_factory=bytearray)
+    slots: deque[Slot] = field(default_factory=deque)
+    collected: dict[str, Any] | None = None
+    ready: bool = False
+    closing: bool = False
+    exited: bool = False
+    index_map: list[int] | None = None
+    last_module: str | None = None
+    timed_out: float | None = None
+    crashed_index: int | None = None
+    """The item whose call the session died in (its host says so); None: it died between items or while ending."""
+    fatal: str | None = None
+    bye: bool = False
+    """The session finished its run loop; only its end is left."""
     captured: list[str] = field(default_factory=lambda: ["", ""])
     reported: set[str] = field(default_factory=set)
     """Node ids of the queued items that already had a report replayed."""
+    out_decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
+    """Decodes the session's own output for echoing under ``-s``."""
+    load: int = 0
+    """Tasks sent whose outcome is not known yet (kept by :meth:`assign`/:meth:`resolve`/:meth:`drop`)."""
 
-    def send(self, name: str, **kwargs: Any) -> None:
-        """Send one protocol message to the session (through its queue)."""
+    def assign(self, task: ItemTask) -> None:
+        """Note that ``task`` was handed to this session."""
+        self.slots.append(Slot(task))
+        self.load += 1
+
+    def resolve(self, slot: Slot) -> None:
+        """The outcome of ``slot`` is known (its teardown may still be pending)."""
+        if not slot.result:
+            slot.result = True
+            self.load -= 1
+
+    def drop(self, slot: Slot) -> None:
+        """``slot`` is finished (or lost): forget it."""
+        self.resolve(slot)
+        self.slots.remove(slot)
+
+    def send(self, item: list[Any]) -> None:
+        """Send one item to the session's host (``["run", tasks]``, ``["shutdown"]``, ``["stop"]``)."""
         if self.link is not None and not self.exited:
-            self.link.send(self.wid, ["frame", encode(name, kwargs)])
+            self.link.send(self.wid, item)
+
+    def take_output(self, data: bytes) -> None:
+        """Keep the tail of the session's own output."""
+        self.tail += data
+        if len(self.tail) > _TAIL_BYTES:
+            del self.tail[: len(self.tail) - _TAIL_BYTES]
 
     def read_capture(self) -> tuple[str, str]:
         """What the running test wrote to its captured stdout/stderr, as forwarded so far."""
         return self.captured[0], self.captured[1]
 
+    def tail_text(self, lines: int = 60) -> str:
+        """The last ``lines`` lines the session wrote to its own stdout/stderr, stack dumps trimmed."""
+        text = bytes(self.tail).decode("utf-8", "replace")
+        return "\n".join(trim_stack_dump(text.rstrip("\n").splitlines())[-lines:])
 
 
-__all__ = ["RemoteProcess", "RemoteWorker", "SessionOwner"]
+__all__ = ["RemoteWorker", "Slot"]

@@ -83,7 +83,7 @@ class ShippedCopy(NannyPlugin):
         self.data = data
 
     def _root(self, nanny: Any) -> str:
-        from pytest_executor.backends._dask_host import copy_folder
+        from pytest_executor.backends._dask_copy import copy_folder
 
         return os.path.join(nanny.local_directory, copy_folder(self.copy, str(nanny.address)))
 
@@ -110,7 +110,7 @@ class ShippedCopy(NannyPlugin):
 
     def teardown(self, nanny: Any) -> None:
         """Remove this nanny's copy and its sessions' scratch folders."""
-        from pytest_executor.backends._dask_host import remove_run_dirs
+        from pytest_executor.backends._dask_copy import remove_run_dirs
 
         remove_run_dirs(self._root(nanny))
 
@@ -198,7 +198,7 @@ def ship(client: Any, config: pytest.Config, run_id: str) -> Shipment:
 
 def unship(client: Any, shipment: Shipment) -> None:
     """Unregister the copy (no later worker gets it; each nanny removes its own) and remove what is left."""
-    from pytest_executor.backends._dask_host import remove_copy
+    from pytest_executor.backends._dask_copy import remove_copy
 
     with contextlib.suppress(Exception):
         client.unregister_worker_plugin(shipment.plugin_name, nanny=True)

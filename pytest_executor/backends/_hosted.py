@@ -141,15 +141,16 @@ class _HostedWorker:
 
 
 def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve, *,
-                 compact_reports: bool = False) -> int:
-    """The host of the ``process`` backend's worker state: a pytest session over ``args``.
+                 compact_reports: bool = False, label: str | None = None) -> int:
+    """The host of the ``process`` and ``dask`` backends' worker state: a pytest session over ``args``.
 
     ``basetemp`` is the controller's; this worker's is ``executor-<label>``
     inside it.  ``env`` is set first (conftests read ``PYTEST_EXECUTOR_WORKER``
-    when imported).  ``prefix`` names the workers (``w0``, ...).  ``compact_reports``: the
-    runner decodes compact reports (:mod:`._compact`).
+    when imported).  ``prefix`` names the workers (``w0``, ...) unless ``label``
+    names this one (a dask session is named by the controller).  ``compact_reports``:
+    the runner decodes compact reports (:mod:`._compact`).
     """
-    label = worker_label(worker_id(), prefix)
+    label = label or worker_label(worker_id(), prefix)
     os.environ.pop("PYTEST_CURRENT_TEST", None)
     os.environ.update(env)
     os.environ[ENV_WORKER] = label

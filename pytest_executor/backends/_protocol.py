@@ -1,10 +1,16 @@
 """The wire protocol between a runner (controller side) and a worker session.
 
-Every message is a plain ``(name, kwargs)`` pair of builtin data, pickled and
-framed with a 4-byte big-endian length prefix.  A worker session always talks
-over two inherited pipes: to the controller itself on the ``process`` and
-``subprocess`` backends, to its host task on a dask worker, which relays the
-frames through dask's comms (:mod:`pytest_executor.backends._dask_host`).
+Every message is a plain ``(name, kwargs)`` pair of builtin data.  A worker
+session (:mod:`pytest_executor.backends.worker`) is the hosted state of a
+worker of the engine's process pool on the ``process``, ``forked``,
+``subprocess`` and ``dask`` backends: it exchanges these messages with its
+controller through an :class:`~pytest_executor.backends._hosted.EngineLink`
+(a call hands over one message and is answered with the session's events; on
+the ``dask`` backend the host task relays them through dask's comms,
+:mod:`pytest_executor.backends._dask_host`).  Where messages cross a pipe or a
+socket (the ``forked`` backend's item children, the xdist link) they are
+pickled and framed with a 4-byte big-endian length prefix (:class:`FrameDecoder`,
+:class:`FdChannel`).
 
 Messages from the controller to a worker:
 
@@ -37,7 +43,6 @@ import os
 import pickle
 import select
 import struct
-import subprocess
 from collections.abc import Iterator
 from typing import Any, Protocol, final
 
@@ -49,10 +54,6 @@ _READ_SIZE = 1 << 16
 
 ENV_WORKER = "PYTEST_EXECUTOR_WORKER"
 """Set in every worker process to its worker id; makes the controller inert."""
-ENV_CHANNEL = "PYTEST_EXECUTOR_CHANNEL"
-"""How a worker reaches its controller (or its dask host): ``fd:<read>:<write>``, inherited pipes."""
-ENV_LIFELINE = "PYTEST_EXECUTOR_LIFELINE"
-"""A pipe whose other end only the controller holds: EOF means the controller died."""
 ENV_ONESHOT = "PYTEST_EXECUTOR_ONESHOT"
 """Set to ``1`` in a subprocess worker that runs exactly one item."""
 ENV_FORK_ITEMS = "PYTEST_EXECUTOR_FORK_ITEMS"
@@ -218,55 +219,3 @@ class FdChannel:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def fd_channel_spec(read_fd: int, write_fd: int) -> str:
-    """The :data:`ENV_CHANNEL` value telling a worker to use these inherited descriptors."""
-    return f"fd:{read_fd}:{write_fd}"
-
-
-def connect_channel(spec: str) -> Channel:
-    """Open the worker side of the channel described by ``spec`` (see :data:`ENV_CHANNEL`)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "fd":
-        read_fd, write_fd = (int(part) for part in rest.split(":"))
-        # Grandchildren must not keep the controller's pipes open after we die.
-        os.set_inheritable(read_fd, False)
-        os.set_inheritable(write_fd, False)
-        return FdChannel(read_fd, write_fd)
-    raise ValueError(f"{ENV_CHANNEL}={spec!r}: expected 'fd:<read>:<write>'")
-
-
-def spawn_piped_session(
-    argv: list[str], cwd: str, env: dict[str, str], wid: str
-) -> tuple[subprocess.Popen[bytes], int, int, int, int]:
-    """Start a worker session wired to us by pipes, in its own process group.
-
-    ``env`` is completed with the worker id, the channel and lifeline descriptors. Returns
-    (process, channel write end, channel read end, output read end, lifeline write end); the
-    child's ends are closed here, and every end is closed if the start fails.
-    """
-    c2w_r, c2w_w = os.pipe()
-    w2c_r, w2c_w = os.pipe()
-    life_r, life_w = os.pipe()
-    out_r, out_w = os.pipe()
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env.update({ENV_WORKER: wid, ENV_CHANNEL: fd_channel_spec(c2w_r, w2c_w), ENV_LIFELINE: str(life_r)})
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=subprocess.STDOUT,
-            pass_fds=(c2w_r, w2c_w, life_r),
-            start_new_session=True,
-        )
-    except BaseException:
-        for fd in (c2w_r, c2w_w, w2c_r, w2c_w, life_r, life_w, out_r, out_w):
-            os.close(fd)
-        raise
-    for fd in (c2w_r, w2c_w, life_r, out_w):
-        os.close(fd)
-    return proc, c2w_w, w2c_r, out_r, life_w

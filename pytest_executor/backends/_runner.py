@@ -44,7 +44,8 @@ Events a runner yields from :meth:`Runner.next_events`:
     :meth:`Runner.kill`) completed; every later call returns it again.
 
 Workers of the ``process``/``subprocess``/``dask`` backends are sessions of
-:mod:`pytest_executor.backends.worker`; their transport is described in
+:mod:`pytest_executor.backends.worker`, hosted on the engine's process pool
+(:mod:`pytest_executor.backends._hosted`); their messages are described in
 :mod:`pytest_executor.backends._protocol`.
 """
 

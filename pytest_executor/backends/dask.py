@@ -1,14 +1,15 @@
 """The ``dask`` backend: pytest worker sessions hosted on the workers of a dask cluster.
 
 For each session the controller submits one long *host task*
-(:func:`~pytest_executor.backends._dask_host.host_session`).  It starts a
-pytest worker session (:mod:`pytest_executor.backends.worker`) as a child of
-the dask worker, over local pipes — so tests get a main thread of their own,
-signals work, and a crash kills only that session — and relays between it and
-the controller through dask's own comms only (see
+(:func:`~pytest_executor.backends._dask_host.host_session`).  It runs a pytest
+worker session as the hosted worker state of an engine process pool of one
+worker, as the ``process`` backend does (so tests get a main thread of their
+own, signals work, and a crash kills only that session), and relays between it
+and the controller through dask's own comms only (see
 :mod:`~pytest_executor.backends._dask_link`): the controller opens no
 listening socket and no connection of its own, and unpickles only what came
-through the dask client.
+through the dask client.  What the controller makes of the sessions' events is
+:mod:`~pytest_executor.backends._dask_pool`'s.
 
 Where sessions run:
 
@@ -24,14 +25,15 @@ Where sessions run:
   joins gets a session, one that is retired hands its queued tests back;
   ``--executor-workers N`` fixes the number of sessions instead.
 
-Faults: a session that crashes, or whose dask worker is killed, turns the test
-it ran into a failed report with the output so far (its capture files are
-followed while it runs) and is replaced; a scheduler that goes away ends the
-run with a clear error for every test that did not run.
+Faults: a session that crashes or times out (its host stops it, with a stack
+dump), or whose dask worker is killed, turns the test it ran into a failed
+report with the output so far (its capture files are followed while it runs)
+and is replaced; a scheduler that goes away ends the run with a clear error
+for every test that did not run.
 
 Items are handed out as on the ``process`` backend (short ones prefetched),
 except that while a session is still starting, every ready session holds only
-the item it runs (:meth:`~pytest_executor.backends._pipe_pool.WorkerPool._ready_depth`).
+the item it runs (:meth:`~pytest_executor.backends._dask_pool.SessionPool._ready_depth`).
 """
 
 from __future__ import annotations
@@ -42,27 +44,26 @@ import os
 import secrets
 import selectors
 import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
 
+from pytest_executor.backends._compact import ENV_COMPACT
 from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
-from pytest_executor.backends._dask_session import RemoteProcess, RemoteWorker
+from pytest_executor.backends._dask_pool import Batches
+from pytest_executor.backends._dask_session import RemoteWorker
 from pytest_executor.backends._dask_start import LocalStart
 from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
-from pytest_executor.backends._pipe_worker import Batches, WorkerProcess
 from pytest_executor.backends._runner import ItemTask
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
 """Seconds to wait for sessions to report their end once told to stop."""
 _CAPTURE_KEEP = 64 * 1024
-_FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+_FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", ENV_COMPACT)
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-_WORKER_PLUGIN = "pytest_executor.backends.worker"
 _HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host")
 """Imported once by the fork server of a LocalCluster started for the run, not by each worker."""
 
@@ -101,7 +102,7 @@ class DaskRunner(ElasticPool):
         if self._connect():
             # the cluster starts while the controller collects; the sessions follow (_started)
             self._cluster_start = LocalStart(self.workers, _HOST_MODULES)
-            self._selector.register(self._cluster_start.fd, selectors.EVENT_READ, ("started", None))
+            self._selector.register(self._cluster_start.fd, selectors.EVENT_READ, "started")
             return
         self._submit_sessions()
 
@@ -126,7 +127,7 @@ class DaskRunner(ElasticPool):
     def _submit_sessions(self) -> None:
         assert self._client is not None
         self._link = DaskLink(self._client, self._run_id)
-        self._selector.register(self._link.wake_fd, selectors.EVENT_READ, ("wake", None))
+        self._selector.register(self._link.wake_fd, selectors.EVENT_READ, "wake")
         if self._local is None:
             from pytest_executor import __version__
 
@@ -185,10 +186,7 @@ class DaskRunner(ElasticPool):
 
         assert self._link is not None and self._basetemp is not None
         shipped = self._shipment is not None
-        args = ["-p", _WORKER_PLUGIN]
-        if not shipped:  # the same machine: a basetemp inside the controller's, as on the process backend
-            args.append(f"--basetemp={self._basetemp / ('executor-' + wid)}")
-        args += [*self._options, *self._positionals]
+        args = [*self._options, *self._positionals]
         env = {name: value for name, value in os.environ.items() if name in _FORWARDED_ENV}
         if shipped:
             env.pop("PYTHONPATH", None)  # the controller's paths: the copy's source roots replace them
@@ -204,6 +202,8 @@ class DaskRunner(ElasticPool):
             "module": python_prefix()[1:3] == ["-m", "pytest"],
             "version": __version__,
             "rootdir": str(self.config.rootpath),
+            # the same machine: a basetemp inside the controller's, as on the process backend (else in the copy's)
+            "basetemp": str(self._basetemp),
         }
 
     def _spawn_remote(self, dask_worker: str | None) -> RemoteWorker:
@@ -213,7 +213,7 @@ class DaskRunner(ElasticPool):
         wid = f"{self.worker_prefix}{self._spawned}"
         self._spawned += 1
         queue = self._link.open_session(wid)
-        worker = RemoteWorker(wid, RemoteProcess(self, wid), -1, -1, -1, -1, None, link=self._link)
+        worker = RemoteWorker(wid, link=self._link)
         self._pool.append(worker)
         self._by_wid[wid] = worker
         future = self._client.submit(
@@ -229,10 +229,6 @@ class DaskRunner(ElasticPool):
         future.add_done_callback(functools.partial(self._link.host_done, wid))
         return worker
 
-    def _to_host(self, wid: str, item: list[Any]) -> None:
-        if self._link is not None:
-            self._link.send(wid, item)
-
     # -- events ---------------------------------------------------------------------------
 
     def _wait_time(self, end: float | None) -> float | None:
@@ -243,18 +239,13 @@ class DaskRunner(ElasticPool):
             self._take_news()
         if self._events:
             return 0.0
-        now = time.monotonic()
-        waits = [] if end is None else [max(0.0, end - now)]
-        waits += [max(0.0, w.deadline - now) for w in self._pool if w.deadline is not None]
-        return min(waits) if waits else None
+        return None if end is None else max(0.0, end - time.monotonic())
 
-    def _on_readable(self, kind: str, worker: Any) -> None:
+    def _on_readable(self, kind: str) -> None:
         if kind == "wake":
             self._take_news()
         elif kind == "started":
             self._started()
-        else:
-            super()._on_readable(kind, worker)
 
     def _take_news(self) -> None:
         link = self._link
@@ -272,13 +263,9 @@ class DaskRunner(ElasticPool):
         inbox = self._link.inbox.get(wid) if self._link is not None else None
         if worker is None or inbox is None:
             return
-        remote: RemoteProcess = worker.proc
         while inbox:
             kind, payload = inbox.popleft()
-            if kind == "chan":
-                for name, kwargs in worker.decoder.feed(payload["data"]):
-                    self._on_message(worker, name, kwargs)
-            elif kind == "out":
+            if kind == "out":
                 self._take_output(worker, payload["data"])
             elif kind == "cap":
                 self._take_capture(worker, payload)
@@ -287,12 +274,15 @@ class DaskRunner(ElasticPool):
                     self._fail(str(payload["error"]))
                     return
                 worker.address = str(payload.get("address"))
-                remote.pid = int(payload.get("pid", -1))
             elif kind == "exit":
-                remote.returncode = int(payload["returncode"])
+                worker.returncode = int(payload["returncode"])
+                worker.crashed_index = payload.get("index")
+                worker.timed_out = payload.get("timeout")
                 if notify:
                     self._exited(worker)
                 return
+            else:  # collected, started, events, fatal, bye
+                self._on_message(worker, kind, payload)
 
     @staticmethod
     def _take_capture(worker: RemoteWorker, payload: dict[str, Any]) -> None:
@@ -303,32 +293,24 @@ class DaskRunner(ElasticPool):
         kept = text if payload.get("reset") else worker.captured[stream] + text
         worker.captured[stream] = kept[-_CAPTURE_KEEP:]
 
-    def _on_event(self, worker: WorkerProcess, name: str, kwargs: dict[str, Any]) -> None:
-        if isinstance(worker, RemoteWorker):
-            if name == "logstart":
-                worker.captured = ["", ""]
-            elif name == "logreport":
-                worker.reported.add(str(kwargs["data"].get("nodeid", "")))
-        super()._on_event(worker, name, kwargs)
-
     def _exited(self, worker: RemoteWorker) -> None:
         if not worker.exited and worker in self._pool:
             self._drain(worker.wid, notify=False)
             self._on_exit(worker)
 
-    def _wait_session(self, remote: RemoteProcess, timeout: float | None) -> int:
+    def _wait_exit(self, worker: RemoteWorker, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         link = self._link
-        while remote.returncode is None:
-            self._drain(remote.wid, notify=False)
-            if remote.returncode is not None:
+        while worker.returncode is None:
+            self._drain(worker.wid, notify=False)
+            if worker.returncode is not None:
                 break
-            if link is None or self._dead or remote.wid not in link.inbox:
-                remote.returncode = -int(signal.SIGKILL)
+            if link is None or self._dead or worker.wid not in link.inbox:
+                worker.returncode = -int(signal.SIGKILL)
                 break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise subprocess.TimeoutExpired(f"dask session {remote.wid}", timeout or 0)
+                return
             ready = selectors.DefaultSelector()
             try:
                 ready.register(link.wake_fd, selectors.EVENT_READ)
@@ -339,38 +321,19 @@ class DaskRunner(ElasticPool):
             while link.cluster:  # a lost worker or scheduler ends the wait
                 kind, msg = link.cluster.popleft()
                 self._on_cluster(kind, msg)
-        return remote.returncode
 
     # -- process control, the remote way -----------------------------------------------
 
-    def _read_channel(self, worker: WorkerProcess) -> None:
-        self._drain(worker.wid, notify=False)
-
-    def _read_output(self, worker: WorkerProcess) -> None:
-        """Output arrives with the channel's events (see :meth:`_drain`)."""
-
-    def _open_capture_files(self, worker: WorkerProcess, pid: Any, fds: list[int]) -> None:
-        """The session's capture files are on its machine: the host follows them (``cap`` events)."""
-
-    def _reap(self, worker: WorkerProcess) -> None:
-        if isinstance(worker, RemoteWorker):
-            self._exited(worker)
-
-    def _abort(self, worker: WorkerProcess) -> None:
-        worker.proc.send("abort")
-
-    def _kill(self, worker: WorkerProcess) -> None:
-        remote: RemoteProcess = worker.proc
-        if remote.returncode is None:
-            remote.send("stop")
+    def _kill(self, worker: RemoteWorker) -> None:
+        if worker.returncode is None:
+            worker.send(["stop"])
             if not (self._dead or self._killed):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    remote.wait(timeout=_STOP_WAIT)
-        if remote.returncode is None:
-            remote.returncode = -int(signal.SIGKILL)
+                self._wait_exit(worker, _STOP_WAIT)
+        if worker.returncode is None:
+            worker.returncode = -int(signal.SIGKILL)
         self._let_go(worker)
 
-    def _let_go(self, worker: WorkerProcess) -> None:
+    def _let_go(self, worker: RemoteWorker) -> None:
         """Forget a session's inbox and cancel its task (a task re-run elsewhere must not live on)."""
         if self._link is not None:
             self._link.forget(worker.wid)
@@ -413,7 +376,8 @@ class DaskRunner(ElasticPool):
             if worker is None:
                 break
             self._hand_out(worker, self._backlog.popleft(), batches)
-        self._send_batches(batches)
+        for worker, tasks in batches.values():  # one item per session per round
+            worker.send(["run", tasks])
 
     def _depth(self) -> int:
         """Tasks a session may hold: more than on the process backend, a round trip through dask costs more.
@@ -434,11 +398,7 @@ class DaskRunner(ElasticPool):
         # tiny items: the round trip is worth dozens of them (at most ~50 ms of imbalance at the end)
         return 16 if mean >= 0.001 else 48
 
-    def _starting(self, worker: WorkerProcess) -> bool:
-        """A session whose host task runs but which is not ready yet (one waiting for a thread is not)."""
-        return not (worker.ready or worker.closing or worker.exited) and getattr(worker, "address", None) is not None
-
-    def _after_exit(self, worker: WorkerProcess, crashed: bool) -> None:
+    def _after_exit(self, worker: RemoteWorker, crashed: bool) -> None:
         self._by_wid.pop(worker.wid, None)
         self._let_go(worker)
         if self._killed or self._finished or self._dead:
@@ -454,13 +414,12 @@ class DaskRunner(ElasticPool):
         """Stop every session (all at once, then wait for them together), then release the cluster."""
         if self._killed:
             return
-        live = [w for w in self._pool if w.proc.returncode is None]
+        live = [w for w in self._pool if w.returncode is None]
         for worker in live:
-            worker.proc.send("stop")
+            worker.send(["stop"])
         deadline = time.monotonic() + (0.0 if self._dead else _STOP_WAIT)
         for worker in live:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            self._wait_exit(worker, max(0.0, deadline - time.monotonic()))
         super().kill()
         self._close_cluster()
 
@@ -489,4 +448,4 @@ class DaskRunner(ElasticPool):
             local.close(timeout=5)
 
 
-__all__ = ["DaskRunner", "RemoteProcess", "RemoteWorker"]
+__all__ = ["DaskRunner"]

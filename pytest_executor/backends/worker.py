@@ -1,18 +1,19 @@
-"""The worker side of the parallel backends: a pytest plugin loaded with ``-p pytest_executor.backends.worker``.
+"""The worker side of the parallel backends: a pytest session that runs the items its controller hands it.
 
-A worker is an ordinary pytest session over the controller's arguments.  It
-collects, sends its collected ids to the controller (which checks them against
-its own), and then, instead of pytest's run loop, runs the items the controller
-hands it over a :class:`~pytest_executor.backends._protocol.Channel`, with pytest's
-normal run protocol, streaming serialized reports back.
+A worker is an ordinary pytest session over the controller's arguments, made
+a worker by :func:`become_worker_session` (the ``process``, ``forked``,
+``subprocess`` and ``dask`` backends host it as a worker state of the engine's
+process pool, :mod:`~pytest_executor.backends._hosted`).  It collects, sends
+its collected ids to the controller (which checks them against its own), and
+then, instead of pytest's run loop, runs the items the controller hands it
+over its channel (an :class:`~pytest_executor.backends._hosted.EngineLink`),
+with pytest's normal run protocol, streaming serialized reports back.
 
 Teardown is deferred: once an item's call phase is over the worker reports its
 outcome at once (so the controller can release dependents), then waits for its
 next item, so fixture scopes are honoured per worker (module and session
 fixtures are set up once per worker, torn down only when the next item no
-longer needs them).  The plugin does nothing unless
-:data:`~pytest_executor.backends._protocol.ENV_WORKER` and
-:data:`~pytest_executor.backends._protocol.ENV_CHANNEL` are set.
+longer needs them).
 """
 
 from __future__ import annotations
@@ -30,12 +31,9 @@ from typing import Any, NamedTuple, final
 import pytest
 from _pytest.runner import call_and_report, show_test_item
 
-from pytest_executor.backends._protocol import (ENV_CHANNEL, ENV_FORK_ITEMS, ENV_LIFELINE, ENV_ONESHOT,
-                                              ENV_WORKER, Channel, connect_channel, map_paths,
-                                              path_map_from_env)
+from pytest_executor.backends._protocol import ENV_FORK_ITEMS, map_paths, path_map_from_env
 from pytest_executor.backends._compact import compact_enabled, compact_of, item_keywords
-from executor._kill import become_subreaper, kill_own_descendants
-from executor._lifeline import watch_lifeline
+from executor._kill import kill_own_descendants
 
 # Options whose effect belongs to the controller only: files it writes, and
 # run control (-x/--maxfail, stepwise, pdb) that it applies to the whole run.
@@ -71,21 +69,6 @@ class Task(NamedTuple):
     windex: int
     nodeid: str
     timeout: float | None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    """Turn this session into a worker when the controller's environment says so."""
-    worker_id = os.environ.get(ENV_WORKER)
-    spec = os.environ.get(ENV_CHANNEL)
-    if not worker_id or not spec:
-        return
-    oneshot = os.environ.get(ENV_ONESHOT) == "1"
-    limit_core_dumps()
-    become_subreaper()  # detached grandchildren stay in this worker's tree, to be killed with it
-    _watch_lifeline()
-    channel = connect_channel(spec)
-    become_worker_session(config, worker_id, channel, oneshot=oneshot)
 
 
 def become_worker_session(config: pytest.Config, worker_id: str, channel: Any, *, oneshot: bool = False) -> None:
@@ -131,13 +114,6 @@ def limit_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     except (ImportError, ValueError, OSError):
         pass
-
-
-def _watch_lifeline() -> None:
-    """Kill this worker (and its tree) as soon as the controller dies (see :mod:`executor._lifeline`)."""
-    fd_text = os.environ.get(ENV_LIFELINE)
-    if fd_text:
-        watch_lifeline(int(fd_text))
 
 
 def _capture_fds(config: pytest.Config) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 pytestmark = pytest.mark.timeout(90)
@@ -112,21 +114,26 @@ def test_after():
 """
 
 
-def test_items_whose_teardown_was_pending_on_a_crashed_worker_still_end(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["process", pytest.param("dask", marks=pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="needs the dask extra"))])
+def test_items_whose_teardown_was_pending_on_a_crashed_worker_still_end(pytester: pytest.Pytester, backend: str) -> None:
     """A worker tears an item down once it has its next task; if that task kills it, the item still ends.
 
     The earlier item's ``done`` (and a failed attempt's close) died with the
     worker: it must neither count as cancelled nor replay the failed attempt.
+    On dask the session's call answers carry them the same way (the run's
+    LocalCluster of one worker: the retry finds the marker its first attempt wrote).
     """
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_pending=BEFORE_A_CRASH)
-    result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=1", "-v", "-p",
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}", "--executor-workers=1", "-v", "-p",
                                            "no:randomly", "--junitxml=out.xml")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
         "test_pending.py::test_passes PASSED*",
         "test_pending.py::test_exits FAILED*",
-        "process * 4 * 3 * 1 * 0 * 0 * 0 * 0 * 0 * 5 *",
+        f"*worker {'d' if backend == 'dask' else 'w'}0 crashed while running test_pending.py::test_exits (exit code 3)*",
+        f"{backend} * 4 * 3 * 1 * 0 * 0 * 0 * 0 * 0 * 5 *",
     ])
     result.stdout.no_fnmatch_line("*test_fails_once FAILED*")
     assert (pytester.path / "out.xml").read_text().count("<testcase ") == 4

@@ -168,7 +168,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 150) -> str:
 
 
 def _left_behind(cluster: Cluster) -> list[str]:
-    """Copies of the suite or session processes still on the workers."""
+    """Copies of the suite or session processes (and their pools' zygotes) still on the workers."""
     copies = [str(p) for p in cluster.root.glob("worker-*/dask-scratch-space/pytest-executor-*")]
     sessions = []
     for proc in cluster.workers:
@@ -181,8 +181,9 @@ def _left_behind(cluster: Cluster) -> list[str]:
                 command = child.cmdline()
             except psutil.Error:  # a session that ended meanwhile (gone, or a zombie not yet reaped) is not left
                 continue
-            if "pytest_executor.backends.worker" in command:
-                sessions.append(" ".join(command))
+            # a session is a worker of its host's engine pool: it and the pool's zygote run zygote_main
+            if any("zygote_main" in part for part in command):
+                sessions.append(" ".join(command[:3]))
     return copies + sessions
 
 
@@ -396,7 +397,10 @@ RECORD = Path((HERE / "record.txt").read_text())
 def kill_my_dask_worker():
     print("output so far")
     time.sleep(1.0)  # margin for the host to forward the captured output (it looks every 0.1 s)
-    os.kill(os.getppid(), signal.SIGKILL)  # the session's parent is its dask worker
+    # the session is a worker of its host's process pool, forked by the pool's zygote, a child of the dask worker
+    with open(f"/proc/{os.getppid()}/stat") as stat:
+        dask_worker = int(stat.read().rsplit(")", 1)[1].split()[1])
+    os.kill(dask_worker, signal.SIGKILL)
     time.sleep(60)  # the session dies with its host (lifeline) long before
 
 

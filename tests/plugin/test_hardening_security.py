@@ -142,7 +142,7 @@ import psutil
 
 
 def test_everything_listens_on_loopback_only():
-    # this session -> its dask worker -> the nanny -> the controller, which runs the LocalCluster's scheduler
+    # this session -> its pool's zygote -> its dask worker -> the nanny -> the controller (the LocalCluster's scheduler)
     controller = next(p for p in psutil.Process().parents() if "--executor-backend=dask" in " ".join(p.cmdline()))
     listening = [c for p in [controller, *controller.children(recursive=True)]
                  for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]

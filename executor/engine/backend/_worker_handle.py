@@ -58,6 +58,8 @@ class Worker:
         self.outputs: dict[int, int] = {}  # read end of its stdout/stderr pipe -> the engine's fd it is copied to
         self.tail = bytearray()  # its output since its current job started (bounded)
         self.capture = False  # keep its output only (a state with capture_output=True), do not copy it
+        self.listener: T.Callable[[int, bytes], None] | None = None
+        """Called with each chunk of its output as read (1: stdout, 2: stderr): see ``ProcessPool(on_output=)``."""
 
     @property
     def busy(self) -> bool:
@@ -96,6 +98,8 @@ class Worker:
             self.tail += data
             if len(self.tail) > TAIL_BYTES:
                 del self.tail[: len(self.tail) - TAIL_BYTES]
+            if self.listener is not None:
+                self.listener(self.outputs[fd], data)
             if not self.capture:
                 try:
                     os.write(self.outputs[fd], data)

@@ -24,11 +24,10 @@ engine's life: at once up to one worker per CPU, beyond that only while jobs
 wait and no worker has finished a job for :data:`GROW_DELAY` seconds.  Short
 jobs are served faster by the workers there are than by forking more (each
 fork costs CPU the jobs need); long or sleepy ones get a worker each,
-:data:`GROW_DELAY` late.  Replies of workers and of the zygote are read by the event
-loop (``add_reader``): no helper thread.  A cancelled job's worker is killed
-(with its process group) and a fresh one is forked in its place; a worker that
-dies unexpectedly fails its job with
-:class:`~executor.engine.job.utils.WorkerCrashedError`.
+:data:`GROW_DELAY` late.  Replies and output of workers and of the zygote are read
+by the event loop (``add_reader``): no helper thread.  A cancelled job's worker is
+killed (with its process group) and replaced; a worker that dies unexpectedly
+fails its job with :class:`~executor.engine.job.utils.WorkerCrashedError`.
 
 Nothing outlives the engine: workers die with the zygote (``PR_SET_PDEATHSIG``
 on Linux), and the zygote ends when the engine closes its control socket, or
@@ -71,7 +70,8 @@ class ProcessPool(StatefulPool):
     """A lazily grown pool of at most ``max_workers`` warm worker processes."""
 
     def __init__(self, max_workers: int, loop: asyncio.AbstractEventLoop,
-                 spare: SpareZygote | None = None, *, prefetch: int = 0, eager: bool = False) -> None:
+                 spare: SpareZygote | None = None, *, prefetch: int = 0, eager: bool = False,
+                 on_output: T.Callable[[int, bytes], None] | None = None) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         if prefetch < 0:
@@ -81,6 +81,8 @@ class ProcessPool(StatefulPool):
         self.prefetch = prefetch
         """Calls a busy worker may hold queued behind the one it runs (see :mod:`._stateful`); settable."""
         self.eager = eager
+        self.on_output = on_output
+        """Called on the loop with each chunk a worker writes (1: stdout, 2: stderr), captured or not."""
         """Fork up to ``max_workers`` at once for calls that find no idle worker (else up to one per CPU)."""
         self._eager_workers = max_workers if eager else min(max_workers, os.cpu_count() or 1)
         self._seqs = itertools.count(1)
@@ -346,6 +348,7 @@ class ProcessPool(StatefulPool):
             self._zygote = Zygote(self.loop, spare)
         parent_sock, child_sock = socket.socketpair()
         worker = Worker(parent_sock, self.loop.create_future(), next(self._wids))
+        worker.listener = self.on_output
         outputs = worker.open_outputs()
         try:
             forked = self._zygote.fork(child_sock, outputs)
@@ -398,7 +401,7 @@ class ProcessPool(StatefulPool):
                 self._release_when_ready(worker)
         self._arm_growth()  # look again while callers wait
 
-    def _grown(self, _: "asyncio.Future[None]") -> None:
+    def _grown(self, _: "asyncio.Future[None]") -> None:  # a worker forked by _grow is ready (or failed)
         self._growing -= 1
 
     def _release_when_ready(self, worker: Worker) -> None:
