@@ -308,7 +308,6 @@ class _Host:
                 self.post("fatal", message=f"running {task[2]} on the session's pool failed: {exc!r}")
                 self._end(70)
                 return
-            self.captures.poll(self.post)
             self.post("events", items=events)
         if self.shutting:
             await self._shut_down()
