@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -51,19 +52,28 @@ def read_capture_files(fds: list[int]) -> tuple[str, str]:
 
 
 class WorkerCaptures:
-    """Each worker's capture files: opened once it is ready, read and closed when it ends or crashes."""
+    """Each worker's capture files: opened once it is ready, read and closed when it ends or crashes.
+
+    Opened on the pool's loop thread as the worker gets its first call (a worker
+    that dies at once is gone from ``/proc`` before the controller's thread
+    would see it), taken on the controller's: a lock keeps the two apart.
+    """
 
     def __init__(self) -> None:
         self._fds: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
 
     def open(self, wid: int, info: Any) -> None:
         """Open the files named by the ``info`` a worker's session published (its pid and descriptors)."""
         info = info if isinstance(info, dict) else {}
-        self._fds[wid] = open_capture_files(info.get("pid"), info.get("capture_fds", []))
+        fds = open_capture_files(info.get("pid"), info.get("capture_fds", []))
+        with self._lock:
+            self._fds[wid] = fds
 
     def take(self, wid: int | None) -> tuple[str, str]:
         """The end of what worker ``wid``'s running test wrote; its files are closed."""
-        fds = self._fds.pop(wid or 0, [])
+        with self._lock:
+            fds = self._fds.pop(wid or 0, [])
         try:
             return read_capture_files(fds)
         finally:
@@ -71,9 +81,10 @@ class WorkerCaptures:
 
     def close(self) -> None:
         """Close every file still open."""
-        for fds in self._fds.values():
+        with self._lock:
+            every, self._fds = list(self._fds.values()), {}
+        for fds in every:
             _close_all(fds)
-        self._fds.clear()
 
 
 def _close_all(fds: list[int]) -> None:

@@ -154,7 +154,9 @@ class ProcessRunner:
         assert self._state is not None
         if worker.wid not in self._ready:
             self._ready.add(worker.wid)
-            self._posts.put(("ready", worker.wid, worker.infos.get(self._state.key)))
+            info = worker.infos.get(self._state.key)
+            self._captures.open(worker.wid, info)  # now, while the worker is alive: see WorkerCaptures
+            self._posts.put(("ready", worker.wid, info))
 
     # -- Runner protocol --------------------------------------------------
 
@@ -364,7 +366,6 @@ class ProcessRunner:
         if wid in self._verified or not isinstance(info, dict):
             return
         self._verified.add(wid)
-        self._captures.open(wid, info)
         if self._controller_ids is None and self._session is not None:
             self._controller_ids = [item.nodeid for item in self._session.items]
         known = set(info.get("ids", [])) | set(info.get("deselected", []))

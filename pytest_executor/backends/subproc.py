@@ -132,7 +132,7 @@ class SubprocessRunner(ProcessRunner):
 
         def on_worker(worker: Any) -> None:
             ran_on.append(worker)
-            self._posts.put(("opened", worker.wid, worker.infos.get(state.key)))
+            self._captures.open(worker.wid, worker.infos.get(state.key))  # now, while it is alive
 
         def on_start() -> None:
             started.append(time.time())
@@ -177,9 +177,7 @@ class SubprocessRunner(ProcessRunner):
 
     def _on_post(self, post: tuple[Any, ...], events: list[Event]) -> None:
         kind = post[0]
-        if kind == "opened":
-            self._captures.open(post[1], post[2])
-        elif kind == "crashed":
+        if kind == "crashed":
             self._on_oneshot_crash(post[1], post[2], post[3], post[4], events)
         elif kind == "unready":
             self._on_unready(post[1], post[2], events)

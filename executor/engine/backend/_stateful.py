@@ -331,10 +331,19 @@ class StatefulPool:
         pool = T.cast("ProcessPool", self)
         pid, pidfd, ended = worker.pid, worker.pidfd, "SIGKILL"
         if worker.alive and pid:
-            kill_pid(pid, signal.SIGABRT)
-            if await self.loop.run_in_executor(None, wait_exited, pid, pidfd, grace):
-                ended = "SIGABRT"
-            kill_group(pid)  # what the worker started, and the worker if it did not exit
+            # The pidfd is ours while a thread waits on it: the worker's socket closes as it dies,
+            # and the pool's loss handling would otherwise close the fd under the waiting select().
+            worker.pidfd = None
+            try:
+                kill_pid(pid, signal.SIGABRT)
+                if await self.loop.run_in_executor(None, wait_exited, pid, pidfd, grace):
+                    ended = "SIGABRT"
+                kill_group(pid)  # what the worker started, and the worker if it did not exit
+            finally:
+                if worker.alive:
+                    worker.pidfd = pidfd  # kill() below waits on it and closes it
+                else:
+                    close_pidfd(pidfd)
         pool.kill(worker)
         return ended
 
