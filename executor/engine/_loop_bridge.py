@@ -156,14 +156,19 @@ class LoopBridge:
         loop.call_soon_threadsafe(call)
         return cf.result()
 
-    def _call_on_loop_async(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any:
-        """Run a coroutine function on the loop from another thread and block for its result."""
+    def _loop_to_block_on(self) -> asyncio.AbstractEventLoop:
+        """The running engine loop, which this (other) thread may block on; else a RuntimeError that says why not."""
         loop = self._loop
         if loop is None or not loop.is_running():
             raise RuntimeError("the engine is not started: use `with Engine()` or engine.start()")
         if self._in_loop_thread():
             raise RuntimeError("this blocking call would deadlock the engine loop; "
                                "use the async form (await engine.join(...)) instead")
+        return loop
+
+    def _call_on_loop_async(self, coro_fn: T.Callable[..., T.Coroutine[T.Any, T.Any, T.Any]], *args: T.Any) -> T.Any:
+        """Run a coroutine function on the loop from another thread and block for its result."""
+        loop = self._loop_to_block_on()
         return asyncio.run_coroutine_threadsafe(coro_fn(*args), loop).result()
 
     async def _on_loop_async(self, fn: T.Callable[..., T.Any], *args: T.Any) -> T.Any:
@@ -195,12 +200,7 @@ class LoopBridge:
                 raise RuntimeError("this engine's loop is driven by the thread that started it "
                                    "(start(loop_thread=False)); wait for it from that thread")
             return self._drive(coro_fn, *args)
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            raise RuntimeError("the engine is not started: use `with Engine()` or engine.start()")
-        if self._in_loop_thread():
-            raise RuntimeError("this blocking call would deadlock the engine loop; "
-                               "use the async form (await engine.join(...)) instead")
+        loop = self._loop_to_block_on()
         done = asyncio.run_coroutine_threadsafe(coro_fn(*args), loop)
         try:
             self._callers.serve_until(done)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import secrets
 import struct
 import subprocess
 import sys
@@ -219,7 +220,8 @@ class GroupGuard:
     def _start(self) -> bool:
         table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
         read_fd, write_fd = os.pipe()
-        scratch = tempfile.mkdtemp(prefix="executor-cmd-")
+        # named now, made once the watchdog runs: a death in between leaves no folder that nobody removes
+        scratch = os.path.join(tempfile.gettempdir(), f"executor-cmd-{secrets.token_hex(8)}")
         try:
             os.ftruncate(table_fd, _INITIAL_SLOTS * _SLOT.size)
             table = mmap.mmap(table_fd, _INITIAL_SLOTS * _SLOT.size)
@@ -230,9 +232,9 @@ class GroupGuard:
                 pass_fds=(read_fd, table_fd), start_new_session=True, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             starter.wait()
+            os.mkdir(scratch, 0o700)  # fails, rather than share, if the name was taken
         except (OSError, subprocess.SubprocessError) as error:
-            os.close(write_fd)
-            os.rmdir(scratch)
+            os.close(write_fd)  # the watchdog, if it started, exits
             self.enabled = False  # commands still run; only the crash clean-up is lost
             logger.debug(f"no watchdog for command groups: {error!r}")
             return False
