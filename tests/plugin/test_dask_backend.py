@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 
+import psutil
 import pytest
 from _late_worker import LATE_SESSION_CONFTEST, RENDEZVOUS_SUITE
 
@@ -104,6 +106,18 @@ def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=2", "-rA")
     _check_suite(result, pytester, shipped=False)
     _assert_quiet_stderr(result)
+    # Nothing outlives the run, not even for a moment: the fork server the workers came from included.
+    assert _processes_mentioning(pytester.path) == []
+
+
+def _processes_mentioning(path: object) -> list[str]:
+    """The live processes whose command line names ``path`` (the run's directory is on a fork server's)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        command = " ".join(proc.info["cmdline"] or [])
+        if str(path) in command and proc.pid != os.getpid():
+            found.append(f"{proc.pid}: {command[:300]}")
+    return found
 
 
 def _assert_quiet_stderr(result: pytest.RunResult) -> None:

@@ -148,7 +148,8 @@ class LocalDaskCluster:
         _scratch_dirs.add(self.scratch)
         _quiet_scratch_removal()
         settings: dict[str, T.Any] = {"temporary-directory": self.scratch}
-        if _use_fork_server(preload):
+        self._fork_server = _use_fork_server(preload)
+        if self._fork_server:
             settings["distributed.worker.multiprocessing-method"] = "forkserver"
         try:
             with dask.config.set(settings):
@@ -176,6 +177,8 @@ class LocalDaskCluster:
         except Exception as error:  # closing is best effort: the scratch folder goes anyway
             logger.debug("closing a LocalCluster: {!r}", error)
         finally:
+            if self._fork_server:
+                _stop_fork_server()
             self._remove_scratch()
 
     def _remove_scratch(self) -> None:
@@ -201,6 +204,23 @@ def _use_fork_server(preload: T.Sequence[str]) -> bool:
         listed = list(getattr(forkserver, "_preload_modules", ["distributed"]))
         context.set_forkserver_preload([*listed, *(name for name in preload if name not in listed)])
     return True
+
+
+def _stop_fork_server() -> None:
+    """End the fork server the cluster's workers came from, now that they are gone.
+
+    Left alone it would outlive this process for a moment (it ends once it
+    sees its parent's end of a pipe close): a process left behind by the run.
+    The next cluster starts a fresh one.
+    """
+    import multiprocessing.forkserver
+
+    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)  # no public way to end it
+    if stop is not None:
+        try:
+            stop()
+        except Exception as error:  # best effort: it still ends with this process
+            logger.debug("stopping the fork server: {!r}", error)
 
 
 def connect_client(address: str, timeout: float = CONNECT_TIMEOUT, security: T.Any = None) -> "Client":
