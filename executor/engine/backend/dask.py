@@ -1,7 +1,6 @@
 """The dask backend: the engine's asynchronous ``distributed.Client``.
 
-An engine gets one :class:`DaskBackend`. It hands DaskJobs a client that lives
-on the engine's event loop:
+An engine gets one :class:`DaskBackend`; it hands DaskJobs a client on the engine's loop:
 
 * by default a ``distributed.LocalCluster`` is started lazily, on the first
   DaskJob: one single-threaded worker process per core, quiet logs, the
@@ -30,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
+import multiprocessing.forkserver
 import os
 import shutil
 import sys
@@ -148,9 +149,9 @@ class LocalDaskCluster:
         _scratch_dirs.add(self.scratch)
         _quiet_scratch_removal()
         settings: dict[str, T.Any] = {"temporary-directory": self.scratch}
-        self._fork_server = _use_fork_server(preload)
-        if self._fork_server:
+        if (fork_server := _use_fork_server(preload)):
             settings["distributed.worker.multiprocessing-method"] = "forkserver"
+        self._fork_server = fork_server
         try:
             with dask.config.set(settings):
                 self.cluster: T.Any = distributed.LocalCluster(
@@ -177,8 +178,8 @@ class LocalDaskCluster:
         except Exception as error:  # closing is best effort: the scratch folder goes anyway
             logger.debug("closing a LocalCluster: {!r}", error)
         finally:
-            if self._fork_server:
-                _stop_fork_server()
+            with contextlib.suppress(Exception):  # else it outlives this process a moment (no public stop)
+                getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)() if self._fork_server else None
             self._remove_scratch()
 
     def _remove_scratch(self) -> None:
@@ -204,23 +205,6 @@ def _use_fork_server(preload: T.Sequence[str]) -> bool:
         listed = list(getattr(forkserver, "_preload_modules", ["distributed"]))
         context.set_forkserver_preload([*listed, *(name for name in preload if name not in listed)])
     return True
-
-
-def _stop_fork_server() -> None:
-    """End the fork server the cluster's workers came from, now that they are gone.
-
-    Left alone it would outlive this process for a moment (it ends once it
-    sees its parent's end of a pipe close): a process left behind by the run.
-    The next cluster starts a fresh one.
-    """
-    import multiprocessing.forkserver
-
-    stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)  # no public way to end it
-    if stop is not None:
-        try:
-            stop()
-        except Exception as error:  # best effort: it still ends with this process
-            logger.debug("stopping the fork server: {!r}", error)
 
 
 def connect_client(address: str, timeout: float = CONNECT_TIMEOUT, security: T.Any = None) -> "Client":
