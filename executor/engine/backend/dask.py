@@ -149,9 +149,9 @@ class LocalDaskCluster:
         _scratch_dirs.add(self.scratch)
         _quiet_scratch_removal()
         settings: dict[str, T.Any] = {"temporary-directory": self.scratch}
-        if (fork_server := _use_fork_server(preload)):
+        self._fork_server = _use_fork_server(preload)
+        if self._fork_server:
             settings["distributed.worker.multiprocessing-method"] = "forkserver"
-        self._fork_server = fork_server
         try:
             with dask.config.set(settings):
                 self.cluster: T.Any = distributed.LocalCluster(
@@ -178,8 +178,9 @@ class LocalDaskCluster:
         except Exception as error:  # closing is best effort: the scratch folder goes anyway
             logger.debug("closing a LocalCluster: {!r}", error)
         finally:
-            with contextlib.suppress(Exception):  # else it outlives this process a moment (no public stop)
-                getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)() if self._fork_server else None
+            if self._fork_server:  # it would outlive this process a moment; there is no public way to end it
+                with contextlib.suppress(Exception):
+                    getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)()
             self._remove_scratch()
 
     def _remove_scratch(self) -> None:
@@ -189,8 +190,6 @@ class LocalDaskCluster:
 
 def _use_fork_server(preload: T.Sequence[str]) -> bool:
     """Whether worker processes can come from a fork server; if so, set what it imports first."""
-    import multiprocessing
-
     if not sys.platform.startswith("linux") or "forkserver" not in multiprocessing.get_all_start_methods():
         return False
     from distributed.utils import get_mp_context
