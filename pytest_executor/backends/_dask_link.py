@@ -108,12 +108,17 @@ class DaskLink:
         self._wake()
 
     def take_wake(self) -> None:
-        """Clear the wake-up pipe (the controller then looks at every queue)."""
-        with self._lock:
-            self._woken = False
+        """Clear the wake-up pipe (the controller then looks at every queue).
+
+        The pipe is drained before the flag is cleared, never after: a wake-up
+        written in between would be drained with the flag left set, and every
+        later one skipped, until the controller's next timed wake-up.
+        """
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self.wake_fd, 4096):
                 pass
+        with self._lock:
+            self._woken = False
 
     # -- sessions -------------------------------------------------------------------
 
