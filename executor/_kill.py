@@ -25,6 +25,8 @@ import signal
 import sys
 
 _PR_SET_CHILD_SUBREAPER = 36
+WATCHDOG_FOLDER_PREFIX = "executor-cmd-"
+"""Starts the name of a command watchdog's scratch folder (:mod:`executor.engine.job.extend._reaper`)."""
 
 
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> bool:
@@ -74,8 +76,13 @@ def _descendants(pid: int) -> list[object]:
 
 
 def kill_tree(pid: int, *, include_self: bool = True) -> None:
-    """SIGKILL every descendant of ``pid`` (a snapshot taken first), its group, and ``pid`` itself."""
+    """SIGKILL every descendant of ``pid`` (a snapshot taken first), its group, and ``pid`` itself.
+
+    A command watchdog in the tree (a subreaper adopts it) dies too, before it
+    could remove its owner's scratch folder: that folder is removed here.
+    """
     descendants = _descendants(pid)
+    folders = [folder for folder in map(_watchdog_folder, descendants) if folder is not None]
     if include_self:
         signal_group(pid, signal.SIGKILL)
         kill_pid(pid)
@@ -85,6 +92,28 @@ def kill_tree(pid: int, *, include_self: bool = True) -> None:
     for child in descendants:  # reap the ones that were ours (a subreaper adopts them)
         with contextlib.suppress(Exception):
             child.wait(timeout=1)  # type: ignore[attr-defined]
+    for folder in folders:
+        remove_flat_folder(folder)
+
+
+def _watchdog_folder(process: object) -> str | None:
+    """The scratch folder of a command watchdog (its last argument), or None for any other process."""
+    try:
+        argv = process.cmdline()  # type: ignore[attr-defined]
+    except Exception:  # gone, or not ours to read
+        return None
+    if len(argv) > 2 and "-c" in argv and os.path.basename(argv[-1]).startswith(WATCHDOG_FOLDER_PREFIX):
+        return str(argv[-1])
+    return None
+
+
+def remove_flat_folder(folder: str) -> None:
+    """Remove ``folder`` and the files in it (no subfolders expected), ignoring what is already gone."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
 
 
 def kill_group_terminate_rest(pid: int) -> None:
@@ -132,5 +161,5 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-__all__ = ["become_subreaper", "has_children", "kill_group", "kill_group_terminate_rest", "kill_own_descendants", "kill_pid",
-           "kill_tree", "signal_group", "signal_name"]
+__all__ = ["WATCHDOG_FOLDER_PREFIX", "become_subreaper", "has_children", "kill_group", "kill_group_terminate_rest", "kill_own_descendants", "kill_pid",
+           "kill_tree", "remove_flat_folder", "signal_group", "signal_name"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -221,6 +222,24 @@ def test_a_worker_killed_as_its_first_command_starts_leaves_no_command_behind(tm
         engine.wait_job(job, timeout=30)
         assert job.status == "failed"
         assert wait_until(lambda: not processes_with(marker), timeout=10), processes_with(marker)
+
+
+def test_a_pool_worker_leaves_no_scratch_folder_of_its_commands(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the worker adopts its command watchdog (it is a subreaper) and kills it on its way out: the
+    # watchdog's scratch folder must go with it, not stay in the temp dir for good
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again, here and in the workers
+    with Engine(EngineSetting(cache_path=str(tmp_path / "cache"))) as engine:
+        job = SubprocessJob("true", base_class=ProcessJob)
+        engine.submit(job)
+        engine.wait_job(job, timeout=30)
+        assert job.result() == 0
+        assert list(scratch.glob("executor-cmd-*"))  # the engine's and the worker's, while they run
+    # the engine's own goes when its watchdog sees it stop, a moment later
+    assert wait_until(lambda: not list(scratch.glob("executor-cmd-*")), timeout=10), list(scratch.iterdir())
 
 
 def test_processes_left_behind_by_a_finished_command_are_stopped(engine: Engine) -> None:

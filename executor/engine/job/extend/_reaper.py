@@ -37,6 +37,7 @@ import tempfile
 import threading
 import typing as T
 
+from ...._kill import WATCHDOG_FOLDER_PREFIX
 from ...log import logger
 
 __all__ = ["GRACE", "GroupGuard", "close_idle_guard", "guard"]
@@ -128,7 +129,13 @@ class GroupGuard:
         a death of this process in that time (a pool worker killed on cancel)
         left the command unsupervised. :meth:`add` is then a write into memory.
         """
-        if not self.enabled or self._table is not None:
+        if not self.enabled:
+            return
+        if self._table is not None and self._scratch is not None and not os.path.isdir(self._scratch):
+            # its watchdog was killed with this process's leftovers (executor._kill.kill_tree removes
+            # the folder then): let it go, and start another below
+            self.close_if_idle()
+        if self._table is not None:
             return
         with self._lock:
             if self._table is not None:
@@ -221,7 +228,7 @@ class GroupGuard:
         table_fd = os.memfd_create("executor-command-groups", os.MFD_CLOEXEC)
         read_fd, write_fd = os.pipe()
         # named now, made once the watchdog runs: a death in between leaves no folder that nobody removes
-        scratch = os.path.join(tempfile.gettempdir(), f"executor-cmd-{secrets.token_hex(8)}")
+        scratch = os.path.join(tempfile.gettempdir(), f"{WATCHDOG_FOLDER_PREFIX}{secrets.token_hex(8)}")
         try:
             os.ftruncate(table_fd, _INITIAL_SLOTS * _SLOT.size)
             table = mmap.mmap(table_fd, _INITIAL_SLOTS * _SLOT.size)
