@@ -213,6 +213,10 @@ class ItemForker:
         self._session._flush()
         self._started = time.time()
         read_fd, write_fd = os.pipe()
+        # Cached on the item, and its module's relative path on the session: worked out here,
+        # once, rather than in every child, which throws its caches away (and pays copy-on-write
+        # faults for the pages it walks to work them out).
+        item.location  # noqa: B018 - a cached property, read for its side effect
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
