@@ -139,6 +139,14 @@ class _HostedWorker:
         limit_core_dumps()
         become_worker_session(config, self.label, self.link, oneshot=os.environ.get(ENV_ONESHOT) == "1")
 
+    def pytest_internalerror(self, excrepr: Any) -> None:
+        """Keep an internal error of a session that has not served yet: the controller shows it.
+
+        (The worker's terminal writes to /dev/null.)
+        """
+        if not self.link._serving and self.link.fatal is None:
+            self.link.fatal = "an internal error in its session:\n" + _last_lines(str(excrepr), _FATAL_LINES)
+
 
 def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: str, serve: Serve, *,
                  compact_reports: bool = False, label: str | None = None) -> int:
@@ -162,9 +170,28 @@ def host_session(args: list[str], basetemp: str, env: dict[str, str], prefix: st
                            plugins=[_HostedWorker(label, link)])
     finally:
         link.close()
-    if link.fatal and not link._serving:
-        raise RuntimeError(link.fatal)  # the engine reports it as the state's setup error
+    if not link._serving:  # the engine reports this as the state's setup error
+        if link.fatal:
+            raise RuntimeError(link.fatal)
+        raise RuntimeError(f"its pytest session ended before it had collected (exit code {int(code)}, "
+                           f"{_exit_name(code)}); run the same command without --executor-backend to see why")
     return int(code)
+
+
+_FATAL_LINES = 40
+"""Lines of a worker's internal error shown by the controller (its end: the error itself)."""
+
+
+def _last_lines(text: str, count: int) -> str:
+    lines = text.splitlines()
+    return "\n".join(lines[-count:] if len(lines) <= count else ["...", *lines[-count:]])
+
+
+def _exit_name(code: int | pytest.ExitCode) -> str:
+    try:
+        return pytest.ExitCode(int(code)).name
+    except ValueError:
+        return "unknown"
 
 
 def _forget_inherited_rewrite_hooks() -> None:

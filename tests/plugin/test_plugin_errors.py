@@ -274,3 +274,49 @@ def test_setup_display_options_are_refused_for_tests_on_workers(pytester: pytest
     shown = pytester.runpytest_subprocess("-p", "no:cacheprovider", flag, "-k", "test_here")
     assert shown.ret == pytest.ExitCode.OK  # in the pytest process they work as usual
     shown.stdout.fnmatch_lines(["*SETUP    F thing*"])
+
+
+@pytest.mark.parametrize("backend", ["process", "forked"])
+def test_a_worker_session_that_fails_before_collecting_shows_why(pytester: pytest.Pytester, backend: str) -> None:
+    # the workers' terminal writes to /dev/null: the controller must show the error itself
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_collection_finish(session):
+            if os.environ.get("PYTEST_EXECUTOR_WORKER"):
+                raise RuntimeError("this conftest breaks in workers")
+        """
+    )
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--executor-backend={backend}",
+                                           "--executor-workers=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: executor backend '{backend}': a worker could not start its pytest session: "
+        "an internal error in its session:",
+        "*conftest.py*pytest_collection_finish*",
+        "*RuntimeError: this conftest breaks in workers",
+    ])
+
+
+def test_a_worker_session_that_stops_before_collecting_names_its_exit_code(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import os
+        import pytest
+
+        def pytest_sessionstart(session):
+            if os.environ.get("PYTEST_EXECUTOR_WORKER"):
+                pytest.exit("not in a worker", returncode=2)
+        """
+    )
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--executor-backend=process",
+                                           "--executor-workers=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: executor backend 'process': a worker could not start its pytest session: its pytest session "
+        "ended before it had collected (exit code 2, INTERRUPTED); run the same command without "
+        "--executor-backend to see why",
+    ])
