@@ -100,8 +100,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state.worker and not state.settings["with-deps"]:
         return  # our worker plans only to pull in the same dependencies as the controller; none here
     from pytest_executor.plan._planner import choose_backends, plan_session, unused_fork_shared
+    from pytest_executor.run._gc import collector_paused
 
-    plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
+    with collector_paused():  # the plan lives as long as the run: nothing to collect while it is made
+        plan = plan_session(session, state.deselected, with_deps=state.settings["with-deps"])
     if plan.pulled_in:
         session.items[:] = plan.items
         _undeselect(config, plan.pulled_in)

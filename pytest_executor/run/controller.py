@@ -38,6 +38,7 @@ from pytest_executor.plan._planner import Plan
 from pytest_executor.run.jobs import (
     FINISHED, GuardedCondition, LocalTestJob, RemoteTestJob, RetryAttempt, TestFailed, TestJob, job_condition,
 )
+from pytest_executor.run._gc import collector_paused
 from pytest_executor.run._remote import MAIN_WORKER, RemoteLane
 from pytest_executor.run.local import outcome_of, run_attempt
 from pytest_executor.views.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
@@ -153,7 +154,8 @@ class Controller:
     def _loop(self, session: pytest.Session) -> None:
         hook = self.config.hook
         self.run.started = time.time()
-        self._make_jobs()
+        with collector_paused():  # jobs and records live as long as the run (see run._gc)
+            self._make_jobs()
         for node in self.plan.order:
             hook.pytest_executor_job_created(item=self.plan.items[node], job=self.jobs[node])
         self._release([n for n in self.plan.order if not self.plan.deps.get(n)])
@@ -165,7 +167,8 @@ class Controller:
         engine.start(loop_thread=False)
         self.engine = engine
         engine.add_listener(self._on_status)
-        engine.submit(*[self.jobs[node] for node in self.plan.order])
+        with collector_paused():  # a task per job, alive until the job ends
+            engine.submit(*[self.jobs[node] for node in self.plan.order])
         runners = self.remote.runners
         if not runners:
             engine.serve_caller()
