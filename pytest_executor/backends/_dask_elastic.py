@@ -94,6 +94,7 @@ class ElasticPool(SessionPool):
         if worker.exited:
             return
         if worker.returncode is None:
+            worker.lost = True
             worker.returncode = -int(signal.SIGKILL)
             worker.tail += f"\n[the dask worker {worker.address or '?'} hosting this session was lost]\n".encode()
         self._exited(worker)

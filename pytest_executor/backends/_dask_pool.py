@@ -407,6 +407,11 @@ class SessionPool:
         undone = [s for s in slots if s.result]
         if crashed is None and undone:  # it died between items or while ending: in a teardown
             crashed = undone.pop(0)
+        if crashed is None and worker.lost and worker.ready:
+            # The start of the item it ran may have died with its dask worker, unrelayed: as
+            # pytest-xdist does, blame the first item it held (else a test that kills its worker
+            # would be handed out again and again).
+            crashed = next((s for s in slots if not s.started), None)
         self._end_undone(worker, undone)
         if crashed is not None:
             output = (f"{worker.fatal}\n" if worker.fatal else "") + bytes(worker.tail).decode("utf-8", "replace")
@@ -414,7 +419,7 @@ class SessionPool:
                                     teardown=crashed.result)
             self._fail_slot(worker, crashed, "teardown" if crashed.result else "call", message, captured)
         # Items queued behind the crashed one never started: hand them out again.
-        for slot in reversed([s for s in slots if not s.started]):
+        for slot in reversed([s for s in slots if not s.started and s is not crashed]):
             self._backlog.appendleft(slot.task)
         reason = "timeout" if worker.timed_out is not None else exit_reason(worker.returncode)
         self._events.append(("worker_lost", {"worker": worker.wid, "reason": reason}))

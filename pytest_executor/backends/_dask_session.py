@@ -58,6 +58,8 @@ class RemoteWorker:
     crashed_index: int | None = None
     """The item whose call the session died in (its host says so); None: it died between items or while ending."""
     fatal: str | None = None
+    lost: bool = False
+    """Its dask worker died: what its host had not relayed yet was lost with it."""
     bye: bool = False
     """The session finished its run loop; only its end is left."""
     captured: list[str] = field(default_factory=lambda: ["", ""])

@@ -260,3 +260,31 @@ def test_xdist_worker_crash_with_after_and_exclusive_never_hangs(pytester: pytes
     _, output = run_pytest_to_end(pytester.path, tmp_path, "-n", "2", "-rA")
     assert "FAILED test_crash.py::test_exclusive_crash" in output, output
     assert "= 1 failed, 11 passed, 1 skipped in " in output, output
+
+
+KILLS_ITS_DASK_WORKER_BEFORE_ITS_START_IS_SENT = """
+import os
+import signal
+
+
+def pytest_runtest_logstart(nodeid, location):
+    # before the session tells its host that the item started: that news dies with the dask worker
+    if nodeid.endswith("test_kills_its_dask_worker") and os.environ.get("PYTEST_EXECUTOR_WORKER"):
+        with open(f"/proc/{os.getppid()}/stat") as stat:
+            os.kill(int(stat.read().rsplit(")", 1)[1].split()[1]), signal.SIGKILL)
+        signal.pause()  # the session dies with its host (lifeline)
+"""
+
+
+def test_a_dask_worker_killed_before_an_items_start_was_relayed_fails_that_item_once(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # as pytest-xdist does: the first item the lost session held is the one it crashed in; handed
+    # out again, it would kill one dask worker after another
+    pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makeconftest(KILLS_ITS_DASK_WORKER_BEFORE_ITS_START_IS_SENT)
+    pytester.makepyfile(test_dask_kill=KILLS_ITS_DASK_WORKER.replace("    with open(", "    return\n    with open("))
+    _, output = run_pytest_to_end(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA")
+    assert output.count(" lost: killed by signal SIGKILL") == 1, output
+    assert "FAILED test_dask_kill.py::test_kills_its_dask_worker - worker d" in output, output
+    assert "= 1 failed, 6 passed in " in output, output
