@@ -88,6 +88,21 @@ class ElasticPool(SessionPool):
     def _wants_sessions(self) -> bool:
         return not (self._killed or self._finished or self._dead) and (not self._finishing or bool(self._backlog))
 
+    def _shutdown_idle(self) -> None:
+        """Also drop, once nothing is left to hand out, the sessions whose host task never started.
+
+        Such a session holds nothing, and dask may never place its task (its
+        workers restarting, or busy with host tasks of killed workers it runs
+        again): the run must not wait for it to say ``bye``.
+        """
+        if self._finishing and not self._backlog:
+            for worker in [w for w in self._pool if w.address is None and w.load == 0]:
+                self._pool.remove(worker)
+                worker.returncode = -int(signal.SIGKILL)
+                self._close_worker(worker, kill=False)
+                self._let_go(worker)
+        super()._shutdown_idle()
+
     def _lost(self, worker: RemoteWorker) -> None:
         """The session's dask worker died (or its task vanished): a crash, as on the process backend."""
         self._drain(worker.wid, notify=False)

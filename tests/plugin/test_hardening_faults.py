@@ -288,3 +288,17 @@ def test_a_dask_worker_killed_before_an_items_start_was_relayed_fails_that_item_
     assert output.count(" lost: killed by signal SIGKILL") == 1, output
     assert "FAILED test_dask_kill.py::test_kills_its_dask_worker - worker d" in output, output
     assert "= 1 failed, 6 passed in " in output, output
+
+
+def test_a_run_whose_tests_kill_one_dask_worker_after_another_ends(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # each kill starts a replacement session; at the end one may not have started yet (dask
+    # cannot place it while the nannies restart their workers): the run must not wait for it
+    pytest.importorskip("distributed")
+    pytester.makeini(INNER_INI + "    -p no:xdist\n")
+    pytester.makepyfile(test_dask_kill=KILLS_ITS_DASK_WORKER.replace(
+        "@pytest.mark.job(retries=0)\n", '@pytest.mark.parametrize("k", range(5))\n').replace(
+        "def test_kills_its_dask_worker():", "def test_kills_its_dask_worker(k):"))
+    _, output = run_pytest_to_end(pytester.path, tmp_path, "--executor-backend=dask", "--executor-workers=2", "-rA",
+                                  timeout=90)
+    assert output.count(" lost: killed by signal SIGKILL") == 5, output
+    assert "= 5 failed, 6 passed in " in output, output
