@@ -253,6 +253,9 @@ class Zygote:
             fut = self._forks.popleft()
             if not fut.done():
                 fut.set_exception(WorkerCrashedError(why))
+                # retrieved here: its done callback may never run (a loop closed right after
+                # a shutdown), and asyncio would then print "exception was never retrieved"
+                fut.exception()
         for waiter in self._code_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
