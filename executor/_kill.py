@@ -93,7 +93,7 @@ def kill_tree(pid: int, *, include_self: bool = True) -> None:
         with contextlib.suppress(Exception):
             child.wait(timeout=1)  # type: ignore[attr-defined]
     for folder in folders:
-        remove_flat_folder(folder)
+        _remove_flat_folder(folder)
 
 
 def _watchdog_folder(process: object) -> str | None:
@@ -107,7 +107,7 @@ def _watchdog_folder(process: object) -> str | None:
     return None
 
 
-def remove_flat_folder(folder: str) -> None:
+def _remove_flat_folder(folder: str) -> None:
     """Remove ``folder`` and the files in it (no subfolders expected), ignoring what is already gone."""
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
@@ -162,4 +162,4 @@ def signal_name(number: int) -> str:
 
 
 __all__ = ["WATCHDOG_FOLDER_PREFIX", "become_subreaper", "has_children", "kill_group", "kill_group_terminate_rest", "kill_own_descendants", "kill_pid",
-           "kill_tree", "remove_flat_folder", "signal_group", "signal_name"]
+           "kill_tree", "signal_group", "signal_name"]

@@ -98,10 +98,15 @@ class ElasticPool(SessionPool):
         if self._finishing and not self._backlog:
             for worker in [w for w in self._pool if w.address is None and w.load == 0]:
                 self._pool.remove(worker)
-                worker.returncode = -int(signal.SIGKILL)
-                self._close_worker(worker, kill=False)
-                self._let_go(worker)
+                self._abandon(worker)
         super()._shutdown_idle()
+
+    def _abandon(self, worker: RemoteWorker) -> None:
+        """End our side of a session without waiting for it: closed, forgotten, its host task cancelled."""
+        if worker.returncode is None:
+            worker.returncode = -int(signal.SIGKILL)
+        self._close_worker(worker, kill=False)
+        self._let_go(worker)
 
     def _lost(self, worker: RemoteWorker) -> None:
         """The session's dask worker died (or its task vanished): a crash, as on the process backend."""
@@ -183,10 +188,7 @@ class ElasticPool(SessionPool):
                     self._fail_slot(worker, slot, "call", f"{gone} while this test ran", worker.read_capture())
                 else:
                     self._fail_slot(worker, slot, "setup", self._dead, ("", ""))
-            if worker.returncode is None:
-                worker.returncode = -int(signal.SIGKILL)
-            self._close_worker(worker, kill=False)
-            self._let_go(worker)
+            self._abandon(worker)
         self._pool.clear()
         while self._backlog:
             self._fail_task(self._backlog.popleft())
