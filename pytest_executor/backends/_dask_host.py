@@ -106,7 +106,7 @@ def host_session(spec: dict[str, Any]) -> int:
         # The worker's client connects to the scheduler (a TLS handshake) while the session imports pytest.
         queue = Queue(spec["queue"], client=get_client())
         if host.attach(queue):
-            _receive(queue, host)
+            _receive(queue, host.take, host.over)
     finally:
         host.take([["stop"]])  # no-op once the host ended
         host.thread.join()
@@ -126,14 +126,25 @@ def _wanted(worker: Any, key: Any) -> bool:
     return state is not None and state.state in _ALIVE_STATES
 
 
-def _receive(queue: Any, host: _Host) -> None:
-    """Hand the controller's items to the host until ``end``/``stop`` (or the queue fails)."""
+def _receive(queue: Any, take: Callable[[list[list[Any]]], None], over: Callable[[], bool]) -> None:
+    """Hand the controller's items to ``take`` until ``end``/``stop``, the queue fails, or ``over()``.
+
+    The wait is bounded: the host's own ``end`` may never come back.  A host
+    task that dask re-runs after its worker died shares its queue with the
+    dead run, whose ``get`` the scheduler still serves: that stale get takes
+    the next item put, ``end`` included.  Waiting for good would keep this
+    dask worker's thread, and every task queued behind it, forever.
+    """
     while True:
         try:
-            items = queue.get()
+            items = queue.get(timeout=_WATCHDOG)
+        except TimeoutError:
+            if over():
+                return
+            continue
         except Exception:  # the worker or the scheduler is going away
             return
-        host.take(items)
+        take(items)
         if any(item[0] in ("end", "stop") for item in items):
             return
 
@@ -179,6 +190,11 @@ class _Host:
         """Thread-safe: obey the controller's items on the loop."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the host ended
             self.loop.call_soon_threadsafe(self._take, items)
+
+    def over(self) -> bool:
+        """Thread-safe: whether the host has ended."""
+        with self._lock:
+            return self._over
 
     # -- the loop's thread -----------------------------------------------------------
 
