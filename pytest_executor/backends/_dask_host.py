@@ -64,6 +64,8 @@ _WATCHDOG = 1.0
 """Seconds between checks that this task is still wanted."""
 _DROP_GRACE = 30.0
 """Seconds a session that said ``bye`` gets to end before it is killed."""
+_WAKE_TRIES = 10
+"""``end`` items put at most to wake the task's thread: more than dask's default ``allowed-failures`` re-runs."""
 _ALIVE_STATES = ("executing", "long-running")
 _KILLED = -int(signal.SIGKILL)
 
@@ -106,8 +108,9 @@ def host_session(spec: dict[str, Any]) -> int:
         # The worker's client connects to the scheduler (a TLS handshake) while the session imports pytest.
         queue = Queue(spec["queue"], client=get_client())
         if host.attach(queue):
-            _receive(queue, host.take, host.over)
+            _receive(queue, host.take)
     finally:
+        host.released.set()
         host.take([["stop"]])  # no-op once the host ended
         host.thread.join()
         relay.post("exit", **host.ending)
@@ -126,26 +129,32 @@ def _wanted(worker: Any, key: Any) -> bool:
     return state is not None and state.state in _ALIVE_STATES
 
 
-def _receive(queue: Any, take: Callable[[list[list[Any]]], None], over: Callable[[], bool]) -> None:
-    """Hand the controller's items to ``take`` until ``end``/``stop``, the queue fails, or ``over()``.
-
-    The wait is bounded: the host's own ``end`` may never come back.  A host
-    task that dask re-runs after its worker died shares its queue with the
-    dead run, whose ``get`` the scheduler still serves: that stale get takes
-    the next item put, ``end`` included.  Waiting for good would keep this
-    dask worker's thread, and every task queued behind it, forever.
-    """
+def _receive(queue: Any, take: Callable[[list[list[Any]]], None]) -> None:
+    """Hand the controller's items to ``take`` until ``end``/``stop`` (or the queue fails)."""
     while True:
         try:
-            items = queue.get(timeout=_WATCHDOG)
-        except TimeoutError:
-            if over():
-                return
-            continue
+            items = queue.get()
         except Exception:  # the worker or the scheduler is going away
             return
         take(items)
         if any(item[0] in ("end", "stop") for item in items):
+            return
+
+
+def _wake_receiver(queue: Any, released: threading.Event) -> None:
+    """Put ``end`` in the session's queue until :func:`_receive` has taken one (``released``).
+
+    One is not always enough.  A host task that dask re-runs after its worker
+    died shares its queue with the dead run, whose ``get`` the scheduler still
+    serves: that stale get takes the first ``end``.  Left waiting, the re-run
+    would hold its dask worker's thread, and every session queued behind it,
+    for good.  (A timed ``get`` would end the wait too, but the scheduler logs
+    each timeout as an error.)
+    """
+    for _ in range(_WAKE_TRIES):
+        with contextlib.suppress(Exception):
+            queue.put([["end"]], timeout=5)
+        if released.wait(_WATCHDOG):
             return
 
 
@@ -176,6 +185,8 @@ class _Host:
         self._lock = threading.Lock()
         self._queue: Any = None
         self._over = False
+        self.released = threading.Event()
+        """Set once the task's thread no longer waits on the session's queue."""
         self.thread = threading.Thread(target=self._run, name=f"pytest-executor-{spec['wid']}-host", daemon=True)
 
     # -- the task's thread ---------------------------------------------------------
@@ -190,11 +201,6 @@ class _Host:
         """Thread-safe: obey the controller's items on the loop."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the host ended
             self.loop.call_soon_threadsafe(self._take, items)
-
-    def over(self) -> bool:
-        """Thread-safe: whether the host has ended."""
-        with self._lock:
-            return self._over
 
     # -- the loop's thread -----------------------------------------------------------
 
@@ -212,9 +218,8 @@ class _Host:
                 self.loop.close()
             with self._lock:
                 self._over, queue = True, self._queue
-            if queue is not None:  # the task's thread waits on the queue: our own "end" ends its wait
-                with contextlib.suppress(Exception):
-                    queue.put([["end"]], timeout=5)
+            if queue is not None and not self.released.is_set():  # the task's thread waits on the queue
+                _wake_receiver(queue, self.released)
 
     async def _main(self) -> None:
         assert self._done is not None

@@ -1,4 +1,4 @@
-"""The dask backend's host task: its wait for the controller's items always ends once the host has."""
+"""The dask backend's host task: the wait of its thread for the controller's items always ends with the host."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_executor.backends._dask_host import _receive
+from pytest_executor.backends._dask_host import _receive, _wake_receiver
 
 distributed = pytest.importorskip("distributed")
 
@@ -39,6 +39,7 @@ def _leave_a_stale_get(address: str, name: str, client: Any) -> None:
         time.sleep(0.05)
     stale.close()
     waiting.join(30)
+    assert client.run_on_scheduler(_getters(name)) == 1, "the scheduler dropped the gone client's get"
 
 
 def _swallow(call: Any) -> None:
@@ -48,19 +49,23 @@ def _swallow(call: Any) -> None:
         pass
 
 
-def test_a_rerun_host_whose_end_is_taken_by_a_stale_get_still_stops_waiting(dask_address: str, client: Any) -> None:
+def test_a_rerun_host_wakes_its_thread_though_a_stale_get_takes_its_end(dask_address: str, client: Any) -> None:
     # dask re-runs the host task of a dead worker: the dead run's get, still served by the
-    # scheduler, takes the 'end' the new run's host puts. Its wait must still end (it held its
-    # dask worker's only thread, and the sessions queued behind it, for good).
+    # scheduler, takes the first 'end' the new run's host puts. The thread must still stop
+    # waiting (it held its dask worker's only thread, and the sessions queued behind it, for good).
     name = f"host-test-{time.monotonic_ns()}"
     queue = distributed.Queue(name, client=client)
     _leave_a_stale_get(dask_address, name, client)
     taken: list[list[Any]] = []
-    ended = threading.Event()
-    receiving = threading.Thread(target=_receive, args=(queue, taken.extend, ended.is_set), daemon=True)
+    released = threading.Event()
+
+    def receive() -> None:
+        _receive(queue, taken.extend)
+        released.set()
+
+    receiving = threading.Thread(target=receive, daemon=True)
     receiving.start()
-    queue.put([["end"]])  # what the host puts as it ends
-    ended.set()
+    _wake_receiver(queue, released)  # as the host does when it ends
     receiving.join(30)
-    assert not receiving.is_alive(), "the host task still waits for the controller's items"
-    assert taken == [], "the stale get did not take the end: this run did not test the case"
+    assert not receiving.is_alive(), "the host task's thread still waits for the controller's items"
+    assert [list(item) for item in taken] == [["end"]]  # the second: the stale get took the first
