@@ -210,8 +210,9 @@ class Waiting(Submitting):
                 raise RuntimeError("this engine's loop is driven by the thread that started it "
                                    "(start(loop_thread=False)); wait for it from that thread")
             self._drain()
-            pending = self._active_jobs() if jobs is None else [j for j in jobs if j.status in ACTIVE_STATUSES]
-            return not pending
+            if jobs is None:  # called once per wait of a controller loop: no list of every job
+                return not (len(self.jobs.pending) or len(self.jobs.running))
+            return not any(j.status in ACTIVE_STATUSES for j in jobs)
         try:
             self._wait_serving(self._join_here, jobs, timeout)
         except TimeoutError:

@@ -67,21 +67,31 @@ def uses_upstream_hooks(cls: type) -> bool:
     """True when a job class overrides one of upstream's hooks (it then runs through them)."""
     known = _upstream_classes.get(cls)
     if known is None:
-        known = _own_run_function(cls) or any(not _defined_by_engine(cls, name) for name in UPSTREAM_HOOKS)
+        known = _own_run_function(cls) or _overrides_any(cls, UPSTREAM_HOOKS, {})
         _upstream_classes[cls] = known
     return known
 
 
 def overrides_status_hooks(cls: type) -> bool:
     """True when a job class written outside the engine overrides ``on_done`` or ``on_failed``."""
-    known = _status_hook_classes.get(cls)
-    if known is None:
-        known = any(not _defined_by_engine(cls, name) for name in STATUS_HOOKS)
-        _status_hook_classes[cls] = known
-    return known
+    return _overrides_any(cls, STATUS_HOOKS, _status_hook_classes)
+
+
+def overrides_resource_hooks(cls: type) -> bool:
+    """True when a job class written outside the engine overrides a resource hook (asked on every attempt)."""
+    return _overrides_any(cls, _RESOURCE_HOOKS, _resource_hook_classes)
+
+
+def _overrides_any(cls: type, names: T.Iterable[str], known: dict[type, bool]) -> bool:
+    """Whether a class outside the engine defines one of ``names`` for ``cls``; remembered in ``known``."""
+    answer = known.get(cls)
+    if answer is None:
+        answer = known[cls] = any(not _defined_by_engine(cls, name) for name in names)
+    return answer
 
 
 _status_hook_classes: dict[type, bool] = {}
+_resource_hook_classes: dict[type, bool] = {}
 
 
 def overrides_cancel(cls: type) -> bool:
@@ -99,7 +109,7 @@ async def run_upstream_attempt(job: "Job", engine: "Engine") -> T.Any:
     cls = type(job)
     # the engine's scheduler already gave the job a slot; a job type's own resource hooks are asked on top,
     # re-checked every wait_time_delta (an opaque resource tells nobody when it frees up)
-    own_resources = any(not _defined_by_engine(cls, name) for name in _RESOURCE_HOOKS)
+    own_resources = overrides_resource_hooks(cls)
     consumed = False
     saved = (job.func, job.args, job.kwargs)
     try:
