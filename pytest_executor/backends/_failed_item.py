@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import time
 from typing import Any
 
 import pytest
+
+from executor._kill import signal_name
 
 from pytest_executor.backends._runner import Event, ItemTask
 
@@ -207,8 +208,6 @@ def exit_reason(returncode: int | None) -> str:
     if returncode is None:
         return "still running"
     if returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
+        name = signal_name(-returncode)  # "signal 99" for a number without a name
+        return f"killed by {name}" if name.startswith("signal ") else f"killed by signal {name}"
     return f"exit code {returncode}"

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, final
 
 import pytest
 
-from executor._kill import has_children, kill_own_descendants, signal_group, signal_name
+from executor._kill import has_children, kill_own_descendants, signal_group
 from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
+from pytest_executor.backends._failed_item import exit_reason
 from pytest_executor.backends._fork_shared import SharedFixtures
 from pytest_executor.backends._fork_stats import ForkStats
 from pytest_executor.backends._protocol import (
@@ -289,7 +290,7 @@ class ItemForker:
     def _report_lost_child(self, item: pytest.Item, task: Task, seen: _Seen, returncode: int, timed_out: bool) -> None:
         """Report the item of a child that died (or was stopped) before it was done."""
         session = self._session
-        reason = _exit_reason(returncode)
+        reason = exit_reason(returncode)
         out, err = self._read_capture()
         when = "teardown" if seen.result else "call"  # as the process backend reports a crash
         if timed_out:
@@ -429,12 +430,6 @@ def _clean_up_after(pid: int) -> None:
     signal_group(pid, signal.SIGKILL)
     if has_children():
         kill_own_descendants()
-
-
-def _exit_reason(returncode: int) -> str:
-    if returncode < 0:
-        return f"killed by signal {signal_name(-returncode)}"
-    return f"exit code {returncode}"
 
 
 _MACHINERY = tuple(os.sep + name + os.sep for name in ("pluggy", "_pytest", "pytest", "pytest_executor")) + (
