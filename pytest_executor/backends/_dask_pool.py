@@ -32,7 +32,7 @@ from pytest_executor.backends._compact import CompactReports
 from pytest_executor.backends._dask_session import RemoteWorker, Slot
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
-from pytest_executor.backends._runner import Event, ItemTask, warning_event
+from pytest_executor.backends._runner import Event, ItemTask, collection_mismatch, warning_event
 
 _MAX_START_FAILURES = 3
 Batches = dict[str, tuple[RemoteWorker, list[tuple[int, int, str, float | None]]]]
@@ -216,15 +216,10 @@ class SessionPool:
             return
         known = ids + list(worker.collected.get("deselected", []))
         position = {nodeid: i for i, nodeid in enumerate(known)}
-        for i, nodeid in enumerate(self._controller_ids):
-            if nodeid not in position:
-                theirs = ids[i] if i < len(ids) else "<nothing>"
-                self._fail(
-                    f"collection mismatch: worker {worker.wid} did not collect what the controller did; "
-                    f"first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
-                    f"(controller collected {len(self._controller_ids)} items, worker {len(ids)})"
-                )
-                return
+        message = collection_mismatch(worker.wid, self._controller_ids, ids, position)
+        if message is not None:
+            self._fail(message)
+            return
         worker.index_map = [position[nodeid] for nodeid in self._controller_ids]
         worker.ready = True
 

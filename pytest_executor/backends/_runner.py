@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,3 +134,14 @@ def warning_event(kwargs: dict[str, Any]) -> dict[str, Any]:
         "nodeid": kwargs.get("nodeid", ""),
         "location": tuple(location) if location else None,
     }
+
+
+def collection_mismatch(worker: str, controller_ids: list[str], ids: list[str], known: Container[str]) -> str | None:
+    """The fatal error of a worker whose collection (``ids``, ``known`` with its deselected) lacks an item, else None."""
+    for i, nodeid in enumerate(controller_ids):
+        if nodeid not in known:
+            theirs = ids[i] if i < len(ids) else "<nothing>"
+            return (f"collection mismatch: worker {worker} did not collect what the controller did; "
+                    f"first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
+                    f"(controller collected {len(controller_ids)} items, worker {len(ids)})")
+    return None

@@ -40,11 +40,13 @@ from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, Work
 
 from pytest_executor.backends import _hosted
 from pytest_executor.backends._compact import CompactReports
-from pytest_executor.backends._runner import Event, ItemTask, warning_event
+from pytest_executor.backends._runner import Event, ItemTask, collection_mismatch, warning_event
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._failed_item import WorkerCaptures
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
 
+_START_NOTICE: Final = 0.05
+"""Seconds an item runs before the controller hears it started (a shorter one is first heard of with its answer)."""
 _REAP_GRACE: Final = 30.0
 """Seconds the sessions get to end (after their last teardown) at cleanup before they are killed."""
 
@@ -86,6 +88,7 @@ class ProcessRunner:
         self._own_basetemp: str | None = None
         self._ready: set[int] = set()  # workers whose session serves
         self._started: dict[int, bool] = {}  # index -> its logstart was replayed (True: the worker's is still due)
+        self._starts: dict[int, tuple[str, tuple[Any, ...]]] = {}  # worker -> nodeid, location of its last logstart
         self._undone: dict[int, set[int]] = {}  # worker -> items whose teardown waits for its next task
 
     # -- start ------------------------------------------------------------
@@ -205,7 +208,9 @@ class ProcessRunner:
 
         def on_start() -> None:
             started.append(time.time())
-            self._posts.put(("started", task, ran_on[-1].wid))  # shown running now, not once answered
+            # Shown running if it still runs a moment later, not once answered.  A short item's answer comes
+            # first, with the worker's logstart: no notice to handle, no item location to work out.
+            timer.append(loop.call_later(_START_NOTICE, self._posts.put, ("started", task, ran_on[-1].wid)))
             if task.timeout:
                 timer.append(loop.call_later(task.timeout + self.deadline_grace, expire))
 
@@ -368,28 +373,25 @@ class ProcessRunner:
         self._verified.add(wid)
         if self._controller_ids is None and self._session is not None:
             self._controller_ids = [item.nodeid for item in self._session.items]
-        known = set(info.get("ids", [])) | set(info.get("deselected", []))
         ids = list(info.get("ids", []))
-        for i, nodeid in enumerate(self._controller_ids or []):
-            if nodeid not in known:
-                theirs = ids[i] if i < len(ids) else "<nothing>"
-                self._fail(
-                    f"collection mismatch: worker {self._label(wid)} did not collect what the controller "
-                    f"did; first differing id at position {i}: controller has {nodeid!r}, worker has {theirs!r} "
-                    f"(controller collected {len(self._controller_ids or [])} items, worker {len(ids)})", events)
-                return
+        known = set(ids) | set(info.get("deselected", []))
+        message = collection_mismatch(self._label(wid), self._controller_ids or [], ids, known)
+        if message is not None:
+            self._fail(message, events)
 
     def _on_event(self, wid: int, task: ItemTask | None, name: str, kwargs: dict[str, Any],
                   events: list[Event]) -> None:
         label = self._label(wid)
         if name == "logstart":
+            location = tuple(kwargs["location"])
+            self._starts[wid] = (kwargs["nodeid"], location)
             if task is not None and self._started.get(task.index) and kwargs["nodeid"] == task.nodeid:
                 self._started[task.index] = False  # replayed when it started
                 return
-            events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": tuple(kwargs["location"]),
-                                        "worker": label}))
+            events.append(("logstart", {"nodeid": kwargs["nodeid"], "location": location, "worker": label}))
         elif name == "logreport":
-            report = (self._compact.rebuild(kwargs["nodeid"], kwargs["compact"]) if "compact" in kwargs
+            report = (self._compact.rebuild(kwargs["nodeid"], kwargs["compact"], self._starts.get(wid))
+                      if "compact" in kwargs
                       else self.config.hook.pytest_report_from_serializable(config=self.config, data=kwargs["data"]))
             events.append(("logreport", {"report": report, "worker": label}))
         elif name == "result":

@@ -58,6 +58,8 @@ class _Remote:
     """The failed attempt's ``done`` came before its retry was submitted (its worker crashed)."""
     result_seen: bool = False
     logstart_sent: bool = False
+    location: tuple[str, int | None, str] | None = None
+    """The item's location as its logstart event gave it (the worker's: the controller need not work it out)."""
     ended: asyncio.Future[str] | None = None
     """Resolved with the attempt's outcome (or ``"retry"``) when the job's attempt ends."""
 
@@ -184,7 +186,8 @@ class RemoteLane:
             if not state.logstart_sent:
                 state.logstart_sent = True
                 item = ctl.plan.items[node]
-                item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+                state.location = data.get("location") or item.location
+                item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=state.location)
         elif name == "logreport":
             report: pytest.TestReport = data["report"]
             node = ctl.node_of[report.nodeid]
@@ -257,7 +260,7 @@ class RemoteLane:
         if not state.result_seen:  # defensive: a runner that skipped "result"
             self._on_result(session, node, "failed", runner)
         item = ctl.plan.items[node]
-        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=state.location or item.location)
         record.start = data.get("start", record.start)
         record.stop = data.get("stop", time.time())
         if record.ready is not None and record.start is not None:
