@@ -38,10 +38,14 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     ini, where pytest-asyncio would warn once per session that the setting is
     unset (the demo suite's ini ignores it the same way). pytester clears
     PYTEST_ADDOPTS when it starts, hence set here; so are the foreign plugins
-    of :mod:`tests.foreign_plugins` switched off.
+    of :mod:`tests.foreign_plugins` switched off, and, when this suite runs
+    under ``-n``, pytest-xdist's worker variables dropped.
     """
     # a warning filter, not the ini key: sessions run with -p no:asyncio would call the key unknown
     monkeypatch.setenv("PYTEST_ADDOPTS", f"-W '{ASYNCIO_SCOPE_UNSET}' {FOREIGN_PLUGINS_OFF}")
+    # this suite run by pytest-xdist (-n): the inner sessions are no xdist workers of it
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     return pytester
 
 
