@@ -81,7 +81,10 @@ class ElasticPool(SessionPool):
             session = self._by_wid.get(str(msg["wid"]))
             if session is not None and not session.exited and session.returncode is None:
                 if msg.get("status") == "error" and session.address is None:
-                    self._fail(f"session {session.wid} could not start on the dask cluster: {msg.get('reason')}")
+                    if str(msg.get("reason", "")).startswith("KilledWorker"):
+                        self._replace_unstarted(session)
+                    else:
+                        self._fail(f"session {session.wid} could not start on the dask cluster: {msg.get('reason')}")
                 else:
                     self._lost(session)
 
@@ -118,6 +121,22 @@ class ElasticPool(SessionPool):
             worker.returncode = -int(signal.SIGKILL)
             worker.tail += f"\n[the dask worker {worker.address or '?'} hosting this session was lost]\n".encode()
         self._exited(worker)
+
+    def _replace_unstarted(self, worker: RemoteWorker) -> None:
+        """A session whose dask worker died before its host task started: another takes its place.
+
+        On a cluster that runs no task again after its worker died (ours:
+        ``allowed-failures`` 0, so that a killed worker's session is never run a
+        second time beside its replacement) the task fails with ``KilledWorker``.
+        The session held nothing; it is no start failure of its own.
+        """
+        if worker.returncode is None:
+            worker.returncode = -int(signal.SIGKILL)
+        worker.closing = True
+        self._close_worker(worker, kill=False)
+        if worker in self._pool:
+            self._pool.remove(worker)
+        self._after_exit(worker, crashed=False)
 
     def _hand_back(self, worker: RemoteWorker) -> None:
         """A retired worker's session: its queued items go back to the backlog, none reported twice."""

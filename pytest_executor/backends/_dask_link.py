@@ -36,6 +36,9 @@ import threading
 from collections import deque
 from typing import Any, final
 
+_ERROR_FETCH = 5.0
+"""Seconds to fetch the error of a host task that failed (a KilledWorker tells a lost session from a broken one)."""
+
 CLUSTER_TOPIC = "all"
 """The scheduler's own topic: ``add-worker`` / ``remove-worker`` (and more we ignore)."""
 
@@ -99,8 +102,8 @@ class DaskLink:
         status = getattr(future, "status", "")
         reason = ""
         if status == "error":
-            with contextlib.suppress(Exception):
-                error = future.exception(timeout=0)
+            with contextlib.suppress(Exception):  # one trip to the scheduler, on dask's callback thread
+                error = future.exception(timeout=_ERROR_FETCH)
                 reason = f"{type(error).__name__}: {error}"
         elif status == "cancelled":
             reason = "cancelled by the scheduler (the connection to it was lost)"

@@ -339,3 +339,26 @@ def test_async_use_without_stop_leaves_no_scratch_folder(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=100)
     assert done.returncode == 0 and done.stdout.splitlines() == ["3"], done.stderr
     assert not [p.name for p in temp.iterdir() if p.name.startswith("executor-dask-")]
+
+
+def _killer_of_its_worker(runs: str) -> None:
+    with open(runs, "a") as log:
+        log.write("ran\n")
+    os.kill(os.getpid(), signal.SIGKILL)  # the dask worker process itself
+
+
+def test_a_local_dask_cluster_runs_no_task_again_after_its_worker_died(tmp_path: Path) -> None:
+    # the pytest plugin's sessions are host tasks on it: one run a second time, after its worker
+    # was killed, would live on beside the session the controller started in its place
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    runs = tmp_path / "runs"
+    cluster = LocalDaskCluster(1)
+    try:
+        with cluster.client() as client:
+            future = client.submit(_killer_of_its_worker, str(runs), pure=False)
+            with pytest.raises(distributed.scheduler.KilledWorker):
+                future.result(timeout=60)
+    finally:
+        cluster.close()
+    assert runs.read_text().splitlines() == ["ran"]

@@ -144,11 +144,12 @@ class LocalDaskCluster:
         distributed = _import_distributed()
         import dask
 
-        # dask's default scratch space is shared and kept in the temp dir: ours is private and removed
+        # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
+        # a task whose worker dies fails at once (the caller replaces it), as on the engine's own cluster
         self.scratch = tempfile.mkdtemp(prefix="executor-dask-")
         _scratch_dirs.add(self.scratch)
         _quiet_scratch_removal()
-        settings: dict[str, T.Any] = {"temporary-directory": self.scratch}
+        settings: dict[str, T.Any] = {"temporary-directory": self.scratch, "distributed.scheduler.allowed-failures": 0}
         self._fork_server = _use_fork_server(preload)
         if self._fork_server:
             settings["distributed.worker.multiprocessing-method"] = "forkserver"
