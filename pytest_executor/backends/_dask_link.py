@@ -36,9 +36,6 @@ import threading
 from collections import deque
 from typing import Any, final
 
-_ERROR_FETCH = 5.0
-"""Seconds to fetch the error of a host task that failed (a KilledWorker tells a lost session from a broken one)."""
-
 CLUSTER_TOPIC = "all"
 """The scheduler's own topic: ``add-worker`` / ``remove-worker`` (and more we ignore)."""
 
@@ -102,8 +99,11 @@ class DaskLink:
         status = getattr(future, "status", "")
         reason = ""
         if status == "error":
-            with contextlib.suppress(Exception):  # one trip to the scheduler, on dask's callback thread
-                error = future.exception(timeout=_ERROR_FETCH)
+            # The error the client was sent with the news (a KilledWorker tells a lost session from
+            # a broken one).  Not fetched: a wait on dask's callback thread could outlive the run and
+            # leave an unretrieved future behind ("Future exception was never retrieved").
+            error = getattr(getattr(future, "_state", None), "exception", None)
+            if error is not None:
                 reason = f"{type(error).__name__}: {error}"
         elif status == "cancelled":
             reason = "cancelled by the scheduler (the connection to it was lost)"
