@@ -130,12 +130,9 @@ class ElasticPool(SessionPool):
         second time beside its replacement) the task fails with ``KilledWorker``.
         The session held nothing; it is no start failure of its own.
         """
-        if worker.returncode is None:
-            worker.returncode = -int(signal.SIGKILL)
-        worker.closing = True
-        self._close_worker(worker, kill=False)
         if worker in self._pool:
             self._pool.remove(worker)
+        self._abandon(worker)
         self._after_exit(worker, crashed=False)
 
     def _hand_back(self, worker: RemoteWorker) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from pytest_executor.backends._dask_host import _receive, _wake_receiver
+
+from tests.plugin._processes import wait_for
 
 distributed = pytest.importorskip("distributed")
 
@@ -31,22 +34,17 @@ def _getters(name: str) -> Any:
 def _leave_a_stale_get(address: str, name: str, client: Any) -> None:
     """A ``get`` on queue ``name`` from a client that then goes away, as a killed dask worker's does."""
     stale = distributed.Client(address, set_as_default=False)
-    waiting = threading.Thread(target=lambda: _swallow(distributed.Queue(name, client=stale).get), daemon=True)
+
+    def wait_on_the_queue() -> None:
+        with contextlib.suppress(Exception):  # its client closes under it
+            distributed.Queue(name, client=stale).get()
+
+    waiting = threading.Thread(target=wait_on_the_queue, daemon=True)
     waiting.start()
-    deadline = time.monotonic() + 30
-    while client.run_on_scheduler(_getters(name)) < 1:
-        assert time.monotonic() < deadline, "the stale get never reached the scheduler"
-        time.sleep(0.05)
+    wait_for(lambda: client.run_on_scheduler(_getters(name)) >= 1, "the stale get to reach the scheduler", 30)
     stale.close()
     waiting.join(30)
     assert client.run_on_scheduler(_getters(name)) == 1, "the scheduler dropped the gone client's get"
-
-
-def _swallow(call: Any) -> None:
-    try:
-        call()
-    except Exception:  # noqa: BLE001 - its client closes under it
-        pass
 
 
 def test_a_rerun_host_wakes_its_thread_though_a_stale_get_takes_its_end(dask_address: str, client: Any) -> None:
