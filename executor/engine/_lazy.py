@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 import typing as T
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_exports", "load_lazy_exports"]
+
+_TABLES: dict[str, T.Mapping[str, str]] = {}
+"""Every package made lazy by :func:`lazy_exports`, and its table."""
 
 
 def lazy_exports(package: str, where: T.Mapping[str, str]) -> tuple[T.Callable[[str], T.Any], T.Callable[[], list[str]]]:
@@ -19,6 +22,7 @@ def lazy_exports(package: str, where: T.Mapping[str, str]) -> tuple[T.Callable[[
     the package's ``__all__`` is built from the same table.
     """
     namespace = vars(importlib.import_module(package))
+    _TABLES[package] = where
 
     def __getattr__(name: str) -> T.Any:
         if name in where:
@@ -31,3 +35,20 @@ def lazy_exports(package: str, where: T.Mapping[str, str]) -> tuple[T.Callable[[
         return sorted(set(namespace) | set(where))
 
     return __getattr__, __dir__
+
+
+def load_lazy_exports() -> None:
+    """Import every lazy name of every lazy package now.
+
+    A process that forks a child per test calls this once before its first
+    fork: a child that walks the package's names (``dir()`` then ``getattr``,
+    as freezegun does over every module on each start) would otherwise import
+    the engine's modules again in every child, and throw them away with it.
+    """
+    done: set[str] = set()
+    while pending := [package for package in _TABLES if package not in done]:  # loading may make more lazy
+        for package in pending:
+            done.add(package)
+            module = importlib.import_module(package)
+            for name in _TABLES[package]:
+                getattr(module, name)

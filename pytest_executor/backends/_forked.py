@@ -45,6 +45,7 @@ import pytest
 from executor._kill import has_children, kill_own_descendants, signal_group
 from executor._lifeline import LIFELINE_THREAD
 from executor._pidfd import close_pidfd, open_pidfd
+from executor.engine._lazy import load_lazy_exports
 from pytest_executor.backends._failed_item import exit_reason
 from pytest_executor.backends._fork_shared import SharedFixtures
 from pytest_executor.backends._fork_stats import ForkStats
@@ -181,6 +182,17 @@ class ItemForker:
             if prepared:
                 self._read_capture()  # their setup's output belongs to no test: dropped
                 self._refuse_if_unsafe(f"after the shared fixture(s) {', '.join(prepared)} were set up")
+
+    def collected_sent(self) -> None:
+        """Once the controller has the collected ids: import what children would otherwise import each.
+
+        A child that walks every module's names (freezegun does on each start:
+        ``dir()``, then ``getattr`` of each) imports the engine's lazily exported
+        modules, about 20 ms, and loses them with it; imported here, once, every
+        child inherits them.  Done while the controller is likely still
+        collecting, rather than on the way to the first fork.
+        """
+        load_lazy_exports()
 
     def _refuse_if_unsafe(self, when: str) -> None:
         """Tell the controller, and end this session, if forking is unsafe (see :func:`fork_unsafe_reason`)."""

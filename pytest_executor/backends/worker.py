@@ -210,6 +210,8 @@ class WorkerSession:
             pid=os.getpid(),
             capture_fds=_capture_fds(self.config),
         )
+        if self.forker is not None:
+            self.forker.collected_sent()
 
     # -- the run loop -----------------------------------------------------
 

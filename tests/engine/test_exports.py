@@ -42,3 +42,12 @@ def test_every_exported_name_resolves_to_the_object_its_module_defines(name: str
         assert export in dir(package)
     with pytest.raises(AttributeError, match=f"module '{name}' has no attribute 'NotAName'"):
         package.NotAName  # noqa: B018
+
+
+def test_load_lazy_exports_puts_every_name_in_its_package() -> None:
+    from executor.engine._lazy import load_lazy_exports
+
+    load_lazy_exports()
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        assert set(package._WHERE) <= set(vars(package)), name

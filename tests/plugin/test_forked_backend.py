@@ -380,3 +380,25 @@ def test_fork_stats_count_every_child_for_the_benchmark(pytester: pytest.Pyteste
     (stats,) = [json.loads(path.read_text()) for path in counts.iterdir()]
     assert stats["children"] == 5
     assert stats["child"]["faults"] > 0 and stats["worker"]["user"] + stats["worker"]["sys"] > 0
+
+
+def test_a_child_walking_the_engine_package_imports_nothing(pytester: pytest.Pytester) -> None:
+    """freezegun walks every module's names on each start: the engine's lazy exports must be in the worker already."""
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(
+        test_walk="""
+        import sys
+
+        import executor.engine
+        import executor.engine.job
+
+        def test_walk():
+            before = set(sys.modules)
+            for package in (executor.engine, executor.engine.job):
+                for name in dir(package):
+                    getattr(package, name)
+            assert sorted(set(sys.modules) - before) == []
+        """
+    )
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1")
+    result.assert_outcomes(passed=1)
