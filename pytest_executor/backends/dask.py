@@ -68,6 +68,16 @@ _HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host")
 """Imported once by the fork server of a LocalCluster started for the run, not by each worker."""
 
 
+def _check_local_cluster_support() -> None:
+    """A usage error now, before collection, if the LocalCluster for the run could not be secured."""
+    from executor.engine.backend.dask import check_tls_support
+
+    try:
+        check_tls_support()
+    except ImportError as error:
+        raise pytest.UsageError(f"--executor-backend=dask without --executor-dask-address: {error}") from None
+
+
 class DaskRunner(ElasticPool):
     """``--executor-backend=dask``: warm pytest sessions on the workers of a dask cluster."""
 
@@ -170,6 +180,7 @@ class DaskRunner(ElasticPool):
                 ) from None
             self._own_client, self._elastic = True, not self.requested
         else:
+            _check_local_cluster_support()
             return True
         return False
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -362,3 +363,16 @@ def test_a_local_dask_cluster_runs_no_task_again_after_its_worker_died(tmp_path:
     finally:
         cluster.close()
     assert runs.read_text().splitlines() == ["ran"]
+
+
+def test_without_cryptography_a_local_cluster_is_refused_before_it_is_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # distributed would fail half-way through LocalCluster(security=True) and leave an unclosed cluster
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # import cryptography now raises ImportError
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ImportError, match=r"needs the 'cryptography' package: pip install 'pytest-executor\[dask\]'"):
+        LocalDaskCluster(1)
+    assert list(tmp_path.iterdir()) == []  # no scratch folder made

@@ -159,6 +159,22 @@ def test_unreachable_address_is_a_clear_error_within_seconds(pytester: pytest.Py
     result.stderr.fnmatch_lines(["*--executor-dask-address tcp://127.0.0.1:9: cannot reach the dask scheduler within 5 s*"])
 
 
+def test_a_cluster_for_the_run_without_cryptography_is_a_usage_error_before_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    """Its TLS certificates need cryptography: without it, say what to install (was: a traceback, rc 0)."""
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest("import sys\n\nsys.modules['cryptography'] = None  # import cryptography fails\n")
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-W", "error")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --executor-backend=dask without --executor-dask-address: *needs the 'cryptography' package: "
+        "pip install 'pytest-executor[[]dask[]]'*"
+    ])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
 def test_cluster_started_for_the_run_leaves_the_dashboard_port_to_the_user(pytester: pytest.Pytester) -> None:
     """A user's own dask dashboard holds 8787: the run's LocalCluster takes a free port, without a warning."""
     with socket.socket() as users_dashboard:

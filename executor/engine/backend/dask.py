@@ -106,6 +106,22 @@ def check_scheduler_address(address: str) -> str:
     return address
 
 
+def check_tls_support() -> None:
+    """Raise ImportError, saying what to install, if a LocalCluster we start cannot have its TLS certificates.
+
+    Our clusters use ``security=True`` (temporary certificates), which needs
+    the ``cryptography`` package; without it distributed fails half-way
+    through the cluster's construction and leaves an unclosed cluster behind.
+    """
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the dask clusters the engine starts are TLS-secured with temporary certificates, which needs "
+            "the 'cryptography' package: pip install 'pytest-executor[dask]' (or pip install cryptography)"
+        ) from None
+
+
 def local_cluster_options(n_workers: int, threads_per_worker: int, scratch: str, quiet: int = logging.ERROR) -> dict[str, T.Any]:
     """Keyword arguments for a ``LocalCluster`` (or ``Client``) that only this process can use.
 
@@ -142,6 +158,7 @@ class LocalDaskCluster:
 
     def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = ()) -> None:
         distributed = _import_distributed()
+        check_tls_support()
         import dask
 
         # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
@@ -375,6 +392,7 @@ class DaskBackend:
 
     async def _start_local_cluster(self) -> "Client":
         distributed = _import_distributed()
+        check_tls_support()
         import dask
 
         n_workers = self.n_workers or os.cpu_count() or 1

@@ -29,6 +29,10 @@ def get_default_client() -> T.Any:
     """
     from distributed import Client, LocalCluster
 
+    from executor.engine.backend.dask import check_tls_support
+
+    check_tls_support()
+
     # As the engine's own clusters: on loopback, TLS with temporary certificates (other
     # local users cannot submit to it), the dashboard on 127.0.0.1 only (":0" is every interface).
     cluster = LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0", security=True, asynchronous=True)
