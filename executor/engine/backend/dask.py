@@ -39,6 +39,8 @@ import tempfile
 import typing as T
 
 from ..log import logger
+from ._dask_imports import check_tls_support
+from ._dask_imports import import_distributed as _import_distributed
 
 if T.TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -50,22 +52,13 @@ __all__ = [
     "check_scheduler_address",
     "close_client_quietly",
     "close_soon",
+    "check_tls_support",
     "connect_client",
     "local_cluster_options",
 ]
 
 #: Seconds to wait for a cluster to answer before a DaskJob fails with a clear error.
 CONNECT_TIMEOUT = 10.0
-
-
-def _import_distributed() -> T.Any:
-    try:
-        import distributed
-    except ImportError as error:  # pragma: no cover - the dev env has dask
-        raise ImportError(
-            "DaskJob needs dask.distributed: pip install 'pytest-executor[dask]'"
-        ) from error
-    return distributed
 
 
 class NotADaskClientError(ValueError, AttributeError):
@@ -104,22 +97,6 @@ def check_scheduler_address(address: str) -> str:
             "(or an asynchronous distributed.Client)"
         )
     return address
-
-
-def check_tls_support() -> None:
-    """Raise ImportError, saying what to install, if a LocalCluster we start cannot have its TLS certificates.
-
-    Our clusters use ``security=True`` (temporary certificates), which needs
-    the ``cryptography`` package; without it distributed fails half-way
-    through the cluster's construction and leaves an unclosed cluster behind.
-    """
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        raise ImportError(
-            "the dask clusters the engine starts are TLS-secured with temporary certificates, which needs "
-            "the 'cryptography' package: pip install 'pytest-executor[dask]' (or pip install cryptography)"
-        ) from None
 
 
 def local_cluster_options(n_workers: int, threads_per_worker: int, scratch: str, quiet: int = logging.ERROR) -> dict[str, T.Any]:
