@@ -192,7 +192,8 @@ class ItemForker:
         child inherits them.  Done while the controller is likely still
         collecting, rather than on the way to the first fork.
         """
-        load_lazy_exports()
+        with contextlib.suppress(ImportError):  # only a saving: a child would meet the same error, if it ever looked
+            load_lazy_exports()
 
     def _refuse_if_unsafe(self, when: str) -> None:
         """Tell the controller, and end this session, if forking is unsafe (see :func:`fork_unsafe_reason`)."""
