@@ -402,3 +402,43 @@ def test_a_child_walking_the_engine_package_imports_nothing(pytester: pytest.Pyt
     )
     result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1")
     result.assert_outcomes(passed=1)
+
+
+TALKATIVE = """
+import os
+
+import pytest
+
+
+@pytest.fixture
+def dies_in_teardown():
+    yield
+    os._exit(3)
+
+
+def test_prints_more_than_a_pipe_holds():
+    for line in range(20_000):
+        print(f"line {line:05d} of a long output")
+    print("the end of the output")
+
+
+def test_passes_then_its_child_dies_in_teardown(dies_in_teardown):
+    pass
+
+
+def test_next():
+    pass
+"""
+
+
+def test_what_a_child_sent_before_it_died_or_while_the_pipe_was_full_arrives(pytester: pytest.Pytester) -> None:
+    """A short child's events are read after its exit: they must survive its crash, and a full pipe must not stall it."""
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_talk=TALKATIVE)
+    result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1", "-rP")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_passes_then_its_child_dies_in_teardown*",
+        "*died in its teardown (exit code 3)*",
+    ])
+    result.stdout.fnmatch_lines(["line 19999 of a long output", "the end of the output"])
