@@ -432,7 +432,7 @@ def test_next():
 
 
 def test_what_a_child_sent_before_it_died_or_while_the_pipe_was_full_arrives(pytester: pytest.Pytester) -> None:
-    """A short child's events are read after its exit: they must survive its crash, and a full pipe must not stall it."""
+    """The reports a child sent before it died in teardown arrive; a child writing more than a pipe holds is not stalled."""
     pytester.makeini(INNER_INI)
     pytester.makepyfile(test_talk=TALKATIVE)
     result = pytester.runpytest_subprocess("--executor-backend=forked", "--executor-workers=1", "-rP")

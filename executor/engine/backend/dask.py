@@ -50,9 +50,9 @@ __all__ = [
     "LocalDaskCluster",
     "check_async_client",
     "check_scheduler_address",
+    "check_tls_support",
     "close_client_quietly",
     "close_soon",
-    "check_tls_support",
     "connect_client",
     "local_cluster_options",
 ]

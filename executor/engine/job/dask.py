@@ -29,7 +29,7 @@ def get_default_client() -> T.Any:
     """
     from distributed import Client, LocalCluster
 
-    from executor.engine.backend.dask import check_tls_support
+    from executor.engine.backend._dask_imports import check_tls_support
 
     check_tls_support()
 
