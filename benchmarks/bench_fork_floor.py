@@ -137,7 +137,7 @@ def main() -> None:
             floors[mode] = wall
             print(f"  {mode:17} {wall:8.2f} {child[0] * 1000:6.2f}/{child[1] * 1000:<7.2f} {child[2]:13.0f} "
                   f"{parent[0] * 1000:6.2f}/{parent[1] * 1000:<7.2f} {parent[2]:14.0f}")
-        process = run_pytest(suite, [f"--executor-backend=process", f"--executor-workers={args.parallel}",
+        process = run_pytest(suite, ["--executor-backend=process", f"--executor-workers={args.parallel}",
                                      "--executor-table=none", "-p", "no:randomly", "-p", "no:rerunfailures"])
         size = max(args.suite_size, args.tests)
         children_alone = size / args.parallel * floors["fork + protocol"] / 1000
