@@ -50,6 +50,7 @@ from functools import partial
 from typing import Any, Callable
 
 from executor._kill import kill_tree
+from executor.engine.backend._spare import take_spare
 from executor.engine.backend.process import ProcessPool
 from executor.engine.job.utils import WorkerCrashedError, WorkerStateError, WorkerTimeoutError
 from executor.engine.state import WorkerState
@@ -223,7 +224,7 @@ class _Host:
 
     async def _main(self) -> None:
         assert self._done is not None
-        self.pool = ProcessPool(1, self.loop, eager=True, on_output=self._on_output)
+        self.pool = ProcessPool(1, self.loop, take_spare(), eager=True, on_output=self._on_output)
         ticker = self.loop.create_task(self._tick())
         warm = self.loop.create_task(self._warm())
         try:

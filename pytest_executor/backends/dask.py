@@ -16,7 +16,11 @@ Where sessions run:
 * without ``--executor-dask-address``, on a ``LocalCluster`` started for the
   run (one single-threaded worker per ``--executor-workers``; TLS with
   temporary certificates, on 127.0.0.1, no dashboard on the network), from
-  the controller's own files;
+  the controller's own files.  Its workers come from a fork server that
+  imported pytest and the plugins once (:func:`preloaded_modules`), and each
+  forks a spare zygote of itself as it starts
+  (:mod:`executor.engine.backend._spare`): its session skips an interpreter
+  start and those imports;
 * on the scheduler at ``--executor-dask-address`` (TLS credentials from dask's
   configuration, as for any client), or on the Client a
   ``pytest_executor_dask_client(config)`` hook returns, from a copy of the
@@ -44,7 +48,9 @@ import os
 import secrets
 import selectors
 import signal
+import sys
 import time
+import types
 from typing import Any
 
 import pytest
@@ -64,8 +70,32 @@ _STOP_WAIT = 5.0
 _CAPTURE_KEEP = 64 * 1024
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", ENV_COMPACT)
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host")
-"""Imported once by the fork server of a LocalCluster started for the run, not by each worker."""
+_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host", "executor.engine.backend._spare_preload")
+"""Imported once by the fork server of a LocalCluster started for the run, not by each worker.
+
+The last one gives each worker its spare zygote (see :mod:`executor.engine.backend._spare`).
+"""
+
+
+def preloaded_modules(config: pytest.Config) -> list[str]:
+    """What the fork server of the run's LocalCluster imports once for all its sessions.
+
+    This plugin's modules imported so far, and the plugin modules of the run
+    that pytest did not rewrite (its own, mostly) and that live outside its
+    rootdir.  A module pytest rewrites (installed plugins, by default) is left
+    to each session: imported beforehand, it could not be rewritten there.
+    Conftests and plugins of the tree under test are each session's too.
+    """
+    root = str(config.rootpath) + os.sep
+    rewriter = type(config.pluginmanager.rewrite_hook)
+    plugins = {
+        plugin.__name__ for plugin in config.pluginmanager.get_plugins()
+        if isinstance(plugin, types.ModuleType) and plugin.__name__ != "__main__"
+        and not isinstance(getattr(plugin, "__loader__", None), rewriter)
+        and not str(getattr(plugin, "__file__", None) or root).startswith(root)
+    }
+    ours = {name for name in list(sys.modules) if name.split(".")[0] in ("pytest_executor", "executor")}
+    return [*_HOST_MODULES, *sorted(plugins | ours)]
 
 
 def _check_local_cluster_support() -> None:
@@ -111,7 +141,7 @@ class DaskRunner(ElasticPool):
     def _start_workers(self) -> None:
         if self._connect():
             # the cluster starts while the controller collects; the sessions follow (_started)
-            self._cluster_start = LocalStart(self.workers, _HOST_MODULES)
+            self._cluster_start = LocalStart(self.workers, preloaded_modules(self.config))
             self._selector.register(self._cluster_start.fd, selectors.EVENT_READ, "started")
             return
         self._submit_sessions()

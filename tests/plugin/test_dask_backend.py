@@ -175,6 +175,36 @@ def test_a_cluster_for_the_run_without_cryptography_is_a_usage_error_before_coll
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+SPARE_SUITE = """
+import multiprocessing
+import os
+
+import psutil
+
+
+def test_in_a_session_of_the_run_cluster():
+    zygote = psutil.Process(os.getppid())
+    assert "zygote_main" not in " ".join(zygote.cmdline())  # forked from its dask worker, not a fresh python -c
+    current = multiprocessing.current_process()
+    assert (current.name, current.daemon, multiprocessing.get_start_method(True)) == ("MainProcess", False, None)
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(3,))
+    child.start()  # a daemonic process could not
+    child.join(30)
+    assert child.exitcode == 3
+"""
+
+
+def test_sessions_of_the_run_cluster_skip_an_interpreter_start_and_see_a_main_process(pytester: pytest.Pytester) -> None:
+    """The run's LocalCluster gives each worker a spare zygote with pytest and the plugins imported; nothing shows."""
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_spare=SPARE_SUITE)
+    result = pytester.runpytest_subprocess(
+        "--executor-backend=dask", "--executor-workers=1", "-W", "error::pytest.PytestAssertRewriteWarning", "-rA"
+    )
+    result.assert_outcomes(passed=1)
+    _assert_quiet_stderr(result)
+
+
 def test_cluster_started_for_the_run_leaves_the_dashboard_port_to_the_user(pytester: pytest.Pytester) -> None:
     """A user's own dask dashboard holds 8787: the run's LocalCluster takes a free port, without a warning."""
     with socket.socket() as users_dashboard:

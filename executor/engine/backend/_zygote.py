@@ -82,12 +82,13 @@ class SpareZygote:
             self.proc.wait()
 
 
-def fork_zygote() -> SpareZygote | None:
+def fork_zygote(prepare: T.Callable[[], None] | None = None) -> SpareZygote | None:
     """Fork a zygote from this process (call only when :func:`can_fork_zygote` is True).
 
     Costs one ``fork`` in the engine (about a millisecond) instead of an
     interpreter start plus imports; the zygote and its workers start with the
-    engine's modules already imported.  None if the fork failed.
+    engine's modules already imported.  ``prepare`` runs first in the zygote
+    (the zygote ends if it raises).  None if the fork failed.
     """
     load_libc()  # loaded once here rather than in every zygote (its workers use it for prctl)
     parent_sock, child_sock = socket.socketpair()
@@ -106,6 +107,8 @@ def fork_zygote() -> SpareZygote | None:
         return None
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         try:
+            if prepare is not None:
+                prepare()
             forked_zygote_main(child_sock.fileno(), parent_pid)
         finally:
             os._exit(1)
