@@ -16,6 +16,11 @@ from collections.abc import Sequence
 from typing import Any, final
 
 
+SETTINGS = {"distributed.worker.profile.enabled": False}
+"""dask settings of the run's cluster: its workers' statistical profiler (a wake-up every 10 ms in
+each) would sample only our host task's wait, on cores the tests need."""
+
+
 @final
 class LocalStart:
     """A LocalCluster of ``workers`` single-threaded workers, starting on a thread; :attr:`fd` is readable once over."""
@@ -34,7 +39,7 @@ class LocalStart:
         from executor.engine.backend.dask import LocalDaskCluster
 
         try:
-            self._cluster = LocalDaskCluster(self._workers, threads_per_worker=1, preload=self._preload)
+            self._cluster = LocalDaskCluster(self._workers, threads_per_worker=1, preload=self._preload, config=SETTINGS)
             self._client = self._cluster.client()
         except BaseException as error:  # the controller's thread reports it (result)
             self._error = error
@@ -59,4 +64,4 @@ class LocalStart:
         return self._cluster, self._client
 
 
-__all__ = ["LocalStart"]
+__all__ = ["SETTINGS", "LocalStart"]

@@ -365,6 +365,23 @@ def test_a_local_dask_cluster_runs_no_task_again_after_its_worker_died(tmp_path:
     assert runs.read_text().splitlines() == ["ran"]
 
 
+def _has_profiler(dask_worker: Any) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def test_a_local_cluster_passes_its_settings_to_its_workers() -> None:
+    """``config``: the plugin turns the workers' statistical profiler off (it would only sample our waits)."""
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    for config, profiling in (({}, True), ({"distributed.worker.profile.enabled": False}, False)):
+        cluster = LocalDaskCluster(1, config=config)
+        try:
+            with cluster.client() as client:
+                assert list(client.run(_has_profiler).values()) == [profiling]
+        finally:
+            cluster.close()
+
+
 def test_without_cryptography_a_local_cluster_is_refused_before_it_is_made(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -130,10 +130,12 @@ class LocalDaskCluster:
     imported ``distributed`` (and the ``preload`` modules) once, where Linux
     has one: dask's default, ``spawn``, starts a fresh interpreter per worker
     that imports it all again — about a second of CPU each, most of the start
-    of a cluster of many workers on few cores.
+    of a cluster of many workers on few cores.  ``config``: more dask settings
+    for the cluster (its workers get them too).
     """
 
-    def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = ()) -> None:
+    def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = (),
+                 config: T.Mapping[str, T.Any] | None = None) -> None:
         distributed = _import_distributed()
         check_tls_support()
         import dask
@@ -143,7 +145,8 @@ class LocalDaskCluster:
         self.scratch = tempfile.mkdtemp(prefix="executor-dask-")
         _scratch_dirs.add(self.scratch)
         _quiet_scratch_removal()
-        settings: dict[str, T.Any] = {"temporary-directory": self.scratch, "distributed.scheduler.allowed-failures": 0}
+        settings: dict[str, T.Any] = {"temporary-directory": self.scratch, "distributed.scheduler.allowed-failures": 0,
+                                      **(config or {})}
         self._fork_server = _use_fork_server(preload)
         if self._fork_server:
             settings["distributed.worker.multiprocessing-method"] = "forkserver"
