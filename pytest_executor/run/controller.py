@@ -38,7 +38,7 @@ from pytest_executor.plan._planner import Plan
 from pytest_executor.run.jobs import (
     FINISHED, GuardedCondition, LocalTestJob, RemoteTestJob, RetryAttempt, TestFailed, TestJob, job_condition,
 )
-from pytest_executor.run._gc import collector_paused
+from pytest_executor.run._gc import collector_paused, skip_collection_at_exit
 from pytest_executor.run._remote import MAIN_WORKER, RemoteLane
 from pytest_executor.run.local import outcome_of, run_attempt
 from pytest_executor.views.report import OK_STATUSES, RUN_KEY, AttemptRecord, JobRecord, RunRecord
@@ -113,6 +113,8 @@ class Controller:
             raise
         finally:
             self._close()
+            if not self.lane:  # every test ran in a worker: nothing of theirs is finalised here at exit
+                skip_collection_at_exit()
         return True
 
     @pytest.hookimpl(tryfirst=True)
