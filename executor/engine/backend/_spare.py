@@ -41,7 +41,7 @@ def fork_spare(server_pid: int) -> None:
     global _spare
     if os.getppid() != server_pid or _spare is not None:
         return  # a process started later by one of the server's (a test's, say): not ours to equip
-    if can_fork_zygote(wait=0):
+    if can_fork_zygote(wait=0) and _can_forget():
         _spare = fork_zygote(prepare=forget_parent_process)
 
 
@@ -53,6 +53,21 @@ def take_spare() -> SpareZygote | None:
         spare.close()
         return None
     return spare
+
+
+_PRIVATE = {
+    multiprocessing.process: ("_current_process", "_parent_process", "_process_counter", "_children", "AuthenticationString"),
+    multiprocessing.context: ("_default_context",),
+    multiprocessing.forkserver: ("_forkserver", "ForkServer"),
+    multiprocessing.resource_tracker: ("_resource_tracker", "ResourceTracker"),
+}
+"""What :func:`forget_parent_process` resets, by module: where a Python lacks one, no spare is made."""
+
+
+def _can_forget() -> bool:
+    return all(hasattr(module, name) for module, names in _PRIVATE.items() for name in names) and hasattr(
+        T.cast(T.Any, multiprocessing.context)._default_context, "_actual_context"
+    )
 
 
 def forget_parent_process() -> None:
