@@ -24,6 +24,7 @@ from typing import Any, final
 
 import pytest
 
+from pytest_executor.config.options import IN_PROCESS_BACKENDS
 from pytest_executor.views._fit import shorten_left
 from pytest_executor.views._critical_path import CriticalPath, JobSpan, critical_path
 from pytest_executor.views._progress import LiveProgress, start_live_progress
@@ -157,6 +158,9 @@ class RunView:
             width = None if full else getattr(getattr(terminalreporter, "_tw", None), "fullwidth", None)
             for line in critical_path_lines(critical_path(spans), width):
                 terminalreporter.write_line(line)
+            rest = worker_time_line(spans)
+            if rest is not None:
+                terminalreporter.write_line(rest)
         if self._written is not None:
             terminalreporter.write_line(f"executor timeline: {self._written}")
         if self._write_error:
@@ -226,6 +230,37 @@ def _span(nodeid: str, phases: _Phases, record: JobRecord | None) -> JobSpan | N
         backend=str(getattr(record, "backend", "") or ""),
         exclusive=bool(getattr(record, "exclusive", False)),
         group=str(getattr(record, "group", "") or ""),
+    )
+
+
+AROUND_TESTS_SHARE = 0.2
+"""The share of the workers' time spent between test phases above which the summary says so."""
+
+
+def worker_time_line(spans: list[JobSpan]) -> str | None:
+    """How the workers' time splits between the test phases and the rest, when the rest weighs.
+
+    Each worker's time runs from its first test's start to its last test's end;
+    pytest times only the tests' setup, call and teardown.  The rest is the
+    backend's own cost per test (a forked child's fork and exit, a
+    subprocess's interpreter start, the reports' way back) and any wait for
+    work.  Without this line a run slowed by that cost reads as one that
+    waited for free workers.  Tests run in the controller are left out, and
+    so are workers that ran one test (a ``subprocess`` test's own process).
+    """
+    by_worker: dict[str, list[JobSpan]] = {}
+    for span in spans:
+        if span.backend not in IN_PROCESS_BACKENDS:
+            by_worker.setdefault(span.worker, []).append(span)
+    lanes = {worker: lane for worker, lane in by_worker.items() if len(lane) > 1}
+    held = sum(max(s.stop for s in lane) - min(s.start for s in lane) for lane in lanes.values())
+    in_tests = min(held, sum(s.setup + s.call + s.teardown for lane in lanes.values() for s in lane))
+    rest = held - in_tests
+    if held <= 0 or rest < AROUND_TESTS_SHARE * held or rest < 0.5:
+        return None
+    return (
+        f"worker time {format_seconds(held)} = {format_seconds(in_tests)} in test phases"
+        f" + {format_seconds(rest)} between them (each test's start, fork or reports, or no work)"
     )
 
 

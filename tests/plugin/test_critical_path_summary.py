@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_executor.views._critical_path import CriticalPath, JobSpan
-from pytest_executor.views._run_view import critical_path_lines
+from pytest_executor.views._run_view import critical_path_lines, worker_time_line
 
 SUITE = """
 import pytest
@@ -119,3 +119,31 @@ def test_short_chains_are_listed_whole() -> None:
 
 def test_empty_chain_prints_nothing() -> None:
     assert critical_path_lines(CriticalPath(chain=(), wall=0, ideal=0, ideal_chain=())) == []
+
+
+def _lane(worker: str, backend: str, starts: list[float], phase: float) -> list[JobSpan]:
+    return [JobSpan(f"{worker}-{i}", worker, "passed", t, t + phase, call=phase, backend=backend) for i, t in enumerate(starts)]
+
+
+def test_worker_time_line_shows_what_surrounds_the_tests_when_it_weighs() -> None:
+    # two forked workers, each 10 tests of 10 ms every 100 ms: 90 % of their time is around the tests
+    spans = _lane("f0", "forked", [0.1 * i for i in range(10)], 0.01) + _lane("f1", "forked", [0.1 * i for i in range(10)], 0.01)
+    assert worker_time_line(spans) == (
+        "worker time 1.82 s = 200 ms in test phases + 1.62 s between them (each test's start, fork or reports, or no work)"
+    )
+    busy = _lane("w0", "process", [0.1 * i for i in range(10)], 0.09)  # 90 % in the tests: nothing to say
+    assert worker_time_line(busy) is None
+    local = _lane("main", "local", [0.1 * i for i in range(10)], 0.01)  # the controller's own lane
+    assert worker_time_line(local) is None
+    one_each = [JobSpan(f"s{i}", f"s{i}", "passed", i, i + 0.001, call=0.001, backend="subprocess") for i in range(10)]
+    assert worker_time_line(one_each) is None
+
+
+def test_a_forked_run_says_where_its_workers_time_went(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_many="import pytest\n\n@pytest.mark.parametrize('n', range(60))\ndef test_n(n):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--executor-backend=forked", "--executor-workers=2")
+    result.assert_outcomes(passed=60)
+    result.stdout.fnmatch_lines([
+        "wall * = * busy + * waiting for a free worker",
+        "worker time * = * in test phases + * between them (each test's start, fork or reports, or no work)",
+    ])
