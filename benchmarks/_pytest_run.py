@@ -12,6 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+SHELL_ONLY_HERE = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+"""Variables this machine sets that a user's shell does not: without bytecode caching, every timed
+pytest process would compile its imports again."""
+
+
+def as_in_a_users_shell() -> None:
+    """Drop :data:`SHELL_ONLY_HERE` from this process's environment, so the runs it starts get a user's."""
+    for name in SHELL_ONLY_HERE:
+        os.environ.pop(name, None)
+
+
 @dataclass
 class PytestRun:
     """One finished ``python -m pytest`` run: where it started, how long it took, what it said."""

@@ -36,8 +36,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import fmean
 
-from _pytest_run import run_pytest
+from _pytest_run import as_in_a_users_shell, run_pytest
 from _suites import write_trivial_suite
 
 _PLAIN = ["-p", "no:executor", "-p", "no:randomly", "-p", "no:rerunfailures", "-p", "no:cacheprovider"]
@@ -94,11 +95,10 @@ def measure(mode: str, suite: Path, tests: int, parallel: int, scratch: Path) ->
     driver = scratch / "floor_driver.py"
     driver.write_text(_DRIVER)
     outs = [scratch / f"{mode.replace(' ', '_').replace('+', 'p')}-{n}.json" for n in range(parallel)]
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
     procs = [
         subprocess.Popen(
             [sys.executable, str(driver), mode, str(tests), str(out), str(suite), *_PLAIN],
-            cwd=suite, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=suite, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         for out in outs
     ]
@@ -109,11 +109,6 @@ def measure(mode: str, suite: Path, tests: int, parallel: int, scratch: Path) ->
     return [json.loads(out.read_text()) for out in outs]
 
 
-def mean(values: list[float]) -> float:
-    """The arithmetic mean."""
-    return sum(values) / len(values)
-
-
 def main() -> None:
     """Measure the three floors and print them against the issue's targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,6 +116,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="copies at once (the backend's workers)")
     parser.add_argument("--suite-size", type=int, default=2000, help="trivial tests in the suite (as bench_forked)")
     args = parser.parse_args()
+    as_in_a_users_shell()  # the driver copies and the process run alike
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench-fork-floor-") as tmp:
         suite, scratch = Path(tmp) / "suite", Path(tmp) / "scratch"
@@ -131,9 +127,9 @@ def main() -> None:
         print(f"  {'':17} {'wall ms':>8} {'child u/s ms':>14} {'child faults':>13} {'parent u/s ms':>14} {'parent faults':>14}")
         for mode in MODES:
             records = measure(mode, suite, args.tests, args.parallel, scratch)
-            wall = mean([float(r["wall"]) for r in records]) * 1000  # type: ignore[arg-type]
-            child = [mean([r["child"][i] for r in records]) for i in range(3)]  # type: ignore[index]
-            parent = [mean([r["parent"][i] for r in records]) for i in range(3)]  # type: ignore[index]
+            wall = fmean([float(r["wall"]) for r in records]) * 1000  # type: ignore[arg-type]
+            child = [fmean([r["child"][i] for r in records]) for i in range(3)]  # type: ignore[index]
+            parent = [fmean([r["parent"][i] for r in records]) for i in range(3)]  # type: ignore[index]
             floors[mode] = wall
             print(f"  {mode:17} {wall:8.2f} {child[0] * 1000:6.2f}/{child[1] * 1000:<7.2f} {child[2]:13.0f} "
                   f"{parent[0] * 1000:6.2f}/{parent[1] * 1000:<7.2f} {parent[2]:14.0f}")

@@ -44,7 +44,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _pytest_run import PytestRun, run_pytest
+from _pytest_run import PytestRun, as_in_a_users_shell, run_pytest
 from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 MODES: dict[str, list[str]] = {
@@ -181,8 +181,7 @@ def main() -> None:
                         help="keep PYTHONDONTWRITEBYTECODE and PYTHONUNBUFFERED for the timed runs")
     args = parser.parse_args()
     if not args.keep_env:
-        for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"):
-            os.environ.pop(name, None)
+        as_in_a_users_shell()
     suites = _names(args.suites, SUITES, "--suites", parser)
     modes = _names(args.modes, list(MODES), "--modes", parser)
     small, large = (int(n) for n in args.trivial_sizes.split(","))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import gc
 from collections.abc import Iterator
 
@@ -35,10 +36,7 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-_FREEZE_AT_EXIT: list[bool] = []
-"""Whether this process already asked to skip its last collection (once is enough)."""
-
-
+@functools.cache  # once per process is enough
 def skip_collection_at_exit() -> None:
     """Have the interpreter's last collections skip every object alive when the exit handlers start.
 
@@ -49,9 +47,7 @@ def skip_collection_at_exit() -> None:
     cycle is not, as Python never promises at exit.  Only for a controller
     that ran no test: a test's leftovers keep the interpreter's usual exit.
     """
-    if not _FREEZE_AT_EXIT:
-        _FREEZE_AT_EXIT.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 __all__ = ["collector_paused", "skip_collection_at_exit"]
