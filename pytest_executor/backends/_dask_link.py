@@ -17,8 +17,10 @@ authentication when the cluster uses them.
 * **Controller → session: one ``distributed.Queue`` per session.**  Items
   stay queued until the session takes them (a session that is still starting
   loses nothing), and each session's items keep their order: a pump per
-  session on the client's event loop puts them one batch at a time, so the
-  controller's thread never waits for the scheduler.
+  session on the client's event loop makes the queue (first use) and then
+  puts them one batch at a time, so the controller's thread never waits for
+  the scheduler, and the queues of many sessions are made concurrently rather
+  than a blocking round trip each while the scheduler's loop is busiest.
 * **Cluster changes**: the scheduler's own ``all`` topic says when a worker
   joins or leaves (``expected`` when it was retired), and the host tasks'
   futures say when the scheduler connection is lost.
@@ -59,7 +61,9 @@ class DaskLink:
         """Sessions with new inbox items, in arrival order (may repeat)."""
         self.cluster: deque[tuple[str, dict[str, Any]]] = deque()
         """Cluster-wide news: ``("add-worker"|"remove-worker", msg)``, ``("lost", {"wid", "reason"})``."""
+        self._names: dict[str, str] = {}
         self._queues: dict[str, Any] = {}
+        """Each session's queue, once its pump made it (client loop only)."""
         self._outbox: dict[str, deque[list[Any]]] = {}
         self._pumping: set[str] = set()
         self._scheduled: set[str] = set()
@@ -126,13 +130,14 @@ class DaskLink:
     # -- sessions -------------------------------------------------------------------
 
     def open_session(self, wid: str) -> str:
-        """Make the session's inbox and queue; returns the queue's name (for the host task)."""
-        from distributed import Queue
+        """Make the session's inbox and outbox; returns its queue's name (for the host task).
 
+        The queue itself is made by the first pump (:meth:`_open_queue`).
+        """
         name = f"pytest-executor-{self._run_id}-{wid}"
         self.inbox[wid] = deque()
         self._outbox[wid] = deque()
-        self._queues[wid] = Queue(name, client=self.client)
+        self._names[wid] = name
         return name
 
     def forget(self, wid: str) -> None:
@@ -160,7 +165,8 @@ class DaskLink:
             return
         self._pumping.add(wid)
         try:
-            outbox, queue = self._outbox[wid], self._queues[wid]
+            outbox = self._outbox[wid]
+            queue = self._queues.get(wid) or await self._open_queue(wid)
             while outbox:
                 batch = []
                 while outbox:
@@ -172,6 +178,23 @@ class DaskLink:
         finally:
             self._pumping.discard(wid)
 
+    async def _open_queue(self, wid: str) -> Any:
+        """Make ``wid``'s queue on the scheduler (client loop only; the host task makes it too, idempotently)."""
+        from distributed import Queue
+
+        # Made in a coroutine of the client's loop, a Queue starts its creation as a task instead of
+        # blocking; that task is awaited here, not the Queue: awaiting the Queue would create it twice
+        # (two references on the scheduler, one release at the end).
+        queue = Queue(self._names[wid], client=self.client)
+        started = getattr(queue, "_started", None)
+        if started is not None:
+            await started
+        if self._closed:  # the run ended meanwhile: close() has released the others already
+            queue.close()
+            raise RuntimeError("the run's link is closed")
+        self._queues[wid] = queue
+        return queue
+
     # -- end ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -182,7 +205,7 @@ class DaskLink:
         for topic in (self.topic, CLUSTER_TOPIC):
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(topic)
-        for queue in self._queues.values():
+        for queue in list(self._queues.values()):  # pumps end once closed: none adds one now
             with contextlib.suppress(Exception):
                 queue.close()
         self._queues.clear()

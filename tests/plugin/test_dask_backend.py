@@ -228,3 +228,18 @@ def test_with_capture_disabled_the_sessions_output_reaches_the_terminal(
     result = pytester.runpytest_subprocess("--executor-backend=dask", f"--executor-dask-address={dask_address}", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*printed on a dask worker*"])
+
+
+def test_the_run_clusters_settings_are_all_known_to_dask() -> None:
+    """dask takes any key: a misspelt one in the run cluster's settings would change nothing, silently."""
+    import dask
+
+    from pytest_executor.backends._dask_start import SETTINGS
+
+    unknown = []
+    for key in SETTINGS:
+        try:
+            dask.config.get(key)
+        except KeyError:
+            unknown.append(key)
+    assert not unknown, f"not dask settings: {unknown}"

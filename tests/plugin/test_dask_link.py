@@ -72,3 +72,44 @@ def test_a_stream_of_events_never_loses_a_wake_up(client: Any) -> None:
         assert seen == list(range(_EVENTS))
     finally:
         link.close()
+
+
+def _take_items(name: str, count: int) -> list[Any]:
+    """A task: what a session's host does with its queue (make it, read ``count`` items in batches, release it)."""
+    queue = distributed.Queue(name, client=distributed.get_client())
+    items: list[Any] = []
+    try:
+        while len(items) < count:
+            items.extend(queue.get(timeout=30))
+        return items
+    finally:
+        queue.close()
+
+
+def _scheduler_queues(dask_scheduler: Any) -> list[str]:
+    return list(dask_scheduler.extensions["queues"].queues)
+
+
+def test_session_queues_are_made_by_their_pumps_in_order_and_released(client: Any) -> None:
+    """Opening a session makes no blocking round trip; its first send makes the queue; close leaves none.
+
+    Sixteen sessions opened one after another used to wait for the scheduler
+    once each (a second and a half at the start of a 16-worker run, while the
+    scheduler's loop was busiest); a queue made twice would never be released.
+    """
+    link = DaskLink(client, f"link-test-{time.monotonic_ns()}")
+    try:
+        names = [link.open_session(f"w{number}") for number in range(3)]
+        assert not set(names) & set(client.run_on_scheduler(_scheduler_queues))
+        for number in range(3):
+            for index in range(5):
+                link.send(f"w{number}", ["run", [number, index]])
+        futures = [client.submit(_take_items, name, 5, pure=False) for name in names]
+        # (msgpack carries the lists as tuples)
+        assert client.gather(futures) == [[("run", (number, index)) for index in range(5)] for number in range(3)]
+    finally:
+        link.close()
+    deadline = time.monotonic() + 10
+    while set(names) & set(client.run_on_scheduler(_scheduler_queues)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the release goes on the client's stream: poll for it, with a deadline
+    assert not set(names) & set(client.run_on_scheduler(_scheduler_queues))
