@@ -1,7 +1,8 @@
 """The ``dask`` backend's answers to a changing cluster: workers that join, leave, die, or a scheduler that goes.
 
 * A worker joins: on an elastic run (a cluster given by address or by the
-  hook, no ``--executor-workers``) it gets a session of its own.
+  hook, no ``--executor-workers``) it gets a session of its own; so it does
+  on the run's own LocalCluster while it grows to its size.
 * A worker is retired (``retire_workers``, an autoscaler scaling down: the
   scheduler says the removal was *expected*): the items its session had
   queued go back to the backlog for the other sessions; an item that already
@@ -30,6 +31,10 @@ class ElasticPool(SessionPool):
 
     _client: Any
     _elastic: bool
+    _growing: bool
+    """Sessions follow the run's own LocalCluster as its workers join, up to ``workers``."""
+    _placed: set[str]
+    """Addresses of the dask workers given a session of their own while the cluster grows."""
     _dead: str | None
     _by_wid: dict[str, RemoteWorker]
 
@@ -59,9 +64,14 @@ class ElasticPool(SessionPool):
 
     def _on_cluster(self, kind: str, msg: dict[str, Any]) -> None:
         if kind == "add-worker":
+            address = str(msg["worker"])
             if self._elastic and self._wants_sessions():
                 self.workers += 1
-                self._spawn_remote(str(msg["worker"]))
+                self._spawn_remote(address)
+            elif self._growing and self._wants_sessions() and address not in self._placed:
+                if len(self._pool) < self.workers:
+                    self._placed.add(address)
+                    self._spawn_remote(address)
         elif kind == "remove-worker":
             if self._elastic:
                 self.workers = max(1, self.workers - 1)

@@ -17,7 +17,8 @@ Where sessions run:
   run (one single-threaded worker per ``--executor-workers``; TLS with
   temporary certificates, on 127.0.0.1, no dashboard on the network), from
   the controller's own files.  Its workers come from a fork server that
-  imported pytest and the plugins once (:func:`preloaded_modules`), and each
+  imported pytest and the plugins once
+  (:func:`~pytest_executor.backends._dask_start.preloaded_modules`), and each
   forks a spare zygote of itself as it starts
   (:mod:`executor.engine.backend._spare`): its session skips an interpreter
   start and those imports;
@@ -48,9 +49,7 @@ import os
 import secrets
 import selectors
 import signal
-import sys
 import time
-import types
 from typing import Any
 
 import pytest
@@ -60,7 +59,7 @@ from pytest_executor.backends._dask_elastic import ElasticPool
 from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_pool import Batches
 from pytest_executor.backends._dask_session import RemoteWorker
-from pytest_executor.backends._dask_start import LocalStart
+from pytest_executor.backends._dask_start import LocalStart, check_local_cluster_support, preloaded_modules
 from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
 from pytest_executor.backends._runner import ItemTask
 
@@ -70,44 +69,6 @@ _STOP_WAIT = 5.0
 _CAPTURE_KEEP = 64 * 1024
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", ENV_COMPACT)
 """Controller environment that shapes the pytest session, passed to remote sessions."""
-_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host", "executor.engine.backend._spare_preload")
-"""Imported once by the fork server of a LocalCluster started for the run, not by each worker.
-
-The last one gives each worker its spare zygote (see :mod:`executor.engine.backend._spare`).
-"""
-
-
-def preloaded_modules(config: pytest.Config) -> list[str]:
-    """What the fork server of the run's LocalCluster imports once for all its sessions.
-
-    This plugin's modules imported so far, and the plugin modules of the run
-    that pytest did not rewrite (its own, mostly) and that live outside its
-    rootdir.  A module pytest rewrites (installed plugins, by default) is left
-    to each session: imported beforehand, it could not be rewritten there.
-    Conftests and plugins of the tree under test are each session's too.
-    """
-    root = str(config.rootpath) + os.sep
-    rewriter = type(config.pluginmanager.rewrite_hook)
-    plugins = {
-        plugin.__name__ for plugin in config.pluginmanager.get_plugins()
-        if isinstance(plugin, types.ModuleType) and plugin.__name__ != "__main__"
-        and not isinstance(getattr(plugin, "__loader__", None), rewriter)
-        and not str(getattr(plugin, "__file__", None) or root).startswith(root)
-    }
-    ours = {name for name in list(sys.modules) if name.split(".")[0] in ("pytest_executor", "executor")}
-    return [*_HOST_MODULES, *sorted(plugins | ours)]
-
-
-def _check_local_cluster_support() -> None:
-    """A usage error now, before collection, if the LocalCluster for the run could not be secured."""
-    from executor.engine.backend.dask import check_tls_support
-
-    try:
-        check_tls_support()
-    except ImportError as error:
-        raise pytest.UsageError(f"--executor-backend=dask without --executor-dask-address: {error}") from None
-
-
 class DaskRunner(ElasticPool):
     """``--executor-backend=dask``: warm pytest sessions on the workers of a dask cluster."""
 
@@ -131,6 +92,10 @@ class DaskRunner(ElasticPool):
         self._by_wid: dict[str, RemoteWorker] = {}
         self._elastic = False
         """One session per dask worker, following the cluster (an existing cluster, no worker count)."""
+        self._growing = False
+        self._placed: set[str] = set()
+        self._grower: LocalStart | None = None
+        """The start of the run's LocalCluster, whose thread goes on starting workers after the first."""
         self._dead: str | None = None
         """Why the cluster is gone: every task left fails with this message."""
         self._cluster_start: LocalStart | None = None
@@ -160,7 +125,7 @@ class DaskRunner(ElasticPool):
                 self._fail(f"--executor-backend=dask: the LocalCluster for the run did not start: "
                            f"{type(error).__name__}: {error}")
             return
-        self._own_client = True
+        self._own_client, self._grower = True, starting
         if not self._killed:
             self._submit_sessions()
 
@@ -178,6 +143,12 @@ class DaskRunner(ElasticPool):
             raise pytest.UsageError(f"--executor-dask-address {self.address}: the cluster has no worker")
         if self._elastic:
             self.workers = len(workers)
+        if self._local is not None:  # the run's own cluster is growing: a session per worker as it joins
+            self._growing = True
+            for address in workers[: self.workers]:
+                self._placed.add(address)
+                self._spawn_remote(address)
+            return
         for number in range(self.workers):
             self._spawn_remote(workers[number % len(workers)])
 
@@ -210,7 +181,7 @@ class DaskRunner(ElasticPool):
                 ) from None
             self._own_client, self._elastic = True, not self.requested
         else:
-            _check_local_cluster_support()
+            check_local_cluster_support()
             return True
         return False
 
@@ -487,6 +458,9 @@ class DaskRunner(ElasticPool):
         local, self._local = self._local, None
         if local is not None:
             local.close(timeout=5)
+        grower, self._grower = self._grower, None
+        if grower is not None:
+            grower.join(10)
 
 
 __all__ = ["DaskRunner"]

@@ -382,6 +382,27 @@ def test_a_local_cluster_passes_its_settings_to_its_workers() -> None:
             cluster.close()
 
 
+def _worker_settings(dask_worker: Any) -> tuple[bool, str]:
+    import dask
+
+    return "profile" in dask_worker.periodic_callbacks, str(dask.config.get("temporary-directory"))
+
+
+def test_a_local_cluster_started_with_some_workers_grows_to_all_with_the_same_settings() -> None:
+    """``start_workers``: returned after the first; ``grow`` starts the rest, made with the cluster's settings."""
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    cluster = LocalDaskCluster(3, config={"distributed.worker.profile.enabled": False}, start_workers=1)
+    try:
+        with cluster.client() as client:
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+            cluster.grow(timeout=60)
+            settings = list(client.run(_worker_settings).values())
+        assert settings == [(False, cluster.scratch)] * 3
+    finally:
+        cluster.close()
+
+
 def test_without_cryptography_a_local_cluster_is_refused_before_it_is_made(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

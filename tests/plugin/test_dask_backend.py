@@ -110,6 +110,50 @@ def test_starts_a_local_cluster_by_default(pytester: pytest.Pytester) -> None:
     assert _processes_mentioning(pytester.path) == []
 
 
+MEET_SUITE = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_meet(n):
+    (HERE / f"started-{n}").write_text(os.environ["PYTEST_EXECUTOR_WORKER"])
+    deadline = time.monotonic() + 60  # a bounded wait on files the other sessions write
+    while len(list(HERE.glob("started-*"))) < 3:
+        assert time.monotonic() < deadline, "the three sessions never ran at once"
+        time.sleep(0.01)
+"""
+
+
+def test_the_run_cluster_grows_to_its_size_with_a_session_per_worker(pytester: pytest.Pytester) -> None:
+    """The run starts on the cluster's first worker; each worker that joins later gets one session, no more.
+
+    The three tests wait for each other: they pass only on three sessions at once.
+    """
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_meet=MEET_SUITE)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=3", f"--executor-report={report}")
+    result.assert_outcomes(passed=3)
+    workers = sorted(job["worker"] for job in json.loads(report.read_text())["jobs"])
+    assert workers == ["d0", "d1", "d2"]
+
+
+def test_a_run_over_before_its_cluster_grew_ends_quietly_and_leaves_nothing(pytester: pytest.Pytester) -> None:
+    """Workers still starting when the last test ends are stopped with the cluster: no noise, no process left."""
+    pytester.makeini(INNER_INI)
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=8")
+    result.assert_outcomes(passed=1)
+    _assert_quiet_stderr(result)
+    assert _processes_mentioning(pytester.path) == []
+
+
 def _processes_mentioning(path: object) -> list[str]:
     """The live processes whose command line names ``path`` (the run's directory is on a fork server's)."""
     found = []

@@ -28,19 +28,14 @@ secure way.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
-import multiprocessing.forkserver
 import os
-import shutil
-import sys
-import tempfile
 import typing as T
 
 from ..log import logger
 from ._dask_imports import check_tls_support
 from ._dask_imports import import_distributed as _import_distributed
+from ._dask_local import LocalDaskCluster, local_cluster_options, make_scratch, remove_scratch
 
 if T.TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -97,111 +92,6 @@ def check_scheduler_address(address: str) -> str:
             "(or an asynchronous distributed.Client)"
         )
     return address
-
-
-def local_cluster_options(n_workers: int, threads_per_worker: int, scratch: str, quiet: int = logging.ERROR) -> dict[str, T.Any]:
-    """Keyword arguments for a ``LocalCluster`` (or ``Client``) that only this process can use.
-
-    Worker processes, TLS with temporary certificates that only this process
-    holds (``security=True``: other local users can neither connect nor
-    submit), scheduler and workers on 127.0.0.1, the dashboard on a free
-    loopback port (never on the network, never 8787 of a user's cluster) and
-    scratch space in ``scratch`` (private, removed by whoever made it).
-    """
-    return {
-        "n_workers": n_workers,
-        "threads_per_worker": threads_per_worker,
-        "processes": True,
-        "host": "127.0.0.1",
-        "dashboard_address": "127.0.0.1:0",
-        "security": True,
-        "silence_logs": quiet,
-        "local_directory": scratch,
-    }
-
-
-class LocalDaskCluster:
-    """A synchronous ``LocalCluster`` with :func:`local_cluster_options` and a private scratch folder.
-
-    For synchronous callers (the pytest plugin); :meth:`close` closes the
-    cluster and removes the scratch folder, whatever happened before.
-
-    Worker processes are forked from a ``multiprocessing`` fork server that
-    imported ``distributed`` (and the ``preload`` modules) once, where Linux
-    has one: dask's default, ``spawn``, starts a fresh interpreter per worker
-    that imports it all again — about a second of CPU each, most of the start
-    of a cluster of many workers on few cores.  ``config``: more dask settings
-    for the cluster (its workers get them too).
-    """
-
-    def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = (),
-                 config: T.Mapping[str, T.Any] | None = None) -> None:
-        distributed = _import_distributed()
-        check_tls_support()
-        import dask
-
-        # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
-        # a task whose worker dies fails at once (the caller replaces it), as on the engine's own cluster
-        self.scratch = tempfile.mkdtemp(prefix="executor-dask-")
-        _scratch_dirs.add(self.scratch)
-        _quiet_scratch_removal()
-        settings: dict[str, T.Any] = {"temporary-directory": self.scratch, "distributed.scheduler.allowed-failures": 0,
-                                      **(config or {})}
-        self._fork_server = _use_fork_server(preload)
-        if self._fork_server:
-            settings["distributed.worker.multiprocessing-method"] = "forkserver"
-        try:
-            with dask.config.set(settings):
-                self.cluster: T.Any = distributed.LocalCluster(
-                    **local_cluster_options(n_workers, threads_per_worker, self.scratch)
-                )
-        except BaseException:
-            self._remove_scratch()
-            raise
-
-    @property
-    def security(self) -> T.Any:
-        """The cluster's temporary TLS credentials (a ``distributed.Security``)."""
-        return self.cluster.security
-
-    def client(self) -> "Client":
-        """A new synchronous client of this cluster (the caller closes it)."""
-        distributed = _import_distributed()
-        return T.cast("Client", distributed.Client(self.cluster, set_as_default=False))
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Close the cluster (best effort) and remove its scratch folder."""
-        try:
-            self.cluster.close(timeout=timeout)
-        except Exception as error:  # closing is best effort: the scratch folder goes anyway
-            logger.debug("closing a LocalCluster: {!r}", error)
-        finally:
-            if self._fork_server:  # it would outlive this process a moment; there is no public way to end it
-                with contextlib.suppress(Exception):
-                    getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)()
-            self._remove_scratch()
-
-    def _remove_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
-        _scratch_dirs.discard(self.scratch)
-
-
-def _use_fork_server(preload: T.Sequence[str]) -> bool:
-    """Whether worker processes can come from a fork server; if so, set what it imports first."""
-    if not sys.platform.startswith("linux") or "forkserver" not in multiprocessing.get_all_start_methods():
-        return False
-    from distributed.utils import get_mp_context
-
-    import dask
-
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        context = get_mp_context()  # distributed's own preload list (distributed and its dependencies)
-    if preload:
-        # Only a fork server not started yet takes the list: one running already keeps its own.
-        forkserver = T.cast(T.Any, multiprocessing).forkserver._forkserver
-        listed = list(getattr(forkserver, "_preload_modules", ["distributed"]))
-        context.set_forkserver_preload([*listed, *(name for name in preload if name not in listed)])
-    return True
 
 
 def connect_client(address: str, timeout: float = CONNECT_TIMEOUT, security: T.Any = None) -> "Client":
@@ -376,9 +266,7 @@ class DaskBackend:
         import dask
 
         n_workers = self.n_workers or os.cpu_count() or 1
-        self._scratch = tempfile.mkdtemp(prefix="executor-dask-")
-        _scratch_dirs.add(self._scratch)
-        _quiet_scratch_removal()
+        self._scratch = make_scratch()
         logger.info("starting a dask LocalCluster with {} worker process(es)", n_workers)
         # A worker lost mid-task fails the task at once (KilledWorker): the job's
         # own `retries` decide what happens next, not the scheduler's.
@@ -405,8 +293,7 @@ class DaskBackend:
             if closing is not None:
                 await _quietly(closing)
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-            _scratch_dirs.discard(scratch)
+            remove_scratch(scratch)
 
     async def close(self) -> None:
         """Close what this backend started (its client, its LocalCluster); a user's client stays open.
@@ -452,45 +339,6 @@ async def _close_despite_cancel(backend: DaskBackend) -> None:
 
 #: scratch folders of LocalClusters not closed yet: an engine used from asyncio without stop() (its
 #: loop ends, and the cluster with it, but nothing calls close()) must not leave them in the temp dir
-_scratch_dirs: set[str] = set()
-
-
-class _OwnScratchFilter(logging.Filter):
-    """Drops distributed's "Failed to remove" errors about our own scratch folders.
-
-    The engine removes a LocalCluster's scratch folder itself once the cluster
-    is closed; a scheduler or worker folder whose ``distributed`` finalizer runs
-    after that (garbage collection, interpreter exit) finds it gone and would
-    log an error about a folder that was removed as intended.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for a removal error about a path under one of our scratch folders."""
-        if "Failed to remove" not in str(record.msg):
-            return True
-        text = record.getMessage()
-        return not any(scratch in text for scratch in _scratch_roots)
-
-
-_scratch_roots: set[str] = set()
-"""Every scratch folder a backend of this process made (kept: finalizers may run late)."""
-_scratch_filter = _OwnScratchFilter()
-
-
-def _quiet_scratch_removal() -> None:
-    _scratch_roots.update(_scratch_dirs)
-    diskutils = logging.getLogger("distributed.diskutils")
-    if _scratch_filter not in diskutils.filters:
-        diskutils.addFilter(_scratch_filter)
-
-
-@atexit.register
-def _remove_scratch_dirs() -> None:
-    for scratch in list(_scratch_dirs):
-        shutil.rmtree(scratch, ignore_errors=True)
-    _scratch_dirs.clear()
-
-
 async def _quietly(awaitable: T.Awaitable[T.Any]) -> None:
     try:
         await asyncio.wait_for(awaitable, 20)
