@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import secrets
 import selectors
@@ -67,6 +68,8 @@ _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
 """Seconds to wait for sessions to report their end once told to stop."""
 _CAPTURE_KEEP = 64 * 1024
+_GROW_WAIT = 15.0
+"""Seconds the end of a run waits for the workers of its LocalCluster still starting."""
 _FORWARDED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", ENV_COMPACT)
 """Controller environment that shapes the pytest session, passed to remote sessions."""
 class DaskRunner(ElasticPool):
@@ -154,16 +157,16 @@ class DaskRunner(ElasticPool):
 
     def _connect(self) -> bool:
         """Connect to the cluster given by the hook or address; True when a LocalCluster must be started instead."""
-        try:
-            import distributed
-        except ImportError as error:
+        # distributed is imported here only for a cluster that exists: the run's own cluster imports it
+        # on its start thread, while this one collects
+        if importlib.util.find_spec("distributed") is None:
             raise pytest.UsageError(
-                f"--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]' ({error})"
-            ) from None
-        from executor.engine.backend.dask import connect_client
-
+                "--executor-backend=dask needs dask.distributed: pip install 'pytest-executor[dask]'"
+            )
         client = self.config.hook.pytest_executor_dask_client(config=self.config)
         if client is not None:
+            import distributed
+
             if not isinstance(client, distributed.Client) or getattr(client, "_asynchronous", False):
                 raise pytest.UsageError(
                     "pytest_executor_dask_client must return a synchronous distributed.Client "
@@ -171,6 +174,8 @@ class DaskRunner(ElasticPool):
                 )
             self._client, self._elastic = client, not self.requested
         elif self.address:
+            from executor.engine.backend.dask import connect_client
+
             try:
                 self._client = connect_client(self.address, _CONNECT_TIMEOUT)
             except ConnectionError as error:
@@ -455,12 +460,14 @@ class DaskRunner(ElasticPool):
                 from executor.engine.backend.dask import close_client_quietly
 
                 close_client_quietly(client, timeout=5 if not self._dead else 2, scheduler_gone=bool(self._dead))
+        grower, self._grower = self._grower, None
+        if grower is not None:
+            # Workers still starting are let finish first: closing a cluster while a worker registers
+            # races distributed's own bookkeeping (a KeyError that aborts the close half-way).
+            grower.join(_GROW_WAIT)
         local, self._local = self._local, None
         if local is not None:
             local.close(timeout=5)
-        grower, self._grower = self._grower, None
-        if grower is not None:
-            grower.join(10)
 
 
 __all__ = ["DaskRunner"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import logging
 import multiprocessing.forkserver
 import shutil
@@ -68,28 +69,30 @@ class LocalDaskCluster:
 
     def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = (),
                  config: T.Mapping[str, T.Any] | None = None, start_workers: int | None = None) -> None:
-        distributed = _import_distributed()
-        check_tls_support()
-        import dask
-
-        # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
-        # a task whose worker dies fails at once (the caller replaces it), as on the engine's own cluster
-        self.scratch = make_scratch()
-        settings: dict[str, T.Any] = {"temporary-directory": self.scratch, "distributed.scheduler.allowed-failures": 0,
-                                      **(config or {})}
-        self.n_workers = n_workers
-        self._settings = settings
-        self._fork_server = _use_fork_server(preload)
-        if self._fork_server:
-            settings["distributed.worker.multiprocessing-method"] = "forkserver"
-        first = n_workers if start_workers is None else max(1, min(start_workers, n_workers))
+        # The fork server imports while this process imports distributed and starts the scheduler.
+        self._fork_server = _start_fork_server(preload)
+        self.scratch: str | None = None
         try:
+            distributed = _import_distributed()
+            check_tls_support()
+            import dask
+
+            # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
+            # a task whose worker dies fails at once (the caller replaces it), as on the engine's own cluster
+            self.scratch = make_scratch()
+            settings: dict[str, T.Any] = {"temporary-directory": self.scratch,
+                                          "distributed.scheduler.allowed-failures": 0, **(config or {})}
+            if self._fork_server:
+                settings["distributed.worker.multiprocessing-method"] = "forkserver"
+            self.n_workers = n_workers
+            self._settings = settings
+            first = n_workers if start_workers is None else max(1, min(start_workers, n_workers))
             with dask.config.set(settings):
                 self.cluster: T.Any = distributed.LocalCluster(
                     **local_cluster_options(first, threads_per_worker, self.scratch)
                 )
         except BaseException:
-            self._remove_scratch()
+            self._release()
             raise
 
     def grow(self, timeout: float = 60.0) -> None:
@@ -122,30 +125,38 @@ class LocalDaskCluster:
         except Exception as error:  # closing is best effort: the scratch folder goes anyway
             logger.debug("closing a LocalCluster: {!r}", error)
         finally:
-            if self._fork_server:  # it would outlive this process a moment; there is no public way to end it
-                with contextlib.suppress(Exception):
-                    getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)()
-            self._remove_scratch()
+            self._release()
 
-    def _remove_scratch(self) -> None:
-        remove_scratch(self.scratch)
+    def _release(self) -> None:
+        """Stop the fork server and remove the scratch folder."""
+        if self._fork_server:  # it would outlive this process a moment; there is no public way to end it
+            with contextlib.suppress(Exception):
+                getattr(multiprocessing.forkserver._forkserver, "_stop", lambda: None)()
+        if self.scratch is not None:
+            remove_scratch(self.scratch)
 
 
-def _use_fork_server(preload: T.Sequence[str]) -> bool:
-    """Whether worker processes can come from a fork server; if so, set what it imports first."""
+_DISTRIBUTED_PRELOAD = ("distributed", "dask", "msgpack", "cloudpickle", "tornado", "toolz", "numpy", "pandas", "lz4")
+"""What distributed's own fork server imports first, of what is installed (its required and optional packages)."""
+
+
+def _start_fork_server(preload: T.Sequence[str]) -> bool:
+    """Whether worker processes can come from a fork server; if so, start it now, importing ``preload`` too.
+
+    distributed would start it with its first worker, after importing each of
+    its optional packages in this process to learn which are installed;
+    ``find_spec`` learns it without importing them.  A fork server running
+    already (an earlier cluster of this process) keeps its own list.
+    """
     if not sys.platform.startswith("linux") or "forkserver" not in multiprocessing.get_all_start_methods():
         return False
-    from distributed.utils import get_mp_context
-
-    import dask
-
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        context = get_mp_context()  # distributed's own preload list (distributed and its dependencies)
-    if preload:
-        # Only a fork server not started yet takes the list: one running already keeps its own.
-        forkserver = T.cast(T.Any, multiprocessing).forkserver._forkserver
-        listed = list(getattr(forkserver, "_preload_modules", ["distributed"]))
-        context.set_forkserver_preload([*listed, *(name for name in preload if name not in listed)])
+    if importlib.util.find_spec("distributed") is None:
+        return False  # the import that follows says what to install
+    listed = [name for name in _DISTRIBUTED_PRELOAD if importlib.util.find_spec(name) is not None]
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        [*listed, *(name for name in preload if name not in listed)]
+    )
+    multiprocessing.forkserver.ensure_running()
     return True
 
 
