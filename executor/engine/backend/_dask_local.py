@@ -175,7 +175,9 @@ def remove_scratch(scratch: str) -> None:
 
 
 _scratch_dirs: set[str] = set()
-"""Scratch folders made and not removed yet (removed at exit at the latest)."""
+"""Scratch folders made and not removed yet, removed at exit at the latest: an engine used from
+asyncio without ``stop()`` (its loop ends, and the cluster with it, but nothing calls ``close()``)
+must not leave them in the temp dir."""
 
 
 class _OwnScratchFilter(logging.Filter):
@@ -210,8 +212,7 @@ def _quiet_scratch_removal() -> None:
 @atexit.register
 def _remove_scratch_dirs() -> None:
     for scratch in list(_scratch_dirs):
-        shutil.rmtree(scratch, ignore_errors=True)
-    _scratch_dirs.clear()
+        remove_scratch(scratch)
 
 
 __all__ = ["LocalDaskCluster", "local_cluster_options", "make_scratch", "remove_scratch"]

@@ -337,8 +337,6 @@ async def _close_despite_cancel(backend: DaskBackend) -> None:
         closing.exception()  # retrieved: closing is best effort
 
 
-#: scratch folders of LocalClusters not closed yet: an engine used from asyncio without stop() (its
-#: loop ends, and the cluster with it, but nothing calls close()) must not leave them in the temp dir
 async def _quietly(awaitable: T.Awaitable[T.Any]) -> None:
     try:
         await asyncio.wait_for(awaitable, 20)
