@@ -18,7 +18,6 @@ from typing import Any
 from pytest_executor.backends import _hosted
 from pytest_executor.backends._protocol import ENV_PATH_MAP
 
-_NOT_REWRITTEN = "Module already imported so cannot be rewritten; "
 ENV_DASK_WORKER = "PYTEST_EXECUTOR_DASK_WORKER"
 """Set in a session to the address of the dask worker hosting it."""
 
@@ -82,10 +81,6 @@ def session_host(spec: dict[str, Any], root: str | None, serve: _hosted.Serve) -
         env[ENV_PATH_MAP] = f"{root}\n{spec['rootdir']}"
     os.chdir(cwd)
     sys.path[:] = ([cwd] if spec["module"] else []) + paths + [p for p in sys.path if p not in ("", cwd, *paths)]
-    # This worker imported the plugin to unpickle its state (pytest did not, through its rewriting hook):
-    # a warning pytest would make an error under -W error, about the plugin's own modules only.
-    for package in ("pytest_executor", "executor"):  # -W takes a literal message prefix
-        args += ["-W", f"ignore:{_NOT_REWRITTEN}{package}:pytest.PytestAssertRewriteWarning"]
     return _hosted.host_session(args, basetemp, env, "d", serve, label=spec["wid"], compact_reports=True)
 
 

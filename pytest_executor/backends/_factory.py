@@ -11,6 +11,9 @@ so the workers start up and collect while the controller collects (``process``
 workers are even forked at :func:`pytest_load_initial_conftests`, imports done);
 :func:`make_runner` then hands out the runner already started (its ``start``
 is idempotent).
+
+PYTEST_DONT_REWRITE: one of the plugin's ``pytest_plugins``, imported before pytest starts in a
+worker session (see :mod:`pytest_executor`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ Where things happen:
   ``job(exclusive=True)``;
 * the controller only: records are gathered from replayed reports, compared
   with a saved baseline, saved, put into the JSON report and shown as a table.
+
+PYTEST_DONT_REWRITE: one of the plugin's ``pytest_plugins``, imported before pytest starts in a
+worker session (see :mod:`pytest_executor`).
 """
 
 from __future__ import annotations

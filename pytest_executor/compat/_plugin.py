@@ -5,6 +5,9 @@ marker (``pytest_configure``) when it is not loaded, and translate its markers
 into ``job`` markers first thing after collection, before ``-k``/``-m``
 deselection (so ``after=`` edges may name deselected tests) and before the
 executor decides whether it is active and plans the run.
+
+PYTEST_DONT_REWRITE: one of the plugin's ``pytest_plugins``, imported before pytest starts in a
+worker session (see :mod:`pytest_executor`).
 """
 
 from __future__ import annotations

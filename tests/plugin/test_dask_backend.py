@@ -287,3 +287,44 @@ def test_the_run_clusters_settings_are_all_known_to_dask() -> None:
         except KeyError:
             unknown.append(key)
     assert not unknown, f"not dask settings: {unknown}"
+
+
+def test_the_plugins_packages_imported_before_pytest_starts_raise_no_rewrite_warning(pytester: pytest.Pytester) -> None:
+    """A dask session imports them before pytest starts; pytest then marks them for rewriting.
+
+    pytest 8 worded that warning differently from pytest 9 (a ``-W`` filter on
+    its message missed it), and every dask session of a suite with
+    ``filterwarnings = error`` failed to start.  Here a conftest marks them
+    again after they were imported, as in such a session: the packages (pytest
+    marks a plugin's whole distribution) and the plugin's ``pytest_plugins``
+    (pytest 8 marks each as it loads it).
+    """
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makeconftest(
+        "import pytest_executor.plugin\n"
+        "\n"
+        "def pytest_configure(config):\n"
+        "    names = ['executor', 'pytest_executor', *pytest_executor.plugin.pytest_plugins]\n"
+        "    config.pluginmanager.rewrite_hook.mark_rewrite(*names)\n"
+    )
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "cannot be rewritten" not in result.stdout.str() + result.stderr.str()
+
+
+def test_every_module_pytest_8_marks_in_a_session_opts_out_of_rewriting() -> None:
+    """pytest 8 also marks each of a plugin's ``pytest_plugins`` as it loads it, and warns if it was imported.
+
+    A dask session imported them before pytest started (its fork server did),
+    which a pytest process cannot imitate (there pytest imports them through its
+    hook): the opt-out pytest reads is checked directly.
+    """
+    import importlib
+
+    from _pytest.assertion.rewrite import AssertionRewriter
+
+    import pytest_executor.plugin
+
+    for name in ["executor", "pytest_executor", *pytest_executor.plugin.pytest_plugins]:
+        assert AssertionRewriter.is_rewrite_disabled(importlib.import_module(name).__doc__ or ""), name
