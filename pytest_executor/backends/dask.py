@@ -21,7 +21,8 @@ Where sessions run:
   (:func:`~pytest_executor.backends._dask_start.preloaded_modules`), and each
   forks a spare zygote of itself as it starts
   (:mod:`executor.engine.backend._spare`): its session skips an interpreter
-  start and those imports;
+  start and those imports.  The run starts on the cluster's first worker; the
+  others get a session each as they join (:mod:`~pytest_executor.backends._dask_start`);
 * on the scheduler at ``--executor-dask-address`` (TLS credentials from dask's
   configuration, as for any client), or on the Client a
   ``pytest_executor_dask_client(config)`` hook returns, from a copy of the
