@@ -240,7 +240,7 @@ def raw_option(config: pytest.Config, name: str) -> tuple[Any, str | None]:
     if value is not None:
         return value, option.cli
     value = config.getini(option.ini)
-    if value is not None and value != "":
+    if value not in (None, "", []):  # unset: pytest 8+ gives the default (None), pytest 7 an empty list
         return value, option.ini
     return None, None
 
