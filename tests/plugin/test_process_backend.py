@@ -132,7 +132,7 @@ def test_outcomes_and_junitxml_equal_a_serial_run(pytester: pytest.Pytester) -> 
     # the executor table counts every job, in the statuses that occur (no cancelled column)
     parallel.stdout.re_match_lines([
         r"backend +jobs +passed +failed +error +skipped +xfailed +xpassed +attempts +busy +workers$",
-        r"process +16 +6 +4 +2 +2 +1 +1 +16 +\S+s +2$",
+        r"process +16 +6 +4 +2 +2 +1 +1 +16 +\S+s +[12]$",  # on a slow machine one worker may run all 16 first
     ])
 
 

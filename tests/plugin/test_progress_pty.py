@@ -31,7 +31,7 @@ from tests.plugin.vt_screen import Screen
 
 pytestmark = pytest.mark.timeout(90)
 
-COLUMNS, ROWS = 100, 30
+COLUMNS, ROWS = 200, 30  # wide enough that no line wraps, however deep the temporary directory (xdist adds a level)
 
 SUITE = """
 import os, time
