@@ -45,10 +45,12 @@ With 16 workers on 2 cores these cost about a second of wall time per run.
 """
 
 
-_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host", "executor.engine.backend._spare_preload")
+_HOST_MODULES = ("pytest", "pytest_executor.backends._dask_host", "pytest_executor.backends._dask_quiet",
+                 "executor.engine.backend._spare_preload")
 """Imported once by the fork server of a LocalCluster started for the run, not by each worker.
 
-The last one gives each worker its spare zygote (see :mod:`executor.engine.backend._spare`).
+``_dask_quiet`` filters a shutdown race out of the workers' logs; the last one gives each worker
+its spare zygote (see :mod:`executor.engine.backend._spare`).
 """
 
 
