@@ -120,12 +120,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 def _early_option(config: pytest.Config, name: str) -> Any:
     """An option before pytest parsed the command line for good (``known_args_namespace``)."""
-    from pytest_executor.config.options import find_option
+    from pytest_executor.config.options import find_option, read_ini
 
     option = find_option(name)
     raw = getattr(config.known_args_namespace, option.ini, None)
     if raw is None:
-        raw = config.getini(option.ini) or None
+        raw = read_ini(config, option.ini)
     if raw is None or isinstance(raw, bool):
         return option.default if raw is None else raw
     return option.parse(str(raw))

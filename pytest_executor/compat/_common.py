@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from pytest_executor.config.options import read_ini
+
 JOB: str = "job"
 
 
@@ -57,7 +59,6 @@ def ini_or_option(config: pytest.Config, dest: str, ini: str | None = None) -> A
     if ini is None:
         return None
     try:
-        raw = config.getini(ini)
+        return read_ini(config, ini)
     except ValueError:  # not registered: the other plugin owns it and is not loaded
         return None
-    return raw if raw not in ("", None, []) else None

@@ -233,14 +233,24 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(option.ini, option.help, type="string", default=None)
 
 
+def read_ini(config: pytest.Config, name: str) -> Any:
+    """``config.getini(name)``, or None when the ini file does not set it.
+
+    Unset reads as the registered default (ours: None) on pytest 8 and later,
+    as an empty list or string on pytest 7, and an empty value means unset too.
+    """
+    value = config.getini(name)
+    return None if value in (None, "", []) else value
+
+
 def raw_option(config: pytest.Config, name: str) -> tuple[Any, str | None]:
     """Return ``(raw value, where it came from)``; ``(None, None)`` when unset."""
     option = find_option(name)
     value = config.getoption(option.ini, None)
     if value is not None:
         return value, option.cli
-    value = config.getini(option.ini)
-    if value not in (None, "", []):  # unset: pytest 8+ gives the default (None), pytest 7 an empty list
+    value = read_ini(config, option.ini)
+    if value is not None:
         return value, option.ini
     return None, None
 
