@@ -31,8 +31,8 @@ class ElasticPool(SessionPool):
 
     _client: Any
     _elastic: bool
-    _growing: bool
-    """Sessions follow the run's own LocalCluster as its workers join, up to ``workers``."""
+    _local: Any
+    """The run's own LocalCluster, if it started one: sessions follow its workers as they join, up to ``workers``."""
     _placed: set[str]
     """Addresses of the dask workers given a session of their own while the cluster grows."""
     _dead: str | None
@@ -68,10 +68,10 @@ class ElasticPool(SessionPool):
             if self._elastic and self._wants_sessions():
                 self.workers += 1
                 self._spawn_remote(address)
-            elif self._growing and self._wants_sessions() and address not in self._placed:
-                if len(self._pool) < self.workers:
-                    self._placed.add(address)
-                    self._spawn_remote(address)
+            elif (self._local is not None and self._wants_sessions() and address not in self._placed
+                  and len(self._pool) < self.workers):
+                self._placed.add(address)
+                self._spawn_remote(address)
         elif kind == "remove-worker":
             if self._elastic:
                 self.workers = max(1, self.workers - 1)

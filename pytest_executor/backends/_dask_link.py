@@ -61,7 +61,6 @@ class DaskLink:
         """Sessions with new inbox items, in arrival order (may repeat)."""
         self.cluster: deque[tuple[str, dict[str, Any]]] = deque()
         """Cluster-wide news: ``("add-worker"|"remove-worker", msg)``, ``("lost", {"wid", "reason"})``."""
-        self._names: dict[str, str] = {}
         self._queues: dict[str, Any] = {}
         """Each session's queue, once its pump made it (client loop only)."""
         self._outbox: dict[str, deque[list[Any]]] = {}
@@ -134,11 +133,12 @@ class DaskLink:
 
         The queue itself is made by the first pump (:meth:`_open_queue`).
         """
-        name = f"pytest-executor-{self._run_id}-{wid}"
         self.inbox[wid] = deque()
         self._outbox[wid] = deque()
-        self._names[wid] = name
-        return name
+        return self._queue_name(wid)
+
+    def _queue_name(self, wid: str) -> str:
+        return f"pytest-executor-{self._run_id}-{wid}"
 
     def forget(self, wid: str) -> None:
         """No more items from ``wid`` (a dead or refused session)."""
@@ -185,7 +185,7 @@ class DaskLink:
         # Made in a coroutine of the client's loop, a Queue starts its creation as a task instead of
         # blocking; that task is awaited here, not the Queue: awaiting the Queue would create it twice
         # (two references on the scheduler, one release at the end).
-        queue = Queue(self._names[wid], client=self.client)
+        queue = Queue(self._queue_name(wid), client=self.client)
         started = getattr(queue, "_started", None)
         if started is not None:
             await started

@@ -96,7 +96,6 @@ class DaskRunner(ElasticPool):
         self._by_wid: dict[str, RemoteWorker] = {}
         self._elastic = False
         """One session per dask worker, following the cluster (an existing cluster, no worker count)."""
-        self._growing = False
         self._placed: set[str] = set()
         self._grower: LocalStart | None = None
         """The start of the run's LocalCluster, whose thread goes on starting workers after the first."""
@@ -148,7 +147,6 @@ class DaskRunner(ElasticPool):
         if self._elastic:
             self.workers = len(workers)
         if self._local is not None:  # the run's own cluster is growing: a session per worker as it joins
-            self._growing = True
             for address in workers[: self.workers]:
                 self._placed.add(address)
                 self._spawn_remote(address)
