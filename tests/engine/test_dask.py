@@ -414,3 +414,28 @@ def test_without_cryptography_a_local_cluster_is_refused_before_it_is_made(
     with pytest.raises(ImportError, match=r"needs the 'cryptography' package: pip install 'pytest-executor\[dask\]'"):
         LocalDaskCluster(1)
     assert list(tmp_path.iterdir()) == []  # no scratch folder made
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_closing_a_local_cluster_ends_its_fork_server_and_the_next_cluster_starts_its_own() -> None:
+    """The fork server is killed at close (nothing to save in it): reaped at once, and a later cluster forks again."""
+    import multiprocessing.forkserver
+
+    import psutil
+
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    pids = []
+    for value in (3, 4):
+        cluster = LocalDaskCluster(1)
+        try:
+            pids.append(multiprocessing.forkserver._forkserver._forkserver_pid)
+            with cluster.client() as client:
+                assert client.submit(_square, value, pure=False).result(timeout=60) == value * value
+        finally:
+            cluster.close()
+        assert not psutil.pid_exists(pids[-1]), "the fork server outlived its cluster (or was left a zombie)"
+    assert None not in pids and pids[0] != pids[1]
