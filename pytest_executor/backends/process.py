@@ -14,9 +14,9 @@ A call's answer carries the session's events (:mod:`._runner`); a
 :class:`~executor.engine.job.utils.WorkerCrashedError` becomes the failed report
 of the item (worker output, captured output, exit code or signal); a timeout
 stops the worker with SIGABRT (its stack dump is in the report) then kills its
-group (:meth:`ProcessPool.abort`); the pool replaces lost workers.  The pool's
-loop runs on a thread of its own, so that workers start and collect while the
-controller collects; the controller's thread turns what it posts into events.
+group (:meth:`ProcessPool.abort`); the pool replaces lost workers.  The pool's loop runs
+on a thread while the controller collects (workers start meanwhile), then on the controller's
+while it waits for answers (:mod:`._pool_loop`); what the loop posts becomes events.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import queue
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -44,6 +42,7 @@ from pytest_executor.backends._runner import Event, ItemTask, collection_mismatc
 from pytest_executor.backends._failed_item import crash_message, exit_reason, failed_item_events, item_location
 from pytest_executor.backends._failed_item import WorkerCaptures
 from pytest_executor.backends._invocation import drop_basetemp, make_basetemp, split_invocation_args
+from pytest_executor.backends._pool_loop import PoolLoop
 
 _START_NOTICE: Final = 0.05
 """Seconds an item runs before the controller hears it started (a shorter one is first heard of with its answer)."""
@@ -69,10 +68,9 @@ class ProcessRunner:
         self._compact = CompactReports(None)
         self._spare: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._pool_loop: PoolLoop | None = None
         self._pool: ProcessPool | None = None
         self._state: WorkerState | None = None
-        self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._backlog: list[ItemTask] = []
         self._in_flight: dict[int, ItemTask] = {}  # index -> task whose outcome is not known yet
         self._exclusive: int | None = None
@@ -122,20 +120,23 @@ class ProcessRunner:
             self._call_soon(self._warm)
 
     def _start_pool(self) -> None:
-        """The engine's pool, on a loop of its own thread; stopped at config cleanup (or exit)."""
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        """The engine's pool, on a loop of its own thread until the tests run (:mod:`._pool_loop`);
+        stopped at config cleanup (or exit)."""
+        self._pool_loop = PoolLoop()
+        self._loop = loop = self._pool_loop.loop
         self._pool = ProcessPool(self.workers, loop, self._spare, prefetch=0, eager=True)
         self._spare = None
-        self._thread = threading.Thread(target=loop.run_forever, name="executor-pool", daemon=True)
-        self._thread.start()
         self.config.add_cleanup(self.close)
         atexit.register(self.kill)
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
-            self._loop.call_soon_threadsafe(callback, *args)
+        assert self._pool_loop is not None
+        self._pool_loop.call_soon(callback, *args)
+
+    def _post(self, item: tuple[Any, ...]) -> None:
+        """Hand the controller what a callback on the pool's loop has to say (see :meth:`_on_post`)."""
+        assert self._pool_loop is not None
+        self._pool_loop.post(item)
 
     def _warm(self) -> None:
         asyncio.ensure_future(self._warm_one())
@@ -148,7 +149,7 @@ class ProcessRunner:
         except asyncio.CancelledError:
             pass
         except BaseException as exc:  # noqa: BLE001 - the run must hear of every failure
-            self._posts.put(("failed", None, exc, _output_of(ran_on)))
+            self._post(("failed", None, exc, _output_of(ran_on)))
         else:
             self._on_worker(ran_on[-1])
 
@@ -159,7 +160,7 @@ class ProcessRunner:
             self._ready.add(worker.wid)
             info = worker.infos.get(self._state.key)
             self._captures.open(worker.wid, info)  # now, while the worker is alive: see WorkerCaptures
-            self._posts.put(("ready", worker.wid, info))
+            self._post(("ready", worker.wid, info))
 
     # -- Runner protocol --------------------------------------------------
 
@@ -175,9 +176,10 @@ class ProcessRunner:
         """Queue ``task``; it goes to the pool with the others of this turn (:meth:`next_events`)."""
         self._backlog.append(task)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self) -> bool:
+        """Hand the backlog to the pool's loop; whether there was any."""
         if self._killed or self._finished:
-            return
+            return False
         tasks: list[ItemTask] = []
         while self._backlog and self._exclusive is None:
             task = self._backlog[0]
@@ -192,6 +194,7 @@ class ProcessRunner:
             assert self._pool is not None
             self._pool.prefetch = self._depth() - 1
             self._call_soon(self._start_tasks, tasks)
+        return bool(tasks)
 
     def _start_tasks(self, tasks: list[ItemTask]) -> None:
         for task in tasks:
@@ -210,7 +213,7 @@ class ProcessRunner:
             started.append(time.time())
             # Shown running if it still runs a moment later, not once answered.  A short item's answer comes
             # first, with the worker's logstart: no notice to handle, no item location to work out.
-            timer.append(loop.call_later(_START_NOTICE, self._posts.put, ("started", task, ran_on[-1].wid)))
+            timer.append(loop.call_later(_START_NOTICE, self._post, ("started", task, ran_on[-1].wid)))
             if task.timeout:
                 timer.append(loop.call_later(task.timeout + self.deadline_grace, expire))
 
@@ -232,15 +235,15 @@ class ProcessRunner:
                 worker=_hosted.worker_of_label(task.worker, self.worker_prefix), affinity=module, on_worker=on_worker,
                 timed_out=lambda: bool(timed_out), on_start=on_start)
         except (WorkerCrashedError, WorkerTimeoutError) as exc:
-            self._posts.put(("crashed", task, exc, started[0] if started else 0.0))
+            self._post(("crashed", task, exc, started[0] if started else 0.0))
         except WorkerStateError as exc:
-            self._posts.put(("failed", task, exc, _output_of(ran_on)))
+            self._post(("failed", task, exc, _output_of(ran_on)))
         except BaseException as exc:  # noqa: BLE001 - the run must hear of every failure
             if not isinstance(exc, asyncio.CancelledError):
-                self._posts.put(("failed", task, exc, ""))
+                self._post(("failed", task, exc, ""))
         else:
             wid = ran_on[-1].wid if ran_on else 0
-            self._posts.put(("answer", task, wid, events))
+            self._post(("answer", task, wid, events))
         finally:
             for handle in timer:
                 handle.cancel()
@@ -249,23 +252,24 @@ class ProcessRunner:
         """Send the tasks submitted since the last call (one wake-up of the pool's thread for all),
         wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
         events: list[Event] = []
-        self._dispatch()
+        pool_loop = self._pool_loop
+        assert pool_loop is not None
+        pool_loop.take_over()  # the tests run: the controller runs the pool's loop while it waits
+        sent = self._dispatch()
         end = None if timeout is None else time.monotonic() + timeout
         while not events:
             if self._killed or self._finished:
                 return [("finished", {})]
             wait = None if end is None else max(0.0, end - time.monotonic())
-            try:
-                post = self._posts.get(timeout=wait)
-            except queue.Empty:
+            post = pool_loop.next_post(wait)
+            if post is None:
                 break
-            self._on_post(post, events)
-            while True:
-                try:
-                    self._on_post(self._posts.get_nowait(), events)
-                except queue.Empty:
-                    break
-            self._dispatch()
+            while post is not None:
+                self._on_post(post, events)
+                post = pool_loop.next_post(0.0) if not self._killed else None
+            sent = self._dispatch() or sent
+        if sent:
+            pool_loop.turn()  # the tasks just dispatched go out before the controller replays what came
         return events
 
     def finish(self) -> None:
@@ -282,7 +286,7 @@ class ProcessRunner:
     def _close_sessions(self) -> None:
         assert self._pool is not None and self._state is not None
         holders = list(self._pool.state_info(self._state))
-        self._posts.put(("closing", holders))
+        self._post(("closing", holders))
         for wid in holders:
             asyncio.ensure_future(self._close_one(wid))
 
@@ -292,15 +296,15 @@ class ProcessRunner:
             events = await self._pool.run(_hosted.shut_down, (), {}, state=self._state, worker=wid)
         except BaseException:  # noqa: BLE001 - a session lost while ending: nothing left to report
             events = []
-        self._posts.put(("closed", wid, events))
+        self._post(("closed", wid, events))
 
     def close(self) -> None:
         """Config cleanup: let the sessions end (up to a grace period), then stop the pool."""
         if self._killed or self._loop is None:
             return
+        assert self._pool_loop is not None
         with contextlib.suppress(Exception):
-            future = asyncio.run_coroutine_threadsafe(self._drop(), self._loop)
-            future.result(_REAP_GRACE)
+            self._pool_loop.run(self._drop(), _REAP_GRACE)
         self.kill()
 
     async def _drop(self) -> None:
@@ -314,17 +318,13 @@ class ProcessRunner:
         self._killed = True
         with contextlib.suppress(Exception):
             atexit.unregister(self.kill)
-        loop, pool = self._loop, self._pool
-        if loop is not None and pool is not None:
+        pool_loop, pool = self._pool_loop, self._pool
+        if pool_loop is not None and pool is not None:
             for pid in pool.pids:
                 kill_tree(pid)
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(_shutdown(pool), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(10)
-            with contextlib.suppress(Exception):
-                loop.close()
+                pool_loop.run(_shutdown(pool), 10)
+            pool_loop.close()
         elif self._spare is not None:
             self._spare.close()
         self._captures.close()

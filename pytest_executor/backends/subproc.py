@@ -136,7 +136,7 @@ class SubprocessRunner(ProcessRunner):
 
         def on_start() -> None:
             started.append(time.time())
-            self._posts.put(("started", task, ran_on[-1].wid))
+            self._post(("started", task, ran_on[-1].wid))
             if task.timeout:
                 timer.append(loop.call_later(task.timeout, expire))
 
@@ -152,26 +152,26 @@ class SubprocessRunner(ProcessRunner):
             for handle in timer:
                 handle.cancel()
             wid = ran_on[-1].wid
-            self._posts.put(("answer", task, wid, events))
+            self._post(("answer", task, wid, events))
             when = "teardown"
             events = await pool.run(_hosted.shut_down, (), {}, state=state, worker=wid, retire=True)
-            self._posts.put(("answer", task, wid, events))
+            self._post(("answer", task, wid, events))
         except (WorkerCrashedError, WorkerTimeoutError) as exc:
-            self._posts.put(("crashed", task, exc, started[0] if started else 0.0, when))
+            self._post(("crashed", task, exc, started[0] if started else 0.0, when))
         except WorkerStateError as exc:
-            self._posts.put(("unready", task, exc))
+            self._post(("unready", task, exc))
             with contextlib.suppress(Exception):
                 await pool.drop_state(state)  # forgets the failed setup (no worker holds the state)
         except asyncio.CancelledError:
             pass  # the run is being stopped
         except BaseException as exc:  # noqa: BLE001 - the run must hear of every failure
             if when == "call":
-                self._posts.put(("failed", task, exc, ""))
+                self._post(("failed", task, exc, ""))
             # else the session ended on its own (pytest.exit, an interrupt): no teardown was left to run
         finally:
             for handle in timer:
                 handle.cancel()
-            self._posts.put(("ended", ran_on[-1].wid if ran_on else None))
+            self._post(("ended", ran_on[-1].wid if ran_on else None))
 
     # -- posts from the loop ------------------------------------------------
 

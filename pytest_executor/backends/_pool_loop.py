@@ -1,0 +1,116 @@
+"""Where the process pool's event loop runs: on a thread of its own while the controller collects, then on the controller's.
+
+The pool's workers start and collect while the controller collects, so its
+loop starts on a thread (:class:`PoolLoop`).  Once the controller runs the
+tests, it has nothing to do while it waits for the workers' answers but run
+that loop itself: :meth:`PoolLoop.take_over` stops the thread, and from then
+on the loop runs inside :meth:`PoolLoop.next_post`, until something is
+posted.  With one thread fewer, a wake-up is no longer a hand-off between
+two threads of one process (a queue, a self-pipe write, the GIL changing
+hands), and on a loaded machine the two threads no longer wait on each other
+for the GIL.
+
+What the loop's callbacks have to say to the controller they ``post``; the
+controller takes posts with :meth:`PoolLoop.next_post`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Coroutine
+from typing import Any, Callable, final
+
+
+@final
+class PoolLoop:
+    """An asyncio loop that a thread runs until the controller takes it over; plus the posts of its callbacks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self.loop.run_forever, name="executor-pool", daemon=True)
+        self._thread.start()
+        self._turning = False
+
+    def post(self, item: tuple[Any, ...]) -> None:
+        """Hand ``item`` to the controller (called on the loop)."""
+        self._posts.put(item)
+        if self._turning:
+            self.loop.stop()  # the controller waits in next_post: back to it
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop (from the controller's thread); nothing once it is closed."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            if self._thread is None:
+                self.loop.call_soon(callback, *args)
+            else:
+                self.loop.call_soon_threadsafe(callback, *args)
+
+    def take_over(self) -> None:
+        """Stop the loop's thread: from now on the loop runs in :meth:`next_post`, on the caller's thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            thread.join()
+
+    def next_post(self, wait: float | None) -> tuple[Any, ...] | None:
+        """The next post, waiting up to ``wait`` seconds (None: until there is one); None if none came."""
+        if self._thread is not None:
+            try:
+                return self._posts.get(timeout=wait)
+            except queue.Empty:
+                return None
+        with contextlib.suppress(queue.Empty):
+            return self._posts.get_nowait()
+        self.turn(wait)
+        with contextlib.suppress(queue.Empty):
+            return self._posts.get_nowait()
+        return None
+
+    def turn(self, wait: float | None = 0.0) -> None:
+        """Run the loop here until something is posted or ``wait`` seconds passed (0: one round)."""
+        loop = self.loop
+        if self._thread is not None or loop.is_closed() or loop.is_running():
+            return
+        timer = None
+        if (wait is not None and wait <= 0) or not self._posts.empty():
+            loop.call_soon(loop.stop)
+        elif wait is not None:
+            timer = loop.call_later(wait, loop.stop)
+        self._turning = True
+        try:
+            loop.run_forever()
+        finally:
+            self._turning = False
+            if timer is not None:
+                timer.cancel()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        """Run ``coro`` on the loop to its end (from outside the loop), for up to ``timeout`` seconds."""
+        if self.loop.is_closed():
+            coro.close()
+            return None
+        if self._thread is not None:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        task = self.loop.create_task(coro)  # itself the current task (no wrapper: coro may cancel the others)
+        timer = self.loop.call_later(timeout, task.cancel)
+        try:
+            return self.loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            raise TimeoutError(f"not done within {timeout} s") from None
+        finally:
+            timer.cancel()
+
+    def close(self) -> None:
+        """Stop the loop (and its thread, if it still has one) and close it."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            thread.join(10)
+        with contextlib.suppress(Exception):
+            self.loop.close()
