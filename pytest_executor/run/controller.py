@@ -277,6 +277,9 @@ class Controller:
 
     def blocked_by(self, node: int) -> str | None:
         """Skip reason if a dependency did not pass (or the condition failed), else None."""
+        plan = self.plan
+        if node not in plan.deps and node not in plan.missing and node not in self.conditions:
+            return None  # most tests: nothing to wait for, nothing to look up
         guarded = self.conditions.get(node)
         gate = {}
         if guarded is not None and guarded.error is not None:

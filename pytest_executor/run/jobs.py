@@ -107,9 +107,13 @@ class RemoteTestJob(TestJob):
         super().__init__(_never, item, node, record, **options)
         self._attempt = attempt
 
-    async def run_function(self, func: Callable[..., Any] | None = None, args: tuple | None = None,
-                           kwargs: dict | None = None) -> Any:
-        """Run one attempt through the controller's runner lane (see :mod:`pytest_executor.run._remote`)."""
+    async def run_function(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Run one attempt through the controller's runner lane (see :mod:`pytest_executor.run._remote`).
+
+        The engine's own signature (no defaults): the engine then calls it directly, not through
+        upstream's hooks (``process_func``, ``resolve_args``, ``run``), which cost each test's
+        attempt several steps for nothing a test job uses.
+        """
         return await self._attempt(self)
 
 

@@ -58,9 +58,10 @@ def _check_attrs(cls: type, attrs: T.Mapping[str, T.Any]) -> None:
 
 def check_call_args(args: object, kwargs: object) -> None:
     """Refuse ``args`` that is not a tuple or list, and ``kwargs`` that is not a dict (None: none given)."""
-    if args is not None and (isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
+    if args is not None and type(args) not in (tuple, list) and (  # plain types first: typing's isinstance is slow
+            isinstance(args, (str, bytes)) or not isinstance(args, T.Sequence)):
         raise TypeError(f"args must be a tuple or list of arguments, got {args!r}")
-    if kwargs is not None and not isinstance(kwargs, T.Mapping):
+    if kwargs is not None and type(kwargs) is not dict and not isinstance(kwargs, T.Mapping):
         raise TypeError(f"kwargs must be a dict, got {kwargs!r}")
 
 
