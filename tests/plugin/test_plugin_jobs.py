@@ -303,3 +303,13 @@ def test_hooks_receive_the_engine_job_with_its_attempts_and_reports(pytester: py
         ]
     )
     assert "retry" not in result.stderr.str() and "Traceback" not in result.stderr.str()  # the engine stays quiet
+
+
+def test_remote_and_local_test_jobs_take_the_engines_direct_path_not_upstreams_hooks() -> None:
+    """Upstream's hooks (resources, process_func, resolve_args, run) cost every test's attempt steps it never uses."""
+    from executor.engine.job._upstream_api import uses_upstream_hooks
+
+    from pytest_executor.run.jobs import LocalTestJob, RemoteTestJob
+
+    assert not uses_upstream_hooks(RemoteTestJob)
+    assert not uses_upstream_hooks(LocalTestJob)
