@@ -77,7 +77,7 @@ class LoopBridge:
     setting: "EngineSetting"
     jobs: "Jobs"
     print_traceback: bool
-    _cache_dir: Path
+    _cache_dir: T.Optional[Path]  # see Engine.cache_dir
     _loop: T.Optional[asyncio.AbstractEventLoop]
     _loop_thread_id: T.Optional[int]
     _thread: T.Optional[threading.Thread]

@@ -47,7 +47,10 @@ class UpstreamEngineAPI(ExecutorObj):
         jobs: Jobs
         resource: Resource
         print_traceback: bool
-        _cache_dir: Path
+        _cache_dir: T.Optional[Path]
+
+        @property
+        def cache_dir(self) -> Path: ...
 
         async def join(self, jobs: T.Optional[T.Sequence[Job]] = None,
                        timeout: T.Optional[float] = None) -> None: ...
@@ -78,7 +81,7 @@ class UpstreamEngineAPI(ExecutorObj):
         Job ``<id>`` keeps its files (``stdout.txt``, ``stderr.txt``,
         ``command.sh``) in ``get_cache_dir() / <id>``, as upstream.
         """
-        path = self._cache_dir
+        path = self.cache_dir
         if not path.is_dir():
             path.mkdir(parents=True, exist_ok=True)
             if self.setting.cache_path is None:  # our own default dir: private

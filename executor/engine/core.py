@@ -64,10 +64,11 @@ class Engine(Driving, UpstreamEngineAPI):
         self.id = str(uuid.uuid4())
         self.setting = setting if setting is not None else EngineSetting()
         self.setup_by_setting()
-        base = Path(self.setting.cache_path) if self.setting.cache_path else default_cache_root() / self.id
-        self._cache_dir = base.absolute()
+        # The default's private root is made (and checked) on first use of cache_dir, not here: an engine
+        # whose jobs never need a cache dir (the pytest plugin's) leaves nothing in the temp dir.
+        self._cache_dir = Path(self.setting.cache_path).absolute() if self.setting.cache_path else None
         if jobs is None:
-            jobs = Jobs(self._cache_dir, "diskcache") if self.setting.cache_type == "diskcache" else Jobs()
+            jobs = Jobs(self.cache_dir, "diskcache") if self.setting.cache_type == "diskcache" else Jobs()
         self.jobs = jobs
         self._loop: T.Optional[asyncio.AbstractEventLoop] = loop
         self._loop_thread_id: T.Optional[int] = None
@@ -96,7 +97,13 @@ class Engine(Driving, UpstreamEngineAPI):
     # ------------------------------------------------------------ properties
     @property
     def cache_dir(self) -> Path:
-        """Where job cache dirs (and the job store) live; created only when needed."""
+        """Where job cache dirs (and the job store) live; created only when needed.
+
+        By default ``<system temp dir>/executor-engine-<uid>/<engine id>``: that private root is
+        made the first time this is read.
+        """
+        if self._cache_dir is None:
+            self._cache_dir = (default_cache_root() / self.id).absolute()
         return self._cache_dir
 
     @property

@@ -43,3 +43,26 @@ def test_configured_cache_path_is_used(tmp_path: Path) -> None:
         engine.wait(timeout=30)
     assert (job.cache_dir / "command.sh").exists()
     assert job.cache_dir.is_relative_to(tmp_path / "cache")
+
+
+def test_an_engine_whose_jobs_need_no_cache_dir_leaves_nothing_in_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default cache root is made on first use of ``engine.cache_dir``, private, not when an engine is made."""
+    import stat
+    import tempfile
+
+    from executor.engine import ThreadJob
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with Engine() as engine:
+        jobs = [LocalJob(_write_marker), ThreadJob(_write_marker)]
+        engine.submit(*jobs)
+        engine.wait(timeout=30)
+        assert [job.result() for job in jobs] == ["ok", "ok"]
+    assert list(tmp_path.iterdir()) == []
+
+    cache_dir = engine.cache_dir  # first use: the root is made now, private
+    root = cache_dir.parent
+    assert cache_dir.name == engine.id and root.parent == tmp_path and root.name.startswith("executor-engine-")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700

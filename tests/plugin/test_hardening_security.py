@@ -163,3 +163,17 @@ def test_the_cluster_started_for_a_dask_run_listens_on_loopback_only(pytester: p
     result = pytester.runpytest_subprocess("--executor-backend=dask", "--executor-workers=1", "-rA")
     result.stdout.fnmatch_lines(["PASSED test_listen.py::test_everything_listens_on_loopback_only"])
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("backend", ["local", "process"])
+def test_a_run_leaves_nothing_in_the_temp_dir(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Not even the engine's (empty) default cache root: no test job needs a cache dir."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    pytester.makepyfile(test_some="def test_a():\n    pass\n\ndef test_b(tmp_path):\n    assert tmp_path.is_dir()\n")
+    monkeypatch.setenv("TMPDIR", str(temp))
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}", "--executor-workers=2", "-p", "no:xdist")
+    result.assert_outcomes(passed=2)
+    assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("pytest-of-")) == []
