@@ -249,7 +249,7 @@ class ProcessRunner:
                 handle.cancel()
 
     def next_events(self, timeout: float | None) -> list[Event]:
-        """Send the tasks submitted since the last call (one wake-up of the pool's thread for all),
+        """Send the tasks submitted since the last call (one round of the pool's loop for all),
         wait up to ``timeout`` seconds for what the pool posted; return the events it makes."""
         events: list[Event] = []
         pool_loop = self._pool_loop
