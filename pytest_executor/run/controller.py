@@ -277,9 +277,6 @@ class Controller:
 
     def blocked_by(self, node: int) -> str | None:
         """Skip reason if a dependency did not pass (or the condition failed), else None."""
-        plan = self.plan
-        if node not in plan.deps and node not in plan.missing and node not in self.conditions:
-            return None  # most tests: nothing to wait for, nothing to look up
         guarded = self.conditions.get(node)
         gate = {}
         if guarded is not None and guarded.error is not None:
@@ -446,6 +443,10 @@ def blocked_reason(
 
     Shared by the controller and the xdist worker so both word it identically.
     """
+    if gates_failed and node in gates_failed:
+        return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"
+    if node not in plan.deps and node not in plan.missing:
+        return None  # most tests: nothing to look up
     reasons = []
     soft = order_only(plan.items[node])  # pytest-order edges wait, never skip
     for dep in plan.deps.get(node, ()):
@@ -454,8 +455,6 @@ def blocked_reason(
             reasons.append(f"{plan.items[dep].nodeid} {_VERBS.get(outcome, outcome)}")
     missing = [nodeid for nodeid in plan.missing.get(node, ()) if nodeid not in soft]
     reasons.extend(f"{nodeid} was not selected" for nodeid in missing)
-    if gates_failed and node in gates_failed:
-        return f"its condition {plan.specs[node].condition!r} {gates_failed[node]}"
     if not reasons:
         return None
     hint = f" (use --executor-with-deps to run {'it' if len(missing) == 1 else 'them'})" if missing else ""
