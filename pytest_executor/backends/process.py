@@ -67,7 +67,6 @@ class ProcessRunner:
         self._session: pytest.Session | None = None
         self._compact = CompactReports(None)
         self._spare: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool_loop: PoolLoop | None = None
         self._pool: ProcessPool | None = None
         self._state: WorkerState | None = None
@@ -123,8 +122,7 @@ class ProcessRunner:
         """The engine's pool, on a loop of its own thread until the tests run (:mod:`._pool_loop`);
         stopped at config cleanup (or exit)."""
         self._pool_loop = PoolLoop()
-        self._loop = loop = self._pool_loop.loop
-        self._pool = ProcessPool(self.workers, loop, self._spare, prefetch=0, eager=True)
+        self._pool = ProcessPool(self.workers, self._pool_loop.loop, self._spare, prefetch=0, eager=True)
         self._spare = None
         self.config.add_cleanup(self.close)
         atexit.register(self.kill)
@@ -202,8 +200,8 @@ class ProcessRunner:
 
     async def _run(self, task: ItemTask) -> None:
         """Run one task on the pool (on the loop thread); post its answer or its failure."""
-        assert self._pool is not None and self._loop is not None
-        loop = self._loop
+        assert self._pool is not None and self._pool_loop is not None
+        loop = self._pool_loop.loop
         current = asyncio.current_task()
         timer: list[asyncio.TimerHandle] = []
         timed_out: list[bool] = []
@@ -300,9 +298,8 @@ class ProcessRunner:
 
     def close(self) -> None:
         """Config cleanup: let the sessions end (up to a grace period), then stop the pool."""
-        if self._killed or self._loop is None:
+        if self._killed or self._pool_loop is None:
             return
-        assert self._pool_loop is not None
         with contextlib.suppress(Exception):
             self._pool_loop.run(self._drop(), _REAP_GRACE)
         self.kill()

@@ -120,8 +120,8 @@ class SubprocessRunner(ProcessRunner):
 
     async def _run(self, task: ItemTask) -> None:
         """Run one task in a process of its own (on the loop thread); post its answers or its failure."""
-        assert self._pool is not None and self._loop is not None and self._basetemp is not None
-        pool, loop, current = self._pool, self._loop, asyncio.current_task()
+        assert self._pool is not None and self._pool_loop is not None and self._basetemp is not None
+        pool, loop, current = self._pool, self._pool_loop.loop, asyncio.current_task()
         host = partial(_oneshot_session, str(self.config.invocation_params.dir), self._path, dict(os.environ), self._argv0,
                        [*self._options, self._node_arg(task.nodeid)], str(self._basetemp))
         state = WorkerState(host=host, name="pytest-item", max_workers=1, capture_output=not self._forward)
