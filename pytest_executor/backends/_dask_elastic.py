@@ -62,6 +62,11 @@ class ElasticPool(SessionPool):
 
     # -- cluster news ----------------------------------------------------------------------
 
+    def _place(self, address: str) -> None:
+        """Give the dask worker at ``address`` a session of its own (the run's own cluster, as it grows)."""
+        self._placed.add(address)
+        self._spawn_remote(address)
+
     def _on_cluster(self, kind: str, msg: dict[str, Any]) -> None:
         if kind == "add-worker":
             address = str(msg["worker"])
@@ -70,8 +75,7 @@ class ElasticPool(SessionPool):
                 self._spawn_remote(address)
             elif (self._local is not None and self._wants_sessions() and address not in self._placed
                   and len(self._pool) < self.workers):
-                self._placed.add(address)
-                self._spawn_remote(address)
+                self._place(address)
         elif kind == "remove-worker":
             if self._elastic:
                 self.workers = max(1, self.workers - 1)

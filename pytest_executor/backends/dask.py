@@ -148,8 +148,7 @@ class DaskRunner(ElasticPool):
             self.workers = len(workers)
         if self._local is not None:  # the run's own cluster is growing: a session per worker as it joins
             for address in workers[: self.workers]:
-                self._placed.add(address)
-                self._spawn_remote(address)
+                self._place(address)
             return
         for number in range(self.workers):
             self._spawn_remote(workers[number % len(workers)])
