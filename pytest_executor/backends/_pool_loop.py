@@ -5,10 +5,15 @@ loop starts on a thread (:class:`PoolLoop`).  Once the controller runs the
 tests, it has nothing to do while it waits for the workers' answers but run
 that loop itself: :meth:`PoolLoop.take_over` stops the thread, and from then
 on the loop runs inside :meth:`PoolLoop.next_post`, until something is
-posted.  With one thread fewer, a wake-up is no longer a hand-off between
-two threads of one process (a queue, a self-pipe write, the GIL changing
-hands), and on a loaded machine the two threads no longer wait on each other
-for the GIL.
+posted.  With the loop on one thread, a wake-up is no longer a hand-off
+between two threads of one process (a queue, a self-pipe write, the GIL
+changing hands), and on a loaded machine the two threads no longer wait on
+each other for the GIL.
+
+The thread itself stays, parked on an event until :meth:`PoolLoop.close`:
+processes it started (a ``python -c`` zygote, when the controller could not
+fork one) asked Linux to end them when their parent *thread* ends
+(``PR_SET_PDEATHSIG``), so it must outlive them.
 
 What the loop's callbacks have to say to the controller they ``post``; the
 controller takes posts with :meth:`PoolLoop.next_post`.
@@ -23,6 +28,11 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Callable, final
 
+POOL_THREAD = "executor-pool"
+"""Name of the thread that runs the pool's loop until the controller takes it over."""
+PARKED_THREAD = "executor-pool-parked"
+"""Its name once parked: alive, running nothing (see the module's doc)."""
+
 
 @final
 class PoolLoop:
@@ -31,10 +41,22 @@ class PoolLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._off_loop = threading.Event()  # the thread no longer runs the loop
+        self._released = threading.Event()  # close(): the parked thread may end
         self._thread: threading.Thread | None = threading.Thread(
-            target=self.loop.run_forever, name="executor-pool", daemon=True)
-        self._thread.start()
+            target=self._serve_then_park, name=POOL_THREAD, daemon=True)
+        self._parked: threading.Thread | None = None
         self._turning = False
+        self._thread.start()
+
+    def _serve_then_park(self) -> None:
+        """The thread's body: run the loop until taken over, then wait for :meth:`close` (see the module's doc)."""
+        try:
+            self.loop.run_forever()
+        finally:
+            threading.current_thread().name = PARKED_THREAD
+            self._off_loop.set()
+        self._released.wait()
 
     def post(self, item: tuple[Any, ...]) -> None:
         """Hand ``item`` to the controller (called on the loop)."""
@@ -51,11 +73,12 @@ class PoolLoop:
                 self.loop.call_soon_threadsafe(callback, *args)
 
     def take_over(self) -> None:
-        """Stop the loop's thread: from now on the loop runs in :meth:`next_post`, on the caller's thread."""
+        """Stop the loop on its thread (which parks): from now on it runs in :meth:`next_post`, on the caller's."""
         thread, self._thread = self._thread, None
         if thread is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            thread.join()
+            self._off_loop.wait()
+            self._parked = thread
 
     def next_post(self, wait: float | None) -> tuple[Any, ...] | None:
         """The next post, waiting up to ``wait`` seconds (None: until there is one); None if none came."""
@@ -111,6 +134,9 @@ class PoolLoop:
         if thread is not None:
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self.loop.stop)
-            thread.join(10)
+        self._released.set()
+        for running in (thread, self._parked):
+            if running is not None:
+                running.join(10)
         with contextlib.suppress(Exception):
             self.loop.close()

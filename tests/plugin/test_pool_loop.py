@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import threading
 import warnings
 
 import pytest
 
-from pytest_executor.backends._pool_loop import PoolLoop
+from pytest_executor.backends._pool_loop import PARKED_THREAD, POOL_THREAD, PoolLoop
 
 
 def _pool_threads() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name == "executor-pool"]
+    return [thread.name for thread in threading.enumerate() if thread.name in (POOL_THREAD, PARKED_THREAD)]
 
 
 def test_callbacks_run_on_the_pool_thread_until_the_controller_takes_the_loop_over() -> None:
@@ -23,7 +26,7 @@ def test_callbacks_run_on_the_pool_thread_until_the_controller_takes_the_loop_ov
         assert pool_loop.next_post(30) == ("ran on", "executor-pool")
 
         pool_loop.take_over()
-        assert _pool_threads() == []
+        assert _pool_threads() == [PARKED_THREAD]
         pool_loop.call_soon(lambda: pool_loop.post(("ran on", threading.current_thread().name)))
         assert pool_loop.next_post(30) == ("ran on", threading.current_thread().name)
         assert pool_loop.next_post(0) is None  # nothing more: one round, no wait
@@ -70,6 +73,39 @@ def test_run_returns_what_a_coroutine_that_cancels_every_other_task_returns(on_t
         pool_loop.close()
 
 
+ENDS_WITH_ITS_PARENT_THREAD = """
+import ctypes, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, as a python -c zygote asks for
+print("ready", flush=True)
+for line in sys.stdin:
+    print(line.strip(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_process_started_on_the_pool_thread_outlives_the_take_over() -> None:
+    """Linux ends such a process when the *thread* that started it ends: the thread parks, it does not end."""
+    pool_loop = PoolLoop()
+    pool_loop.call_soon(lambda: pool_loop.post((subprocess.Popen(
+        [sys.executable, "-c", ENDS_WITH_ITS_PARENT_THREAD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True),)))
+    post = pool_loop.next_post(30)
+    assert post is not None
+    child: subprocess.Popen[str] = post[0]
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        pool_loop.take_over()
+        child.stdin.write("still here?\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "still here?\n"  # EOF ("") had it been killed
+    finally:
+        pool_loop.close()
+        child.kill()
+        child.wait()
+    assert _pool_threads() == []
+
+
 def test_after_close_calls_are_dropped_and_coroutines_closed_not_left_unawaited() -> None:
     pool_loop = PoolLoop()
     pool_loop.close()
@@ -92,11 +128,11 @@ def pytest_runtest_logreport(report):
 """
 
 
-def test_while_the_tests_run_the_controller_has_no_pool_thread(pytester: pytest.Pytester) -> None:
+def test_while_the_tests_run_the_pool_loop_is_not_on_a_thread_of_its_own(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONTROLLER_THREADS)
     pytester.makepyfile(test_some="\n".join(f"def test_{n}():\n    pass\n" for n in range(6)))
     result = pytester.runpytest_subprocess("--executor-backend=process", "--executor-workers=2", "-p", "no:xdist")
     result.assert_outcomes(passed=6)
     seen = (pytester.path / "threads.jsonl").read_text().splitlines()
     assert len(seen) == 6
-    assert all("executor-pool" not in line for line in seen), seen
+    assert all(POOL_THREAD not in json.loads(line) for line in seen), seen

@@ -120,7 +120,9 @@ class Zygote:
     """Engine side of the zygote process that forks one pool's workers.
 
     Adopts a :class:`SpareZygote` forked by the engine if given, else starts
-    one with ``python -c``.
+    one with ``python -c``.  Such a zygote ends when the *thread* that started
+    it ends (``PR_SET_PDEATHSIG`` is per thread), and its workers with it: the
+    thread that runs the pool's loop must outlive the pool.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, spare: SpareZygote | None = None) -> None:
