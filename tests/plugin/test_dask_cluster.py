@@ -187,6 +187,20 @@ def _left_behind(cluster: Cluster) -> list[str]:
     return copies + sessions
 
 
+def _wait_nothing_left(cluster: Cluster, timeout: float = 30.0) -> None:
+    """Wait until :func:`_left_behind` is empty; fail with what is still there."""
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = _left_behind(cluster)
+        return not left
+
+    try:
+        wait_for(gone, "the copies and sessions to go", timeout=timeout)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {left}") from None
+
+
 HOME_SUITE = """
 import os
 from pathlib import Path
@@ -242,7 +256,7 @@ def test_a_suite_runs_from_the_workers_copy_and_the_controller_listens_on_nothin
     assert ran_from.name == "test_home.py" and "dask-scratch-space" in ran_from.parts
     # failures point at the controller's files, not at the copy
     assert f"{suite.name}/test_home.py" not in output or "dask-scratch-space" not in output, output
-    wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+    _wait_nothing_left(cluster)
     # the controller's temp dir holds only the per-user folders kept on purpose: pytest's
     # numbered basetemps and the engine's default cache folder
     kept = {f"pytest-of-{getpass.getuser()}", f"executor-engine-{os.getuid()}"}
@@ -331,7 +345,7 @@ def test_retiring_a_worker_mid_run_loses_no_test_and_reports_none_twice(
     assert len(tests) == len(set(tests)) == 13
     assert sum(line.startswith("PASSED ") for line in output.splitlines()) == 13, output
     # the retired worker's nanny removed its copy as it closed, the others at the end of the run
-    wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+    _wait_nothing_left(cluster)
 
 
 SHARED_SUITE = """
@@ -377,7 +391,7 @@ def test_nannies_sharing_a_local_directory_each_unpack_a_copy_of_their_own(
         here = Path((record / "here.txt").read_text())
         assert here.name in copies and cluster.root in here.parents
         assert not list(here.parent.glob(".pytest-executor-*")), "a staging folder was left"
-        wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+        _wait_nothing_left(cluster)
     finally:
         cluster.stop_workers()
 
@@ -503,7 +517,7 @@ def test_a_worker_with_another_pytest_executor_version_fails_the_run_at_start(
     assert "every dask worker needs pytest-executor" in output, output
     assert f"{address}: pytest-executor 9.9.9" in output, output
     assert "1 passed" not in output
-    wait_for(lambda: not _left_behind(cluster), "the copies and sessions to go", timeout=30)
+    _wait_nothing_left(cluster)
 
 
 def _self_signed(directory: Path) -> list[str]:
