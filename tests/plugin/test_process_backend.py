@@ -129,10 +129,13 @@ def test_outcomes_and_junitxml_equal_a_serial_run(pytester: pytest.Pytester) -> 
             "FAILED test_mixed.py::test_fail - AssertionError: boom*",
         ]
     )
-    # the executor table counts every job, in the statuses that occur (no cancelled column)
+    # the executor table counts every job, in the statuses that occur (no cancelled column); before
+    # pytest 9 (no built-in ``subtests`` fixture) test_subtests is an error at setup instead of a failure
+    failed, errors = (4, 2) if hasattr(pytest, "Subtests") else (3, 3)
     parallel.stdout.re_match_lines([
         r"backend +jobs +passed +failed +error +skipped +xfailed +xpassed +attempts +busy +workers$",
-        r"process +16 +6 +4 +2 +2 +1 +1 +16 +\S+s +[12]$",  # on a slow machine one worker may run all 16 first
+        # on a slow machine one worker may run all 16 first
+        rf"process +16 +6 +{failed} +{errors} +2 +1 +1 +16 +\S+s +[12]$",
     ])
 
 
