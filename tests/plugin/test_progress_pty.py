@@ -138,9 +138,14 @@ def terminal_env(release: Path) -> dict[str, str]:
     return env
 
 
+_PROGRESS = re.compile(r"^(\S+\.py )([.FEsxX]+)(\s+\[\s*\d+%\])$")
+
+
 def normalise(lines: Sequence[str]) -> list[str]:
-    """Drop what differs between two runs of the same suite: timings."""
-    return [re.sub(r"\d+(\.\d+)?s\b", "<t>", line) for line in lines]
+    """Drop what differs between two runs of the same suite: timings, and the order in which
+    parallel workers finished (the letters of a progress line, sorted)."""
+    timeless = [re.sub(r"\d+(\.\d+)?s\b", "<t>", line) for line in lines]
+    return [_PROGRESS.sub(lambda m: m[1] + "".join(sorted(m[2])) + m[3], line) for line in timeless]
 
 
 def run_on_pty(args: Sequence[str], cwd: Path, release: Path, busy: list[str]) -> PtyRun:
