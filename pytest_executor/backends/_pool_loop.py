@@ -41,12 +41,10 @@ class PoolLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._off_loop = threading.Event()  # the thread no longer runs the loop
+        self._off_thread = threading.Event()  # the thread no longer runs the loop (taken over, or closed)
         self._released = threading.Event()  # close(): the parked thread may end
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._serve_then_park, name=POOL_THREAD, daemon=True)
-        self._parked: threading.Thread | None = None
         self._turning = False
+        self._thread = threading.Thread(target=self._serve_then_park, name=POOL_THREAD, daemon=True)
         self._thread.start()
 
     def _serve_then_park(self) -> None:
@@ -55,7 +53,7 @@ class PoolLoop:
             self.loop.run_forever()
         finally:
             threading.current_thread().name = PARKED_THREAD
-            self._off_loop.set()
+            self._off_thread.set()
         self._released.wait()
 
     def post(self, item: tuple[Any, ...]) -> None:
@@ -67,22 +65,20 @@ class PoolLoop:
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop (from the controller's thread); nothing once it is closed."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
-            if self._thread is None:
+            if self._off_thread.is_set():
                 self.loop.call_soon(callback, *args)
             else:
                 self.loop.call_soon_threadsafe(callback, *args)
 
     def take_over(self) -> None:
         """Stop the loop on its thread (which parks): from now on it runs in :meth:`next_post`, on the caller's."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
+        if not self._off_thread.is_set():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._off_loop.wait()
-            self._parked = thread
+            self._off_thread.wait()
 
     def next_post(self, wait: float | None) -> tuple[Any, ...] | None:
         """The next post, waiting up to ``wait`` seconds (None: until there is one); None if none came."""
-        if self._thread is not None:
+        if not self._off_thread.is_set():
             try:
                 return self._posts.get(timeout=wait)
             except queue.Empty:
@@ -97,7 +93,7 @@ class PoolLoop:
     def turn(self, wait: float | None = 0.0) -> None:
         """Run the loop here until something is posted or ``wait`` seconds passed (0: one round)."""
         loop = self.loop
-        if self._thread is not None or loop.is_closed() or loop.is_running():
+        if not self._off_thread.is_set() or loop.is_closed() or loop.is_running():
             return
         timer = None
         if (wait is not None and wait <= 0) or not self._posts.empty():
@@ -117,7 +113,7 @@ class PoolLoop:
         if self.loop.is_closed():
             coro.close()
             return None
-        if self._thread is not None:
+        if not self._off_thread.is_set():
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
         task = self.loop.create_task(coro)  # itself the current task (no wrapper: coro may cancel the others)
         timer = self.loop.call_later(timeout, task.cancel)
@@ -129,14 +125,11 @@ class PoolLoop:
             timer.cancel()
 
     def close(self) -> None:
-        """Stop the loop (and its thread, if it still has one) and close it."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
+        """Stop the loop (on its thread, if not taken over), let the thread end, and close the loop."""
+        if not self._off_thread.is_set():
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self.loop.stop)
         self._released.set()
-        for running in (thread, self._parked):
-            if running is not None:
-                running.join(10)
+        self._thread.join(10)
         with contextlib.suppress(Exception):
             self.loop.close()
