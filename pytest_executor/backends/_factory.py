@@ -8,7 +8,9 @@ This module is also a small pytest plugin (listed in ``pytest_plugins`` of
 :mod:`pytest_executor.plugin`): when ``--executor-backend`` names a backend
 with warm workers, :func:`pytest_sessionstart` starts that runner right away,
 so the workers start up and collect while the controller collects (``process``
-workers are even forked at :func:`pytest_load_initial_conftests`, imports done);
+workers are even forked at :func:`pytest_load_initial_conftests`, imports done;
+as many as the cores the controller's own collection leaves free, the others
+once it has collected);
 :func:`make_runner` then hands out the runner already started (its ``start``
 is idempotent).
 

@@ -26,7 +26,10 @@ import contextlib
 import queue
 import threading
 from collections.abc import Coroutine
-from typing import Any, Callable, final
+from typing import TYPE_CHECKING, Any, Callable, final
+
+if TYPE_CHECKING:
+    from executor.engine.backend.process import ProcessPool
 
 POOL_THREAD = "executor-pool"
 """Name of the thread that runs the pool's loop until the controller takes it over."""
@@ -124,6 +127,10 @@ class PoolLoop:
         finally:
             timer.cancel()
 
+    def shut_down(self, pool: ProcessPool, timeout: float) -> None:
+        """Shut ``pool`` down on the loop, then let the calls still waiting on it end (they were cancelled)."""
+        self.run(_shut_down(pool), timeout)
+
     def close(self) -> None:
         """Stop the loop (on its thread, if not taken over), let the thread end, and close the loop."""
         if not self._off_thread.is_set():
@@ -133,3 +140,12 @@ class PoolLoop:
         self._thread.join(10)
         with contextlib.suppress(Exception):
             self.loop.close()
+
+
+async def _shut_down(pool: ProcessPool) -> None:
+    pool.shutdown()
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)

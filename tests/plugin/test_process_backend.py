@@ -452,3 +452,59 @@ def test_a_worker_ready_late_gets_work_the_ready_one_has_not_started(pytester: p
     result.assert_outcomes(passed=8)
     workers = {job["test"]: job["worker"] for job in json.loads(report.read_text())["jobs"]}
     assert {workers["test_meet.py::test_a"], workers["test_meet.py::test_b"]} == {"w0", "w1"}, workers
+
+
+ONE_CORE_CONFTEST = """
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).parent
+
+if not os.environ.get("PYTEST_EXECUTOR_WORKER"):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the controller runs on one core
+
+
+def pytest_configure(config):
+    who = os.environ.get("PYTEST_EXECUTOR_WORKER", "controller")
+    (HERE / f"configured-{who}-{os.getpid()}").write_text(repr(time.time()))
+
+
+def sessions_started():
+    # The pool's workers: the children of its zygote, the controller's child.
+    return {worker.pid for zygote in psutil.Process().children() for worker in zygote.children()}
+
+
+def pytest_collection_finish(session):
+    if os.environ.get("PYTEST_EXECUTOR_WORKER"):
+        return
+    # The controller finishes collecting only once every session started so far is configured
+    # (a bounded wait on their files): one started later was started for the tests.
+    deadline = time.monotonic() + 30
+    while True:
+        configured = {int(path.name.rsplit("-", 1)[1]) for path in HERE.glob("configured-w*")}
+        started = sessions_started()
+        if started and started <= configured:
+            break
+        assert time.monotonic() < deadline, f"sessions {started} not all configured within 30 s"
+        time.sleep(0.01)
+    (HERE / "controller-collected").write_text(repr(time.time()))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity (Linux)")
+def test_with_no_core_to_spare_the_second_session_starts_once_the_controller_collected(
+    pytester: pytest.Pytester,
+) -> None:
+    """The controller's collection keeps a core: one session collects with it, the pool starts the other for the tests."""
+    pytester.makeini(INNER_INI)
+    pytester.makeconftest(ONE_CORE_CONFTEST)
+    pytester.makepyfile(test_few="import pytest\n\n\n@pytest.mark.parametrize('n', range(4))\ndef test_n(n):\n    pass\n")
+    result = pytester.runpytest_subprocess(*PROCESS)
+    result.assert_outcomes(passed=4)
+    collected = float((pytester.path / "controller-collected").read_text())
+    sessions = {path.name.split("-")[1]: float(path.read_text()) for path in pytester.path.glob("configured-w*")}
+    assert set(sessions) == {"w0", "w1"}, sessions
+    assert sessions["w1"] > collected, (sessions, collected)
