@@ -413,7 +413,7 @@ def test_without_cryptography_a_local_cluster_is_refused_before_it_is_made(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(ImportError, match=r"needs the 'cryptography' package: pip install 'pytest-executor\[dask\]'"):
         LocalDaskCluster(1)
-    assert list(tmp_path.iterdir()) == []  # no scratch folder made
+    assert list(tmp_path.iterdir()) == []  # no scratch folder, no fork server (it would have made a pymp-* folder)
 
 
 def _square(x: int) -> int:

@@ -71,12 +71,12 @@ class LocalDaskCluster:
 
     def __init__(self, n_workers: int, threads_per_worker: int = 1, preload: T.Sequence[str] = (),
                  config: T.Mapping[str, T.Any] | None = None, start_workers: int | None = None) -> None:
+        check_tls_support()  # before anything is started that a refusal would leave behind (a fork server)
         # The fork server imports while this process imports distributed and starts the scheduler.
         self._fork_server = _start_fork_server(preload)
         self.scratch: str | None = None
         try:
             distributed = _import_distributed()
-            check_tls_support()
             import dask
 
             # dask's default scratch space is shared and kept in the temp dir: ours is private and removed;
