@@ -52,7 +52,7 @@ import secrets
 import selectors
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -62,8 +62,10 @@ from pytest_executor.backends._dask_link import DaskLink
 from pytest_executor.backends._dask_pool import Batches
 from pytest_executor.backends._dask_session import RemoteWorker
 from pytest_executor.backends._dask_start import LocalStart, check_local_cluster_support, preloaded_modules
-from pytest_executor.backends._dask_ship import Shipment, check_versions, remap_args, ship, unship
 from pytest_executor.backends._runner import ItemTask
+
+if TYPE_CHECKING:  # imported when the run ships the tree: it imports distributed, which the run's own cluster
+    from pytest_executor.backends._dask_ship import Shipment  # imports on its start thread while this collects
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
@@ -138,6 +140,7 @@ class DaskRunner(ElasticPool):
         self._selector.register(self._link.wake_fd, selectors.EVENT_READ, "wake")
         if self._local is None:
             from pytest_executor import __version__
+            from pytest_executor.backends._dask_ship import check_versions, ship
 
             check_versions(self._client, __version__)
             self._shipment = ship(self._client, self.config, self._run_id)
@@ -195,6 +198,14 @@ class DaskRunner(ElasticPool):
 
     # -- sessions ---------------------------------------------------------------------
 
+    def _remap_args(self, args: list[str]) -> list[Any]:
+        """The session's arguments: as given, or pointing into the shipped copy of the rootdir."""
+        if self._shipment is None:
+            return list(args)
+        from pytest_executor.backends._dask_ship import remap_args
+
+        return remap_args(args, self.config, shipped=True)
+
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
         from pytest_executor.backends._invocation import python_prefix
@@ -209,7 +220,7 @@ class DaskRunner(ElasticPool):
             "wid": wid,
             "topic": self._link.topic,
             "queue": queue,
-            "argv": remap_args(args, self.config, shipped),
+            "argv": self._remap_args(args),
             "cwd": self._shipment.cwd if self._shipment else str(self.config.invocation_params.dir),
             "env": env,
             "copy": self._shipment.name if self._shipment else None,
@@ -453,6 +464,8 @@ class DaskRunner(ElasticPool):
                 with contextlib.suppress(Exception):
                     client.cancel(futures, force=True)
             if self._shipment is not None and not self._dead:
+                from pytest_executor.backends._dask_ship import unship
+
                 unship(client, self._shipment)
             if self._own_client:
                 from executor.engine.backend.dask import close_client_quietly

@@ -354,3 +354,14 @@ def test_run_cluster_workers_leave_out_only_a_heartbeat_failure_on_a_closed_comm
     assert not quiet.filter(_heartbeat_record(CommClosedError(closed_by_the_scheduler)))
     assert quiet.filter(_heartbeat_record(OSError("Timed out trying to connect to tls://127.0.0.1:1")))
     assert quiet.filter(logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "another error", (), None))
+
+
+def test_the_backend_leaves_importing_distributed_to_the_cluster_start_thread() -> None:
+    """Importing the backend imports no ``distributed``: the run's own cluster imports it on its start thread,
+    while the controller collects (an import on the controller's thread delayed its collection by half a second)."""
+    import subprocess
+
+    code = ("import sys, pytest_executor.backends.dask; "
+            "print(sorted(name for name in sys.modules if name.split('.')[0] in ('distributed', 'dask')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]", out
