@@ -143,6 +143,7 @@ class PoolLoop:
 
 
 async def _shut_down(pool: ProcessPool) -> None:
+    """See :meth:`PoolLoop.shut_down`; runs on the loop."""
     pool.shutdown()
     tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in tasks:

@@ -64,8 +64,10 @@ from pytest_executor.backends._dask_session import RemoteWorker
 from pytest_executor.backends._dask_start import LocalStart, check_local_cluster_support, preloaded_modules
 from pytest_executor.backends._runner import ItemTask
 
-if TYPE_CHECKING:  # imported when the run ships the tree: it imports distributed, which the run's own cluster
-    from pytest_executor.backends._dask_ship import Shipment  # imports on its start thread while this collects
+# _dask_ship imports distributed: it is imported where a run ships its tree (a cluster that exists), so that the
+# run's own cluster imports distributed on its start thread while the controller collects.
+if TYPE_CHECKING:
+    from pytest_executor.backends._dask_ship import Shipment
 
 _CONNECT_TIMEOUT = 5.0
 _STOP_WAIT = 5.0
