@@ -29,6 +29,7 @@ import sys
 import typing as T
 
 from ._kill import kill_own_descendants, signal_group
+from ._sigterm import handle_sigterm
 
 if T.TYPE_CHECKING:  # pragma: no cover
     import threading
@@ -86,7 +87,7 @@ def end_tree_with_parent(parent_pid: int | None = None) -> None:
     Must run on the main thread (it installs a SIGTERM handler).  With
     ``parent_pid`` (the parent expected), a parent already gone ends the tree now.
     """
-    signal.signal(signal.SIGTERM, end_own_tree)
+    handle_sigterm(end_own_tree)
     die_with_parent(signal.SIGTERM)
     ppid = os.getppid()
     if ppid == 1 or (parent_pid is not None and ppid != parent_pid):  # it died before the prctl took effect

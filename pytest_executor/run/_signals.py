@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from executor._sigterm import handle_sigterm
+
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
@@ -24,7 +26,7 @@ def sigterm_as_interrupt() -> Callable[[], None]:
         return lambda: None
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return lambda: None
-    signal.signal(signal.SIGTERM, _interrupt)
+    handle_sigterm(_interrupt)  # children forked by tests keep SIGTERM's default (see executor._sigterm)
 
     def restore() -> None:
         if signal.getsignal(signal.SIGTERM) is _interrupt:

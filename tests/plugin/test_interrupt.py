@@ -136,3 +136,26 @@ def test_exitfirst_stops_every_worker(pytester: pytest.Pytester, backend: str) -
     pids = {int(path.read_text()) for path in pytester.path.glob("slow-*.pid")}
     assert pids
     _assert_all_gone(pids)
+
+
+TERMINATED_CHILD = """
+import multiprocessing
+import signal
+import time
+
+
+def test_a_forked_child_ends_on_sigterm_as_under_plain_pytest():
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()
+    child.terminate()  # what multiprocessing.Pool.terminate does to its workers
+    child.join(30)
+    assert child.exitcode == -signal.SIGTERM
+"""
+
+
+@pytest.mark.parametrize("backend", [(), ("--executor-backend=process", "--executor-workers=1")], ids=["inert", "process"])
+def test_a_child_forked_by_a_test_keeps_sigterm_default(pytester: pytest.Pytester, backend: tuple[str, ...]) -> None:
+    """The controller's and the sessions' SIGTERM handlers are not the forked child's (a Pool.terminate hung on them)."""
+    pytester.makepyfile(test_child=TERMINATED_CHILD)
+    result = pytester.runpytest_subprocess(*backend, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
