@@ -159,3 +159,27 @@ def test_a_child_forked_by_a_test_keeps_sigterm_default(pytester: pytest.Pyteste
     pytester.makepyfile(test_child=TERMINATED_CHILD)
     result = pytester.runpytest_subprocess(*backend, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+SIGINT_IN_A_TEST = """
+import os
+import signal
+import time
+
+import pytest
+
+
+def test_sigint_to_itself_raises_keyboard_interrupt():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("backend", ["process", "dask"])
+def test_a_test_sees_sigint_as_under_plain_pytest(pytester: pytest.Pytester, backend: str) -> None:
+    """A worker session has a process group of its own: Ctrl-C never reaches it, and SIGINT keeps Python's default."""
+    pytester.makepyfile(test_sigint=SIGINT_IN_A_TEST)
+    result = pytester.runpytest_subprocess(f"--executor-backend={backend}", "--executor-workers=1", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -241,6 +241,9 @@ class _Zygote:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the zygote's parent-death handler is not the job's
+        # The zygote ignores Ctrl-C (the terminal's, sent to the engine's group); a worker has a group of its
+        # own, and its jobs see SIGINT as in any Python process: KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.ctrl.close()
