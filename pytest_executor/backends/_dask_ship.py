@@ -230,10 +230,8 @@ def source_roots(rootdir: Path) -> list[str]:
     return found
 
 
-def remap_args(args: list[str], config: pytest.Config, shipped: bool) -> list[Arg]:
-    """The session's arguments: paths inside the rootdir become references into the copy."""
-    if not shipped:
-        return list(args)
+def remap_args(args: list[str], config: pytest.Config) -> list[Arg]:
+    """The session's arguments when the tree is shipped: paths inside the rootdir become references into the copy."""
     root = config.rootpath.resolve()
     invocation = Path(config.invocation_params.dir)
     inside = True

@@ -206,7 +206,7 @@ class DaskRunner(ElasticPool):
             return list(args)
         from pytest_executor.backends._dask_ship import remap_args
 
-        return remap_args(args, self.config, shipped=True)
+        return remap_args(args, self.config)
 
     def _session_spec(self, wid: str, queue: str) -> dict[str, Any]:
         from pytest_executor import __version__
