@@ -1,0 +1,165 @@
+"""How fast two processes could run a suite of small tests at best, with none of the plugin involved (issue 14).
+
+Issue 14 asks the ``process`` backend with 2 workers on 2 cores for at most
+0.8x the wall time of serial pytest on suites of many small tests.  This
+script measures what any split of such a suite over two pytest processes costs
+at the very least, with plain pytest (``-p no:executor``), no messaging, and
+nobody merging the reports, beside serial pytest and a real ``process`` run:
+
+* ``serial`` — plain ``pytest`` over the whole suite;
+* ``halves`` — two plain ``pytest`` processes at once, each given half of the
+  test modules as arguments: each collects and runs only its half.  The floor
+  of *any* two-process design, including one whose controller does not
+  collect (pytest-xdist's) and whose workers split the collection;
+* ``halves, both collect all`` — the same two processes, but each collects the
+  whole suite and deselects the other half: the floor of workers that "run a
+  pytest session over the same arguments and collecting the same ids"
+  (DESIGN.md, the ``process`` backend);
+* ``design floor`` — those two plus a third process that only collects the
+  suite (``--collect-only``), as the controller must to plan the run: the
+  DESIGN's three collections, with no per-test cost beyond plain pytest's and
+  no report replayed;
+* ``process`` — ``--executor-backend=process --executor-workers=2``.
+
+Modes run round-robin; the medians are printed with their ratio to serial.
+The halves' outcome counts, added up, must equal serial's (checked).
+
+Usage::
+
+    python benchmarks/bench_split_floor.py [--repeat 5] [--suites trivial2k,realistic,trivial20k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from _pytest_run import as_in_a_users_shell
+from _suites import write_realistic_suite, write_trivial_suite
+
+_PLAIN = ["-p", "no:executor", "-p", "no:cacheprovider"]
+_HALF_ENV = "BENCH_HALF"
+_HALF_PLUGIN = "_bench_half_of_modules"
+_HALF_PLUGIN_SOURCE = f'''
+"""Keep the items of every other test module (by sorted path), starting at ${_HALF_ENV}."""
+import os
+
+
+def pytest_collection_modifyitems(config, items):
+    start = int(os.environ["{_HALF_ENV}"])
+    modules = sorted({{item.nodeid.split("::")[0] for item in items}})
+    kept = set(modules[start::2])
+    config.hook.pytest_deselected(items=[item for item in items if item.nodeid.split("::")[0] not in kept])
+    items[:] = [item for item in items if item.nodeid.split("::")[0] in kept]
+'''
+_OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)\b")
+MODES = ("serial", "halves", "halves, both collect all", "design floor", "process")
+SUITES = ("trivial2k", "realistic", "trivial20k")
+
+
+def commands(mode: str, suite: Path) -> list[tuple[list[str], dict[str, str]]]:
+    """The pytest commands (arguments after ``pytest -q``, extra environment) that ``mode`` runs at once."""
+    modules = sorted(str(path.relative_to(suite)) for path in suite.glob("test_*.py"))
+    if mode == "serial":
+        return [(_PLAIN, {})]
+    if mode == "halves":
+        return [([*_PLAIN, *modules[start::2]], {}) for start in (0, 1)]
+    halves = [([*_PLAIN, "-p", _HALF_PLUGIN], {_HALF_ENV: str(start)}) for start in (0, 1)]
+    if mode == "halves, both collect all":
+        return halves
+    if mode == "design floor":
+        return [*halves, ([*_PLAIN, "--collect-only"], {})]
+    if mode == "process":
+        return [(["--executor-backend=process", "--executor-workers=2", "--executor-table=none"], {})]
+    raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+
+
+def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]], helpers: Path) -> tuple[float, Counter[str]]:
+    """Start every command together in ``suite``; wall seconds until the last ends, and their outcomes added up."""
+    pythonpath = os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", *args], cwd=suite, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": pythonpath, **env})
+             for args, env in runs]
+    outputs = [proc.communicate() for proc in procs]
+    wall = time.perf_counter() - start
+    counts: Counter[str] = Counter()
+    for proc, (args, _), (out, err) in zip(procs, runs, outputs):
+        if proc.returncode not in (0, 1):
+            sys.exit(f"pytest {' '.join(args)} failed ({proc.returncode}) in {suite}:\n{out[-3000:]}\n{err[-3000:]}")
+        if "--collect-only" not in args:
+            counts.update(outcomes(out))
+    return wall, counts
+
+
+def outcomes(stdout: str) -> Counter[str]:
+    """The test outcome counts of pytest's last summary line (warnings and deselected left out)."""
+    lines = [line for line in stdout.splitlines() if re.search(r" in [\d.]+s\b", line)]
+    if not lines:
+        sys.exit(f"no summary line in pytest's output:\n{stdout[-2000:]}")
+    return Counter({kind.rstrip("s") if kind.startswith("error") else kind: int(n)
+                    for n, kind in _OUTCOME.findall(lines[-1])})
+
+
+def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, float]:
+    """Median wall of each mode over ``repeat`` round-robin rounds (after one untimed round); outcomes checked."""
+    walls: dict[str, list[float]] = {mode: [] for mode in MODES}
+    expected: Counter[str] | None = None
+    for round_ in range(repeat + 1):
+        for mode in MODES:
+            wall, counts = run_at_once(suite, commands(mode, suite), helpers)
+            expected = expected or counts
+            if counts != expected:
+                sys.exit(f"{suite.name}: {mode} reported {dict(counts)}, serial {dict(expected)}")
+            if round_:  # the first round writes the bytecode caches and warms the file cache
+                walls[mode].append(wall)
+    return {mode: statistics.median(values) for mode, values in walls.items()}
+
+
+def main() -> None:
+    """Parse the options, build the suites, print one table per suite."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="round-robin rounds (median kept)")
+    parser.add_argument("--suites", default=",".join(SUITES), help=f"some of {', '.join(SUITES)}")
+    args = parser.parse_args()
+    suites = [name for name in args.suites.split(",") if name]
+    for name in suites:
+        if name not in SUITES:
+            parser.error(f"--suites: unknown suite {name!r}; known: {', '.join(SUITES)}")
+    as_in_a_users_shell()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+          f"median of {args.repeat} round-robin runs")
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        root = Path(tmp)
+        helpers = root / "helpers"
+        helpers.mkdir()
+        (helpers / f"{_HALF_PLUGIN}.py").write_text(_HALF_PLUGIN_SOURCE)
+        for name in suites:
+            suite = root / name
+            if name == "realistic":
+                write_realistic_suite(suite)
+            else:
+                write_trivial_suite(suite, 2000 if name == "trivial2k" else 20000)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            medians = measure(suite, args.repeat, helpers)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            print(f"\n{name} (all runs used {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.0f}"
+                  " CPU-s)")
+            print(f"  {'mode':<26} {'wall s':>7} {'/serial':>8}")
+            for mode, wall in medians.items():
+                print(f"  {mode:<26} {wall:>7.2f} {wall / medians['serial']:>7.2f}x")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
