@@ -21,8 +21,11 @@ nobody merging the reports, beside serial pytest and a real ``process`` run:
   no report replayed;
 * ``process`` — ``--executor-backend=process --executor-workers=2``.
 
-Modes run round-robin; the medians are printed with their ratio to serial.
-The halves' outcome counts, added up, must equal serial's (checked).
+Modes run round-robin; the medians are printed with their ratio to serial,
+and the time from the start to the first test report: the first of any of
+the processes for the floors, the controller's for ``process`` (a probe
+``conftest.py``).  The halves' outcome counts, added up, must equal serial's
+(checked).
 
 Usage::
 
@@ -32,6 +35,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -44,7 +48,7 @@ from collections import Counter
 from pathlib import Path
 
 from _pytest_run import as_in_a_users_shell
-from _suites import write_realistic_suite, write_trivial_suite
+from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 _PLAIN = ["-p", "no:executor", "-p", "no:cacheprovider"]
 _HALF_ENV = "BENCH_HALF"
@@ -83,23 +87,46 @@ def commands(mode: str, suite: Path) -> list[tuple[list[str], dict[str, str]]]:
     raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
 
 
-def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]], helpers: Path) -> tuple[float, Counter[str]]:
-    """Start every command together in ``suite``; wall seconds until the last ends, and their outcomes added up."""
+def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]],
+                helpers: Path) -> tuple[float, float, Counter[str]]:
+    """Start every command together in ``suite``.
+
+    Returns the wall seconds until the last ends, the seconds until the first
+    test report (see the module's doc), and their outcomes added up.
+    """
     pythonpath = os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
+    probes = helpers / "probes"
+    probes.mkdir(exist_ok=True)
+    started = time.time()
     start = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", *args], cwd=suite, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": pythonpath, **env})
+                              env={**os.environ, "PYTHONPATH": pythonpath, PROBE_ENV: str(probes), **env})
              for args, env in runs]
     outputs = [proc.communicate() for proc in procs]
     wall = time.perf_counter() - start
+    first = first_report(probes, [proc.pid for proc in procs]) - started
     counts: Counter[str] = Counter()
     for proc, (args, _), (out, err) in zip(procs, runs, outputs):
         if proc.returncode not in (0, 1):
             sys.exit(f"pytest {' '.join(args)} failed ({proc.returncode}) in {suite}:\n{out[-3000:]}\n{err[-3000:]}")
         if "--collect-only" not in args:
             counts.update(outcomes(out))
-    return wall, counts
+    return wall, first, counts
+
+
+def first_report(probes: Path, pids: list[int]) -> float:
+    """The earliest first report the probes of ``pids`` wrote (other processes' files are dropped unread)."""
+    times = []
+    for path in probes.glob("probe-*.json"):
+        if int(path.stem.split("-")[1]) in pids:
+            first = json.loads(path.read_text())["first_report"]
+            if first is not None:
+                times.append(first)
+        path.unlink()
+    if not times:
+        sys.exit(f"no process of {pids} wrote a first report in {probes}")
+    return min(times)
 
 
 def outcomes(stdout: str) -> Counter[str]:
@@ -111,19 +138,24 @@ def outcomes(stdout: str) -> Counter[str]:
                     for n, kind in _OUTCOME.findall(lines[-1])})
 
 
-def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, float]:
-    """Median wall of each mode over ``repeat`` round-robin rounds (after one untimed round); outcomes checked."""
+def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, tuple[float, float]]:
+    """Median wall and first report of each mode over ``repeat`` round-robin rounds (after one untimed round).
+
+    The outcomes of every run are checked against serial's.
+    """
     walls: dict[str, list[float]] = {mode: [] for mode in MODES}
+    firsts: dict[str, list[float]] = {mode: [] for mode in MODES}
     expected: Counter[str] | None = None
     for round_ in range(repeat + 1):
         for mode in MODES:
-            wall, counts = run_at_once(suite, commands(mode, suite), helpers)
+            wall, first, counts = run_at_once(suite, commands(mode, suite), helpers)
             expected = expected or counts
             if counts != expected:
                 sys.exit(f"{suite.name}: {mode} reported {dict(counts)}, serial {dict(expected)}")
             if round_:  # the first round writes the bytecode caches and warms the file cache
                 walls[mode].append(wall)
-    return {mode: statistics.median(values) for mode, values in walls.items()}
+                firsts[mode].append(first)
+    return {mode: (statistics.median(walls[mode]), statistics.median(firsts[mode])) for mode in MODES}
 
 
 def main() -> None:
@@ -150,14 +182,16 @@ def main() -> None:
                 write_realistic_suite(suite)
             else:
                 write_trivial_suite(suite, 2000 if name == "trivial2k" else 20000)
+            write_probe(suite)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             medians = measure(suite, args.repeat, helpers)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             print(f"\n{name} (all runs used {after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime:.0f}"
                   " CPU-s)")
-            print(f"  {'mode':<26} {'wall s':>7} {'/serial':>8}")
-            for mode, wall in medians.items():
-                print(f"  {mode:<26} {wall:>7.2f} {wall / medians['serial']:>7.2f}x")
+            print(f"  {'mode':<26} {'wall s':>7} {'/serial':>8} {'first s':>8}")
+            serial = medians["serial"][0]
+            for mode, (wall, first) in medians.items():
+                print(f"  {mode:<26} {wall:>7.2f} {wall / serial:>7.2f}x {first:>8.2f}")
             sys.stdout.flush()
 
 
