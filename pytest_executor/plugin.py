@@ -21,7 +21,7 @@ import pytest
 from pytest_executor import WORKER_ENV, newhooks
 from pytest_executor.config._state import STATE_KEY, PluginState
 from pytest_executor.config.fixtures import async_engine, engine, engine_setting, session_engine
-from pytest_executor.config.marker import MARKER, MARKER_DOC, SPEC_KEY
+from pytest_executor.config.marker import MARKER, MARKER_DOC
 from pytest_executor.config.options import add_options, any_option_set, validate_options
 
 pytest_plugins = [
@@ -164,11 +164,9 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
 @pytest.hookimpl(trylast=True)
 def pytest_executor_select_backend(item: pytest.Item) -> str:
     """Default backend: the ``job(backend=)`` argument, else the option, else local."""
-    spec = item.stash.get(SPEC_KEY, None)
-    if spec is not None and spec.backend:
-        return spec.backend
-    backend: str | None = item.config.stash[STATE_KEY].settings["backend"]
-    return backend or "local"
+    from pytest_executor.plan._planner import default_backend
+
+    return default_backend(item)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
