@@ -267,6 +267,19 @@ class RemoteLane:
             record.wait = max(0.0, record.start - record.ready)
         ctl.finalize(node, ctl.collected.pop(node, []), data.get("worker", record.worker))
 
+    def finalize_decided(self) -> None:
+        """The run stops (``-x``, ``--maxfail``): record the tests whose outcome is known but not their end.
+
+        A worker reports a test's teardown, and so its end, only once it has its next test; the run
+        stops before that, so without this the test that stopped it would be recorded as cancelled.
+        """
+        ctl = self.controller
+        for node, state in self.remote.items():
+            record = ctl.records[node]
+            if state.result_seen and not state.retrying and record.status == "running":
+                record.stop = time.time()
+                ctl.finalize(node, ctl.collected.pop(node, []), record.worker)
+
     def kill(self) -> None:
         """Abort every runner now (Ctrl-C, ``-x``)."""
         runners, self.runners = list(self.runners.values()), {}
