@@ -21,6 +21,11 @@ nobody merging the reports, beside serial pytest and a real ``process`` run:
   no report replayed;
 * ``process`` — ``--executor-backend=process --executor-workers=2``.
 
+After the timed runs, one more serial run measures (thread CPU, per test)
+what serial pytest spends in the two things a controller that shows pytest's
+own output must do too: collect the suite, and call the report hooks
+(``pytest_runtest_logstart``, ``logreport``, ``logfinish``).
+
 Modes run round-robin; the medians are printed with their ratio to serial,
 and the time from the start to the first test report: the first of any of
 the processes for the floors, the controller's for ``process`` (a probe
@@ -64,6 +69,41 @@ def pytest_collection_modifyitems(config, items):
     kept = set(modules[start::2])
     config.hook.pytest_deselected(items=[item for item in items if item.nodeid.split("::")[0] not in kept])
     items[:] = [item for item in items if item.nodeid.split("::")[0] in kept]
+'''
+_COSTS_PLUGIN = "_bench_controller_floor"
+_COSTS_PLUGIN_SOURCE = '''
+"""Serial pytest's CPU per test in what a controller must do too: collect, and call the report hooks."""
+import time
+
+import pytest
+
+_spent = {"collect": 0.0, "report": 0.0, "tests": 0}
+
+
+def _timed(kind):
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def wrapper(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return (yield)
+        finally:
+            _spent[kind] += time.thread_time() - start
+    return wrapper
+
+
+pytest_collection = _timed("collect")
+pytest_runtest_logstart = _timed("report")
+pytest_runtest_logreport = _timed("report")
+pytest_runtest_logfinish = _timed("report")
+
+
+def pytest_runtest_protocol(item):
+    _spent["tests"] += 1
+
+
+def pytest_unconfigure(config):
+    tests = max(1, _spent["tests"])
+    print(f"CONTROLLER-FLOOR collect={_spent['collect'] * 1000 / tests:.4f} report={_spent['report'] * 1000 / tests:.4f}")
 '''
 _OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)\b")
 MODES = ("serial", "halves", "halves, both collect all", "design floor", "process")
@@ -158,6 +198,17 @@ def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, tuple[float, f
     return {mode: (statistics.median(walls[mode]), statistics.median(firsts[mode])) for mode in MODES}
 
 
+def controller_floor(suite: Path, helpers: Path) -> tuple[float, float]:
+    """Milliseconds of CPU per test serial pytest spends collecting, and in the report hooks (one untimed run)."""
+    pythonpath = os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *_PLAIN, "-p", _COSTS_PLUGIN], cwd=suite, text=True,
+                          capture_output=True, env={**os.environ, "PYTHONPATH": pythonpath})
+    found = re.search(r"CONTROLLER-FLOOR collect=([\d.]+) report=([\d.]+)", proc.stdout)
+    if found is None:
+        sys.exit(f"no CONTROLLER-FLOOR line from the serial run in {suite}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return float(found.group(1)), float(found.group(2))
+
+
 def main() -> None:
     """Parse the options, build the suites, print one table per suite."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -176,6 +227,7 @@ def main() -> None:
         helpers = root / "helpers"
         helpers.mkdir()
         (helpers / f"{_HALF_PLUGIN}.py").write_text(_HALF_PLUGIN_SOURCE)
+        (helpers / f"{_COSTS_PLUGIN}.py").write_text(_COSTS_PLUGIN_SOURCE)
         for name in suites:
             suite = root / name
             if name == "realistic":
@@ -192,6 +244,9 @@ def main() -> None:
             serial = medians["serial"][0]
             for mode, (wall, first) in medians.items():
                 print(f"  {mode:<26} {wall:>7.2f} {wall / serial:>7.2f}x {first:>8.2f}")
+            collect, report = controller_floor(suite, helpers)
+            print(f"  serial pytest's CPU per test that a controller pays too: collection {collect:.3f} ms, "
+                  f"report hooks (logstart, logreport, logfinish) {report:.3f} ms")
             sys.stdout.flush()
 
 
