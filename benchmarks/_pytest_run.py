@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import subprocess
@@ -15,6 +16,15 @@ from pathlib import Path
 SHELL_ONLY_HERE = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
 """Variables this machine sets that a user's shell does not: without bytecode caching, every timed
 pytest process would compile its imports again."""
+
+
+def names_option(value: str, known: Sequence[str], option: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The comma-separated names of ``option``; a usage error through ``parser`` for one not in ``known``."""
+    names = [name for name in value.split(",") if name]
+    for name in names:
+        if name not in known:
+            parser.error(f"{option}: unknown name {name!r}; known: {', '.join(known)}")
+    return names
 
 
 def as_in_a_users_shell() -> None:

@@ -44,7 +44,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _pytest_run import PytestRun, as_in_a_users_shell, run_pytest
+from _pytest_run import PytestRun, as_in_a_users_shell, names_option, run_pytest
 from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 MODES: dict[str, list[str]] = {
@@ -161,14 +161,6 @@ def report(suite: str, samples: dict[str, Sample]) -> None:
         print(f"  dask/process {medians['dask'] / medians['process']:.2f}x")
 
 
-def _names(value: str, known: tuple[str, ...] | list[str], option: str, parser: argparse.ArgumentParser) -> list[str]:
-    names = [name for name in value.split(",") if name]
-    for name in names:
-        if name not in known:
-            parser.error(f"{option}: unknown name {name!r}; known: {', '.join(known)}")
-    return names
-
-
 def main() -> None:
     """Parse the options, run every requested suite and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -182,8 +174,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.keep_env:
         as_in_a_users_shell()
-    suites = _names(args.suites, SUITES, "--suites", parser)
-    modes = _names(args.modes, list(MODES), "--modes", parser)
+    suites = names_option(args.suites, SUITES, "--suites", parser)
+    modes = names_option(args.modes, list(MODES), "--modes", parser)
     small, large = (int(n) for n in args.trivial_sizes.split(","))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {args.repeat} round-robin runs"
           f" ({args.repeat_large} for trivial20k)")

@@ -52,7 +52,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _pytest_run import as_in_a_users_shell
+from _pytest_run import as_in_a_users_shell, names_option
 from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 _PLAIN = ["-p", "no:executor", "-p", "no:cacheprovider"]
@@ -215,10 +215,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="round-robin rounds (median kept)")
     parser.add_argument("--suites", default=",".join(SUITES), help=f"some of {', '.join(SUITES)}")
     args = parser.parse_args()
-    suites = [name for name in args.suites.split(",") if name]
-    for name in suites:
-        if name not in SUITES:
-            parser.error(f"--suites: unknown suite {name!r}; known: {', '.join(SUITES)}")
+    suites = names_option(args.suites, SUITES, "--suites", parser)
     as_in_a_users_shell()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
           f"median of {args.repeat} round-robin runs")
