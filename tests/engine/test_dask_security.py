@@ -57,3 +57,26 @@ async def _refused(address: str, **connection_args: object) -> bool:
         return True
     await comm.close()
     return False
+
+
+def test_the_plugins_local_cluster_is_tls_with_an_ec_key_and_refuses_a_client_without_it() -> None:
+    """LocalDaskCluster (the pytest plugin's run cluster) uses temporary_security: same guarantees, faster key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from executor.engine.backend.dask import LocalDaskCluster
+
+    cluster = LocalDaskCluster(1)
+    try:
+        address = str(cluster.cluster.scheduler_address)
+        assert address.startswith("tls://127.0.0.1:"), address
+        security = cluster.security
+        assert security.require_encryption
+        certificate = x509.load_pem_x509_certificate(security.tls_ca_file.encode())
+        assert isinstance(certificate.public_key(), ec.EllipticCurvePublicKey)
+        with cluster.client() as client:  # the cluster's own credentials get in
+            assert client.submit(add, 1, 2).result(timeout=60) == 3
+        assert asyncio.run(_refused(address, ssl_context=_tls_without_certificate()))
+        assert asyncio.run(_refused(address.replace("tls://", "tcp://")))
+    finally:
+        cluster.close()
