@@ -18,8 +18,14 @@ import os
 import time
 from typing import Any, Callable, final
 
-BATCH_SECONDS = 0.005
-"""At most one event per session per this many seconds: bursts are coalesced."""
+BATCH_SECONDS = 0.02
+"""At most one event per session per this many seconds: bursts are coalesced.
+
+Each event costs the dask worker, the scheduler and the controller's client a
+message (TLS included); for sub-millisecond tests 5 ms meant an event per few
+tests.  20 ms cut a dask run of 2,000 trivial tests from 6.65 to 5.61 s and one
+of 16 sessions from 6.3 to 5.5 s, while the sessions' prefetch
+(``DaskRunner._depth``: 48 items of tiny tests) still covers the wait."""
 _MAX_EVENT_BYTES = 1 << 20
 """Pending output beyond this goes at once, whatever :data:`BATCH_SECONDS` says."""
 
