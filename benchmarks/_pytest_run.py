@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -16,6 +17,22 @@ from pathlib import Path
 SHELL_ONLY_HERE = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
 """Variables this machine sets that a user's shell does not: without bytecode caching, every timed
 pytest process would compile its imports again."""
+
+
+_SUMMARY_COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|warnings?|deselected)\b")
+
+
+def summary_counts(stdout: str, stderr: str = "") -> dict[str, int]:
+    """The counts of pytest's final summary line (``3 failed, 2900 passed, 2 warnings in 1.2s``).
+
+    Kinds are singular for errors and warnings (``error``, ``warning``); exits
+    with the output's end if there is no summary line.
+    """
+    lines = [line for line in stdout.splitlines() if re.search(r" in [\d.]+s\b", line)]
+    if not lines:
+        sys.exit(f"no summary line in pytest's output:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    return {kind.rstrip("s") if kind.startswith(("error", "warning")) else kind: int(n)
+            for n, kind in _SUMMARY_COUNT.findall(lines[-1])}
 
 
 def names_option(value: str, known: Sequence[str], option: str, parser: argparse.ArgumentParser) -> list[str]:

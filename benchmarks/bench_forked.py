@@ -40,16 +40,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from _pytest_run import PytestRun, run_pytest
+from _pytest_run import PytestRun, run_pytest, summary_counts
 from _suites import write_trivial_suite
 
-_OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|errors?)\b")
+_OUTCOMES = ("passed", "failed", "skipped", "error")
 _COMMON = ["--executor-table=none", "-p", "no:rerunfailures", "-p", "no:randomly"]
 
 CRASHY = '''
@@ -85,9 +84,8 @@ def test_lookup(table, n):
 
 
 def outcomes(run: PytestRun) -> dict[str, int]:
-    """Outcome counts from pytest's last line."""
-    last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
-    return {kind.rstrip("s") if kind.startswith("error") else kind: int(n) for n, kind in _OUTCOME.findall(last)}
+    """The passed, failed, skipped and error counts of pytest's summary line."""
+    return {kind: n for kind, n in summary_counts(run.stdout, run.stderr).items() if kind in _OUTCOMES}
 
 
 def timed(

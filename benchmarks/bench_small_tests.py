@@ -37,14 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _pytest_run import PytestRun, as_in_a_users_shell, names_option, run_pytest
+from _pytest_run import PytestRun, as_in_a_users_shell, names_option, run_pytest, summary_counts
 from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 MODES: dict[str, list[str]] = {
@@ -55,7 +54,6 @@ MODES: dict[str, list[str]] = {
     "dask": ["--executor-backend=dask", "--executor-workers=2", "--executor-table=none"],
 }
 SUITES = ("trivial2k", "trivial20k", "realistic", "realistic-junit", "realistic-v")
-_OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|warnings?|deselected)\b")
 
 
 @dataclass
@@ -67,16 +65,6 @@ class Sample:
     cpu: list[float] = field(default_factory=list)
     total_cpu: list[float] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
-
-
-def outcome_counts(run: PytestRun) -> dict[str, int]:
-    """The counts of pytest's final summary line (``3 failed, 2900 passed, ... in 1.2s``)."""
-    lines = [line for line in run.stdout.splitlines() if re.search(r" in [\d.]+s\b", line)]
-    if not lines:
-        sys.exit(f"no summary line in pytest's output:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-    counts = {kind.rstrip("s") if kind.startswith(("error", "warning")) else kind: int(n)
-              for n, kind in _OUTCOME.findall(lines[-1])}
-    return counts
 
 
 def read_probe(probe_dir: Path, run: PytestRun) -> tuple[float, float]:
@@ -126,7 +114,7 @@ def measure(directory: Path, extra: list[str], modes: list[str], repeat: int, pr
             sample.first.append(first)
             sample.cpu.append(cpu)
             sample.total_cpu.append(run.cpu)
-            counts = outcome_counts(run)
+            counts = summary_counts(run.stdout, run.stderr)
             if sample.outcomes and counts != sample.outcomes:
                 sys.exit(f"{mode}: outcomes changed between repeats: {sample.outcomes} then {counts}")
             sample.outcomes = counts

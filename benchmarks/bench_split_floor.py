@@ -52,7 +52,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _pytest_run import as_in_a_users_shell, names_option
+from _pytest_run import as_in_a_users_shell, names_option, summary_counts
 from _suites import PROBE_ENV, write_probe, write_realistic_suite, write_trivial_suite
 
 _PLAIN = ["-p", "no:executor", "-p", "no:cacheprovider"]
@@ -105,7 +105,8 @@ def pytest_unconfigure(config):
     tests = max(1, _spent["tests"])
     print(f"CONTROLLER-FLOOR collect={_spent['collect'] * 1000 / tests:.4f} report={_spent['report'] * 1000 / tests:.4f}")
 '''
-_OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)\b")
+_NOT_TESTS = ("warning", "deselected")
+"""Summary counts that are not test outcomes (the halves deselect each other's modules)."""
 MODES = ("serial", "halves", "halves, both collect all", "design floor", "process")
 SUITES = ("trivial2k", "realistic", "trivial20k")
 
@@ -127,6 +128,11 @@ def commands(mode: str, suite: Path) -> list[tuple[list[str], dict[str, str]]]:
     raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
 
 
+def with_helpers(helpers: Path) -> str:
+    """``PYTHONPATH`` with the folder of this script's helper plugins first."""
+    return os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
+
+
 def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]],
                 helpers: Path) -> tuple[float, float, Counter[str]]:
     """Start every command together in ``suite``.
@@ -134,7 +140,7 @@ def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]],
     Returns the wall seconds until the last ends, the seconds until the first
     test report (see the module's doc), and their outcomes added up.
     """
-    pythonpath = os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
+    pythonpath = with_helpers(helpers)
     probes = helpers / "probes"
     probes.mkdir(exist_ok=True)
     started = time.time()
@@ -151,7 +157,7 @@ def run_at_once(suite: Path, runs: list[tuple[list[str], dict[str, str]]],
         if proc.returncode not in (0, 1):
             sys.exit(f"pytest {' '.join(args)} failed ({proc.returncode}) in {suite}:\n{out[-3000:]}\n{err[-3000:]}")
         if "--collect-only" not in args:
-            counts.update(outcomes(out))
+            counts.update({kind: n for kind, n in summary_counts(out, err).items() if kind not in _NOT_TESTS})
     return wall, first, counts
 
 
@@ -167,15 +173,6 @@ def first_report(probes: Path, pids: list[int]) -> float:
     if not times:
         sys.exit(f"no process of {pids} wrote a first report in {probes}")
     return min(times)
-
-
-def outcomes(stdout: str) -> Counter[str]:
-    """The test outcome counts of pytest's last summary line (warnings and deselected left out)."""
-    lines = [line for line in stdout.splitlines() if re.search(r" in [\d.]+s\b", line)]
-    if not lines:
-        sys.exit(f"no summary line in pytest's output:\n{stdout[-2000:]}")
-    return Counter({kind.rstrip("s") if kind.startswith("error") else kind: int(n)
-                    for n, kind in _OUTCOME.findall(lines[-1])})
 
 
 def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, tuple[float, float]]:
@@ -200,9 +197,8 @@ def measure(suite: Path, repeat: int, helpers: Path) -> dict[str, tuple[float, f
 
 def controller_floor(suite: Path, helpers: Path) -> tuple[float, float]:
     """Milliseconds of CPU per test serial pytest spends collecting, and in the report hooks (one untimed run)."""
-    pythonpath = os.pathsep.join(filter(None, [str(helpers), os.environ.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *_PLAIN, "-p", _COSTS_PLUGIN], cwd=suite, text=True,
-                          capture_output=True, env={**os.environ, "PYTHONPATH": pythonpath})
+                          capture_output=True, env={**os.environ, "PYTHONPATH": with_helpers(helpers)})
     found = re.search(r"CONTROLLER-FLOOR collect=([\d.]+) report=([\d.]+)", proc.stdout)
     if found is None:
         sys.exit(f"no CONTROLLER-FLOOR line from the serial run in {suite}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
