@@ -24,6 +24,7 @@ retries, limits and exclusive scheduling:
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any, final
 
@@ -176,8 +177,8 @@ class Controller:
         # With runners, the jobs go to the engine a batch at a time, between turns of the run loop: the
         # first tests start while the others are submitted (each job costs the engine some work to
         # submit and start; 20,000 of them took about a second before the first test could run).
-        unsubmitted = [jobs[at:at + SUBMIT_BATCH] for at in range(0, len(jobs), SUBMIT_BATCH)] if runners else [jobs]
-        unsubmitted.reverse()
+        size = SUBMIT_BATCH if runners else max(1, len(jobs))
+        unsubmitted = collections.deque(jobs[at:at + size] for at in range(0, len(jobs), size))
         self._submit_batch(unsubmitted)
         if not runners:
             engine.serve_caller()
@@ -205,12 +206,12 @@ class Controller:
         for runner in list(runners.values()):
             self._drain(session, runner)
 
-    def _submit_batch(self, unsubmitted: list[list[TestJob]]) -> None:
-        """Submit the next batch of jobs (the last of ``unsubmitted``), if any, to the engine."""
+    def _submit_batch(self, unsubmitted: collections.deque[list[TestJob]]) -> None:
+        """Submit the next batch of ``unsubmitted`` jobs, if any, to the engine."""
         if unsubmitted:
             assert self.engine is not None
             with collector_paused():  # a task per job, alive until the job ends
-                self.engine.submit(*unsubmitted.pop())
+                self.engine.submit(*unsubmitted.popleft())
 
     def _make_jobs(self) -> None:
         """One engine job per planned item, conditioned on its dependencies (and the local chain)."""

@@ -32,7 +32,8 @@ def local_cluster_options(n_workers: int, threads_per_worker: int, scratch: str,
 
     Worker processes, TLS with temporary certificates that only this process
     holds (``security=True``: other local users can neither connect nor
-    submit; :class:`LocalDaskCluster` passes :func:`temporary_security` instead), scheduler and workers on 127.0.0.1, the dashboard on a free
+    submit; :class:`LocalDaskCluster` passes :func:`temporary_security`
+    instead), scheduler and workers on 127.0.0.1, the dashboard on a free
     loopback port (never on the network, never 8787 of a user's cluster) and
     scratch space in ``scratch`` (private, removed by whoever made it).
     """
